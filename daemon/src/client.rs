@@ -1,0 +1,168 @@
+//! The CLI's HTTP client for the management API and function calls.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderMap, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::{ErrorBody, ErrorDetail};
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7700";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the hearth daemon at {addr} ({reason}); start it with `hearth serve`, or point --addr / HEARTH_ADDR at a running daemon")]
+    Unreachable { addr: String, reason: String },
+    #[error("{}", describe(.0))]
+    Api(Box<ErrorDetail>),
+    #[error("the daemon at {addr} answered {status} with a body that is not hearth's JSON: {body}; is something else listening there?")]
+    BadResponse { addr: String, status: StatusCode, body: String },
+    #[error("invalid daemon address \"{0}\"; use HOST:PORT, for example 127.0.0.1:7700")]
+    BadAddr(String),
+}
+
+fn describe(e: &ErrorDetail) -> String {
+    let mut out = e.message.clone();
+    if let Some(d) = &e.details {
+        if !d.traceback.trim().is_empty() {
+            out.push_str("\n\n");
+            out.push_str(d.traceback.trim_end());
+            out.push('\n');
+        }
+    }
+    if !e.hint.is_empty() {
+        out.push_str(&format!("\nhint: {}", e.hint));
+    }
+    out
+}
+
+impl ClientError {
+    pub fn detail(&self) -> Option<&ErrorDetail> {
+        match self {
+            ClientError::Api(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+pub struct Client {
+    addr: String,
+    base: String,
+    actor: String,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(addr: &str) -> Result<Client, ClientError> {
+        let trimmed = addr.trim().trim_end_matches('/');
+        let host = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+        if host.is_empty() || host.contains('/') || !host.contains(':') {
+            return Err(ClientError::BadAddr(addr.to_owned()));
+        }
+        let actor = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| {
+                nix::unistd::User::from_uid(nix::unistd::getuid())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .unwrap_or_default();
+        Ok(Client {
+            addr: host.to_owned(),
+            base: format!("http://{host}"),
+            actor,
+            http: HyperClient::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Response, ClientError> {
+        let mut req = Request::builder().method(method).uri(format!("{}{}", self.base, path));
+        if body.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        if !self.actor.is_empty() {
+            req = req.header("x-hearth-actor", &self.actor);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
+        let resp = self.http.request(req).await.map_err(|e| ClientError::Unreachable {
+            addr: self.addr.clone(),
+            reason: root_cause(&e),
+        })?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                reason: format!("connection lost while reading the answer: {e}"),
+            })?
+            .to_bytes();
+        Ok(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Turn a non-2xx answer into the daemon's error.
+    pub fn check(&self, resp: Response) -> Result<Response, ClientError> {
+        if resp.status.is_success() {
+            return Ok(resp);
+        }
+        match serde_json::from_slice::<ErrorBody>(&resp.body) {
+            Ok(e) => Err(ClientError::Api(Box::new(e.error))),
+            Err(_) => Err(ClientError::BadResponse {
+                addr: self.addr.clone(),
+                status: resp.status,
+                body: String::from_utf8_lossy(&resp.body).chars().take(200).collect(),
+            }),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, resp: Response) -> Result<T, ClientError> {
+        let resp = self.check(resp)?;
+        serde_json::from_slice(&resp.body).map_err(|_| ClientError::BadResponse {
+            addr: self.addr.clone(),
+            status: resp.status,
+            body: String::from_utf8_lossy(&resp.body).chars().take(200).collect(),
+        })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self.send(Method::GET, path, None).await?;
+        self.decode(resp)
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
+        let resp = self.send(Method::POST, path, Some(bytes)).await?;
+        self.decode(resp)
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

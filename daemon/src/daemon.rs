@@ -1,0 +1,101 @@
+//! `hearth serve`: open the store, find the runtimes, route the live
+//! versions, serve HTTP until SIGINT or SIGTERM, then stop every worker.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tracing::info;
+
+use crate::gateway::{self, Gateway};
+use crate::publish::Publisher;
+use crate::runtime::{RuntimeOptions, Runtimes};
+use crate::store::Store;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+/// Default largest call body: 16 MiB.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub runtimes: RuntimeOptions,
+    pub max_body: usize,
+}
+
+/// `--data-dir`, else HEARTH_DATA (both handled by clap), else
+/// `$XDG_DATA_HOME/hearth`, else `~/.local/share/hearth`, else `./hearth-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("hearth");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/hearth");
+    }
+    PathBuf::from("hearth-data")
+}
+
+fn prepare_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).with_context(|| {
+        format!(
+            "cannot create the data directory {}; choose a writable one with --data-dir or HEARTH_DATA",
+            path.display()
+        )
+    })
+}
+
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let data = &config.data_dir;
+    prepare_dir(data)?;
+    let data = data
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the data directory {}", data.display()))?;
+    prepare_dir(&data.join("code"))?;
+    prepare_dir(&data.join("runtimes"))?;
+
+    let store = Store::open(&data.join("hearth.db")).await?;
+    let runtimes = Runtimes::discover(&data.join("runtimes"), &config.runtimes).await;
+    for line in runtimes.summary() {
+        info!("runtime {line}");
+    }
+    let publisher = Arc::new(Publisher::new(store.clone(), runtimes, data.join("code")));
+    let routed = publisher.restore_routes().await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another `hearth serve` running there? Stop it or choose another address with --listen",
+            config.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    info!(%addr, data = %data.display(), functions = routed, "hearth listening");
+    // One line on stdout for scripts and tests that wait for the daemon.
+    println!("hearth listening on http://{addr} (data: {})", data.display());
+    let _ = std::io::stdout().flush();
+
+    let gw = Arc::new(Gateway::new(publisher.clone(), config.max_body));
+    gateway::serve(listener, gw, shutdown_signal()).await;
+    info!("stopping: ending workers");
+    publisher.shutdown();
+    store.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        _ = term.recv() => info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,222 @@
+//! Errors as HTTP: one JSON shape (`api::ErrorBody`), the right status, and a
+//! hint that says what to do.
+
+use hyper::StatusCode;
+
+use crate::api::{ErrorDetail, FunctionErrorBody};
+use crate::bundle::BundleError;
+use crate::pool::{CallError, FunctionError, WorkerError};
+use crate::publish::PublishError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: ErrorDetail,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>, hint: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            detail: ErrorDetail {
+                code: code.to_owned(),
+                message: message.into(),
+                hint: hint.into(),
+                ..ErrorDetail::default()
+            },
+        }
+    }
+
+    pub fn function(mut self, name: &str, version: Option<u32>) -> ApiError {
+        self.detail.function.get_or_insert_with(|| name.to_owned());
+        if self.detail.version.is_none() {
+            self.detail.version = version;
+        }
+        self
+    }
+
+    fn details(mut self, error: FunctionError) -> ApiError {
+        self.detail.details = Some(FunctionErrorBody {
+            kind: error.kind,
+            message: error.message,
+            traceback: error.traceback,
+        });
+        self
+    }
+
+    pub fn route_not_found(path: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            format!("nothing is served at {path}"),
+            "call functions at POST /fn/NAME (or /fn/NAME@VERSION); the management API is under /api/v1/",
+        )
+    }
+
+    pub fn method_not_allowed(path: &str, allowed: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{path} does not accept this method"),
+            format!("use {allowed}"),
+        )
+    }
+
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is over the limit of {limit} bytes"),
+            "send a smaller body, or raise the limit with `hearth serve --max-body BYTES`",
+        )
+    }
+
+    pub fn bad_json(what: &str, error: &serde_json::Error) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("{what} is not valid JSON: {error}"),
+            "send a JSON document, for example -d '{\"name\":\"Ada\"}' with content-type: application/json",
+        )
+    }
+
+    /// A failure of the function's own code during a call.
+    pub fn function_error(function: &str, version: u32, error: FunctionError) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "function_error",
+            format!("{function}@{version} raised {}: {}", error.kind, error.message),
+            "the function's traceback is in error.details; fix the code and deploy again",
+        )
+        .function(function, Some(version))
+        .details(error)
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            PublishError::Bundle(BundleError::Manifest(_)) | PublishError::Bundle(BundleError::NoManifest) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_manifest", message, "fix hearth.toml and deploy again")
+            }
+            PublishError::Bundle(BundleError::EntryMissing { .. }) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_manifest",
+                message,
+                "fix `entry` in hearth.toml or add the file, then deploy again",
+            ),
+            PublishError::Bundle(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_bundle",
+                message,
+                "fix the function's files and deploy again",
+            ),
+            PublishError::Runtime(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "runtime_unavailable",
+                message,
+                "install the runtime as the message says (./scripts/setup does), then restart hearth serve",
+            ),
+            PublishError::Store(_) | PublishError::Code(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                message,
+                "check the daemon's log and its data directory",
+            ),
+            PublishError::UnknownFunction(name) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "function_not_found",
+                message,
+                "deploy it with `hearth deploy DIR`; `hearth list` shows the functions there are",
+            )
+            .function(&name, None),
+            PublishError::UnknownVersion { function, version, .. } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "version_not_found",
+                message,
+                format!("`hearth versions {function}` lists its versions"),
+            )
+            .function(&function, Some(version)),
+            PublishError::NotPublished { function } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_published",
+                message,
+                format!("publish one with `hearth publish {function} --version N`, or call a version directly at /fn/{function}@N"),
+            )
+            .function(&function, None),
+            PublishError::LoadFailed {
+                function,
+                version,
+                live,
+                error,
+                ..
+            } => {
+                let hint = match live {
+                    Some(v) => format!("version {v} stays live; fix the code and deploy again"),
+                    None => "nothing is live yet; fix the code and deploy again".to_owned(),
+                };
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "load_failed", message, hint)
+                    .function(&function, Some(version))
+                    .details(error)
+            }
+            PublishError::Start { function, version, source } => {
+                let mut err = ApiError::from(CallError::Worker(source));
+                err.detail.message = message;
+                err.function(&function, Some(version))
+            }
+            PublishError::NothingToRollBack { function, live } => ApiError::new(
+                StatusCode::CONFLICT,
+                "nothing_to_roll_back",
+                message,
+                format!("make another version live with `hearth publish {function} --version N`"),
+            )
+            .function(&function, Some(live)),
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            CallError::Saturated { .. } => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                message,
+                "retry later, or raise limits.max_workers in hearth.toml",
+            ),
+            CallError::Worker(WorkerError::Timeout { .. }) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                message,
+                "make the function faster, or raise limits.timeout_ms in hearth.toml and deploy again",
+            ),
+            CallError::Worker(WorkerError::Died { .. }) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "worker_died",
+                message,
+                "the call was lost with its worker, which has been replaced; the function's log (the daemon's output) may say why",
+            ),
+            CallError::Worker(WorkerError::Protocol { .. }) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "protocol_error",
+                message,
+                "the worker has been replaced; if this repeats, the function may be writing to fds 3 or 4",
+            ),
+            CallError::Worker(WorkerError::Spawn { .. }) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "worker_start_failed",
+                message,
+                "check that the runtime is installed and the machine has free processes and memory",
+            ),
+            CallError::Worker(WorkerError::LoadFailed { error, .. }) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "load_failed",
+                message,
+                "fix the code and deploy again",
+            )
+            .details(error),
+        }
+    }
+}

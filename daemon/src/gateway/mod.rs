@@ -1,0 +1,421 @@
+//! The HTTP gateway (hyper, HTTP/1.1 and HTTP/2): function calls at
+//! `/fn/{name}` and `/fn/{name}@{version}`, the management API under
+//! `/api/v1/`. A call flows gateway → router → pool → worker and back.
+
+mod error;
+
+pub use error::ApiError;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::api::{DeployRequest, ErrorBody, PublishRequest, RollbackRequest};
+use crate::bundle::Bundle;
+use crate::manifest::validate_name;
+use crate::pool::Call;
+use crate::protocol;
+use crate::publish::Publisher;
+
+/// Largest management request (a deploy carries the code, base64-encoded).
+pub const MAX_API_BODY: usize = 96 * 1024 * 1024;
+
+pub struct Gateway {
+    pub publisher: Arc<Publisher>,
+    /// Largest function call body.
+    pub max_body: usize,
+    ids: RequestIds,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+impl Gateway {
+    pub fn new(publisher: Arc<Publisher>, max_body: usize) -> Gateway {
+        Gateway {
+            publisher,
+            max_body,
+            ids: RequestIds::new(),
+        }
+    }
+}
+
+/// Request ids: a per-start prefix and a counter; unique and cheap.
+struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        RequestIds {
+            prefix: nanos ^ std::process::id().rotate_left(16),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self, incoming: Option<&HeaderValue>) -> String {
+        if let Some(id) = incoming.and_then(|v| v.to_str().ok()) {
+            if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+                return id.to_owned();
+            }
+        }
+        format!("{:08x}{:08x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Accept connections until `shutdown` resolves, then let open connections
+/// finish (up to 10 s).
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let gw = gateway.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let gw = gw.clone();
+                    async move { Ok::<_, Infallible>(handle(gw, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        warn!("connections still open after 10 s; closing them");
+    }
+}
+
+async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_owned();
+    let result = if let Some(target) = path.strip_prefix("/fn/") {
+        let target = target.to_owned();
+        invoke(&gw, req, &target).await
+    } else if let Some(rest) = path.strip_prefix("/api/v1/") {
+        let rest = rest.trim_end_matches('/').to_owned();
+        management(&gw, req, &rest).await
+    } else if path == "/" {
+        Ok(json(StatusCode::OK, &serde_json::json!({
+            "service": "hearth",
+            "version": env!("CARGO_PKG_VERSION"),
+            "call": "POST /fn/{name}",
+            "api": "/api/v1/",
+        })))
+    } else {
+        Err(ApiError::route_not_found(&path))
+    };
+    result.unwrap_or_else(error_response)
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Resp {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error_response(e: ApiError) -> Resp {
+    json(e.status, &ErrorBody { error: e.detail })
+}
+
+/// Read a whole body, refusing (413) anything over `limit`.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::body_too_large(limit));
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::body_too_large(limit)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("cannot read the request body: {e}"),
+            "send the whole body again",
+        )),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_json(what, &e))
+}
+
+fn unknown_function(name: &str) -> ApiError {
+    ApiError::from(crate::publish::PublishError::UnknownFunction(name.to_owned()))
+}
+
+/// `name` or `name@version`.
+fn parse_target(target: &str) -> Result<(&str, Option<u32>), ApiError> {
+    let (name, version) = match target.split_once('@') {
+        Some((name, v)) => {
+            let version = v.parse::<u32>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "version_not_found",
+                    format!("\"{v}\" is not a version of {name}; versions are numbers"),
+                    format!("call /fn/{name} for the live version, or /fn/{name}@N for version N"),
+                )
+                .function(name, None)
+            })?;
+            (name, Some(version))
+        }
+        None => (target, None),
+    };
+    if validate_name(name).is_err() {
+        return Err(unknown_function(name));
+    }
+    Ok((name, version))
+}
+
+/// The event of a GET call: the query parameters as a map of strings.
+fn query_event(query: Option<&str>) -> rmpv::Value {
+    let mut entries = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        entries.push((rmpv::Value::from(percent_decode(k)), rmpv::Value::from(percent_decode(v))));
+    }
+    rmpv::Value::Map(entries)
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' => bytes
+                .get(i + 1)
+                .and_then(|h| hex(*h))
+                .zip(bytes.get(i + 2).and_then(|l| hex(*l)))
+                .map(|(h, l)| h * 16 + l),
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Resp, ApiError> {
+    let (name, version) = parse_target(target)?;
+    let request_id = gw.ids.next(req.headers().get("x-request-id"));
+    let is_get = match *req.method() {
+        Method::POST => false,
+        Method::GET => true,
+        _ => return Err(ApiError::method_not_allowed(&format!("/fn/{target}"), "POST (JSON body) or GET (query parameters)")),
+    };
+    let pool = match version {
+        None => gw.publisher.live_pool(name).await,
+        Some(v) => gw.publisher.pool_for(name, v).await,
+    }
+    .map_err(|e| with_request_id(ApiError::from(e), &request_id))?;
+    let spec = pool.spec();
+    let (function, version) = (spec.function.clone(), spec.version);
+    let timeout = Duration::from_millis(spec.limits.timeout_ms);
+    let span = info_span!("call", function = %function, version, request_id = %request_id);
+
+    async {
+        let arrived = tokio::time::Instant::now();
+        let payload = if is_get {
+            query_event(req.uri().query())
+        } else {
+            let body = read_body(req, gw.max_body).await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                rmpv::Value::Map(Vec::new())
+            } else {
+                protocol::json_to_value(&body).map_err(|e| ApiError::bad_json("the request body", &e))?
+            }
+        };
+        let deadline_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+            + timeout.as_millis() as u64;
+        let call = Call {
+            request_id: request_id.clone(),
+            payload,
+            deadline: arrived + timeout,
+            deadline_ms,
+        };
+        // The call runs in its own task: a client that hangs up mid-call does
+        // not abandon a worker half-way through a frame.
+        let outcome = tokio::spawn(pool.call(call)).await.map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("call task failed: {e}"), "report this as a bug")
+        })?;
+        let elapsed_ms = arrived.elapsed().as_secs_f64() * 1000.0;
+        match outcome {
+            Ok(Ok(value)) => {
+                debug!(ms = elapsed_ms, "call ok");
+                let mut resp = json(StatusCode::OK, &protocol::value_to_json(&value));
+                let h = resp.headers_mut();
+                if let Ok(v) = HeaderValue::from_str(&function) {
+                    h.insert("x-hearth-function", v);
+                }
+                h.insert("x-hearth-version", HeaderValue::from(version));
+                if let Ok(v) = HeaderValue::from_str(&request_id) {
+                    h.insert("x-request-id", v);
+                }
+                Ok(resp)
+            }
+            Ok(Err(fe)) => {
+                info!(ms = elapsed_ms, kind = %fe.kind, "call raised");
+                Err(ApiError::function_error(&function, version, fe))
+            }
+            Err(e) => {
+                warn!(ms = elapsed_ms, error = %e, "call failed");
+                Err(ApiError::from(e).function(&function, Some(version)))
+            }
+        }
+    }
+    .instrument(span)
+    .await
+    .map_err(|e| with_request_id(e.function(&function, Some(version)), &request_id))
+}
+
+fn with_request_id(mut e: ApiError, id: &str) -> ApiError {
+    e.detail.request_id = Some(id.to_owned());
+    e
+}
+
+fn actor(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("x-hearth-actor")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(100).collect())
+        .unwrap_or_default()
+}
+
+async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<Resp, ApiError> {
+    let parts: Vec<&str> = rest.split('/').collect();
+    let method = req.method().clone();
+    let p = &gw.publisher;
+    match (method, parts.as_slice()) {
+        (Method::GET, ["health"]) => Ok(json(StatusCode::OK, &serde_json::json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "runtimes": p.runtimes.summary(),
+        }))),
+        (Method::GET, ["functions"]) => {
+            let functions = p.store.list_functions().await.map_err(store_err)?;
+            Ok(json(StatusCode::OK, &serde_json::json!({ "functions": functions })))
+        }
+        (Method::GET, ["functions", name]) => {
+            let f = p.store.function(name).await.map_err(store_err)?.ok_or_else(|| unknown_function(name))?;
+            Ok(json(StatusCode::OK, &f))
+        }
+        (Method::GET, ["functions", name, "versions"]) => {
+            let f = p.store.function(name).await.map_err(store_err)?.ok_or_else(|| unknown_function(name))?;
+            let versions = p.store.versions(name).await.map_err(store_err)?;
+            Ok(json(StatusCode::OK, &serde_json::json!({
+                "function": f.name,
+                "live_version": f.live_version,
+                "versions": versions,
+            })))
+        }
+        (Method::GET, ["functions", name, "releases"]) => {
+            p.store.function(name).await.map_err(store_err)?.ok_or_else(|| unknown_function(name))?;
+            let releases = p.store.releases(name).await.map_err(store_err)?;
+            Ok(json(StatusCode::OK, &serde_json::json!({ "function": name, "releases": releases })))
+        }
+        (Method::POST, ["functions", name, "publish"]) => {
+            let name = name.to_string();
+            let actor = actor(&req);
+            let body: PublishRequest = parse_json(&read_body(req, MAX_API_BODY).await?, "the publish request")?;
+            let out = p.publish(&name, body.version, "publish", &body.message, &actor).await?;
+            Ok(json(StatusCode::OK, &out))
+        }
+        (Method::POST, ["functions", name, "rollback"]) => {
+            let name = name.to_string();
+            let actor = actor(&req);
+            let body: RollbackRequest = parse_json(&read_body(req, MAX_API_BODY).await?, "the rollback request")?;
+            let out = p.rollback(&name, &body.message, &actor).await?;
+            Ok(json(StatusCode::OK, &out))
+        }
+        (Method::POST, ["deploy"]) => {
+            let actor = actor(&req);
+            let body: DeployRequest = parse_json(&read_body(req, MAX_API_BODY).await?, "the deploy request")?;
+            let out = p.deploy(Bundle { files: body.files }, &body.message, body.publish, &actor).await?;
+            let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(json(status, &out))
+        }
+        (_, ["health"] | ["functions"] | ["functions", _] | ["functions", _, "versions" | "releases"]) => {
+            Err(ApiError::method_not_allowed(&format!("/api/v1/{rest}"), "GET"))
+        }
+        (_, ["deploy"] | ["functions", _, "publish" | "rollback"]) => {
+            Err(ApiError::method_not_allowed(&format!("/api/v1/{rest}"), "POST"))
+        }
+        _ => Err(ApiError::route_not_found(&format!("/api/v1/{rest}"))),
+    }
+}
+
+fn store_err(e: crate::store::StoreError) -> ApiError {
+    ApiError::from(crate::publish::PublishError::Store(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(parse_target("hello").expect("ok"), ("hello", None));
+        assert_eq!(parse_target("hello@3").expect("ok"), ("hello", Some(3)));
+        assert_eq!(parse_target("hello@x").expect_err("bad").status, StatusCode::NOT_FOUND);
+        assert_eq!(parse_target("Hello").expect_err("bad").detail.code, "function_not_found");
+    }
+
+    #[test]
+    fn query_strings_decode() {
+        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
+        let v = query_event(Some("name=Ada%21&x"));
+        assert_eq!(protocol::value_to_json(&v), serde_json::json!({"name": "Ada!", "x": ""}));
+    }
+}

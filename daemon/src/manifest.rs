@@ -1,0 +1,326 @@
+//! `hearth.toml`: what a function directory declares about itself.
+//!
+//! Keys (later work adds keys, never renames these):
+//! `name`, `runtime`, `entry`, `app`, `category`, `description`, and a
+//! `[limits]` table with `timeout_ms`, `memory_mb`, `max_workers`.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub const MANIFEST_FILE: &str = "hearth.toml";
+
+pub const DEFAULT_APP: &str = "default";
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+pub const DEFAULT_MEMORY_MB: u64 = 256;
+pub const MAX_MEMORY_MB: u64 = 64 * 1024;
+pub const DEFAULT_MAX_WORKERS: u32 = 4;
+pub const MAX_MAX_WORKERS: u32 = 1024;
+
+/// The runtimes hearth knows. Adding one means a shim under `shims/` and an
+/// entry in `runtime.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    Python,
+    Node,
+    Lua,
+}
+
+impl RuntimeKind {
+    pub const ALL: [RuntimeKind; 3] = [RuntimeKind::Python, RuntimeKind::Node, RuntimeKind::Lua];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Python => "python",
+            RuntimeKind::Node => "node",
+            RuntimeKind::Lua => "lua",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Files that may hold the entry module `module` (a dotted path).
+    pub fn entry_files(self, module: &str) -> Vec<String> {
+        let base = module.replace('.', "/");
+        match self {
+            RuntimeKind::Python => vec![format!("{base}.py"), format!("{base}/__init__.py")],
+            RuntimeKind::Node => vec![
+                format!("{base}.js"),
+                format!("{base}.mjs"),
+                format!("{base}.cjs"),
+            ],
+            RuntimeKind::Lua => vec![format!("{base}.lua"), format!("{base}/init.lua")],
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub timeout_ms: u64,
+    pub memory_mb: u64,
+    pub max_workers: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            memory_mb: DEFAULT_MEMORY_MB,
+            max_workers: DEFAULT_MAX_WORKERS,
+        }
+    }
+}
+
+/// A validated manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub runtime: RuntimeKind,
+    pub entry: String,
+    pub app: String,
+    pub category: String,
+    pub description: String,
+    pub limits: Limits,
+}
+
+impl Manifest {
+    /// `main.handler` → (`main`, `handler`).
+    pub fn entry_parts(&self) -> (&str, &str) {
+        self.entry.rsplit_once('.').unwrap_or((&self.entry, ""))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("{MANIFEST_FILE} is not valid TOML: {0}")]
+    Syntax(String),
+    #[error("{MANIFEST_FILE}: missing required key `{key}` ({example})")]
+    Missing { key: &'static str, example: &'static str },
+    #[error("{MANIFEST_FILE}: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description and [limits] timeout_ms, memory_mb, max_workers")]
+    UnknownKey(String),
+}
+
+/// Parse and validate the text of a `hearth.toml`.
+pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ManifestError::Syntax(e.message().to_owned()))?;
+
+    for key in table.keys() {
+        if !matches!(
+            key.as_str(),
+            "name" | "runtime" | "entry" | "app" | "category" | "description" | "limits"
+        ) {
+            return Err(ManifestError::UnknownKey(key.clone()));
+        }
+    }
+
+    let name = required_str(&table, "name", "for example name = \"hello\"")?;
+    validate_name(&name).map_err(|problem| ManifestError::Invalid { key: "name", problem })?;
+
+    let runtime_text = required_str(
+        &table,
+        "runtime",
+        "one of runtime = \"python\", \"node\" or \"lua\"",
+    )?;
+    let runtime = RuntimeKind::parse(&runtime_text).ok_or_else(|| ManifestError::Invalid {
+        key: "runtime",
+        problem: format!("is \"{runtime_text}\", which is not a runtime hearth has; use one of python, node, lua"),
+    })?;
+
+    let entry = required_str(&table, "entry", "for example entry = \"main.handler\"")?;
+    validate_entry(&entry).map_err(|problem| ManifestError::Invalid { key: "entry", problem })?;
+
+    let app = optional_str(&table, "app")?.unwrap_or_else(|| DEFAULT_APP.to_owned());
+    validate_name(&app).map_err(|problem| ManifestError::Invalid { key: "app", problem })?;
+    let category = optional_str(&table, "category")?.unwrap_or_default();
+    let description = optional_str(&table, "description")?.unwrap_or_default();
+
+    let limits = match table.get("limits") {
+        None => Limits::default(),
+        Some(toml::Value::Table(t)) => parse_limits(t)?,
+        Some(_) => {
+            return Err(ManifestError::Invalid {
+                key: "limits",
+                problem: "must be a table: write [limits] on its own line, then its keys".into(),
+            })
+        }
+    };
+
+    Ok(Manifest {
+        name,
+        runtime,
+        entry,
+        app,
+        category,
+        description,
+        limits,
+    })
+}
+
+fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
+    for key in t.keys() {
+        if !matches!(key.as_str(), "timeout_ms" | "memory_mb" | "max_workers") {
+            return Err(ManifestError::UnknownKey(format!("limits.{key}")));
+        }
+    }
+    let d = Limits::default();
+    let timeout_ms = int_in(t, "timeout_ms", "limits.timeout_ms", 1, MAX_TIMEOUT_MS)?.unwrap_or(d.timeout_ms);
+    let memory_mb = int_in(t, "memory_mb", "limits.memory_mb", 16, MAX_MEMORY_MB)?.unwrap_or(d.memory_mb);
+    let max_workers = int_in(t, "max_workers", "limits.max_workers", 1, u64::from(MAX_MAX_WORKERS))?
+        .map(|v| v as u32)
+        .unwrap_or(d.max_workers);
+    Ok(Limits {
+        timeout_ms,
+        memory_mb,
+        max_workers,
+    })
+}
+
+fn int_in(
+    t: &toml::Table,
+    key: &str,
+    label: &'static str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ManifestError> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) if (*i as i128) >= min as i128 && (*i as i128) <= max as i128 => {
+            Ok(Some(*i as u64))
+        }
+        Some(toml::Value::Integer(i)) => Err(ManifestError::Invalid {
+            key: label,
+            problem: format!("is {i}; it must be between {min} and {max}"),
+        }),
+        Some(other) => Err(ManifestError::Invalid {
+            key: label,
+            problem: format!("must be a whole number, not {}", other.type_str()),
+        }),
+    }
+}
+
+fn required_str(t: &toml::Table, key: &'static str, example: &'static str) -> Result<String, ManifestError> {
+    match optional_str(t, key)? {
+        Some(s) if !s.trim().is_empty() => Ok(s),
+        _ => Err(ManifestError::Missing { key, example }),
+    }
+}
+
+fn optional_str(t: &toml::Table, key: &'static str) -> Result<Option<String>, ManifestError> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(ManifestError::Invalid {
+            key,
+            problem: format!("must be a string, not {}", other.type_str()),
+        }),
+    }
+}
+
+/// Function and application identifiers: 1–63 characters of `[a-z0-9-]`,
+/// starting and ending with a letter or digit.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 {
+        return Err(format!("\"{name}\" must be 1 to 63 characters long"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(format!(
+            "\"{name}\" may contain only lowercase letters, digits and '-' (for example \"page-title\")"
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(format!("\"{name}\" must start and end with a letter or digit"));
+    }
+    Ok(())
+}
+
+fn validate_entry(entry: &str) -> Result<(), String> {
+    let Some((module, func)) = entry.rsplit_once('.') else {
+        return Err(format!(
+            "is \"{entry}\"; it must be module.function, for example \"main.handler\" (file main.py, function handler)"
+        ));
+    };
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && !s.starts_with(|c: char| c.is_ascii_digit())
+    };
+    if !ident(func) || !module.split('.').all(ident) {
+        return Err(format!(
+            "is \"{entry}\"; module and function names may use letters, digits, '_' and '-', for example \"main.handler\""
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "hello"
+runtime = "python"
+entry = "main.handler"
+app = "demo"
+category = "examples"
+description = "Says hello"
+
+[limits]
+timeout_ms = 2000
+memory_mb = 128
+max_workers = 2
+"#;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let m = parse(GOOD).expect("valid");
+        assert_eq!(m.name, "hello");
+        assert_eq!(m.runtime, RuntimeKind::Python);
+        assert_eq!(m.entry_parts(), ("main", "handler"));
+        assert_eq!(m.limits.max_workers, 2);
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let m = parse("name='a'\nruntime='lua'\nentry='m.h'").expect("valid");
+        assert_eq!(m.app, DEFAULT_APP);
+        assert_eq!(m.limits, Limits::default());
+    }
+
+    #[test]
+    fn missing_entry_names_the_key() {
+        let err = parse("name='a'\nruntime='python'").expect_err("invalid");
+        assert_eq!(err, ManifestError::Missing { key: "entry", example: "for example entry = \"main.handler\"" });
+        assert!(err.to_string().contains("`entry`"));
+    }
+
+    #[test]
+    fn unknown_runtime_lists_the_known_ones() {
+        let err = parse("name='a'\nruntime='ruby'\nentry='m.h'").expect_err("invalid");
+        let text = err.to_string();
+        assert!(text.contains("ruby") && text.contains("python, node, lua"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert!(parse("name='Hello'\nruntime='python'\nentry='m.h'").expect_err("x").to_string().contains("`name`"));
+        assert!(parse("name='a'\nruntime='python'\nentry='handler'").expect_err("x").to_string().contains("module.function"));
+        let e = parse("name='a'\nruntime='python'\nentry='m.h'\n[limits]\ntimeout_ms=0").expect_err("x");
+        assert!(e.to_string().contains("limits.timeout_ms"), "{e}");
+        let e = parse("name='a'\nruntime='python'\nentry='m.h'\ntimout=3").expect_err("x");
+        assert_eq!(e, ManifestError::UnknownKey("timout".into()));
+        assert!(matches!(parse("name = ").expect_err("x"), ManifestError::Syntax(_)));
+    }
+}

@@ -1,0 +1,419 @@
+//! One worker process: spawn, handshake, load, invoke, and how it ended.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Instant as StdInstant;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::unix::pipe;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::isolation;
+use crate::manifest::Limits;
+use crate::protocol::{self, FromWorker, ProtocolError, ToWorker, PROTOCOL_VERSION};
+use crate::runtime::Runtime;
+
+/// Everything needed to start workers of one function version.
+#[derive(Debug)]
+pub struct WorkerSpec {
+    pub function: String,
+    pub version: u32,
+    pub dir: PathBuf,
+    pub entry: String,
+    pub limits: Limits,
+    pub runtime: Runtime,
+}
+
+impl WorkerSpec {
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.function, self.version)
+    }
+}
+
+/// The function's own error, as reported by its runtime.
+#[derive(Debug, Clone)]
+pub struct FunctionError {
+    pub kind: String,
+    pub message: String,
+    pub traceback: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot start a {runtime} worker for {function}: {reason}")]
+    Spawn {
+        function: String,
+        runtime: String,
+        reason: String,
+    },
+    #[error("{function}'s code failed to load: {}: {}", .error.kind, .error.message)]
+    LoadFailed { function: String, error: FunctionError },
+    #[error("the worker running {function} {how}{}", stderr_suffix(.stderr))]
+    Died {
+        function: String,
+        how: String,
+        stderr: String,
+    },
+    #[error("{function} did not finish within its timeout of {timeout_ms} ms")]
+    Timeout { function: String, timeout_ms: u64 },
+    #[error("the worker running {function} broke the protocol: {reason}")]
+    Protocol { function: String, reason: String },
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; its last output on stderr: {stderr}")
+    }
+}
+
+/// Last lines a worker wrote to stderr, kept to explain a crash.
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+}
+
+const TAIL_LINES: usize = 8;
+const LOG_LINE_MAX: usize = 16 * 1024;
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
+        }
+        let mut line = line.to_owned();
+        if line.len() > 512 {
+            let mut cut = 512;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+        }
+        self.lines.push_back(line);
+    }
+
+    fn text(&self) -> String {
+        self.lines.iter().cloned().collect::<Vec<_>>().join(" | ")
+    }
+}
+
+pub struct Worker {
+    spec: Arc<WorkerSpec>,
+    child: tokio::process::Child,
+    pid: u32,
+    to_worker: pipe::Sender,
+    from_worker: pipe::Receiver,
+    buf: Vec<u8>,
+    tail: Arc<Mutex<Tail>>,
+    pub calls: u64,
+    pub started: StdInstant,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // The process group goes with the worker: nothing it started survives.
+        isolation::kill_tree(self.pid);
+    }
+}
+
+impl Worker {
+    /// Spawn a worker, wait for `ready`, and load the function's code, all
+    /// before `deadline`.
+    pub async fn start(spec: Arc<WorkerSpec>, deadline: Instant) -> Result<Worker, WorkerError> {
+        let spawn_err = |reason: String| WorkerError::Spawn {
+            function: spec.label(),
+            runtime: spec.runtime.kind.to_string(),
+            reason,
+        };
+        let (child_in, daemon_out) = isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
+        let (daemon_in, child_out) = isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
+
+        let rt = &spec.runtime;
+        let mut cmd = tokio::process::Command::new(&rt.interpreter);
+        cmd.args(&rt.args)
+            .env_clear()
+            .envs(rt.env.iter().map(|(k, v)| (k, v)))
+            .env("HEARTH_FUNCTION", &spec.function)
+            .env("HEARTH_VERSION", spec.version.to_string())
+            .current_dir(&spec.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        isolation::prepare_worker(&mut cmd, &child_in, &child_out);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| spawn_err(format!("{}: {e}", rt.interpreter.display())))?;
+        drop(child_in);
+        drop(child_out);
+        let pid = child.id().unwrap_or(0);
+
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(drain(out, spec.clone(), pid, "stdout", None));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(drain(err, spec.clone(), pid, "stderr", Some(tail.clone())));
+        }
+
+        let to_worker = pipe::Sender::from_owned_fd(daemon_out).map_err(|e| spawn_err(format!("pipe: {e}")))?;
+        let from_worker = pipe::Receiver::from_owned_fd(daemon_in).map_err(|e| spawn_err(format!("pipe: {e}")))?;
+        let mut worker = Worker {
+            spec: spec.clone(),
+            child,
+            pid,
+            to_worker,
+            from_worker,
+            buf: Vec::with_capacity(4096),
+            tail,
+            calls: 0,
+            started: StdInstant::now(),
+        };
+        let started = StdInstant::now();
+        match tokio::time::timeout_at(deadline, worker.handshake()).await {
+            Ok(Ok(load_ms)) => {
+                debug!(function = %spec.function, version = spec.version, pid,
+                    start_ms = started.elapsed().as_secs_f64() * 1000.0, load_ms, "worker ready");
+                Ok(worker)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(WorkerError::Timeout {
+                function: spec.label(),
+                timeout_ms: spec.limits.timeout_ms,
+            }),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    async fn handshake(&mut self) -> Result<f64, WorkerError> {
+        match self.read().await? {
+            FromWorker::Ready { protocol, .. } if protocol == PROTOCOL_VERSION => {}
+            FromWorker::Ready { protocol, runtime, .. } => {
+                return Err(self.protocol_error(format!(
+                    "its {runtime} shim speaks protocol {protocol}, this daemon speaks {PROTOCOL_VERSION}; reinstall hearth so shim and daemon match"
+                )))
+            }
+            other => return Err(self.protocol_error(format!("expected `ready`, got {other:?}"))),
+        }
+        let spec = self.spec.clone();
+        let load = ToWorker::Load {
+            id: "load".into(),
+            dir: spec.dir.display().to_string(),
+            entry: spec.entry.clone(),
+            function: spec.function.clone(),
+            version: spec.version,
+            timeout_ms: spec.limits.timeout_ms,
+            memory_mb: spec.limits.memory_mb,
+        };
+        self.write(&load).await?;
+        match self.read().await? {
+            FromWorker::Loaded { load_ms, .. } => Ok(load_ms),
+            FromWorker::Error {
+                kind,
+                message,
+                traceback,
+                ..
+            } => Err(WorkerError::LoadFailed {
+                function: spec.label(),
+                error: FunctionError {
+                    kind,
+                    message,
+                    traceback,
+                },
+            }),
+            other => Err(self.protocol_error(format!("expected `loaded`, got {other:?}"))),
+        }
+    }
+
+    /// Run one call. `Ok(Err(..))` is the function's own error; the worker is
+    /// still good. `Err(..)` means the worker is not (it is killed).
+    pub async fn invoke(
+        &mut self,
+        id: &str,
+        payload: rmpv::Value,
+        deadline: Instant,
+        deadline_ms: u64,
+    ) -> Result<Result<rmpv::Value, FunctionError>, WorkerError> {
+        self.calls += 1;
+        let message = ToWorker::Invoke {
+            id: id.to_owned(),
+            deadline_ms,
+            payload,
+        };
+        match tokio::time::timeout_at(deadline, self.exchange(id, &message)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.kill();
+                Err(WorkerError::Timeout {
+                    function: self.spec.label(),
+                    timeout_ms: self.spec.limits.timeout_ms,
+                })
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        id: &str,
+        message: &ToWorker,
+    ) -> Result<Result<rmpv::Value, FunctionError>, WorkerError> {
+        self.write(message).await?;
+        loop {
+            match self.read().await? {
+                FromWorker::Result { id: got, value } if got == id => return Ok(Ok(value)),
+                FromWorker::Error {
+                    id: got,
+                    kind,
+                    message,
+                    traceback,
+                } if got == id => {
+                    return Ok(Err(FunctionError {
+                        kind,
+                        message,
+                        traceback,
+                    }))
+                }
+                FromWorker::Call { function, .. } => {
+                    return Err(self.protocol_error(format!(
+                        "it asked to call {function}, and nested calls are not supported by this daemon yet"
+                    )))
+                }
+                other => return Err(self.protocol_error(format!("unexpected message during call {id}: {other:?}"))),
+            }
+        }
+    }
+
+    /// Is the process still there? (A worker killed while idle is noticed
+    /// here, before a call is sent to it.)
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn kill(&mut self) {
+        isolation::kill_tree(self.pid);
+    }
+
+    async fn write(&mut self, message: &ToWorker) -> Result<(), WorkerError> {
+        let frame = protocol::encode(message).map_err(|e| self.protocol_error(e.to_string()))?;
+        match protocol::write_frame(&mut self.to_worker, &frame).await {
+            Ok(()) => Ok(()),
+            Err(ProtocolError::Closed) => Err(self.died().await),
+            Err(e) => Err(self.protocol_error(e.to_string())),
+        }
+    }
+
+    async fn read(&mut self) -> Result<FromWorker, WorkerError> {
+        match protocol::read_frame(&mut self.from_worker, &mut self.buf).await {
+            Ok(()) => protocol::decode(&self.buf).map_err(|e| self.protocol_error(e.to_string())),
+            Err(ProtocolError::Closed) => Err(self.died().await),
+            Err(e) => Err(self.protocol_error(e.to_string())),
+        }
+    }
+
+    fn protocol_error(&mut self, reason: String) -> WorkerError {
+        self.kill();
+        WorkerError::Protocol {
+            function: self.spec.label(),
+            reason,
+        }
+    }
+
+    /// The worker closed its pipe: wait (briefly) for it to exit and say how.
+    async fn died(&mut self) -> WorkerError {
+        let status = match tokio::time::timeout(std::time::Duration::from_millis(500), self.child.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            _ => {
+                self.kill();
+                None
+            }
+        };
+        // Let the stderr drain catch up with the last words.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let how = match status {
+            Some(status) => describe_exit(status),
+            None => "closed its protocol pipe and was killed".to_owned(),
+        };
+        let stderr = self.tail.lock().map(|t| t.text()).unwrap_or_default();
+        WorkerError::Died {
+            function: self.spec.label(),
+            how,
+            stderr,
+        }
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|_| format!("signal {sig}"));
+        format!("was killed by {name}")
+    } else {
+        format!("exited with status {}", status.code().unwrap_or(-1))
+    }
+}
+
+/// Forward a worker's stdout or stderr to the daemon's log, line by line,
+/// for as long as the worker lives; never blocks the worker.
+async fn drain<R: AsyncRead + Unpin>(
+    stream: R,
+    spec: Arc<WorkerSpec>,
+    pid: u32,
+    name: &'static str,
+    tail: Option<Arc<Mutex<Tail>>>,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        match read_line_capped(&mut reader, &mut line).await {
+            Ok(0) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches(['\n', '\r']);
+                info!(target: "hearth::function", function = %spec.function, version = spec.version, pid, stream = name, "{text}");
+                if let Some(tail) = &tail {
+                    if let Ok(mut t) = tail.lock() {
+                        t.push(text);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(function = %spec.function, pid, stream = name, error = %e, "cannot read worker output");
+                break;
+            }
+        }
+    }
+}
+
+/// Read up to a newline, but at most LOG_LINE_MAX bytes (a longer line is
+/// split) so that a function printing without newlines cannot grow memory.
+async fn read_line_capped<R: AsyncBufReadExt + Unpin>(reader: &mut R, out: &mut Vec<u8>) -> std::io::Result<usize> {
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(out.len());
+        }
+        let room = LOG_LINE_MAX - out.len();
+        let window = &available[..available.len().min(room)];
+        if let Some(pos) = window.iter().position(|b| *b == b'\n') {
+            out.extend_from_slice(&window[..=pos]);
+            reader.consume(pos + 1);
+            return Ok(out.len());
+        }
+        let n = window.len();
+        out.extend_from_slice(window);
+        reader.consume(n);
+        if out.len() >= LOG_LINE_MAX {
+            return Ok(out.len());
+        }
+    }
+}

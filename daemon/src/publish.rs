@@ -1,0 +1,326 @@
+//! Versions and releases: deploy (store a version, prove it loads, publish
+//! it), publish a given version, roll back, and find the pool of any version.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::bundle::{Bundle, BundleError};
+use crate::code::{CodeDir, CodeError};
+use crate::pool::{FunctionError, Pool, WorkerError, WorkerSpec};
+use crate::router::Router;
+use crate::runtime::{RuntimeError, Runtimes};
+use crate::store::{Store, StoreError, VersionRecord};
+
+/// Longest a version may take to start and load its code at deploy/publish.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    #[error("no function named \"{0}\"")]
+    UnknownFunction(String),
+    #[error("{function} has no version {version} (latest is {latest})")]
+    UnknownVersion {
+        function: String,
+        version: u32,
+        latest: u32,
+    },
+    #[error("{function} has no live version")]
+    NotPublished { function: String },
+    #[error("{function} version {version} failed to load, so it was not published: {}: {}", .error.kind, .error.message)]
+    LoadFailed {
+        function: String,
+        version: u32,
+        created: bool,
+        live: Option<u32>,
+        error: FunctionError,
+    },
+    #[error("{function} version {version} could not be started: {source}")]
+    Start {
+        function: String,
+        version: u32,
+        source: WorkerError,
+    },
+    #[error("{function} has no earlier version to roll back to (live version {live} was its first release)")]
+    NothingToRollBack { function: String, live: u32 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployOutcome {
+    pub function: String,
+    pub version: u32,
+    /// false when byte-identical code was already stored as `version`.
+    pub created: bool,
+    pub hash: String,
+    /// Whether `version` is live now.
+    pub live: bool,
+    /// The live version before this deploy.
+    pub previous: Option<u32>,
+    /// Time to start a worker and load the code, when one was started.
+    pub load_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseOutcome {
+    pub function: String,
+    pub version: u32,
+    pub previous: Option<u32>,
+    pub action: String,
+}
+
+pub struct Publisher {
+    pub store: Store,
+    pub runtimes: Runtimes,
+    pub router: Router,
+    code: CodeDir,
+    pools: Mutex<HashMap<(String, u32), Arc<Pool>>>,
+    /// One deploy/publish at a time per function.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Publisher {
+    pub fn new(store: Store, runtimes: Runtimes, code_root: PathBuf) -> Publisher {
+        Publisher {
+            store,
+            runtimes,
+            router: Router::new(),
+            code: CodeDir::new(code_root),
+            pools: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_for(&self, function: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(function.to_owned()).or_default().clone()
+    }
+
+    /// Route every function's live version (workers start on first call).
+    pub async fn restore_routes(&self) -> Result<usize, StoreError> {
+        let mut routed = 0;
+        for f in self.store.list_functions().await? {
+            let Some(version) = f.live_version else { continue };
+            match self.pool_for(&f.name, version).await {
+                Ok(pool) => {
+                    self.router.set_live(&f.name, pool);
+                    routed += 1;
+                }
+                Err(e) => warn!(function = %f.name, version, error = %e, "cannot route the live version"),
+            }
+        }
+        Ok(routed)
+    }
+
+    /// The pool of `function`'s live version: from the routing table, or
+    /// (first call after start, or an error to explain) from the store.
+    pub async fn live_pool(&self, function: &str) -> Result<Arc<Pool>, PublishError> {
+        if let Some(pool) = self.router.live(function) {
+            return Ok(pool);
+        }
+        let record = self
+            .store
+            .function(function)
+            .await?
+            .ok_or_else(|| PublishError::UnknownFunction(function.to_owned()))?;
+        let version = record.live_version.ok_or_else(|| PublishError::NotPublished {
+            function: function.to_owned(),
+        })?;
+        let pool = self.pool_for(function, version).await?;
+        self.router.set_live(function, pool.clone());
+        Ok(pool)
+    }
+
+    async fn version_record(&self, function: &str, version: u32) -> Result<VersionRecord, PublishError> {
+        if let Some(v) = self.store.version(function, version).await? {
+            return Ok(v);
+        }
+        let versions = self.store.versions(function).await?;
+        match versions.last() {
+            None => Err(PublishError::UnknownFunction(function.to_owned())),
+            Some(last) => Err(PublishError::UnknownVersion {
+                function: function.to_owned(),
+                version,
+                latest: last.version,
+            }),
+        }
+    }
+
+    /// The pool of one version, created (code written to disk) on first need.
+    pub async fn pool_for(&self, function: &str, version: u32) -> Result<Arc<Pool>, PublishError> {
+        let key = (function.to_owned(), version);
+        if let Some(pool) = self.pools.lock().ok().and_then(|p| p.get(&key).cloned()) {
+            return Ok(pool);
+        }
+        let record = self.version_record(function, version).await?;
+        let runtime = self.runtimes.get(record.manifest.runtime)?.clone();
+        let dir = if self.code.exists(function, version, &record.hash) {
+            self.code.path(function, version, &record.hash)
+        } else {
+            let files = self.store.version_files(function, version).await?;
+            self.code.materialize(function, version, &record.hash, &files)?
+        };
+        let spec = WorkerSpec {
+            function: function.to_owned(),
+            version,
+            dir,
+            entry: record.manifest.entry.clone(),
+            limits: record.manifest.limits.clone(),
+            runtime,
+        };
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(pools.entry(key).or_insert_with(|| Pool::new(spec)).clone())
+    }
+
+    /// Start a worker of the version and load its code (unless one is
+    /// already waiting). Load errors come back with the runtime's traceback.
+    async fn prove_loads(&self, pool: &Pool, function: &str, version: u32) -> Result<Option<f64>, PublishError> {
+        let started = Instant::now();
+        let before = pool.stats().started;
+        match pool.warm(LOAD_TIMEOUT).await {
+            Ok(()) => Ok((pool.stats().started > before).then(|| started.elapsed().as_secs_f64() * 1000.0)),
+            Err(WorkerError::LoadFailed { error, .. }) => Err(PublishError::LoadFailed {
+                function: function.to_owned(),
+                version,
+                created: false,
+                live: None,
+                error,
+            }),
+            Err(source) => Err(PublishError::Start {
+                function: function.to_owned(),
+                version,
+                source,
+            }),
+        }
+    }
+
+    /// Store the bundle as a version of its function and, if `publish`,
+    /// make it live once a worker has loaded it.
+    pub async fn deploy(&self, bundle: Bundle, message: &str, publish: bool, actor: &str) -> Result<DeployOutcome, PublishError> {
+        let manifest = bundle.validate()?;
+        let runtime = self.runtimes.get(manifest.runtime)?;
+        let function = manifest.name.clone();
+        let lock = self.lock_for(&function);
+        let _guard = lock.lock().await;
+
+        let put = self.store.put_version(&manifest, &bundle, message).await?;
+        self.code.materialize(&function, put.version, &put.hash, &bundle.files)?;
+        let live_before = self.store.function(&function).await?.and_then(|f| f.live_version);
+        info!(function = %function, version = put.version, created = put.created, runtime = %runtime.kind, "version stored");
+
+        let mut outcome = DeployOutcome {
+            function: function.clone(),
+            version: put.version,
+            created: put.created,
+            hash: put.hash,
+            live: live_before == Some(put.version),
+            previous: live_before,
+            load_ms: None,
+        };
+        if !publish || outcome.live {
+            return Ok(outcome);
+        }
+        let pool = self.pool_for(&function, put.version).await?;
+        outcome.load_ms = match self.prove_loads(&pool, &function, put.version).await {
+            Ok(ms) => ms,
+            Err(PublishError::LoadFailed { error, .. }) => {
+                warn!(function = %function, version = put.version, kind = %error.kind, "code failed to load; not published");
+                return Err(PublishError::LoadFailed {
+                    function,
+                    version: put.version,
+                    created: put.created,
+                    live: live_before,
+                    error,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let record = self.version_record(&function, put.version).await?;
+        outcome.previous = self.store.release(&function, &record, "publish", message, actor).await?;
+        self.router.set_live(&function, pool);
+        outcome.live = true;
+        info!(function = %function, version = put.version, previous = ?outcome.previous, "published");
+        Ok(outcome)
+    }
+
+    /// Make `version` live (after proving it loads).
+    pub async fn publish(&self, function: &str, version: u32, action: &str, message: &str, actor: &str) -> Result<ReleaseOutcome, PublishError> {
+        let lock = self.lock_for(function);
+        let _guard = lock.lock().await;
+        self.release_locked(function, version, action, message, actor).await
+    }
+
+    async fn release_locked(&self, function: &str, version: u32, action: &str, message: &str, actor: &str) -> Result<ReleaseOutcome, PublishError> {
+        let record = self.version_record(function, version).await?;
+        let pool = self.pool_for(function, version).await?;
+        if let Err(PublishError::LoadFailed { error, .. }) = self.prove_loads(&pool, function, version).await {
+            let live = self.store.function(function).await?.and_then(|f| f.live_version);
+            return Err(PublishError::LoadFailed {
+                function: function.to_owned(),
+                version,
+                created: false,
+                live,
+                error,
+            });
+        }
+        let previous = self.store.release(function, &record, action, message, actor).await?;
+        self.router.set_live(function, pool);
+        info!(function = %function, version, previous = ?previous, action, "released");
+        Ok(ReleaseOutcome {
+            function: function.to_owned(),
+            version,
+            previous,
+            action: action.to_owned(),
+        })
+    }
+
+    /// Make the version live that was live before the current one came in:
+    /// the `from_version` of the latest publish that made the current
+    /// version live. Repeated rollbacks walk further back.
+    pub async fn rollback(&self, function: &str, message: &str, actor: &str) -> Result<ReleaseOutcome, PublishError> {
+        let lock = self.lock_for(function);
+        let _guard = lock.lock().await;
+        let record = self
+            .store
+            .function(function)
+            .await?
+            .ok_or_else(|| PublishError::UnknownFunction(function.to_owned()))?;
+        let live = record.live_version.ok_or_else(|| PublishError::NotPublished {
+            function: function.to_owned(),
+        })?;
+        let releases = self.store.releases(function).await?;
+        let target = releases
+            .iter()
+            .find(|r| r.version == live && r.action == "publish")
+            .and_then(|r| r.from_version)
+            .filter(|v| *v != live)
+            .ok_or_else(|| PublishError::NothingToRollBack {
+                function: function.to_owned(),
+                live,
+            })?;
+        self.release_locked(function, target, "rollback", message, actor).await
+    }
+
+    /// Pools that exist now (live or not), for the API.
+    pub fn pools(&self) -> Vec<Arc<Pool>> {
+        self.pools.lock().map(|p| p.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Kill every idle worker; used at shutdown.
+    pub fn shutdown(&self) {
+        for pool in self.pools() {
+            pool.shutdown();
+        }
+    }
+}

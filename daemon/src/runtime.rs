@@ -1,0 +1,172 @@
+//! Runtimes: finding each interpreter once (by absolute path), writing the
+//! shims embedded in this binary into the data directory, and describing how
+//! a worker process is started with a clean, controlled environment.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::manifest::RuntimeKind;
+
+const PYTHON_SHIM: &str = include_str!("../../shims/python/hearth_worker.py");
+
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum RuntimeError {
+    #[error("the {kind} runtime is not available: {reason}")]
+    Unavailable { kind: RuntimeKind, reason: String },
+}
+
+/// How to start a worker of one runtime.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub kind: RuntimeKind,
+    /// Absolute path of the interpreter binary.
+    pub interpreter: PathBuf,
+    /// Interpreter version, as the interpreter reports it.
+    pub version: String,
+    /// Arguments before none: the shim path and flags.
+    pub args: Vec<String>,
+    /// The whole environment of a worker (nothing is inherited).
+    pub env: Vec<(String, String)>,
+}
+
+/// Which interpreters to use; `None` means "find it on PATH".
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    pub python: Option<PathBuf>,
+}
+
+pub struct Runtimes {
+    found: HashMap<RuntimeKind, Result<Runtime, RuntimeError>>,
+}
+
+impl Runtimes {
+    /// Find interpreters and install the shims under `dir` (the data
+    /// directory's `runtimes/`). Never fails: a missing runtime is recorded
+    /// with the reason and the fix, and reported when a function needs it.
+    pub async fn discover(dir: &Path, options: &RuntimeOptions) -> Runtimes {
+        let mut found = HashMap::new();
+        found.insert(RuntimeKind::Python, python(dir, options).await);
+        for kind in [RuntimeKind::Node, RuntimeKind::Lua] {
+            found.insert(
+                kind,
+                Err(RuntimeError::Unavailable {
+                    kind,
+                    reason: "this hearth build has no shim for it yet; use runtime = \"python\"".into(),
+                }),
+            );
+        }
+        Runtimes { found }
+    }
+
+    pub fn get(&self, kind: RuntimeKind) -> Result<&Runtime, RuntimeError> {
+        match self.found.get(&kind) {
+            Some(Ok(rt)) => Ok(rt),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(RuntimeError::Unavailable {
+                kind,
+                reason: "unknown runtime".into(),
+            }),
+        }
+    }
+
+    /// One line per runtime, for the start-up log.
+    pub fn summary(&self) -> Vec<String> {
+        RuntimeKind::ALL
+            .iter()
+            .map(|k| match self.get(*k) {
+                Ok(rt) => format!("{k}: {} {}", rt.interpreter.display(), rt.version),
+                Err(e) => e.to_string(),
+            })
+            .collect()
+    }
+}
+
+fn base_env() -> Vec<(String, String)> {
+    vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("HOME".into(), std::env::temp_dir().display().to_string()),
+        ("TMPDIR".into(), std::env::temp_dir().display().to_string()),
+        ("HEARTH_PROTOCOL".into(), "1".into()),
+    ]
+}
+
+/// Write `content` to `path` unless it already holds exactly that.
+fn install_file(path: &Path, content: &str) -> std::io::Result<()> {
+    if std::fs::read(path).map(|c| c == content.as_bytes()).unwrap_or(false) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Run a short probe command and return its trimmed stdout, or a reason.
+async fn probe(program: &Path, args: &[&str], env: Option<&[(String, String)]>) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    if let Some(env) = env {
+        cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), cmd.output())
+        .await
+        .map_err(|_| format!("{} did not answer within 20 s", program.display()))?
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or("").trim().to_owned();
+        return Err(if last.is_empty() { format!("exited with {}", out.status) } else { last });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+async fn python(dir: &Path, options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
+    let unavailable = |reason: String| RuntimeError::Unavailable {
+        kind: RuntimeKind::Python,
+        reason,
+    };
+    let requested = options.python.clone().unwrap_or_else(|| PathBuf::from("python3"));
+    // Ask the interpreter for its real path (PATH entries are often
+    // version-manager shims that cost tens of milliseconds per start).
+    let real = probe(&requested, &["-c", "import sys; print(sys.executable)"], None)
+        .await
+        .map_err(|e| {
+            unavailable(format!(
+                "{e}; install Python 3.8 or newer, or point --python / HEARTH_PYTHON at an interpreter"
+            ))
+        })?;
+    let interpreter = PathBuf::from(real);
+    let shim_dir = dir.join("python");
+    let shim = shim_dir.join("hearth_worker.py");
+    install_file(&shim, PYTHON_SHIM)
+        .map_err(|e| unavailable(format!("cannot write the shim {}: {e}", shim.display())))?;
+    let mut env = base_env();
+    env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
+    env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    env.push(("PYTHONNOUSERSITE".into(), "1".into()));
+    env.push(("PYTHONPATH".into(), shim_dir.display().to_string()));
+    let version = probe(
+        &interpreter,
+        &["-c", "import msgpack, sys; print('%d.%d.%d' % sys.version_info[:3])"],
+        Some(&env),
+    )
+    .await
+    .map_err(|e| {
+        unavailable(format!(
+            "{} cannot import the shim's codec ({e}); run `{} -m pip install 'msgpack>=1.0,<2'` (./scripts/setup does), then restart hearth serve",
+            interpreter.display(),
+            interpreter.display()
+        ))
+    })?;
+    Ok(Runtime {
+        kind: RuntimeKind::Python,
+        interpreter,
+        version,
+        args: vec![shim.display().to_string()],
+        env,
+    })
+}

@@ -1,0 +1,255 @@
+"""hearth worker shim for Python.
+
+Started by the hearth daemon, one process per worker. Speaks the protocol in
+shims/PROTOCOL.md: length-prefixed MessagePack frames, reading fd 3 and writing
+fd 4, so that the function's own stdout and stderr stay free for its logs.
+"""
+
+import asyncio
+import importlib
+import inspect
+import os
+import struct
+import sys
+import time
+import traceback
+
+import msgpack
+
+PROTOCOL = 1
+MAX_FRAME = 64 * 1024 * 1024
+IN_FD = 3
+OUT_FD = 4
+_HEADER = struct.Struct(">I")
+
+
+class ChannelClosed(Exception):
+    """The daemon closed the protocol pipe: time to exit."""
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def read_exact(fd, n):
+    chunks = []
+    while n > 0:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise ChannelClosed()
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+def read_frame(fd):
+    """Read one frame and return the decoded message (a dict)."""
+    (length,) = _HEADER.unpack(read_exact(fd, 4))
+    if length > MAX_FRAME:
+        raise ProtocolError("frame of %d bytes is over the %d byte limit" % (length, MAX_FRAME))
+    return decode_body(read_exact(fd, length))
+
+
+def decode_body(body):
+    message = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise ProtocolError("frame is not a map with a string `t`")
+    return message
+
+
+def encode_frame(message):
+    body = msgpack.packb(message, use_bin_type=True)
+    return _HEADER.pack(len(body)) + body
+
+
+def write_frame(fd, message):
+    data = memoryview(encode_frame(message))
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+class Context:
+    """What the handler gets as its second argument (Lambda-compatible names too)."""
+
+    __slots__ = ("request_id", "function_name", "function_version", "memory_limit_in_mb", "deadline_ms")
+
+    def __init__(self, request_id, function_name, function_version, memory_limit_in_mb, deadline_ms):
+        self.request_id = request_id
+        self.function_name = function_name
+        self.function_version = function_version
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.deadline_ms = deadline_ms
+
+    @property
+    def aws_request_id(self):
+        return self.request_id
+
+    def get_remaining_time_in_millis(self):
+        return max(0, int(self.deadline_ms - time.time() * 1000))
+
+    def __repr__(self):
+        return "Context(request_id=%r, function=%r, version=%r)" % (
+            self.request_id,
+            self.function_name,
+            self.function_version,
+        )
+
+
+def _is_internal(filename):
+    return filename == __file__ or filename.startswith("<frozen importlib") or filename == importlib.__file__
+
+
+def user_traceback(exc):
+    """The traceback without the shim's and importlib's frames, so it shows the user's code."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_internal(f.filename)]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines.extend(traceback.format_list(frames))
+    lines.extend(traceback.format_exception_only(type(exc), exc))
+    return "".join(lines)
+
+
+def error_message(request_id, exc):
+    return {
+        "t": "error",
+        "id": request_id,
+        "kind": type(exc).__name__,
+        "message": str(exc),
+        "traceback": user_traceback(exc),
+    }
+
+
+def shim_error(request_id, kind, message):
+    return {"t": "error", "id": request_id, "kind": kind, "message": message, "traceback": ""}
+
+
+def takes_one_argument(handler):
+    """Lambda-style handlers take (event, context); plain ones may take just (event)."""
+    try:
+        params = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 1
+
+
+class Function:
+    def __init__(self, load):
+        self.dir = load["dir"]
+        self.entry = load["entry"]
+        self.name = load["function"]
+        self.version = load["version"]
+        self.memory_mb = load.get("memory_mb", 0)
+        module_name, _, attr = self.entry.rpartition(".")
+        if not module_name or not attr:
+            raise ValueError("entry %r must look like module.handler" % self.entry)
+        os.chdir(self.dir)
+        sys.path.insert(0, self.dir)
+        module = importlib.import_module(module_name)
+        handler = getattr(module, attr, None)
+        if handler is None:
+            raise LookupError("module %s has no attribute %r" % (module_name, attr))
+        if not callable(handler):
+            raise LookupError("%s.%s is a %s, not a function" % (module_name, attr, type(handler).__name__))
+        self.handler = handler
+        self.one_arg = takes_one_argument(handler)
+        self.loop = None
+
+    def invoke(self, message):
+        context = Context(message["id"], self.name, self.version, self.memory_mb, message.get("deadline_ms", 0))
+        event = message.get("payload")
+        result = self.handler(event) if self.one_arg else self.handler(event, context)
+        if inspect.isawaitable(result):
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(self.loop)
+            result = self.loop.run_until_complete(result)
+        return result
+
+
+def serve(in_fd=IN_FD, out_fd=OUT_FD):
+    write_frame(
+        out_fd,
+        {
+            "t": "ready",
+            "protocol": PROTOCOL,
+            "runtime": "python",
+            "runtime_version": "%d.%d.%d" % sys.version_info[:3],
+            "pid": os.getpid(),
+        },
+    )
+    function = None
+    while True:
+        try:
+            message = read_frame(in_fd)
+        except ChannelClosed:
+            return 0
+        kind = message["t"]
+        request_id = message.get("id", "")
+        if kind == "invoke":
+            if function is None:
+                write_frame(out_fd, shim_error(request_id, "ProtocolError", "invoke before load"))
+                continue
+            try:
+                value = function.invoke(message)
+            except Exception as exc:  # the handler failed: report it and keep serving
+                write_frame(out_fd, error_message(request_id, exc))
+                continue
+            try:
+                frame = encode_frame({"t": "result", "id": request_id, "value": value})
+            except (TypeError, ValueError, OverflowError) as exc:
+                write_frame(
+                    out_fd,
+                    shim_error(
+                        request_id,
+                        "ResultNotSerializable",
+                        "handler returned a value hearth cannot send (%s); return JSON-like data: "
+                        "dict, list, str, int, float, bool, None or bytes" % exc,
+                    ),
+                )
+                continue
+            data = memoryview(frame)
+            while data:
+                data = data[os.write(out_fd, data):]
+        elif kind == "load":
+            if function is not None:
+                write_frame(out_fd, shim_error(request_id, "ProtocolError", "code is already loaded"))
+                continue
+            started = time.perf_counter()
+            try:
+                function = Function(message)
+            except LookupError as exc:
+                write_frame(out_fd, shim_error(request_id, "EntryNotFound", str(exc)))
+                continue
+            except BaseException as exc:  # import errors, SyntaxError, SystemExit at import time
+                write_frame(out_fd, error_message(request_id, exc))
+                continue
+            write_frame(
+                out_fd,
+                {"t": "loaded", "id": request_id, "load_ms": (time.perf_counter() - started) * 1000.0},
+            )
+        elif kind == "ping":
+            write_frame(out_fd, {"t": "pong", "id": request_id})
+        elif kind in ("cancel", "shutdown", "call_result"):
+            if kind == "shutdown":
+                return 0
+        else:
+            write_frame(out_fd, shim_error(request_id, "ProtocolError", "unknown message type %r" % kind))
+
+
+def main():
+    for fd in (IN_FD, OUT_FD):
+        try:
+            os.fstat(fd)
+        except OSError:
+            sys.stderr.write("hearth worker: fd %d is not open; this program is started by the hearth daemon\n" % fd)
+            return 70
+    os.set_inheritable(IN_FD, False)
+    os.set_inheritable(OUT_FD, False)
+    return serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
