@@ -44,20 +44,45 @@ fn every_vector_decodes_to_its_meaning_and_encodes_to_its_bytes() {
         let body = &frame[4..];
         let (meaning, encoded) = match vector.direction.as_str() {
             "daemon_to_worker" => {
-                let m: ToWorker = protocol::decode(body).unwrap_or_else(|e| panic!("{}: {e}", vector.name));
-                (serde_json::to_value(&m).expect("json"), protocol::encode(&m).expect("encode"))
+                let m: ToWorker =
+                    protocol::decode(body).unwrap_or_else(|e| panic!("{}: {e}", vector.name));
+                (
+                    serde_json::to_value(&m).expect("json"),
+                    protocol::encode(&m).expect("encode"),
+                )
             }
             "worker_to_daemon" => {
-                let m: FromWorker = protocol::decode(body).unwrap_or_else(|e| panic!("{}: {e}", vector.name));
-                (serde_json::to_value(&m).expect("json"), protocol::encode(&m).expect("encode"))
+                let m: FromWorker =
+                    protocol::decode(body).unwrap_or_else(|e| panic!("{}: {e}", vector.name));
+                (
+                    serde_json::to_value(&m).expect("json"),
+                    protocol::encode(&m).expect("encode"),
+                )
             }
             other => panic!("{}: unknown direction {other}", vector.name),
         };
         assert_eq!(meaning, vector.message, "{}: decoded meaning", vector.name);
-        assert_eq!(encoded, frame, "{}: Rust encoding differs from the vector", vector.name);
+        assert_eq!(
+            encoded, frame,
+            "{}: Rust encoding differs from the vector",
+            vector.name
+        );
         types.insert(vector.message["t"].as_str().unwrap_or("").to_owned());
     }
-    for t in ["ready", "load", "loaded", "invoke", "result", "error", "ping", "pong", "cancel", "call", "call_result", "shutdown"] {
+    for t in [
+        "ready",
+        "load",
+        "loaded",
+        "invoke",
+        "result",
+        "error",
+        "ping",
+        "pong",
+        "cancel",
+        "call",
+        "call_result",
+        "shutdown",
+    ] {
         assert!(types.contains(t), "no vector for message type {t}");
     }
 }
@@ -65,7 +90,10 @@ fn every_vector_decodes_to_its_meaning_and_encodes_to_its_bytes() {
 #[test]
 fn unknown_keys_are_ignored_when_decoding() {
     // {"t":"pong","id":"p1","later":true}
-    let body = [0x83, 0xa1, b't', 0xa4, b'p', b'o', b'n', b'g', 0xa2, b'i', b'd', 0xa2, b'p', b'1', 0xa5, b'l', b'a', b't', b'e', b'r', 0xc3];
+    let body = [
+        0x83, 0xa1, b't', 0xa4, b'p', b'o', b'n', b'g', 0xa2, b'i', b'd', 0xa2, b'p', b'1', 0xa5,
+        b'l', b'a', b't', b'e', b'r', 0xc3,
+    ];
     let m: FromWorker = protocol::decode(&body).expect("decode");
     assert_eq!(m, FromWorker::Pong { id: "p1".into() });
 }

@@ -8,7 +8,11 @@ use common::{alive, eventually, Daemon, FnDir};
 const HELLO_V2: &str = "def handler(event, context):\n    return {\"greeting\": \"Hi, \" + event.get(\"name\", \"world\") + \"!\"}\n";
 
 fn example(name: &str) -> String {
-    common::repo().join("examples/python").join(name).display().to_string()
+    common::repo()
+        .join("examples/python")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -17,7 +21,10 @@ fn the_four_user_steps_through_the_cli_and_http() {
 
     // Step 2: deploy the example.
     let out = d.ok(&["deploy", &example("hello")]);
-    assert!(out.contains("hello") && out.contains("version 1") && out.contains("live"), "{out}");
+    assert!(
+        out.contains("hello") && out.contains("version 1") && out.contains("live"),
+        "{out}"
+    );
 
     // Step 3: call it over HTTP and through the CLI.
     let reply = d.post("/fn/hello", r#"{"name":"Ada"}"#);
@@ -31,11 +38,23 @@ fn the_four_user_steps_through_the_cli_and_http() {
     // Step 4: change the code, deploy again: version 2 answers the next call.
     let changed = tempfile::tempdir().expect("tempdir");
     for f in ["hearth.toml", "main.py"] {
-        std::fs::copy(common::repo().join("examples/python/hello").join(f), changed.path().join(f)).expect("copy");
+        std::fs::copy(
+            common::repo().join("examples/python/hello").join(f),
+            changed.path().join(f),
+        )
+        .expect("copy");
     }
     std::fs::write(changed.path().join("main.py"), HELLO_V2).expect("write");
-    let out = d.ok(&["deploy", changed.path().to_str().expect("path"), "-m", "say hi"]);
-    assert!(out.contains("version 2") && out.contains("was version 1"), "{out}");
+    let out = d.ok(&[
+        "deploy",
+        changed.path().to_str().expect("path"),
+        "-m",
+        "say hi",
+    ]);
+    assert!(
+        out.contains("version 2") && out.contains("was version 1"),
+        "{out}"
+    );
     let reply = d.post("/fn/hello", r#"{"name":"Ada"}"#);
     assert_eq!(reply.json(), serde_json::json!({"greeting": "Hi, Ada!"}));
     assert_eq!(reply.header("x-hearth-version"), Some("2"));
@@ -45,7 +64,10 @@ fn the_four_user_steps_through_the_cli_and_http() {
     let live_rows: Vec<&str> = versions.lines().filter(|l| l.contains("* live")).collect();
     assert_eq!(live_rows.len(), 1, "{versions}");
     assert!(live_rows[0].trim_start().starts_with('2'), "{versions}");
-    assert!(versions.lines().any(|l| l.trim_start().starts_with("1 ")), "{versions}");
+    assert!(
+        versions.lines().any(|l| l.trim_start().starts_with("1 ")),
+        "{versions}"
+    );
     assert!(versions.contains("say hi"), "{versions}");
 
     // Rollback makes 1 live again; publish --version 2 makes 2 live again.
@@ -56,16 +78,29 @@ fn the_four_user_steps_through_the_cli_and_http() {
     assert_eq!(reply.header("x-hearth-version"), Some("1"));
     let out = d.ok(&["publish", "hello", "--version", "2"]);
     assert!(out.contains("version 2 is live"), "{out}");
-    assert_eq!(d.post("/fn/hello", r#"{"name":"Ada"}"#).json()["greeting"], "Hi, Ada!");
+    assert_eq!(
+        d.post("/fn/hello", r#"{"name":"Ada"}"#).json()["greeting"],
+        "Hi, Ada!"
+    );
 
     // A given version can still be called directly.
-    assert_eq!(d.post("/fn/hello@1", r#"{"name":"Ada"}"#).json()["greeting"], "Hello, Ada!");
+    assert_eq!(
+        d.post("/fn/hello@1", r#"{"name":"Ada"}"#).json()["greeting"],
+        "Hello, Ada!"
+    );
 
     // `hearth list` shows runtime, application, live version and state.
     let list = d.ok(&["list"]);
-    let row = list.lines().find(|l| l.starts_with("hello ")).unwrap_or_else(|| panic!("{list}"));
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("hello "))
+        .unwrap_or_else(|| panic!("{list}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cells[..5], &["hello", "python", "examples", "2", "live"], "{list}");
+    assert_eq!(
+        &cells[..5],
+        &["hello", "python", "examples", "2", "live"],
+        "{list}"
+    );
 
     // The release history records all of it.
     let history = d.get("/api/v1/functions/hello/releases").json();
@@ -73,11 +108,21 @@ fn the_four_user_steps_through_the_cli_and_http() {
         .as_array()
         .expect("releases")
         .iter()
-        .map(|r| (r["action"].as_str().unwrap_or("").to_owned(), r["version"].as_u64().unwrap_or(0)))
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap_or("").to_owned(),
+                r["version"].as_u64().unwrap_or(0),
+            )
+        })
         .collect();
     assert_eq!(
         actions,
-        vec![("publish".into(), 2), ("rollback".into(), 1), ("publish".into(), 2), ("publish".into(), 1)]
+        vec![
+            ("publish".into(), 2),
+            ("rollback".into(), 1),
+            ("publish".into(), 2),
+            ("publish".into(), 1)
+        ]
     );
 }
 
@@ -86,7 +131,10 @@ fn identical_code_does_not_make_a_new_version() {
     let d = Daemon::start();
     d.ok(&["deploy", &example("hello")]);
     let out = d.ok(&["deploy", &example("hello")]);
-    assert!(out.contains("unchanged") && out.contains("version 1"), "{out}");
+    assert!(
+        out.contains("unchanged") && out.contains("version 1"),
+        "{out}"
+    );
     let versions = d.get("/api/v1/functions/hello/versions").json();
     assert_eq!(versions["versions"].as_array().map(Vec::len), Some(1));
 }
@@ -106,7 +154,10 @@ fn rollback_walks_back_and_stops_at_the_first_release() {
     d.ok(&["rollback", "steps"]);
     assert_eq!(d.post("/fn/steps", "{}").json(), 1);
     let err = d.fails(&["rollback", "steps"]);
-    assert!(err.contains("no earlier version") && err.contains("hearth publish steps --version"), "{err}");
+    assert!(
+        err.contains("no earlier version") && err.contains("hearth publish steps --version"),
+        "{err}"
+    );
     assert_eq!(d.post("/fn/steps", "{}").json(), 1);
 }
 
@@ -139,22 +190,37 @@ fn handlers_lambda_style_plain_async_and_with_files() {
     assert_eq!(body["v"], 1);
     assert_eq!(body["left"], true);
     assert_eq!(body["id"], body["aws"]);
-    assert_eq!(Some(body["id"].as_str().unwrap_or("")), reply.header("x-request-id"));
+    assert_eq!(
+        Some(body["id"].as_str().unwrap_or("")),
+        reply.header("x-request-id")
+    );
 
     let one = FnDir::python("one", "def handler(event):\n    return event\n");
     d.ok(&["deploy", one.path()]);
-    assert_eq!(d.post("/fn/one", r#"{"a":[1,2.5,null,true,"é"]}"#).json(), serde_json::json!({"a":[1,2.5,null,true,"é"]}));
+    assert_eq!(
+        d.post("/fn/one", r#"{"a":[1,2.5,null,true,"é"]}"#).json(),
+        serde_json::json!({"a":[1,2.5,null,true,"é"]})
+    );
     // An empty body is the empty event; GET passes the query string.
     assert_eq!(d.post("/fn/one", "").json(), serde_json::json!({}));
-    assert_eq!(d.get("/fn/one?name=Ada%20L&x=1").json(), serde_json::json!({"name": "Ada L", "x": "1"}));
+    assert_eq!(
+        d.get("/fn/one?name=Ada%20L&x=1").json(),
+        serde_json::json!({"name": "Ada L", "x": "1"})
+    );
 
     let asynchronous = FnDir::python(
         "later",
         "import asyncio\n\nasync def handler(event, context):\n    await asyncio.sleep(0.01)\n    return {\"waited\": True}\n",
     );
     d.ok(&["deploy", asynchronous.path()]);
-    assert_eq!(d.post("/fn/later", "{}").json(), serde_json::json!({"waited": true}));
-    assert_eq!(d.post("/fn/later", "{}").json(), serde_json::json!({"waited": true}));
+    assert_eq!(
+        d.post("/fn/later", "{}").json(),
+        serde_json::json!({"waited": true})
+    );
+    assert_eq!(
+        d.post("/fn/later", "{}").json(),
+        serde_json::json!({"waited": true})
+    );
 
     let files = FnDir::new(
         "name = \"data\"\nruntime = \"python\"\nentry = \"pkg.lookup.handler\"\n",
@@ -186,7 +252,11 @@ fn a_worker_is_reused_and_the_pool_respects_max_workers() {
     d.ok(&["deploy", f.path()]);
     let first = d.post("/fn/pids", "{}").json();
     for _ in 0..5 {
-        assert_eq!(d.post("/fn/pids", "{}").json(), first, "sequential calls should reuse the warm worker");
+        assert_eq!(
+            d.post("/fn/pids", "{}").json(),
+            first,
+            "sequential calls should reuse the warm worker"
+        );
     }
     // Six concurrent calls on at most two workers: all answer, from ≤ 2 processes.
     let addr = d.addr.clone();
@@ -217,16 +287,23 @@ fn output_on_stdout_and_stderr_is_logged_and_does_not_disturb_results() {
         let reply = d.post("/fn/chatty", &format!("{{\"n\":{n}}}"));
         assert_eq!(reply.json(), serde_json::json!({"ok": true, "n": n}));
     }
-    assert!(eventually(10, || d.log().contains("marker-err") && d.log().contains("marker-out")));
+    assert!(eventually(10, || d.log().contains("marker-err")
+        && d.log().contains("marker-out")));
 }
 
 #[test]
 fn the_daemon_stopping_ends_its_workers() {
     let mut d = Daemon::start();
-    let f = FnDir::python("pid", "import os\n\ndef handler(event):\n    return os.getpid()\n");
+    let f = FnDir::python(
+        "pid",
+        "import os\n\ndef handler(event):\n    return os.getpid()\n",
+    );
     d.ok(&["deploy", f.path()]);
     let pid = d.post("/fn/pid", "{}").json().as_u64().expect("pid") as u32;
     assert!(alive(pid));
     assert!(d.stop());
-    assert!(eventually(5, || !alive(pid)), "worker {pid} outlived the daemon");
+    assert!(
+        eventually(5, || !alive(pid)),
+        "worker {pid} outlived the daemon"
+    );
 }

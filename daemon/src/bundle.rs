@@ -14,7 +14,15 @@ pub const MAX_FILES: usize = 5_000;
 pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Directory and file names never taken into a bundle.
-const SKIPPED: &[&str] = &["__pycache__", "node_modules", ".git", ".hg", ".svn", ".venv", ".DS_Store"];
+const SKIPPED: &[&str] = &[
+    "__pycache__",
+    "node_modules",
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    ".DS_Store",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleFile {
@@ -94,7 +102,8 @@ impl Bundle {
             }
         }
         let manifest_file = self.file(MANIFEST_FILE).ok_or(BundleError::NoManifest)?;
-        let text = std::str::from_utf8(&manifest_file.data).map_err(|_| BundleError::ManifestNotText)?;
+        let text =
+            std::str::from_utf8(&manifest_file.data).map_err(|_| BundleError::ManifestNotText)?;
         let manifest = manifest::parse(text)?;
         let (module, _) = manifest.entry_parts();
         let candidates = manifest.runtime.entry_files(module);
@@ -143,10 +152,17 @@ fn safe_path(path: &str) -> bool {
         && !path.starts_with('/')
         && !path.contains('\\')
         && !path.contains('\0')
-        && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<BundleFile>, total: &mut u64) -> Result<(), BundleError> {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<BundleFile>,
+    total: &mut u64,
+) -> Result<(), BundleError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BundleError::Io { path, source }
@@ -189,7 +205,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<BundleFile>, total: &mut u64) -> 
             .join("/");
         let executable = {
             use std::os::unix::fs::PermissionsExt;
-            entry.metadata().map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+            entry
+                .metadata()
+                .map(|m| m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
         };
         out.push(BundleFile {
             path: rel,
@@ -232,33 +251,54 @@ mod tests {
 
     #[test]
     fn hash_ignores_order_and_sees_content() {
-        let a = Bundle { files: vec![file("a", "1"), file("b", "2")] };
-        let b = Bundle { files: vec![file("b", "2"), file("a", "1")] };
-        let c = Bundle { files: vec![file("a", "1"), file("b", "3")] };
+        let a = Bundle {
+            files: vec![file("a", "1"), file("b", "2")],
+        };
+        let b = Bundle {
+            files: vec![file("b", "2"), file("a", "1")],
+        };
+        let c = Bundle {
+            files: vec![file("a", "1"), file("b", "3")],
+        };
         assert_eq!(a.hash(), b.hash());
         assert_ne!(a.hash(), c.hash());
     }
 
     #[test]
     fn entry_file_must_exist() {
-        let b = Bundle { files: vec![file(MANIFEST_FILE, MANIFEST), file("app.py", "")] };
+        let b = Bundle {
+            files: vec![file(MANIFEST_FILE, MANIFEST), file("app.py", "")],
+        };
         let err = b.validate().expect_err("entry missing").to_string();
         assert!(err.contains("main.py") && err.contains("app.py"), "{err}");
-        let ok = Bundle { files: vec![file(MANIFEST_FILE, MANIFEST), file("main.py", "")] };
+        let ok = Bundle {
+            files: vec![file(MANIFEST_FILE, MANIFEST), file("main.py", "")],
+        };
         assert_eq!(ok.validate().expect("valid").name, "hello");
     }
 
     #[test]
     fn unsafe_paths_are_refused() {
         for bad in ["../x", "/etc/passwd", "a//b", "a/./b", ""] {
-            let b = Bundle { files: vec![file(MANIFEST_FILE, MANIFEST), file("main.py", ""), file(bad, "")] };
-            assert!(matches!(b.validate(), Err(BundleError::BadPath(_))), "{bad}");
+            let b = Bundle {
+                files: vec![
+                    file(MANIFEST_FILE, MANIFEST),
+                    file("main.py", ""),
+                    file(bad, ""),
+                ],
+            };
+            assert!(
+                matches!(b.validate(), Err(BundleError::BadPath(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn no_manifest_is_explained() {
-        let b = Bundle { files: vec![file("main.py", "")] };
+        let b = Bundle {
+            files: vec![file("main.py", "")],
+        };
         assert!(matches!(b.validate(), Err(BundleError::NoManifest)));
     }
 }

@@ -20,7 +20,11 @@ use crate::publish::{DeployOutcome, ReleaseOutcome};
 use crate::runtime::RuntimeOptions;
 
 #[derive(Parser)]
-#[command(name = "hearth", version, about = "hearth: deploy small functions and call them over HTTP through warm worker pools")]
+#[command(
+    name = "hearth",
+    version,
+    about = "hearth: deploy small functions and call them over HTTP through warm worker pools"
+)]
 pub struct Cli {
     /// Address of the daemon the client commands talk to.
     #[arg(long, global = true, env = "HEARTH_ADDR", default_value = DEFAULT_ADDR)]
@@ -99,7 +103,10 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -139,20 +146,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::new(&cli.addr)?;
     match cli.command {
         Command::Serve { .. } => Ok(()),
-        Command::Deploy { dir, message, no_publish } => deploy(&client, &dir, message, !no_publish).await,
+        Command::Deploy {
+            dir,
+            message,
+            no_publish,
+        } => deploy(&client, &dir, message, !no_publish).await,
         Command::Invoke { target, data } => invoke(&client, &target, &data).await,
         Command::List { json } => list(&client, json).await,
         Command::Versions { name, json } => versions(&client, &name, json).await,
-        Command::Publish { name, version, message } => {
+        Command::Publish {
+            name,
+            version,
+            message,
+        } => {
             let out: ReleaseOutcome = client
-                .post(&format!("/api/v1/functions/{name}/publish"), &PublishRequest { version, message })
+                .post(
+                    &format!("/api/v1/functions/{name}/publish"),
+                    &PublishRequest { version, message },
+                )
                 .await?;
             print_release(&out);
             Ok(())
         }
         Command::Rollback { name, message } => {
             let out: ReleaseOutcome = client
-                .post(&format!("/api/v1/functions/{name}/rollback"), &RollbackRequest { message })
+                .post(
+                    &format!("/api/v1/functions/{name}/rollback"),
+                    &RollbackRequest { message },
+                )
                 .await?;
             print_release(&out);
             Ok(())
@@ -215,7 +236,9 @@ async fn deploy(client: &Client, dir: &Path, message: String, publish: bool) -> 
         bail!("{shown} is not a directory; give the directory that holds the function's {MANIFEST_FILE}");
     }
     let bundle = Bundle::from_dir(dir).map_err(|e| anyhow::anyhow!(located(&e)))?;
-    let manifest = bundle.validate().map_err(|e| anyhow::anyhow!(located(&e)))?;
+    let manifest = bundle
+        .validate()
+        .map_err(|e| anyhow::anyhow!(located(&e)))?;
     eprintln!(
         "deploying {} from {shown} ({} files, {}) to {}…",
         manifest.name,
@@ -230,17 +253,26 @@ async fn deploy(client: &Client, dir: &Path, message: String, publish: bool) -> 
     };
     let out: DeployOutcome = match client.post("/api/v1/deploy", &request).await {
         Ok(out) => out,
-        Err(ClientError::Api(detail)) if detail.code == "bad_manifest" || detail.code == "bad_bundle" => {
+        Err(ClientError::Api(detail))
+            if detail.code == "bad_manifest" || detail.code == "bad_bundle" =>
+        {
             bail!("{}", located(&ClientError::Api(detail)))
         }
         Err(e) => return Err(e.into()),
     };
     let stored = if out.created {
-        format!("stored as version {} (sha256 {})", out.version, &out.hash[..12.min(out.hash.len())])
+        format!(
+            "stored as version {} (sha256 {})",
+            out.version,
+            &out.hash[..12.min(out.hash.len())]
+        )
     } else {
         format!("unchanged: same code as version {}", out.version)
     };
-    let loaded = out.load_ms.map(|ms| format!(", loaded in {ms:.0} ms")).unwrap_or_default();
+    let loaded = out
+        .load_ms
+        .map(|ms| format!(", loaded in {ms:.0} ms"))
+        .unwrap_or_default();
     let state = match (out.live, out.previous) {
         (true, Some(p)) if p != out.version => format!("live (was version {p})"),
         (true, _) => "live".to_owned(),
@@ -254,7 +286,8 @@ async fn deploy(client: &Client, dir: &Path, message: String, publish: bool) -> 
 fn read_data(data: &str) -> anyhow::Result<Vec<u8>> {
     if data == "-" {
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("cannot read the event from standard input")?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .context("cannot read the event from standard input")?;
         Ok(buf)
     } else if let Some(path) = data.strip_prefix('@') {
         std::fs::read(path).with_context(|| format!("cannot read the event file {path}"))
@@ -268,7 +301,9 @@ async fn invoke(client: &Client, target: &str, data: &str) -> anyhow::Result<()>
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
         bail!("--data is not valid JSON ({e}); for example --data '{{\"name\":\"Ada\"}}'");
     }
-    let resp = client.send(Method::POST, &format!("/fn/{target}"), Some(body)).await?;
+    let resp = client
+        .send(Method::POST, &format!("/fn/{target}"), Some(body))
+        .await?;
     let resp = client.check(resp)?;
     let text = String::from_utf8_lossy(&resp.body);
     println!("{text}");
@@ -312,7 +347,9 @@ async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
                 f.name.clone(),
                 f.runtime.clone(),
                 f.app.clone(),
-                f.live_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                f.live_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 f.state.clone(),
                 f.versions.to_string(),
                 when(f.updated_at),
@@ -320,7 +357,19 @@ async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    table(&["NAME", "RUNTIME", "APP", "LIVE", "STATE", "VERSIONS", "UPDATED", "DESCRIPTION"], &rows);
+    table(
+        &[
+            "NAME",
+            "RUNTIME",
+            "APP",
+            "LIVE",
+            "STATE",
+            "VERSIONS",
+            "UPDATED",
+            "DESCRIPTION",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
@@ -342,7 +391,9 @@ struct VersionView {
 }
 
 async fn versions(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
-    let list: VersionList = client.get(&format!("/api/v1/functions/{name}/versions")).await?;
+    let list: VersionList = client
+        .get(&format!("/api/v1/functions/{name}/versions"))
+        .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list.versions)?);
         return Ok(());
@@ -353,7 +404,11 @@ async fn versions(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
         .map(|v| {
             vec![
                 v.version.to_string(),
-                if Some(v.version) == list.live_version { "* live".into() } else { String::new() },
+                if Some(v.version) == list.live_version {
+                    "* live".into()
+                } else {
+                    String::new()
+                },
                 when(v.created_at),
                 format!("{} files, {}", v.file_count, size(v.size_bytes)),
                 v.hash.chars().take(12).collect(),
@@ -365,7 +420,10 @@ async fn versions(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
         Some(v) => println!("{}: live version {v}", list.function),
         None => println!("{}: no live version", list.function),
     }
-    table(&["VERSION", "LIVE", "CREATED", "SIZE", "SHA256", "MESSAGE"], &rows);
+    table(
+        &["VERSION", "LIVE", "CREATED", "SIZE", "SHA256", "MESSAGE"],
+        &rows,
+    );
     Ok(())
 }
 
@@ -385,7 +443,9 @@ struct ReleaseView {
 }
 
 async fn history(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
-    let list: ReleaseList = client.get(&format!("/api/v1/functions/{name}/releases")).await?;
+    let list: ReleaseList = client
+        .get(&format!("/api/v1/functions/{name}/releases"))
+        .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list.releases)?);
         return Ok(());
@@ -397,7 +457,13 @@ async fn history(client: &Client, name: &str, json: bool) -> anyhow::Result<()> 
             vec![
                 when(r.created_at),
                 r.action.clone(),
-                format!("{} -> {}", r.from_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()), r.version),
+                format!(
+                    "{} -> {}",
+                    r.from_version
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    r.version
+                ),
                 r.actor.clone(),
                 r.message.clone(),
             ]

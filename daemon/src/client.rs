@@ -21,7 +21,11 @@ pub enum ClientError {
     #[error("{}", describe(.0))]
     Api(Box<ErrorDetail>),
     #[error("the daemon at {addr} answered {status} with a body that is not hearth's JSON: {body}; is something else listening there?")]
-    BadResponse { addr: String, status: StatusCode, body: String },
+    BadResponse {
+        addr: String,
+        status: StatusCode,
+        body: String,
+    },
     #[error("invalid daemon address \"{0}\"; use HOST:PORT, for example 127.0.0.1:7700")]
     BadAddr(String),
 }
@@ -92,8 +96,15 @@ impl Client {
         &self.addr
     }
 
-    pub async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Response, ClientError> {
-        let mut req = Request::builder().method(method).uri(format!("{}{}", self.base, path));
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response, ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
         if body.is_some() {
             req = req.header(CONTENT_TYPE, "application/json");
         }
@@ -103,10 +114,14 @@ impl Client {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
-        let resp = self.http.request(req).await.map_err(|e| ClientError::Unreachable {
-            addr: self.addr.clone(),
-            reason: root_cause(&e),
-        })?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                reason: root_cause(&e),
+            })?;
         let (parts, body) = resp.into_parts();
         let body = body
             .collect()
@@ -133,7 +148,10 @@ impl Client {
             Err(_) => Err(ClientError::BadResponse {
                 addr: self.addr.clone(),
                 status: resp.status,
-                body: String::from_utf8_lossy(&resp.body).chars().take(200).collect(),
+                body: String::from_utf8_lossy(&resp.body)
+                    .chars()
+                    .take(200)
+                    .collect(),
             }),
         }
     }
@@ -143,7 +161,10 @@ impl Client {
         serde_json::from_slice(&resp.body).map_err(|_| ClientError::BadResponse {
             addr: self.addr.clone(),
             status: resp.status,
-            body: String::from_utf8_lossy(&resp.body).chars().take(200).collect(),
+            body: String::from_utf8_lossy(&resp.body)
+                .chars()
+                .take(200)
+                .collect(),
         })
     }
 
@@ -152,8 +173,13 @@ impl Client {
         self.decode(resp)
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        let bytes = serde_json::to_vec(body).map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let bytes =
+            serde_json::to_vec(body).map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
         let resp = self.send(Method::POST, path, Some(bytes)).await?;
         self.decode(resp)
     }

@@ -70,7 +70,8 @@ impl CodeDir {
             }
             std::fs::write(&path, &f.data).map_err(|e| fail(&path, e))?;
             let mode = if f.executable { 0o555 } else { 0o444 };
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| fail(&path, e))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| fail(&path, e))?;
         }
         seal_dirs(&tmp).map_err(|e| fail(&tmp, e))?;
         match std::fs::rename(&tmp, &dest) {

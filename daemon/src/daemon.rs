@@ -73,7 +73,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     info!(%addr, data = %data.display(), functions = routed, "hearth listening");
     // One line on stdout for scripts and tests that wait for the daemon.
-    println!("hearth listening on http://{addr} (data: {})", data.display());
+    println!(
+        "hearth listening on http://{addr} (data: {})",
+        data.display()
+    );
     let _ = std::io::stdout().flush();
 
     let gw = Arc::new(Gateway::new(publisher.clone(), config.max_body));

@@ -104,7 +104,10 @@ pub enum ManifestError {
     #[error("{MANIFEST_FILE} is not valid TOML: {0}")]
     Syntax(String),
     #[error("{MANIFEST_FILE}: missing required key `{key}` ({example})")]
-    Missing { key: &'static str, example: &'static str },
+    Missing {
+        key: &'static str,
+        example: &'static str,
+    },
     #[error("{MANIFEST_FILE}: `{key}` {problem}")]
     Invalid { key: &'static str, problem: String },
     #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description and [limits] timeout_ms, memory_mb, max_workers")]
@@ -127,7 +130,10 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     }
 
     let name = required_str(&table, "name", "for example name = \"hello\"")?;
-    validate_name(&name).map_err(|problem| ManifestError::Invalid { key: "name", problem })?;
+    validate_name(&name).map_err(|problem| ManifestError::Invalid {
+        key: "name",
+        problem,
+    })?;
 
     let runtime_text = required_str(
         &table,
@@ -140,10 +146,16 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     })?;
 
     let entry = required_str(&table, "entry", "for example entry = \"main.handler\"")?;
-    validate_entry(&entry).map_err(|problem| ManifestError::Invalid { key: "entry", problem })?;
+    validate_entry(&entry).map_err(|problem| ManifestError::Invalid {
+        key: "entry",
+        problem,
+    })?;
 
     let app = optional_str(&table, "app")?.unwrap_or_else(|| DEFAULT_APP.to_owned());
-    validate_name(&app).map_err(|problem| ManifestError::Invalid { key: "app", problem })?;
+    validate_name(&app).map_err(|problem| ManifestError::Invalid {
+        key: "app",
+        problem,
+    })?;
     let category = optional_str(&table, "category")?.unwrap_or_default();
     let description = optional_str(&table, "description")?.unwrap_or_default();
 
@@ -176,11 +188,19 @@ fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
         }
     }
     let d = Limits::default();
-    let timeout_ms = int_in(t, "timeout_ms", "limits.timeout_ms", 1, MAX_TIMEOUT_MS)?.unwrap_or(d.timeout_ms);
-    let memory_mb = int_in(t, "memory_mb", "limits.memory_mb", 16, MAX_MEMORY_MB)?.unwrap_or(d.memory_mb);
-    let max_workers = int_in(t, "max_workers", "limits.max_workers", 1, u64::from(MAX_MAX_WORKERS))?
-        .map(|v| v as u32)
-        .unwrap_or(d.max_workers);
+    let timeout_ms =
+        int_in(t, "timeout_ms", "limits.timeout_ms", 1, MAX_TIMEOUT_MS)?.unwrap_or(d.timeout_ms);
+    let memory_mb =
+        int_in(t, "memory_mb", "limits.memory_mb", 16, MAX_MEMORY_MB)?.unwrap_or(d.memory_mb);
+    let max_workers = int_in(
+        t,
+        "max_workers",
+        "limits.max_workers",
+        1,
+        u64::from(MAX_MAX_WORKERS),
+    )?
+    .map(|v| v as u32)
+    .unwrap_or(d.max_workers);
     Ok(Limits {
         timeout_ms,
         memory_mb,
@@ -197,7 +217,9 @@ fn int_in(
 ) -> Result<Option<u64>, ManifestError> {
     match t.get(key) {
         None => Ok(None),
-        Some(toml::Value::Integer(i)) if (*i as i128) >= min as i128 && (*i as i128) <= max as i128 => {
+        Some(toml::Value::Integer(i))
+            if (*i as i128) >= min as i128 && (*i as i128) <= max as i128 =>
+        {
             Ok(Some(*i as u64))
         }
         Some(toml::Value::Integer(i)) => Err(ManifestError::Invalid {
@@ -211,7 +233,11 @@ fn int_in(
     }
 }
 
-fn required_str(t: &toml::Table, key: &'static str, example: &'static str) -> Result<String, ManifestError> {
+fn required_str(
+    t: &toml::Table,
+    key: &'static str,
+    example: &'static str,
+) -> Result<String, ManifestError> {
     match optional_str(t, key)? {
         Some(s) if !s.trim().is_empty() => Ok(s),
         _ => Err(ManifestError::Missing { key, example }),
@@ -235,13 +261,18 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 63 {
         return Err(format!("\"{name}\" must be 1 to 63 characters long"));
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err(format!(
             "\"{name}\" may contain only lowercase letters, digits and '-' (for example \"page-title\")"
         ));
     }
     if name.starts_with('-') || name.ends_with('-') {
-        return Err(format!("\"{name}\" must start and end with a letter or digit"));
+        return Err(format!(
+            "\"{name}\" must start and end with a letter or digit"
+        ));
     }
     Ok(())
 }
@@ -254,7 +285,8 @@ fn validate_entry(entry: &str) -> Result<(), String> {
     };
     let ident = |s: &str| {
         !s.is_empty()
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             && !s.starts_with(|c: char| c.is_ascii_digit())
     };
     if !ident(func) || !module.split('.').all(ident) {
@@ -302,7 +334,13 @@ max_workers = 2
     #[test]
     fn missing_entry_names_the_key() {
         let err = parse("name='a'\nruntime='python'").expect_err("invalid");
-        assert_eq!(err, ManifestError::Missing { key: "entry", example: "for example entry = \"main.handler\"" });
+        assert_eq!(
+            err,
+            ManifestError::Missing {
+                key: "entry",
+                example: "for example entry = \"main.handler\""
+            }
+        );
         assert!(err.to_string().contains("`entry`"));
     }
 
@@ -310,17 +348,30 @@ max_workers = 2
     fn unknown_runtime_lists_the_known_ones() {
         let err = parse("name='a'\nruntime='ruby'\nentry='m.h'").expect_err("invalid");
         let text = err.to_string();
-        assert!(text.contains("ruby") && text.contains("python, node, lua"), "{text}");
+        assert!(
+            text.contains("ruby") && text.contains("python, node, lua"),
+            "{text}"
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
-        assert!(parse("name='Hello'\nruntime='python'\nentry='m.h'").expect_err("x").to_string().contains("`name`"));
-        assert!(parse("name='a'\nruntime='python'\nentry='handler'").expect_err("x").to_string().contains("module.function"));
-        let e = parse("name='a'\nruntime='python'\nentry='m.h'\n[limits]\ntimeout_ms=0").expect_err("x");
+        assert!(parse("name='Hello'\nruntime='python'\nentry='m.h'")
+            .expect_err("x")
+            .to_string()
+            .contains("`name`"));
+        assert!(parse("name='a'\nruntime='python'\nentry='handler'")
+            .expect_err("x")
+            .to_string()
+            .contains("module.function"));
+        let e = parse("name='a'\nruntime='python'\nentry='m.h'\n[limits]\ntimeout_ms=0")
+            .expect_err("x");
         assert!(e.to_string().contains("limits.timeout_ms"), "{e}");
         let e = parse("name='a'\nruntime='python'\nentry='m.h'\ntimout=3").expect_err("x");
         assert_eq!(e, ManifestError::UnknownKey("timout".into()));
-        assert!(matches!(parse("name = ").expect_err("x"), ManifestError::Syntax(_)));
+        assert!(matches!(
+            parse("name = ").expect_err("x"),
+            ManifestError::Syntax(_)
+        ));
     }
 }

@@ -121,7 +121,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     let mut prefix = [0u8; 4];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ProtocolError::Closed),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(ProtocolError::Closed)
+        }
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(prefix) as usize;
@@ -217,7 +219,8 @@ mod tests {
 
     #[test]
     fn json_round_trip_keeps_types() {
-        let json = br#"{"a":[1,-2,18446744073709551615,-9223372036854775808,1.5,"x",null,true],"b":{}}"#;
+        let json =
+            br#"{"a":[1,-2,18446744073709551615,-9223372036854775808,1.5,"x",null,true],"b":{}}"#;
         let value = json_to_value(json).expect("json");
         let back = value_to_json(&value);
         let expected: serde_json::Value = serde_json::from_slice(json).expect("json");

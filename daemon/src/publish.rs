@@ -111,13 +111,17 @@ impl Publisher {
     pub async fn restore_routes(&self) -> Result<usize, StoreError> {
         let mut routed = 0;
         for f in self.store.list_functions().await? {
-            let Some(version) = f.live_version else { continue };
+            let Some(version) = f.live_version else {
+                continue;
+            };
             match self.pool_for(&f.name, version).await {
                 Ok(pool) => {
                     self.router.set_live(&f.name, pool);
                     routed += 1;
                 }
-                Err(e) => warn!(function = %f.name, version, error = %e, "cannot route the live version"),
+                Err(e) => {
+                    warn!(function = %f.name, version, error = %e, "cannot route the live version")
+                }
             }
         }
         Ok(routed)
@@ -134,15 +138,21 @@ impl Publisher {
             .function(function)
             .await?
             .ok_or_else(|| PublishError::UnknownFunction(function.to_owned()))?;
-        let version = record.live_version.ok_or_else(|| PublishError::NotPublished {
-            function: function.to_owned(),
-        })?;
+        let version = record
+            .live_version
+            .ok_or_else(|| PublishError::NotPublished {
+                function: function.to_owned(),
+            })?;
         let pool = self.pool_for(function, version).await?;
         self.router.set_live(function, pool.clone());
         Ok(pool)
     }
 
-    async fn version_record(&self, function: &str, version: u32) -> Result<VersionRecord, PublishError> {
+    async fn version_record(
+        &self,
+        function: &str,
+        version: u32,
+    ) -> Result<VersionRecord, PublishError> {
         if let Some(v) = self.store.version(function, version).await? {
             return Ok(v);
         }
@@ -169,7 +179,8 @@ impl Publisher {
             self.code.path(function, version, &record.hash)
         } else {
             let files = self.store.version_files(function, version).await?;
-            self.code.materialize(function, version, &record.hash, &files)?
+            self.code
+                .materialize(function, version, &record.hash, &files)?
         };
         let spec = WorkerSpec {
             function: function.to_owned(),
@@ -185,11 +196,19 @@ impl Publisher {
 
     /// Start a worker of the version and load its code (unless one is
     /// already waiting). Load errors come back with the runtime's traceback.
-    async fn prove_loads(&self, pool: &Pool, function: &str, version: u32) -> Result<Option<f64>, PublishError> {
+    async fn prove_loads(
+        &self,
+        pool: &Pool,
+        function: &str,
+        version: u32,
+    ) -> Result<Option<f64>, PublishError> {
         let started = Instant::now();
         let before = pool.stats().started;
         match pool.warm(LOAD_TIMEOUT).await {
-            Ok(()) => Ok((pool.stats().started > before).then(|| started.elapsed().as_secs_f64() * 1000.0)),
+            Ok(()) => {
+                Ok((pool.stats().started > before)
+                    .then(|| started.elapsed().as_secs_f64() * 1000.0))
+            }
             Err(WorkerError::LoadFailed { error, .. }) => Err(PublishError::LoadFailed {
                 function: function.to_owned(),
                 version,
@@ -207,7 +226,13 @@ impl Publisher {
 
     /// Store the bundle as a version of its function and, if `publish`,
     /// make it live once a worker has loaded it.
-    pub async fn deploy(&self, bundle: Bundle, message: &str, publish: bool, actor: &str) -> Result<DeployOutcome, PublishError> {
+    pub async fn deploy(
+        &self,
+        bundle: Bundle,
+        message: &str,
+        publish: bool,
+        actor: &str,
+    ) -> Result<DeployOutcome, PublishError> {
         let manifest = bundle.validate()?;
         let runtime = self.runtimes.get(manifest.runtime)?;
         let function = manifest.name.clone();
@@ -215,8 +240,13 @@ impl Publisher {
         let _guard = lock.lock().await;
 
         let put = self.store.put_version(&manifest, &bundle, message).await?;
-        self.code.materialize(&function, put.version, &put.hash, &bundle.files)?;
-        let live_before = self.store.function(&function).await?.and_then(|f| f.live_version);
+        self.code
+            .materialize(&function, put.version, &put.hash, &bundle.files)?;
+        let live_before = self
+            .store
+            .function(&function)
+            .await?
+            .and_then(|f| f.live_version);
         info!(function = %function, version = put.version, created = put.created, runtime = %runtime.kind, "version stored");
 
         let mut outcome = DeployOutcome {
@@ -247,7 +277,10 @@ impl Publisher {
             Err(e) => return Err(e),
         };
         let record = self.version_record(&function, put.version).await?;
-        outcome.previous = self.store.release(&function, &record, "publish", message, actor).await?;
+        outcome.previous = self
+            .store
+            .release(&function, &record, "publish", message, actor)
+            .await?;
         self.router.set_live(&function, pool);
         outcome.live = true;
         info!(function = %function, version = put.version, previous = ?outcome.previous, "published");
@@ -255,17 +288,38 @@ impl Publisher {
     }
 
     /// Make `version` live (after proving it loads).
-    pub async fn publish(&self, function: &str, version: u32, action: &str, message: &str, actor: &str) -> Result<ReleaseOutcome, PublishError> {
+    pub async fn publish(
+        &self,
+        function: &str,
+        version: u32,
+        action: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<ReleaseOutcome, PublishError> {
         let lock = self.lock_for(function);
         let _guard = lock.lock().await;
-        self.release_locked(function, version, action, message, actor).await
+        self.release_locked(function, version, action, message, actor)
+            .await
     }
 
-    async fn release_locked(&self, function: &str, version: u32, action: &str, message: &str, actor: &str) -> Result<ReleaseOutcome, PublishError> {
+    async fn release_locked(
+        &self,
+        function: &str,
+        version: u32,
+        action: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<ReleaseOutcome, PublishError> {
         let record = self.version_record(function, version).await?;
         let pool = self.pool_for(function, version).await?;
-        if let Err(PublishError::LoadFailed { error, .. }) = self.prove_loads(&pool, function, version).await {
-            let live = self.store.function(function).await?.and_then(|f| f.live_version);
+        if let Err(PublishError::LoadFailed { error, .. }) =
+            self.prove_loads(&pool, function, version).await
+        {
+            let live = self
+                .store
+                .function(function)
+                .await?
+                .and_then(|f| f.live_version);
             return Err(PublishError::LoadFailed {
                 function: function.to_owned(),
                 version,
@@ -274,7 +328,10 @@ impl Publisher {
                 error,
             });
         }
-        let previous = self.store.release(function, &record, action, message, actor).await?;
+        let previous = self
+            .store
+            .release(function, &record, action, message, actor)
+            .await?;
         self.router.set_live(function, pool);
         info!(function = %function, version, previous = ?previous, action, "released");
         Ok(ReleaseOutcome {
@@ -288,7 +345,12 @@ impl Publisher {
     /// Make the version live that was live before the current one came in:
     /// the `from_version` of the latest publish that made the current
     /// version live. Repeated rollbacks walk further back.
-    pub async fn rollback(&self, function: &str, message: &str, actor: &str) -> Result<ReleaseOutcome, PublishError> {
+    pub async fn rollback(
+        &self,
+        function: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<ReleaseOutcome, PublishError> {
         let lock = self.lock_for(function);
         let _guard = lock.lock().await;
         let record = self
@@ -296,9 +358,11 @@ impl Publisher {
             .function(function)
             .await?
             .ok_or_else(|| PublishError::UnknownFunction(function.to_owned()))?;
-        let live = record.live_version.ok_or_else(|| PublishError::NotPublished {
-            function: function.to_owned(),
-        })?;
+        let live = record
+            .live_version
+            .ok_or_else(|| PublishError::NotPublished {
+                function: function.to_owned(),
+            })?;
         let releases = self.store.releases(function).await?;
         let target = releases
             .iter()
@@ -309,12 +373,16 @@ impl Publisher {
                 function: function.to_owned(),
                 live,
             })?;
-        self.release_locked(function, target, "rollback", message, actor).await
+        self.release_locked(function, target, "rollback", message, actor)
+            .await
     }
 
     /// Pools that exist now (live or not), for the API.
     pub fn pools(&self) -> Vec<Arc<Pool>> {
-        self.pools.lock().map(|p| p.values().cloned().collect()).unwrap_or_default()
+        self.pools
+            .lock()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Kill every idle worker; used at shutdown.

@@ -52,7 +52,8 @@ impl Runtimes {
                 kind,
                 Err(RuntimeError::Unavailable {
                     kind,
-                    reason: "this hearth build has no shim for it yet; use runtime = \"python\"".into(),
+                    reason: "this hearth build has no shim for it yet; use runtime = \"python\""
+                        .into(),
                 }),
             );
         }
@@ -94,7 +95,10 @@ fn base_env() -> Vec<(String, String)> {
 
 /// Write `content` to `path` unless it already holds exactly that.
 fn install_file(path: &Path, content: &str) -> std::io::Result<()> {
-    if std::fs::read(path).map(|c| c == content.as_bytes()).unwrap_or(false) {
+    if std::fs::read(path)
+        .map(|c| c == content.as_bytes())
+        .unwrap_or(false)
+    {
         return Ok(());
     }
     if let Some(parent) = path.parent() {
@@ -106,7 +110,11 @@ fn install_file(path: &Path, content: &str) -> std::io::Result<()> {
 }
 
 /// Run a short probe command and return its trimmed stdout, or a reason.
-async fn probe(program: &Path, args: &[&str], env: Option<&[(String, String)]>) -> Result<String, String> {
+async fn probe(
+    program: &Path,
+    args: &[&str],
+    env: Option<&[(String, String)]>,
+) -> Result<String, String> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
     if let Some(env) = env {
@@ -119,7 +127,11 @@ async fn probe(program: &Path, args: &[&str], env: Option<&[(String, String)]>) 
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().last().unwrap_or("").trim().to_owned();
-        return Err(if last.is_empty() { format!("exited with {}", out.status) } else { last });
+        return Err(if last.is_empty() {
+            format!("exited with {}", out.status)
+        } else {
+            last
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
@@ -129,16 +141,23 @@ async fn python(dir: &Path, options: &RuntimeOptions) -> Result<Runtime, Runtime
         kind: RuntimeKind::Python,
         reason,
     };
-    let requested = options.python.clone().unwrap_or_else(|| PathBuf::from("python3"));
+    let requested = options
+        .python
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("python3"));
     // Ask the interpreter for its real path (PATH entries are often
     // version-manager shims that cost tens of milliseconds per start).
-    let real = probe(&requested, &["-c", "import sys; print(sys.executable)"], None)
-        .await
-        .map_err(|e| {
-            unavailable(format!(
-                "{e}; install Python 3.8 or newer, or point --python / HEARTH_PYTHON at an interpreter"
-            ))
-        })?;
+    let real = probe(
+        &requested,
+        &["-c", "import sys; print(sys.executable)"],
+        None,
+    )
+    .await
+    .map_err(|e| {
+        unavailable(format!(
+            "{e}; install Python 3.8 or newer, or point --python / HEARTH_PYTHON at an interpreter"
+        ))
+    })?;
     let interpreter = PathBuf::from(real);
     let shim_dir = dir.join("python");
     let shim = shim_dir.join("hearth_worker.py");

@@ -119,7 +119,8 @@ impl Store {
         self.pool.close().await;
     }
 
-    const FUNCTION_COLUMNS: &'static str = "f.id, f.name, f.runtime, a.name AS app, f.category, f.description, f.state, \
+    const FUNCTION_COLUMNS: &'static str =
+        "f.id, f.name, f.runtime, a.name AS app, f.category, f.description, f.state, \
          f.live_version, f.created_at, f.updated_at, \
          (SELECT COUNT(*) FROM versions v WHERE v.function_id = f.id) AS versions \
          FROM functions f JOIN applications a ON a.id = f.app_id";
@@ -133,7 +134,9 @@ impl Store {
             category: row.try_get("category")?,
             description: row.try_get("description")?,
             state: row.try_get("state")?,
-            live_version: row.try_get::<Option<i64>, _>("live_version")?.map(|v| v as u32),
+            live_version: row
+                .try_get::<Option<i64>, _>("live_version")?
+                .map(|v| v as u32),
             versions: row.try_get::<i64, _>("versions")? as u32,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -148,7 +151,10 @@ impl Store {
 
     pub async fn function(&self, name: &str) -> Result<Option<FunctionRecord>> {
         let sql = format!("SELECT {} WHERE f.name = ?", Self::FUNCTION_COLUMNS);
-        let row = sqlx::query(&sql).bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(Self::function_from_row).transpose()
     }
 
@@ -277,7 +283,9 @@ impl Store {
         .bind(function)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Self::version_from_row(function, r)).collect()
+        rows.iter()
+            .map(|r| Self::version_from_row(function, r))
+            .collect()
     }
 
     pub async fn version(&self, function: &str, number: u32) -> Result<Option<VersionRecord>> {
@@ -289,7 +297,9 @@ impl Store {
         .bind(i64::from(number))
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(|r| Self::version_from_row(function, r)).transpose()
+        row.as_ref()
+            .map(|r| Self::version_from_row(function, r))
+            .transpose()
     }
 
     pub async fn version_files(&self, function: &str, number: u32) -> Result<Vec<BundleFile>> {
@@ -337,7 +347,9 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let function_id: i64 = row.try_get("id")?;
-        let previous = row.try_get::<Option<i64>, _>("live_version")?.map(|v| v as u32);
+        let previous = row
+            .try_get::<Option<i64>, _>("live_version")?
+            .map(|v| v as u32);
         sqlx::query(
             "UPDATE functions SET live_version = ?, state = 'live', runtime = ?, \
              app_id = (SELECT id FROM applications WHERE name = ?), category = ?, description = ?, updated_at = ? \
@@ -382,7 +394,9 @@ impl Store {
             .map(|r| {
                 Ok(ReleaseRecord {
                     version: r.try_get::<i64, _>("version")? as u32,
-                    from_version: r.try_get::<Option<i64>, _>("from_version")?.map(|v| v as u32),
+                    from_version: r
+                        .try_get::<Option<i64>, _>("from_version")?
+                        .map(|v| v as u32),
                     action: r.try_get("action")?,
                     message: r.try_get("message")?,
                     actor: r.try_get("actor")?,
@@ -402,8 +416,16 @@ mod tests {
         let text = "name='hello'\nruntime='python'\nentry='main.handler'\napp='demo'\n";
         let b = Bundle {
             files: vec![
-                BundleFile { path: "hearth.toml".into(), data: text.as_bytes().to_vec(), executable: false },
-                BundleFile { path: "main.py".into(), data: code.as_bytes().to_vec(), executable: false },
+                BundleFile {
+                    path: "hearth.toml".into(),
+                    data: text.as_bytes().to_vec(),
+                    executable: false,
+                },
+                BundleFile {
+                    path: "main.py".into(),
+                    data: code.as_bytes().to_vec(),
+                    executable: false,
+                },
             ],
         };
         (manifest::parse(text).expect("manifest"), b)
@@ -412,7 +434,9 @@ mod tests {
     #[tokio::test]
     async fn versions_are_numbered_and_deduplicated() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("hearth.db")).await.expect("open");
+        let store = Store::open(&dir.path().join("hearth.db"))
+            .await
+            .expect("open");
         let (m, b1) = bundle("def handler(e): return 1");
         let (_, b2) = bundle("def handler(e): return 2");
         let v1 = store.put_version(&m, &b1, "first").await.expect("put");
@@ -425,18 +449,35 @@ mod tests {
         assert_eq!(files, b1.files);
 
         let rec = store.version("hello", 2).await.expect("q").expect("exists");
-        assert_eq!(store.release("hello", &rec, "publish", "", "").await.expect("release"), None);
+        assert_eq!(
+            store
+                .release("hello", &rec, "publish", "", "")
+                .await
+                .expect("release"),
+            None
+        );
         let rec1 = store.version("hello", 1).await.expect("q").expect("exists");
-        assert_eq!(store.release("hello", &rec1, "rollback", "", "").await.expect("release"), Some(2));
+        assert_eq!(
+            store
+                .release("hello", &rec1, "rollback", "", "")
+                .await
+                .expect("release"),
+            Some(2)
+        );
         let f = store.function("hello").await.expect("q").expect("exists");
-        assert_eq!((f.live_version, f.versions, f.app.as_str()), (Some(1), 2, "demo"));
+        assert_eq!(
+            (f.live_version, f.versions, f.app.as_str()),
+            (Some(1), 2, "demo")
+        );
         let history = store.releases("hello").await.expect("history");
         assert_eq!(history.len(), 2);
         assert_eq!((history[0].version, history[0].from_version), (1, Some(2)));
         store.close().await;
 
         // Reopening runs migrations again without harm and keeps everything.
-        let store = Store::open(&dir.path().join("hearth.db")).await.expect("reopen");
+        let store = Store::open(&dir.path().join("hearth.db"))
+            .await
+            .expect("reopen");
         assert_eq!(store.versions("hello").await.expect("versions").len(), 2);
     }
 }

@@ -11,19 +11,24 @@ use crate::publish::PublishError;
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub detail: ErrorDetail,
+    pub detail: Box<ErrorDetail>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>, hint: impl Into<String>) -> ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
-            detail: ErrorDetail {
+            detail: Box::new(ErrorDetail {
                 code: code.to_owned(),
                 message: message.into(),
                 hint: hint.into(),
                 ..ErrorDetail::default()
-            },
+            }),
         }
     }
 
@@ -85,7 +90,10 @@ impl ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "function_error",
-            format!("{function}@{version} raised {}: {}", error.kind, error.message),
+            format!(
+                "{function}@{version} raised {}: {}",
+                error.kind, error.message
+            ),
             "the function's traceback is in error.details; fix the code and deploy again",
         )
         .function(function, Some(version))

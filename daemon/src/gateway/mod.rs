@@ -58,7 +58,10 @@ struct RequestIds {
 
 impl RequestIds {
     fn new() -> RequestIds {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         RequestIds {
             prefix: nanos ^ std::process::id().rotate_left(16),
             next: AtomicU64::new(1),
@@ -67,17 +70,30 @@ impl RequestIds {
 
     fn next(&self, incoming: Option<&HeaderValue>) -> String {
         if let Some(id) = incoming.and_then(|v| v.to_str().ok()) {
-            if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+            if !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            {
                 return id.to_owned();
             }
         }
-        format!("{:08x}{:08x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{:08x}{:08x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 
 /// Accept connections until `shutdown` resolves, then let open connections
 /// finish (up to 10 s).
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -108,7 +124,10 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl 
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
         warn!("connections still open after 10 s; closing them");
     }
 }
@@ -122,12 +141,15 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Resp {
         let rest = rest.trim_end_matches('/').to_owned();
         management(&gw, req, &rest).await
     } else if path == "/" {
-        Ok(json(StatusCode::OK, &serde_json::json!({
-            "service": "hearth",
-            "version": env!("CARGO_PKG_VERSION"),
-            "call": "POST /fn/{name}",
-            "api": "/api/v1/",
-        })))
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "service": "hearth",
+                "version": env!("CARGO_PKG_VERSION"),
+                "call": "POST /fn/{name}",
+                "api": "/api/v1/",
+            }),
+        ))
     } else {
         Err(ApiError::route_not_found(&path))
     };
@@ -138,12 +160,13 @@ fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Resp {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
 fn error_response(e: ApiError) -> Resp {
-    json(e.status, &ErrorBody { error: e.detail })
+    json(e.status, &ErrorBody { error: *e.detail })
 }
 
 /// Read a whole body, refusing (413) anything over `limit`.
@@ -158,7 +181,12 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
     }
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::body_too_large(limit)),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::body_too_large(limit))
+        }
         Err(e) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -169,12 +197,18 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     serde_json::from_slice(body).map_err(|e| ApiError::bad_json(what, &e))
 }
 
 fn unknown_function(name: &str) -> ApiError {
-    ApiError::from(crate::publish::PublishError::UnknownFunction(name.to_owned()))
+    ApiError::from(crate::publish::PublishError::UnknownFunction(
+        name.to_owned(),
+    ))
 }
 
 /// `name` or `name@version`.
@@ -205,7 +239,10 @@ fn query_event(query: Option<&str>) -> rmpv::Value {
     let mut entries = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        entries.push((rmpv::Value::from(percent_decode(k)), rmpv::Value::from(percent_decode(v))));
+        entries.push((
+            rmpv::Value::from(percent_decode(k)),
+            rmpv::Value::from(percent_decode(v)),
+        ));
     }
     rmpv::Value::Map(entries)
 }
@@ -250,7 +287,12 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
     let is_get = match *req.method() {
         Method::POST => false,
         Method::GET => true,
-        _ => return Err(ApiError::method_not_allowed(&format!("/fn/{target}"), "POST (JSON body) or GET (query parameters)")),
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                &format!("/fn/{target}"),
+                "POST (JSON body) or GET (query parameters)",
+            ))
+        }
     };
     let pool = match version {
         None => gw.publisher.live_pool(name).await,
@@ -271,7 +313,8 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
             if body.iter().all(u8::is_ascii_whitespace) {
                 rmpv::Value::Map(Vec::new())
             } else {
-                protocol::json_to_value(&body).map_err(|e| ApiError::bad_json("the request body", &e))?
+                protocol::json_to_value(&body)
+                    .map_err(|e| ApiError::bad_json("the request body", &e))?
             }
         };
         let deadline_ms = SystemTime::now()
@@ -288,7 +331,12 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
         // The call runs in its own task: a client that hangs up mid-call does
         // not abandon a worker half-way through a frame.
         let outcome = tokio::spawn(pool.call(call)).await.map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("call task failed: {e}"), "report this as a bug")
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("call task failed: {e}"),
+                "report this as a bug",
+            )
         })?;
         let elapsed_ms = arrived.elapsed().as_secs_f64() * 1000.0;
         match outcome {
@@ -338,60 +386,109 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
     let method = req.method().clone();
     let p = &gw.publisher;
     match (method, parts.as_slice()) {
-        (Method::GET, ["health"]) => Ok(json(StatusCode::OK, &serde_json::json!({
-            "status": "ok",
-            "version": env!("CARGO_PKG_VERSION"),
-            "runtimes": p.runtimes.summary(),
-        }))),
+        (Method::GET, ["health"]) => Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "runtimes": p.runtimes.summary(),
+            }),
+        )),
         (Method::GET, ["functions"]) => {
             let functions = p.store.list_functions().await.map_err(store_err)?;
-            Ok(json(StatusCode::OK, &serde_json::json!({ "functions": functions })))
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "functions": functions }),
+            ))
         }
         (Method::GET, ["functions", name]) => {
-            let f = p.store.function(name).await.map_err(store_err)?.ok_or_else(|| unknown_function(name))?;
+            let f = p
+                .store
+                .function(name)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| unknown_function(name))?;
             Ok(json(StatusCode::OK, &f))
         }
         (Method::GET, ["functions", name, "versions"]) => {
-            let f = p.store.function(name).await.map_err(store_err)?.ok_or_else(|| unknown_function(name))?;
+            let f = p
+                .store
+                .function(name)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| unknown_function(name))?;
             let versions = p.store.versions(name).await.map_err(store_err)?;
-            Ok(json(StatusCode::OK, &serde_json::json!({
-                "function": f.name,
-                "live_version": f.live_version,
-                "versions": versions,
-            })))
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "function": f.name,
+                    "live_version": f.live_version,
+                    "versions": versions,
+                }),
+            ))
         }
         (Method::GET, ["functions", name, "releases"]) => {
-            p.store.function(name).await.map_err(store_err)?.ok_or_else(|| unknown_function(name))?;
+            p.store
+                .function(name)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| unknown_function(name))?;
             let releases = p.store.releases(name).await.map_err(store_err)?;
-            Ok(json(StatusCode::OK, &serde_json::json!({ "function": name, "releases": releases })))
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "function": name, "releases": releases }),
+            ))
         }
         (Method::POST, ["functions", name, "publish"]) => {
             let name = name.to_string();
             let actor = actor(&req);
-            let body: PublishRequest = parse_json(&read_body(req, MAX_API_BODY).await?, "the publish request")?;
-            let out = p.publish(&name, body.version, "publish", &body.message, &actor).await?;
+            let body: PublishRequest =
+                parse_json(&read_body(req, MAX_API_BODY).await?, "the publish request")?;
+            let out = p
+                .publish(&name, body.version, "publish", &body.message, &actor)
+                .await?;
             Ok(json(StatusCode::OK, &out))
         }
         (Method::POST, ["functions", name, "rollback"]) => {
             let name = name.to_string();
             let actor = actor(&req);
-            let body: RollbackRequest = parse_json(&read_body(req, MAX_API_BODY).await?, "the rollback request")?;
+            let body: RollbackRequest =
+                parse_json(&read_body(req, MAX_API_BODY).await?, "the rollback request")?;
             let out = p.rollback(&name, &body.message, &actor).await?;
             Ok(json(StatusCode::OK, &out))
         }
         (Method::POST, ["deploy"]) => {
             let actor = actor(&req);
-            let body: DeployRequest = parse_json(&read_body(req, MAX_API_BODY).await?, "the deploy request")?;
-            let out = p.deploy(Bundle { files: body.files }, &body.message, body.publish, &actor).await?;
-            let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+            let body: DeployRequest =
+                parse_json(&read_body(req, MAX_API_BODY).await?, "the deploy request")?;
+            let out = p
+                .deploy(
+                    Bundle { files: body.files },
+                    &body.message,
+                    body.publish,
+                    &actor,
+                )
+                .await?;
+            let status = if out.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok(json(status, &out))
         }
-        (_, ["health"] | ["functions"] | ["functions", _] | ["functions", _, "versions" | "releases"]) => {
-            Err(ApiError::method_not_allowed(&format!("/api/v1/{rest}"), "GET"))
-        }
-        (_, ["deploy"] | ["functions", _, "publish" | "rollback"]) => {
-            Err(ApiError::method_not_allowed(&format!("/api/v1/{rest}"), "POST"))
-        }
+        (
+            _,
+            ["health"]
+            | ["functions"]
+            | ["functions", _]
+            | ["functions", _, "versions" | "releases"],
+        ) => Err(ApiError::method_not_allowed(
+            &format!("/api/v1/{rest}"),
+            "GET",
+        )),
+        (_, ["deploy"] | ["functions", _, "publish" | "rollback"]) => Err(
+            ApiError::method_not_allowed(&format!("/api/v1/{rest}"), "POST"),
+        ),
         _ => Err(ApiError::route_not_found(&format!("/api/v1/{rest}"))),
     }
 }
@@ -408,14 +505,23 @@ mod tests {
     fn targets_parse() {
         assert_eq!(parse_target("hello").expect("ok"), ("hello", None));
         assert_eq!(parse_target("hello@3").expect("ok"), ("hello", Some(3)));
-        assert_eq!(parse_target("hello@x").expect_err("bad").status, StatusCode::NOT_FOUND);
-        assert_eq!(parse_target("Hello").expect_err("bad").detail.code, "function_not_found");
+        assert_eq!(
+            parse_target("hello@x").expect_err("bad").status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            parse_target("Hello").expect_err("bad").detail.code,
+            "function_not_found"
+        );
     }
 
     #[test]
     fn query_strings_decode() {
         assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
         let v = query_event(Some("name=Ada%21&x"));
-        assert_eq!(protocol::value_to_json(&v), serde_json::json!({"name": "Ada!", "x": ""}));
+        assert_eq!(
+            protocol::value_to_json(&v),
+            serde_json::json!({"name": "Ada!", "x": ""})
+        );
     }
 }

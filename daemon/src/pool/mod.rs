@@ -120,7 +120,10 @@ impl Pool {
     }
 
     /// Run one call on a worker of this pool.
-    pub async fn call(self: Arc<Self>, call: Call) -> Result<Result<rmpv::Value, FunctionError>, CallError> {
+    pub async fn call(
+        self: Arc<Self>,
+        call: Call,
+    ) -> Result<Result<rmpv::Value, FunctionError>, CallError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let permit = match tokio::time::timeout_at(call.deadline, self.slots.acquire()).await {
             Ok(Ok(p)) => p,
@@ -137,7 +140,12 @@ impl Pool {
             None => self.start_worker(call.deadline).await?,
         };
         let outcome = worker
-            .invoke(&call.request_id, call.payload, call.deadline, call.deadline_ms)
+            .invoke(
+                &call.request_id,
+                call.payload,
+                call.deadline,
+                call.deadline_ms,
+            )
             .await;
         match outcome {
             Ok(result) => {
@@ -166,8 +174,12 @@ impl Pool {
         tokio::spawn(async move {
             let timeout = Duration::from_millis(pool.spec.limits.timeout_ms.max(10_000));
             match pool.warm(timeout).await {
-                Ok(()) => info!(function = %pool.spec.function, version = pool.spec.version, "replacement worker ready"),
-                Err(e) => warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a replacement worker"),
+                Ok(()) => {
+                    info!(function = %pool.spec.function, version = pool.spec.version, "replacement worker ready")
+                }
+                Err(e) => {
+                    warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a replacement worker")
+                }
             }
         });
     }

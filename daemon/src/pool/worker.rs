@@ -50,7 +50,10 @@ pub enum WorkerError {
         reason: String,
     },
     #[error("{function}'s code failed to load: {}: {}", .error.kind, .error.message)]
-    LoadFailed { function: String, error: FunctionError },
+    LoadFailed {
+        function: String,
+        error: FunctionError,
+    },
     #[error("the worker running {function} {how}{}", stderr_suffix(.stderr))]
     Died {
         function: String,
@@ -129,8 +132,10 @@ impl Worker {
             runtime: spec.runtime.kind.to_string(),
             reason,
         };
-        let (child_in, daemon_out) = isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
-        let (daemon_in, child_out) = isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
+        let (child_in, daemon_out) =
+            isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
+        let (daemon_in, child_out) =
+            isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
 
         let rt = &spec.runtime;
         let mut cmd = tokio::process::Command::new(&rt.interpreter);
@@ -160,8 +165,10 @@ impl Worker {
             tokio::spawn(drain(err, spec.clone(), pid, "stderr", Some(tail.clone())));
         }
 
-        let to_worker = pipe::Sender::from_owned_fd(daemon_out).map_err(|e| spawn_err(format!("pipe: {e}")))?;
-        let from_worker = pipe::Receiver::from_owned_fd(daemon_in).map_err(|e| spawn_err(format!("pipe: {e}")))?;
+        let to_worker =
+            pipe::Sender::from_owned_fd(daemon_out).map_err(|e| spawn_err(format!("pipe: {e}")))?;
+        let from_worker = pipe::Receiver::from_owned_fd(daemon_in)
+            .map_err(|e| spawn_err(format!("pipe: {e}")))?;
         let mut worker = Worker {
             spec: spec.clone(),
             child,
@@ -265,27 +272,25 @@ impl Worker {
         message: &ToWorker,
     ) -> Result<Result<rmpv::Value, FunctionError>, WorkerError> {
         self.write(message).await?;
-        loop {
-            match self.read().await? {
-                FromWorker::Result { id: got, value } if got == id => return Ok(Ok(value)),
-                FromWorker::Error {
-                    id: got,
-                    kind,
-                    message,
-                    traceback,
-                } if got == id => {
-                    return Ok(Err(FunctionError {
-                        kind,
-                        message,
-                        traceback,
-                    }))
-                }
-                FromWorker::Call { function, .. } => {
-                    return Err(self.protocol_error(format!(
-                        "it asked to call {function}, and nested calls are not supported by this daemon yet"
-                    )))
-                }
-                other => return Err(self.protocol_error(format!("unexpected message during call {id}: {other:?}"))),
+        // One call at a time per worker: the next frame answers this call.
+        // (Nested calls, when they come, are frames to serve in between.)
+        match self.read().await? {
+            FromWorker::Result { id: got, value } if got == id => Ok(Ok(value)),
+            FromWorker::Error {
+                id: got,
+                kind,
+                message,
+                traceback,
+            } if got == id => Ok(Err(FunctionError {
+                kind,
+                message,
+                traceback,
+            })),
+            FromWorker::Call { function, .. } => Err(self.protocol_error(format!(
+                "it asked to call {function}, and nested calls are not supported by this daemon yet"
+            ))),
+            other => {
+                Err(self.protocol_error(format!("unexpected message during call {id}: {other:?}")))
             }
         }
     }
@@ -327,13 +332,16 @@ impl Worker {
 
     /// The worker closed its pipe: wait (briefly) for it to exit and say how.
     async fn died(&mut self) -> WorkerError {
-        let status = match tokio::time::timeout(std::time::Duration::from_millis(500), self.child.wait()).await {
-            Ok(Ok(status)) => Some(status),
-            _ => {
-                self.kill();
-                None
-            }
-        };
+        let status =
+            match tokio::time::timeout(std::time::Duration::from_millis(500), self.child.wait())
+                .await
+            {
+                Ok(Ok(status)) => Some(status),
+                _ => {
+                    self.kill();
+                    None
+                }
+            };
         // Let the stderr drain catch up with the last words.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let how = match status {
@@ -396,7 +404,10 @@ async fn drain<R: AsyncRead + Unpin>(
 
 /// Read up to a newline, but at most LOG_LINE_MAX bytes (a longer line is
 /// split) so that a function printing without newlines cannot grow memory.
-async fn read_line_capped<R: AsyncBufReadExt + Unpin>(reader: &mut R, out: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_line_capped<R: AsyncBufReadExt + Unpin>(
+    reader: &mut R,
+    out: &mut Vec<u8>,
+) -> std::io::Result<usize> {
     loop {
         let available = reader.fill_buf().await?;
         if available.is_empty() {
