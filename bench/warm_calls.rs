@@ -53,7 +53,9 @@ impl Conn {
     fn open(addr: &str, path: &str, body: &str) -> Conn {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -71,7 +73,11 @@ impl Conn {
         self.writer.write_all(&self.request).expect("send");
         let mut line = String::new();
         self.reader.read_line(&mut line).expect("status line");
-        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let mut length = 0usize;
         loop {
             line.clear();
@@ -125,14 +131,21 @@ fn main() {
         .args(["--addr", &addr, "deploy", &dir])
         .output()
         .expect("deploy");
-    assert!(out.status.success(), "deploy failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "deploy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let name = String::from_utf8_lossy(&out.stdout)
         .split(':')
         .next()
         .unwrap_or("hello")
         .to_owned();
 
-    eprintln!("hearth bench: {} warm-up + {} sequential calls to {name} at {addr}", a.warmup, a.calls);
+    eprintln!(
+        "hearth bench: {} warm-up + {} sequential calls to {name} at {addr}",
+        a.warmup, a.calls
+    );
     let mut conn = Conn::open(&addr, &format!("/fn/{name}"), &a.body);
     for _ in 0..a.warmup {
         assert_eq!(conn.call(), 200, "warm-up call failed");
@@ -149,13 +162,19 @@ fn main() {
     times.sort();
     let mean = times.iter().sum::<Duration>().as_secs_f64() * 1000.0 / times.len() as f64;
     println!("function       {name} ({})", a.example);
-    println!("calls          {} sequential, one keep-alive connection", a.calls);
+    println!(
+        "calls          {} sequential, one keep-alive connection",
+        a.calls
+    );
     println!("p50            {:.3} ms", pct(&times, 0.50));
     println!("p90            {:.3} ms", pct(&times, 0.90));
     println!("p99            {:.3} ms", pct(&times, 0.99));
     println!("max            {:.3} ms", pct(&times, 1.0));
     println!("mean           {mean:.3} ms");
-    println!("throughput     {:.0} calls/s", a.calls as f64 / total.as_secs_f64());
+    println!(
+        "throughput     {:.0} calls/s",
+        a.calls as f64 / total.as_secs_f64()
+    );
 
     unsafe {
         libc::kill(daemon.id() as i32, libc::SIGTERM);
