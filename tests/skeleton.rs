@@ -307,3 +307,42 @@ fn the_daemon_stopping_ends_its_workers() {
         "worker {pid} outlived the daemon"
     );
 }
+
+#[test]
+fn each_call_gets_exactly_its_own_output_as_its_log() {
+    let d = Daemon::start();
+    let f = FnDir::python(
+        "logs",
+        "import sys\n\ndef handler(event):\n    n = event['n']\n    for i in range(event.get('lines', 3)):\n        print(f'call {n} line {i}')\n    sys.stderr.write(f'call {n} on stderr')\n    if event.get('fail'):\n        raise ValueError(f'call {n} failed')\n    return n\n",
+    );
+    d.ok(&["deploy", f.path()]);
+    for n in 0..20 {
+        let (reply, log) = d.post_logged("/fn/logs", &format!("{{\"n\":{n}}}"));
+        assert_eq!(reply.json(), n);
+        let expected = format!(
+            "[stdout] call {n} line 0\n[stdout] call {n} line 1\n[stdout] call {n} line 2\n[stderr] call {n} on stderr\n"
+        );
+        assert_eq!(log, expected, "call {n}");
+    }
+    // A failing call's log comes with its error; a big log keeps its tail.
+    let (reply, log) = d.post_logged("/fn/logs", r#"{"n":99,"fail":true}"#);
+    assert_eq!(reply.status, 500);
+    assert!(
+        log.contains("call 99 line 2") && log.contains("[stderr] call 99 on stderr"),
+        "{log}"
+    );
+    let (reply, log) = d.post_logged("/fn/logs", r#"{"n":7,"lines":20000}"#);
+    assert_eq!(reply.json(), 7);
+    assert!(
+        log.len() <= 4096 && log.contains("more bytes not kept"),
+        "{log}"
+    );
+    // Without the header, no log travels.
+    assert!(d
+        .post("/fn/logs", r#"{"n":1}"#)
+        .header("x-hearth-log")
+        .is_none());
+    let out = d.cli(&["invoke", "logs", "--data", r#"{"n":5}"#, "--log"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[stdout] call 5 line 1"));
+}

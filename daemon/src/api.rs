@@ -57,6 +57,9 @@ pub struct ErrorDetail {
     pub version: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// What the call printed, when the request asked with `x-hearth-log`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
     /// The function's own error (type, message, traceback), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<FunctionErrorBody>,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
+use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use hyper::Method;
 use serde::Deserialize;
@@ -67,6 +68,9 @@ enum Command {
         /// The event as JSON; `@FILE` reads a file, `-` reads standard input.
         #[arg(long, short, default_value = "{}")]
         data: String,
+        /// Also print what the call wrote to stdout and stderr (on stderr).
+        #[arg(long)]
+        log: bool,
     },
     /// List functions with runtime, application, live version and state.
     List {
@@ -151,7 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             message,
             no_publish,
         } => deploy(&client, &dir, message, !no_publish).await,
-        Command::Invoke { target, data } => invoke(&client, &target, &data).await,
+        Command::Invoke { target, data, log } => invoke(&client, &target, &data, log).await,
         Command::List { json } => list(&client, json).await,
         Command::Versions { name, json } => versions(&client, &name, json).await,
         Command::Publish {
@@ -296,15 +300,38 @@ fn read_data(data: &str) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-async fn invoke(client: &Client, target: &str, data: &str) -> anyhow::Result<()> {
+async fn invoke(client: &Client, target: &str, data: &str, log: bool) -> anyhow::Result<()> {
     let body = read_data(data)?;
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
         bail!("--data is not valid JSON ({e}); for example --data '{{\"name\":\"Ada\"}}'");
     }
+    let headers: &[(&str, &str)] = if log {
+        &[("x-hearth-log", "tail")]
+    } else {
+        &[]
+    };
     let resp = client
-        .send(Method::POST, &format!("/fn/{target}"), Some(body))
+        .send_with(Method::POST, &format!("/fn/{target}"), Some(body), headers)
         .await?;
-    let resp = client.check(resp)?;
+    if log {
+        if let Some(text) = resp.headers.get("x-hearth-log").and_then(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .ok()
+        }) {
+            eprint!("{}", String::from_utf8_lossy(&text));
+        }
+    }
+    let resp = match client.check(resp) {
+        Ok(resp) => resp,
+        Err(ClientError::Api(detail)) => {
+            if let Some(text) = detail.log.as_deref().filter(|_| log) {
+                eprint!("{text}");
+            }
+            return Err(ClientError::Api(detail).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let text = String::from_utf8_lossy(&resp.body);
     println!("{text}");
     Ok(())

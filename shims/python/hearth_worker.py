@@ -169,6 +169,16 @@ class Function:
         return result
 
 
+def flush_output():
+    """Flush the function's stdout and stderr before answering, so the daemon
+    finds all of a call's output in the pipes when the answer arrives."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
 def serve(in_fd=IN_FD, out_fd=OUT_FD):
     write_frame(
         out_fd,
@@ -195,8 +205,10 @@ def serve(in_fd=IN_FD, out_fd=OUT_FD):
             try:
                 value = function.invoke(message)
             except Exception as exc:  # the handler failed: report it and keep serving
+                flush_output()
                 write_frame(out_fd, error_message(request_id, exc))
                 continue
+            flush_output()
             try:
                 frame = encode_frame({"t": "result", "id": request_id, "value": value})
             except (TypeError, ValueError, OverflowError) as exc:

@@ -143,6 +143,31 @@ impl Daemon {
         http(&self.addr, "POST", path, body.as_bytes())
     }
 
+    /// POST asking for the call's log; returns the reply and the decoded log.
+    pub fn post_logged(&self, path: &str, body: &str) -> (Reply, String) {
+        use base64::Engine as _;
+        let reply = http_with(
+            &self.addr,
+            "POST",
+            path,
+            body.as_bytes(),
+            &[("x-hearth-log", "tail")],
+        );
+        let log = match reply.header("x-hearth-log") {
+            Some(h) => String::from_utf8_lossy(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(h)
+                    .expect("base64 log"),
+            )
+            .into_owned(),
+            None => reply.json()["error"]["log"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        };
+        (reply, log)
+    }
+
     pub fn get(&self, path: &str) -> Reply {
         http(&self.addr, "GET", path, b"")
     }
@@ -218,13 +243,25 @@ impl Reply {
 
 /// One HTTP/1.1 request on a fresh connection (Connection: close).
 pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> Reply {
+    http_with(addr, method, path, body, &[])
+}
+
+/// The same, with extra request headers.
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Reply {
     let mut stream = TcpStream::connect(addr).expect("connect to hearth");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
+        body.len(),
+        headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>()
     );
     stream.write_all(head.as_bytes()).expect("write head");
     // The server may answer (413) before reading a large body.

@@ -24,9 +24,10 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::api::{DeployRequest, ErrorBody, PublishRequest, RollbackRequest};
 use crate::bundle::Bundle;
 use crate::manifest::validate_name;
-use crate::pool::Call;
+use crate::pool::{Answer, Call, CallLog};
 use crate::protocol;
 use crate::publish::Publisher;
+use base64::Engine as _;
 
 /// Largest management request (a deploy carries the code, base64-encoded).
 pub const MAX_API_BODY: usize = 96 * 1024 * 1024;
@@ -304,6 +305,7 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
     let timeout = Duration::from_millis(spec.limits.timeout_ms);
     let span = info_span!("call", function = %function, version, request_id = %request_id);
 
+    let want_log = req.headers().contains_key("x-hearth-log");
     async {
         let arrived = tokio::time::Instant::now();
         let payload = if is_get {
@@ -340,10 +342,18 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
         })?;
         let elapsed_ms = arrived.elapsed().as_secs_f64() * 1000.0;
         match outcome {
-            Ok(Ok(value)) => {
+            Ok(Answer {
+                result: Ok(value),
+                log,
+            }) => {
                 debug!(ms = elapsed_ms, "call ok");
                 let mut resp = json(StatusCode::OK, &protocol::value_to_json(&value));
                 let h = resp.headers_mut();
+                if want_log {
+                    if let Ok(v) = HeaderValue::from_str(&log_header(&log)) {
+                        h.insert("x-hearth-log", v);
+                    }
+                }
                 if let Ok(v) = HeaderValue::from_str(&function) {
                     h.insert("x-hearth-function", v);
                 }
@@ -353,9 +363,16 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
                 }
                 Ok(resp)
             }
-            Ok(Err(fe)) => {
+            Ok(Answer {
+                result: Err(fe),
+                log,
+            }) => {
                 info!(ms = elapsed_ms, kind = %fe.kind, "call raised");
-                Err(ApiError::function_error(&function, version, fe))
+                let mut err = ApiError::function_error(&function, version, fe);
+                if want_log {
+                    err.detail.log = Some(log_text(&log));
+                }
+                Err(err)
             }
             Err(e) => {
                 warn!(ms = elapsed_ms, error = %e, "call failed");
@@ -366,6 +383,27 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
     .instrument(span)
     .await
     .map_err(|e| with_request_id(e.function(&function, Some(version)), &request_id))
+}
+
+/// Most bytes of a call's log returned in the `x-hearth-log` header.
+const LOG_HEADER_MAX: usize = 4096;
+
+fn log_text(log: &CallLog) -> String {
+    if log.dropped > 0 {
+        format!("{}[hearth] {} more bytes not kept\n", log.text, log.dropped)
+    } else {
+        log.text.clone()
+    }
+}
+
+/// The last 4 KiB of the call's log, base64 (like Lambda's LogType=Tail).
+fn log_header(log: &CallLog) -> String {
+    let text = log_text(log);
+    let mut start = text.len().saturating_sub(LOG_HEADER_MAX);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    base64::engine::general_purpose::STANDARD.encode(&text.as_bytes()[start..])
 }
 
 fn with_request_id(mut e: ApiError, id: &str) -> ApiError {

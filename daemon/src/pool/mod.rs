@@ -3,9 +3,12 @@
 //! function's `max_workers`. A worker that dies or breaks is dropped (its
 //! process tree killed) and, for the live version, replaced in the background.
 
+mod output;
 mod worker;
 
-pub use worker::{FunctionError, Worker, WorkerError, WorkerSpec};
+pub use output::CallLog;
+
+pub use worker::{Answer, FunctionError, Worker, WorkerError, WorkerSpec};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -120,10 +123,7 @@ impl Pool {
     }
 
     /// Run one call on a worker of this pool.
-    pub async fn call(
-        self: Arc<Self>,
-        call: Call,
-    ) -> Result<Result<rmpv::Value, FunctionError>, CallError> {
+    pub async fn call(self: Arc<Self>, call: Call) -> Result<Answer, CallError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let permit = match tokio::time::timeout_at(call.deadline, self.slots.acquire()).await {
             Ok(Ok(p)) => p,

@@ -1,15 +1,15 @@
 //! One worker process: spawn, handshake, load, invoke, and how it ended.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::unix::pipe;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::debug;
+
+use super::output::{CallLog, Output};
 
 use crate::isolation;
 use crate::manifest::Limits;
@@ -31,6 +31,15 @@ impl WorkerSpec {
     pub fn label(&self) -> String {
         format!("{}@{}", self.function, self.version)
     }
+}
+
+/// How a call ended, as far as the function is concerned.
+#[derive(Debug)]
+pub struct Answer {
+    /// The handler's value, or its own error (the worker is still good).
+    pub result: Result<rmpv::Value, FunctionError>,
+    /// What the call printed on stdout and stderr.
+    pub log: CallLog,
 }
 
 /// The function's own error, as reported by its runtime.
@@ -74,36 +83,6 @@ fn stderr_suffix(stderr: &str) -> String {
     }
 }
 
-/// Last lines a worker wrote to stderr, kept to explain a crash.
-#[derive(Default)]
-struct Tail {
-    lines: VecDeque<String>,
-}
-
-const TAIL_LINES: usize = 8;
-const LOG_LINE_MAX: usize = 16 * 1024;
-
-impl Tail {
-    fn push(&mut self, line: &str) {
-        if self.lines.len() == TAIL_LINES {
-            self.lines.pop_front();
-        }
-        let mut line = line.to_owned();
-        if line.len() > 512 {
-            let mut cut = 512;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-        }
-        self.lines.push_back(line);
-    }
-
-    fn text(&self) -> String {
-        self.lines.iter().cloned().collect::<Vec<_>>().join(" | ")
-    }
-}
-
 pub struct Worker {
     spec: Arc<WorkerSpec>,
     child: tokio::process::Child,
@@ -111,7 +90,7 @@ pub struct Worker {
     to_worker: pipe::Sender,
     from_worker: pipe::Receiver,
     buf: Vec<u8>,
-    tail: Arc<Mutex<Tail>>,
+    output: Arc<Output>,
     pub calls: u64,
     pub started: StdInstant,
 }
@@ -136,6 +115,10 @@ impl Worker {
             isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
         let (daemon_in, child_out) =
             isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
+        let (stdout_r, stdout_w) =
+            isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
+        let (stderr_r, stderr_w) =
+            isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
 
         let rt = &spec.runtime;
         let mut cmd = tokio::process::Command::new(&rt.interpreter);
@@ -146,24 +129,19 @@ impl Worker {
             .env("HEARTH_VERSION", spec.version.to_string())
             .current_dir(&spec.dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(stdout_w))
+            .stderr(Stdio::from(stderr_w))
             .kill_on_drop(true);
         isolation::prepare_worker(&mut cmd, &child_in, &child_out);
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .map_err(|e| spawn_err(format!("{}: {e}", rt.interpreter.display())))?;
         drop(child_in);
         drop(child_out);
         let pid = child.id().unwrap_or(0);
 
-        let tail = Arc::new(Mutex::new(Tail::default()));
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(drain(out, spec.clone(), pid, "stdout", None));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(drain(err, spec.clone(), pid, "stderr", Some(tail.clone())));
-        }
+        let output = Output::start(&spec.function, spec.version, pid, stdout_r, stderr_r)
+            .map_err(|e| spawn_err(format!("pipe: {e}")))?;
 
         let to_worker =
             pipe::Sender::from_owned_fd(daemon_out).map_err(|e| spawn_err(format!("pipe: {e}")))?;
@@ -176,7 +154,7 @@ impl Worker {
             to_worker,
             from_worker,
             buf: Vec::with_capacity(4096),
-            tail,
+            output,
             calls: 0,
             started: StdInstant::now(),
         };
@@ -247,16 +225,25 @@ impl Worker {
         payload: rmpv::Value,
         deadline: Instant,
         deadline_ms: u64,
-    ) -> Result<Result<rmpv::Value, FunctionError>, WorkerError> {
+    ) -> Result<Answer, WorkerError> {
         self.calls += 1;
+        self.output.begin_call(id);
         let message = ToWorker::Invoke {
             id: id.to_owned(),
             deadline_ms,
             payload,
         };
         match tokio::time::timeout_at(deadline, self.exchange(id, &message)).await {
-            Ok(result) => result,
+            Ok(Ok(result)) => Ok(Answer {
+                result,
+                log: self.output.end_call(),
+            }),
+            Ok(Err(e)) => {
+                self.output.end_call();
+                Err(e)
+            }
             Err(_) => {
+                self.output.end_call();
                 self.kill();
                 Err(WorkerError::Timeout {
                     function: self.spec.label(),
@@ -348,7 +335,7 @@ impl Worker {
             Some(status) => describe_exit(status),
             None => "closed its protocol pipe and was killed".to_owned(),
         };
-        let stderr = self.tail.lock().map(|t| t.text()).unwrap_or_default();
+        let stderr = self.output.stderr_tail();
         WorkerError::Died {
             function: self.spec.label(),
             how,
@@ -366,65 +353,5 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
         format!("was killed by {name}")
     } else {
         format!("exited with status {}", status.code().unwrap_or(-1))
-    }
-}
-
-/// Forward a worker's stdout or stderr to the daemon's log, line by line,
-/// for as long as the worker lives; never blocks the worker.
-async fn drain<R: AsyncRead + Unpin>(
-    stream: R,
-    spec: Arc<WorkerSpec>,
-    pid: u32,
-    name: &'static str,
-    tail: Option<Arc<Mutex<Tail>>>,
-) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    let mut line = Vec::with_capacity(256);
-    loop {
-        line.clear();
-        match read_line_capped(&mut reader, &mut line).await {
-            Ok(0) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&line);
-                let text = text.trim_end_matches(['\n', '\r']);
-                info!(target: "hearth::function", function = %spec.function, version = spec.version, pid, stream = name, "{text}");
-                if let Some(tail) = &tail {
-                    if let Ok(mut t) = tail.lock() {
-                        t.push(text);
-                    }
-                }
-            }
-            Err(e) => {
-                warn!(function = %spec.function, pid, stream = name, error = %e, "cannot read worker output");
-                break;
-            }
-        }
-    }
-}
-
-/// Read up to a newline, but at most LOG_LINE_MAX bytes (a longer line is
-/// split) so that a function printing without newlines cannot grow memory.
-async fn read_line_capped<R: AsyncBufReadExt + Unpin>(
-    reader: &mut R,
-    out: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(out.len());
-        }
-        let room = LOG_LINE_MAX - out.len();
-        let window = &available[..available.len().min(room)];
-        if let Some(pos) = window.iter().position(|b| *b == b'\n') {
-            out.extend_from_slice(&window[..=pos]);
-            reader.consume(pos + 1);
-            return Ok(out.len());
-        }
-        let n = window.len();
-        out.extend_from_slice(window);
-        reader.consume(n);
-        if out.len() >= LOG_LINE_MAX {
-            return Ok(out.len());
-        }
     }
 }

@@ -1,0 +1,215 @@
+//! A worker's stdout and stderr: the function's log.
+//!
+//! Both pipes are drained continuously by a task of their own (so a chatty
+//! function never blocks on a full pipe), line by line into the daemon's log.
+//! While a call runs, its lines are also kept as that call's log. Shims flush
+//! stdout and stderr before they send a result, so when the result arrives
+//! everything the call printed is already in the pipes: `end_call` reads what
+//! is left, under the same lock the drain tasks use, and nothing is lost or
+//! attributed to the wrong call.
+
+use std::io::ErrorKind;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::unix::pipe;
+use tracing::info;
+
+/// Longest line kept as one line (a longer one is split).
+const LINE_MAX: usize = 16 * 1024;
+/// Most bytes of log kept per call; beyond that only a count is kept.
+pub const CALL_LOG_MAX: usize = 64 * 1024;
+/// Lines of stderr kept to explain a crash.
+const TAIL_LINES: usize = 8;
+
+/// What one call printed.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog {
+    pub text: String,
+    /// Bytes printed past CALL_LOG_MAX and not kept.
+    pub dropped: usize,
+}
+
+impl CallLog {
+    fn push(&mut self, stream: &str, line: &str) {
+        let needed = stream.len() + line.len() + 3;
+        if self.text.len() + needed > CALL_LOG_MAX {
+            self.dropped += line.len() + 1;
+            return;
+        }
+        self.text.push('[');
+        self.text.push_str(stream);
+        self.text.push_str("] ");
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+}
+
+struct Inner {
+    partial: [Vec<u8>; 2],
+    call: Option<(String, CallLog)>,
+    tail: std::collections::VecDeque<String>,
+}
+
+pub struct Output {
+    function: String,
+    version: u32,
+    pid: u32,
+    pipes: [pipe::Receiver; 2],
+    inner: Mutex<Inner>,
+}
+
+const NAMES: [&str; 2] = ["stdout", "stderr"];
+
+impl Output {
+    /// Take the daemon's ends of the worker's stdout and stderr pipes and
+    /// start draining them.
+    pub fn start(
+        function: &str,
+        version: u32,
+        pid: u32,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> std::io::Result<Arc<Output>> {
+        let output = Arc::new(Output {
+            function: function.to_owned(),
+            version,
+            pid,
+            pipes: [
+                pipe::Receiver::from_owned_fd(stdout)?,
+                pipe::Receiver::from_owned_fd(stderr)?,
+            ],
+            inner: Mutex::new(Inner {
+                partial: [Vec::new(), Vec::new()],
+                call: None,
+                tail: Default::default(),
+            }),
+        });
+        for which in 0..2 {
+            let o = output.clone();
+            tokio::spawn(async move {
+                loop {
+                    if o.pipes[which].readable().await.is_err() {
+                        break;
+                    }
+                    match o.pump(which) {
+                        Ok(true) | Err(_) => break,
+                        Ok(false) => {}
+                    }
+                }
+            });
+        }
+        Ok(output)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read whatever the pipe holds now; true at end of file.
+    fn pump(&self, which: usize) -> std::io::Result<bool> {
+        let mut inner = self.lock();
+        self.pump_locked(&mut inner, which, false)
+    }
+
+    /// Read until the pipe is empty. The drain tasks go through tokio's
+    /// `try_read`, which keeps the reactor's readiness in step; `end_call`
+    /// must not trust that readiness (the reactor may not have seen the
+    /// last bytes yet), so it reads the non-blocking fd directly (`raw`).
+    fn pump_locked(&self, inner: &mut Inner, which: usize, raw: bool) -> std::io::Result<bool> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let read = if raw {
+                let fd = self.pipes[which].as_raw_fd();
+                // SAFETY: reading into a local buffer of the given length
+                // from an fd this struct owns.
+                let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            } else {
+                self.pipes[which].try_read(&mut buf)
+            };
+            match read {
+                Ok(0) => {
+                    self.flush_partial(inner, which);
+                    return Ok(true);
+                }
+                Ok(n) => self.feed(inner, which, &buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn feed(&self, inner: &mut Inner, which: usize, mut data: &[u8]) {
+        while !data.is_empty() {
+            match data.iter().position(|b| *b == b'\n') {
+                Some(pos) => {
+                    let mut line = std::mem::take(&mut inner.partial[which]);
+                    line.extend_from_slice(&data[..pos]);
+                    self.line(inner, which, &line);
+                    data = &data[pos + 1..];
+                }
+                None => {
+                    inner.partial[which].extend_from_slice(data);
+                    data = &[];
+                }
+            }
+            if inner.partial[which].len() >= LINE_MAX {
+                self.flush_partial(inner, which);
+            }
+        }
+    }
+
+    fn flush_partial(&self, inner: &mut Inner, which: usize) {
+        if !inner.partial[which].is_empty() {
+            let line = std::mem::take(&mut inner.partial[which]);
+            self.line(inner, which, &line);
+        }
+    }
+
+    fn line(&self, inner: &mut Inner, which: usize, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches('\r');
+        let request_id = inner.call.as_ref().map(|(id, _)| id.as_str()).unwrap_or("");
+        info!(target: "hearth::function", function = %self.function, version = self.version, pid = self.pid,
+            stream = NAMES[which], request_id, "{text}");
+        if let Some((_, log)) = inner.call.as_mut() {
+            log.push(NAMES[which], text);
+        }
+        if which == 1 {
+            if inner.tail.len() == TAIL_LINES {
+                inner.tail.pop_front();
+            }
+            inner.tail.push_back(text.chars().take(512).collect());
+        }
+    }
+
+    /// From now on, lines belong to call `request_id`.
+    pub fn begin_call(&self, request_id: &str) {
+        self.lock().call = Some((request_id.to_owned(), CallLog::default()));
+    }
+
+    /// The call has answered: collect what is left in the pipes and return
+    /// everything it printed.
+    pub fn end_call(&self) -> CallLog {
+        let mut inner = self.lock();
+        for which in 0..2 {
+            let _ = self.pump_locked(&mut inner, which, true);
+            self.flush_partial(&mut inner, which);
+        }
+        inner.call.take().map(|(_, log)| log).unwrap_or_default()
+    }
+
+    /// The last lines of stderr, to explain a crash.
+    pub fn stderr_tail(&self) -> String {
+        let mut inner = self.lock();
+        let _ = self.pump_locked(&mut inner, 1, true);
+        self.flush_partial(&mut inner, 1);
+        inner.tail.iter().cloned().collect::<Vec<_>>().join(" | ")
+    }
+}
