@@ -47,6 +47,12 @@ enum Command {
         /// Python interpreter for workers [default: python3 on PATH, resolved to its real path].
         #[arg(long, env = "HEARTH_PYTHON")]
         python: Option<PathBuf>,
+        /// Node.js for workers [default: node on PATH].
+        #[arg(long, env = "HEARTH_NODE")]
+        node: Option<PathBuf>,
+        /// Lua 5.4 for workers [default: lua5.4 on PATH].
+        #[arg(long, env = "HEARTH_LUA")]
+        lua: Option<PathBuf>,
         /// Largest function call body, in bytes.
         #[arg(long, default_value_t = daemon::DEFAULT_MAX_BODY)]
         max_body: usize,
@@ -135,6 +141,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         listen,
         data_dir,
         python,
+        node,
+        lua,
         max_body,
     } = cli.command
     {
@@ -142,7 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return daemon::serve(ServeConfig {
             listen,
             data_dir: data_dir.unwrap_or_else(daemon::default_data_dir),
-            runtimes: RuntimeOptions { python },
+            runtimes: RuntimeOptions { python, node, lua },
             max_body,
         })
         .await;
@@ -255,15 +263,43 @@ async fn deploy(client: &Client, dir: &Path, message: String, publish: bool) -> 
         message,
         publish,
     };
-    let out: DeployOutcome = match client.post("/api/v1/deploy", &request).await {
-        Ok(out) => out,
-        Err(ClientError::Api(detail))
-            if detail.code == "bad_manifest" || detail.code == "bad_bundle" =>
-        {
-            bail!("{}", located(&ClientError::Api(detail)))
-        }
-        Err(e) => return Err(e.into()),
+    let mut last = None;
+    client
+        .post_lines("/api/v1/deploy", &request, |line| {
+            if let Some(message) = line.get("progress").and_then(|p| p.as_str()) {
+                eprintln!("  {message}");
+            } else {
+                last = Some(line);
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            ClientError::Api(detail)
+                if detail.code == "bad_manifest" || detail.code == "bad_bundle" =>
+            {
+                anyhow::anyhow!(located(&ClientError::Api(detail)))
+            }
+            e => e.into(),
+        })?;
+    let Some(mut last) = last else {
+        bail!(
+            "the daemon at {} ended the deploy without a result; its log says why",
+            client.addr()
+        );
     };
+    if let Some(error) = last.get_mut("error").map(serde_json::Value::take) {
+        let detail: crate::api::ErrorDetail = serde_json::from_value(error)?;
+        if detail.code == "bad_manifest" || detail.code == "bad_bundle" {
+            bail!("{}", located(&ClientError::Api(Box::new(detail))));
+        }
+        return Err(ClientError::Api(Box::new(detail)).into());
+    }
+    let out: DeployOutcome = serde_json::from_value(
+        last.get_mut("result")
+            .map(serde_json::Value::take)
+            .unwrap_or_default(),
+    )
+    .context("the daemon's deploy result is not in the expected shape")?;
     let stored = if out.created {
         format!(
             "stored as version {} (sha256 {})",

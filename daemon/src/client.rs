@@ -181,6 +181,73 @@ impl Client {
         })
     }
 
+    /// POST and read the answer as newline-delimited JSON, handing each
+    /// line to `on_line` as it arrives (deploy progress). Returns the
+    /// status of the response.
+    pub async fn post_lines<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        mut on_line: impl FnMut(serde_json::Value),
+    ) -> Result<StatusCode, ClientError> {
+        let bytes =
+            serde_json::to_vec(body).map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{}", self.base, path))
+            .header(CONTENT_TYPE, "application/json")
+            .header(hyper::header::ACCEPT, "application/x-ndjson");
+        if !self.actor.is_empty() {
+            req = req.header("x-hearth-actor", &self.actor);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
+        let unreachable = |reason: String| ClientError::Unreachable {
+            addr: self.addr.clone(),
+            reason,
+        };
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| unreachable(root_cause(&e)))?;
+        let status = resp.status();
+        let streaming = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/x-ndjson"));
+        let mut body = resp.into_body();
+        if !streaming {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            self.check(Response {
+                status,
+                headers: HeaderMap::new(),
+                body: bytes,
+            })?;
+            return Ok(status);
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| unreachable(format!("connection lost during the deploy: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                pending.extend_from_slice(data);
+                while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=pos).collect();
+                    if let Ok(value) = serde_json::from_slice(&line) {
+                        on_line(value);
+                    }
+                }
+            }
+        }
+        Ok(status)
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self.send(Method::GET, path, None).await?;
         self.decode(resp)

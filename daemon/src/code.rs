@@ -44,6 +44,7 @@ impl CodeDir {
         version: u32,
         hash: &str,
         files: &[BundleFile],
+        links: &[(String, PathBuf)],
     ) -> Result<PathBuf, CodeError> {
         let dest = self.path(function, version, hash);
         if dest.is_dir() {
@@ -73,6 +74,10 @@ impl CodeDir {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| fail(&path, e))?;
         }
+        for (name, target) in links {
+            let link = tmp.join(name);
+            std::os::unix::fs::symlink(target, &link).map_err(|e| fail(&link, e))?;
+        }
         seal_dirs(&tmp).map_err(|e| fail(&tmp, e))?;
         match std::fs::rename(&tmp, &dest) {
             Ok(()) => Ok(dest),
@@ -87,7 +92,8 @@ impl CodeDir {
     }
 }
 
-/// Make every directory under (and including) `dir` read-only.
+/// Make every directory under (and including) `dir` read-only (links are
+/// not followed).
 fn seal_dirs(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

@@ -61,7 +61,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     for line in runtimes.summary() {
         info!("runtime {line}");
     }
-    let publisher = Arc::new(Publisher::new(store.clone(), runtimes, data.join("code")));
+    let publisher = Arc::new(Publisher::new(
+        store.clone(),
+        runtimes,
+        data.join("code"),
+        data.join("deps"),
+    ));
     let routed = publisher.restore_routes().await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {

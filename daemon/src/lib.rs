@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod code;
 pub mod daemon;
+pub mod deps;
 pub mod gateway;
 pub mod isolation;
 pub mod manifest;

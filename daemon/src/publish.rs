@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::bundle::{Bundle, BundleError};
 use crate::code::{CodeDir, CodeError};
+use crate::deps::{self, Deps, DepsError, Installed, Progress};
 use crate::pool::{FunctionError, Pool, WorkerError, WorkerSpec};
 use crate::router::Router;
 use crate::runtime::{RuntimeError, Runtimes};
@@ -53,6 +54,14 @@ pub enum PublishError {
         version: u32,
         source: WorkerError,
     },
+    #[error(transparent)]
+    Deps(#[from] DepsError),
+    #[error("{error}; version {version} was not published")]
+    DepsFailed {
+        version: u32,
+        live: Option<u32>,
+        error: DepsError,
+    },
     #[error("{function} has no earlier version to roll back to (live version {live} was its first release)")]
     NothingToRollBack { function: String, live: u32 },
 }
@@ -85,18 +94,25 @@ pub struct Publisher {
     pub runtimes: Runtimes,
     pub router: Router,
     code: CodeDir,
+    deps: Deps,
     pools: Mutex<HashMap<(String, u32), Arc<Pool>>>,
     /// One deploy/publish at a time per function.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Publisher {
-    pub fn new(store: Store, runtimes: Runtimes, code_root: PathBuf) -> Publisher {
+    pub fn new(
+        store: Store,
+        runtimes: Runtimes,
+        code_root: PathBuf,
+        deps_root: PathBuf,
+    ) -> Publisher {
         Publisher {
             store,
             runtimes,
             router: Router::new(),
             code: CodeDir::new(code_root),
+            deps: Deps::new(deps_root),
             pools: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
         }
@@ -167,21 +183,37 @@ impl Publisher {
         }
     }
 
-    /// The pool of one version, created (code written to disk) on first need.
+    /// The pool of one version, created (code written to disk,
+    /// dependencies installed) on first need.
     pub async fn pool_for(&self, function: &str, version: u32) -> Result<Arc<Pool>, PublishError> {
+        self.pool_with_progress(function, version, &Progress::none())
+            .await
+    }
+
+    async fn pool_with_progress(
+        &self,
+        function: &str,
+        version: u32,
+        progress: &Progress,
+    ) -> Result<Arc<Pool>, PublishError> {
         let key = (function.to_owned(), version);
         if let Some(pool) = self.pools.lock().ok().and_then(|p| p.get(&key).cloned()) {
             return Ok(pool);
         }
         let record = self.version_record(function, version).await?;
         let runtime = self.runtimes.get(record.manifest.runtime)?.clone();
-        let dir = if self.code.exists(function, version, &record.hash) {
-            self.code.path(function, version, &record.hash)
-        } else {
-            let files = self.store.version_files(function, version).await?;
-            self.code
-                .materialize(function, version, &record.hash, &files)?
+        let files = self.store.version_files(function, version).await?;
+        let installed = match deps::plan(&runtime, &files) {
+            Some(plan) => {
+                self.deps
+                    .ensure(function, &runtime, &plan, progress)
+                    .await?
+            }
+            None => Installed::default(),
         };
+        let dir =
+            self.code
+                .materialize(function, version, &record.hash, &files, &installed.links)?;
         let spec = WorkerSpec {
             function: function.to_owned(),
             version,
@@ -189,6 +221,7 @@ impl Publisher {
             entry: record.manifest.entry.clone(),
             limits: record.manifest.limits.clone(),
             runtime,
+            env: installed.env,
         };
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         Ok(pools.entry(key).or_insert_with(|| Pool::new(spec)).clone())
@@ -232,6 +265,7 @@ impl Publisher {
         message: &str,
         publish: bool,
         actor: &str,
+        progress: &Progress,
     ) -> Result<DeployOutcome, PublishError> {
         let manifest = bundle.validate()?;
         let runtime = self.runtimes.get(manifest.runtime)?;
@@ -240,8 +274,11 @@ impl Publisher {
         let _guard = lock.lock().await;
 
         let put = self.store.put_version(&manifest, &bundle, message).await?;
-        self.code
-            .materialize(&function, put.version, &put.hash, &bundle.files)?;
+        progress.say(if put.created {
+            format!("stored {function} version {}", put.version)
+        } else {
+            format!("same code as {function} version {}", put.version)
+        });
         let live_before = self
             .store
             .function(&function)
@@ -258,10 +295,23 @@ impl Publisher {
             previous: live_before,
             load_ms: None,
         };
+        let pool = match self
+            .pool_with_progress(&function, put.version, progress)
+            .await
+        {
+            Err(PublishError::Deps(error)) => {
+                return Err(PublishError::DepsFailed {
+                    version: put.version,
+                    live: live_before,
+                    error,
+                })
+            }
+            other => other?,
+        };
         if !publish || outcome.live {
             return Ok(outcome);
         }
-        let pool = self.pool_for(&function, put.version).await?;
+        progress.say("starting a worker and loading the code…");
         outcome.load_ms = match self.prove_loads(&pool, &function, put.version).await {
             Ok(ms) => ms,
             Err(PublishError::LoadFailed { error, .. }) => {

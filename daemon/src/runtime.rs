@@ -8,7 +8,17 @@ use std::process::Stdio;
 
 use crate::manifest::RuntimeKind;
 
-const PYTHON_SHIM: &str = include_str!("../../shims/python/hearth_worker.py");
+const PYTHON_SHIM: &[(&str, &str)] = &[(
+    "hearth_worker.py",
+    include_str!("../../shims/python/hearth_worker.py"),
+)];
+const LUA_SHIM: &[(&str, &str)] = &[
+    (
+        "hearth_worker.lua",
+        include_str!("../../shims/lua/hearth_worker.lua"),
+    ),
+    ("hearth.lua", include_str!("../../shims/lua/hearth.lua")),
+];
 
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum RuntimeError {
@@ -34,6 +44,8 @@ pub struct Runtime {
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOptions {
     pub python: Option<PathBuf>,
+    pub node: Option<PathBuf>,
+    pub lua: Option<PathBuf>,
 }
 
 pub struct Runtimes {
@@ -47,7 +59,8 @@ impl Runtimes {
     pub async fn discover(dir: &Path, options: &RuntimeOptions) -> Runtimes {
         let mut found = HashMap::new();
         found.insert(RuntimeKind::Python, python(dir, options).await);
-        for kind in [RuntimeKind::Node, RuntimeKind::Lua] {
+        found.insert(RuntimeKind::Lua, lua(dir, options).await);
+        for kind in [RuntimeKind::Node] {
             found.insert(
                 kind,
                 Err(RuntimeError::Unavailable {
@@ -91,6 +104,66 @@ fn base_env() -> Vec<(String, String)> {
         ("TMPDIR".into(), std::env::temp_dir().display().to_string()),
         ("HEARTH_PROTOCOL".into(), "1".into()),
     ]
+}
+
+/// Write a shim's files into `dir` (each only if it changed).
+fn install_shim(kind: RuntimeKind, dir: &Path, files: &[(&str, &str)]) -> Result<(), RuntimeError> {
+    for (name, content) in files {
+        let path = dir.join(name);
+        install_file(&path, content).map_err(|e| RuntimeError::Unavailable {
+            kind,
+            reason: format!("cannot write the shim {}: {e}", path.display()),
+        })?;
+    }
+    Ok(())
+}
+
+/// Find `name` on PATH and resolve links (Debian's alternatives) to the
+/// real binary.
+fn resolve(requested: &Path) -> Option<PathBuf> {
+    let found = if requested.components().count() > 1 {
+        Some(requested.to_path_buf())
+    } else {
+        crate::deps::find_on_path(&requested.to_string_lossy())
+    }?;
+    std::fs::canonicalize(found).ok()
+}
+
+async fn lua(dir: &Path, options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
+    let unavailable = |reason: String| RuntimeError::Unavailable {
+        kind: RuntimeKind::Lua,
+        reason,
+    };
+    let requested = options
+        .lua
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("lua5.4"));
+    let interpreter = resolve(&requested).ok_or_else(|| {
+        unavailable(format!(
+            "{} not found; install Lua 5.4 (apt-get install lua5.4; ./scripts/setup does) or point --lua / HEARTH_LUA at it",
+            requested.display()
+        ))
+    })?;
+    let shim_dir = dir.join("lua");
+    install_shim(RuntimeKind::Lua, &shim_dir, LUA_SHIM)?;
+    let env = base_env();
+    let banner = probe(&interpreter, &["-v"], Some(&env))
+        .await
+        .map_err(unavailable)?;
+    let version = banner.split_whitespace().nth(1).unwrap_or("").to_owned();
+    if !version.starts_with("5.4") {
+        return Err(unavailable(format!(
+            "{} is Lua {version}; hearth needs Lua 5.4 (apt-get install lua5.4)",
+            interpreter.display()
+        )));
+    }
+    Ok(Runtime {
+        kind: RuntimeKind::Lua,
+        interpreter,
+        version,
+        args: vec![shim_dir.join("hearth_worker.lua").display().to_string()],
+        env,
+    })
 }
 
 /// Write `content` to `path` unless it already holds exactly that.
@@ -161,8 +234,7 @@ async fn python(dir: &Path, options: &RuntimeOptions) -> Result<Runtime, Runtime
     let interpreter = PathBuf::from(real);
     let shim_dir = dir.join("python");
     let shim = shim_dir.join("hearth_worker.py");
-    install_file(&shim, PYTHON_SHIM)
-        .map_err(|e| unavailable(format!("cannot write the shim {}: {e}", shim.display())))?;
+    install_shim(RuntimeKind::Python, &shim_dir, PYTHON_SHIM)?;
     let mut env = base_env();
     env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
     env.push(("PYTHONUNBUFFERED".into(), "1".into()));

@@ -5,6 +5,7 @@ use hyper::StatusCode;
 
 use crate::api::{ErrorDetail, FunctionErrorBody};
 use crate::bundle::BundleError;
+use crate::deps::DepsError;
 use crate::pool::{CallError, FunctionError, WorkerError};
 use crate::publish::PublishError;
 
@@ -30,6 +31,11 @@ impl ApiError {
                 ..ErrorDetail::default()
             }),
         }
+    }
+
+    fn version_of(mut self, version: u32) -> ApiError {
+        self.detail.version = Some(version);
+        self
     }
 
     pub fn function(mut self, name: &str, version: Option<u32>) -> ApiError {
@@ -173,6 +179,12 @@ impl From<PublishError> for ApiError {
                 err.detail.message = message;
                 err.function(&function, Some(version))
             }
+            PublishError::Deps(error) => deps_error(message, error, None),
+            PublishError::DepsFailed {
+                live,
+                error,
+                version,
+            } => deps_error(message, error, live).version_of(version),
             PublishError::NothingToRollBack { function, live } => ApiError::new(
                 StatusCode::CONFLICT,
                 "nothing_to_roll_back",
@@ -181,6 +193,41 @@ impl From<PublishError> for ApiError {
             )
             .function(&function, Some(live)),
         }
+    }
+}
+
+fn deps_error(message: String, error: DepsError, live: Option<u32>) -> ApiError {
+    let stays = match live {
+        Some(v) => format!("version {v} stays live; "),
+        None => String::new(),
+    };
+    match error {
+        DepsError::Failed {
+            function,
+            file,
+            installer,
+            message: installer_message,
+            output,
+            ..
+        } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "dependency_install_failed",
+            message,
+            format!("{stays}fix {file} (the {installer} output is in error.details) and deploy again"),
+        )
+        .function(&function, None)
+        .details(FunctionError {
+            kind: "DependencyInstallFailed".into(),
+            message: installer_message,
+            traceback: output,
+        }),
+        DepsError::Setup { function, .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dependency_install_failed",
+            message,
+            format!("{stays}install the runtime's package manager (./scripts/setup does) and deploy again"),
+        )
+        .function(&function, None),
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -23,6 +23,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::api::{DeployRequest, ErrorBody, PublishRequest, RollbackRequest};
 use crate::bundle::Bundle;
+use crate::deps::Progress;
 use crate::manifest::validate_name;
 use crate::pool::{Answer, Call, CallLog};
 use crate::protocol;
@@ -39,7 +40,24 @@ pub struct Gateway {
     ids: RequestIds,
 }
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<Either<Full<Bytes>, ChannelBody>>;
+
+/// A response body fed line by line from a channel (deploy progress).
+pub struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
 
 impl Gateway {
     pub fn new(publisher: Arc<Publisher>, max_body: usize) -> Gateway {
@@ -159,7 +177,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Resp {
 
 fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Resp {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(Either::Left(Full::new(Bytes::from(bytes))));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -497,14 +515,30 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
         }
         (Method::POST, ["deploy"]) => {
             let actor = actor(&req);
+            let stream = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("application/x-ndjson"));
             let body: DeployRequest =
                 parse_json(&read_body(req, MAX_API_BODY).await?, "the deploy request")?;
+            let bundle = Bundle { files: body.files };
+            if stream {
+                return Ok(deploy_streaming(
+                    p.clone(),
+                    bundle,
+                    body.message,
+                    body.publish,
+                    actor,
+                ));
+            }
             let out = p
                 .deploy(
-                    Bundle { files: body.files },
+                    bundle,
                     &body.message,
                     body.publish,
                     &actor,
+                    &Progress::none(),
                 )
                 .await?;
             let status = if out.created {
@@ -529,6 +563,52 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
         ),
         _ => Err(ApiError::route_not_found(&format!("/api/v1/{rest}"))),
     }
+}
+
+/// Deploy with progress: an NDJSON stream of `{"progress": "..."}` lines,
+/// then one `{"result": ...}` or `{"error": ..., "status": N}` line.
+fn deploy_streaming(
+    publisher: Arc<Publisher>,
+    bundle: Bundle,
+    message: String,
+    publish: bool,
+    actor: String,
+) -> Resp {
+    let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let line = |value: serde_json::Value| {
+        let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
+        bytes.push(b'\n');
+        Bytes::from(bytes)
+    };
+    let forward_tx = out_tx.clone();
+    let forwarder = tokio::spawn(async move {
+        while let Some(message) = progress_rx.recv().await {
+            let _ = forward_tx.send(line(serde_json::json!({ "progress": message })));
+        }
+    });
+    tokio::spawn(async move {
+        let progress = Progress::new(progress_tx);
+        let outcome = publisher
+            .deploy(bundle, &message, publish, &actor, &progress)
+            .await;
+        drop(progress);
+        let _ = forwarder.await;
+        let last = match outcome {
+            Ok(out) => serde_json::json!({ "result": out }),
+            Err(e) => {
+                let e = ApiError::from(e);
+                serde_json::json!({ "error": *e.detail, "status": e.status.as_u16() })
+            }
+        };
+        let _ = out_tx.send(line(last));
+    });
+    let mut resp = Response::new(Either::Right(ChannelBody(out_rx)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp
 }
 
 fn store_err(e: crate::store::StoreError) -> ApiError {

@@ -25,6 +25,8 @@ pub struct WorkerSpec {
     pub entry: String,
     pub limits: Limits,
     pub runtime: Runtime,
+    /// Environment for this version's workers beyond the runtime's own.
+    pub env: Vec<(String, String)>,
 }
 
 impl WorkerSpec {
@@ -127,6 +129,7 @@ impl Worker {
             .envs(rt.env.iter().map(|(k, v)| (k, v)))
             .env("HEARTH_FUNCTION", &spec.function)
             .env("HEARTH_VERSION", spec.version.to_string())
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&spec.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout_w))

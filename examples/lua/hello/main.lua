@@ -1,0 +1,7 @@
+local M = {}
+
+function M.handler(event, context)
+  return { greeting = "Hello, " .. (event.name or "world") .. "!" }
+end
+
+return M

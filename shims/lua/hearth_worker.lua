@@ -1,0 +1,490 @@
+--[[ hearth worker shim for Lua 5.4.
+
+Started by the hearth daemon, one process per worker, as
+`lua5.4 /abs/path/hearth_worker.lua`. Speaks the protocol in shims/PROTOCOL.md:
+length-prefixed MessagePack frames, reading fd 3 and writing fd 4, so that the
+function's own stdout and stderr stay free for its logs.
+
+Plain Lua 5.4, no C modules: the codec is hearth.lua, next to this file. The
+fds are reached as /dev/fd/3 and /dev/fd/4 (which Linux reopens for pipes).
+
+`require("hearth_worker")` returns this file's functions without serving
+(the tests do that).
+]]
+
+-- Find hearth.lua next to this file, whatever the working directory is.
+local SHIM_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$"))
+  or ((arg and arg[0] or ""):match("^(.*)/[^/]*$"))
+  or "."
+
+-- The working directory is the daemon's, not the function's (pure Lua cannot
+-- chdir), so the default "./?.lua" entries would look in the wrong place.
+local function without_cwd(path)
+  local kept = {}
+  for item in path:gmatch("[^;]+") do
+    if item:sub(1, 2) ~= "./" then kept[#kept + 1] = item end
+  end
+  return table.concat(kept, ";")
+end
+package.path = SHIM_DIR .. "/?.lua;" .. without_cwd(package.path)
+package.cpath = without_cwd(package.cpath)
+
+local hearth = require("hearth")
+
+local pack, unpack = string.pack, string.unpack
+
+local M = {}
+
+M.PROTOCOL = 1
+M.MAX_FRAME = 64 * 1024 * 1024
+M.hearth = hearth
+
+-- Keys of each message in the order PROTOCOL.md lists them: a Lua table has
+-- no key order, so frames are encoded from these lists.
+M.FIELDS = {
+  -- worker -> daemon
+  ready = { "t", "protocol", "runtime", "runtime_version", "pid" },
+  loaded = { "t", "id", "load_ms" },
+  result = { "t", "id", "value" },
+  error = { "t", "id", "kind", "message", "traceback" },
+  pong = { "t", "id" },
+  call = { "t", "id", "parent", "function", "payload" },
+  -- daemon -> worker (for tests and tools)
+  load = { "t", "id", "dir", "entry", "function", "version", "timeout_ms", "memory_mb" },
+  invoke = { "t", "id", "deadline_ms", "payload" },
+  ping = { "t", "id" },
+  cancel = { "t", "id" },
+  call_result = { "t", "id", "ok", "value", "error" },
+  shutdown = { "t", "id" },
+}
+
+-- Frames --------------------------------------------------------------------
+
+--- Encode a message (a table with `t`) as its frame: the 4-byte big-endian
+--- length and the MessagePack body, returned as two strings (so a large body
+--- is not copied once more). Raises if a value cannot be encoded or the
+--- frame is over the limit.
+function M.frame_parts(message)
+  local keys = M.FIELDS[message.t]
+  if not keys then error("no message type " .. tostring(message.t), 2) end
+  local body = hearth.encode_ordered(message, keys)
+  if #body > M.MAX_FRAME then
+    error(("a frame of %d bytes is over the %d byte limit"):format(#body, M.MAX_FRAME), 0)
+  end
+  return pack(">I4", #body), body
+end
+
+--- The whole frame of `message` as one string.
+function M.encode_frame(message)
+  local head, body = M.frame_parts(message)
+  return head .. body
+end
+
+function M.write_frame(out, message)
+  local head, body = M.frame_parts(message)
+  assert(out:write(head, body))
+  assert(out:flush())
+end
+
+--- Decode a frame body into a message: a map with a string `t`. Returns the
+--- message, or nil and a reason.
+function M.decode_body(body)
+  local ok, message = pcall(hearth.decode, body)
+  if not ok then return nil, "cannot decode frame: " .. tostring(message) end
+  if type(message) ~= "table" or hearth.is_array(message) or type(message.t) ~= "string" then
+    return nil, "frame is not a map with a string `t`"
+  end
+  return message
+end
+
+--- Read one frame from the file `input`. Returns the message; or nil,
+--- "closed" at end of file (also in the middle of a frame); or nil,
+--- "ProtocolError", reason when the channel is broken (a length over the
+--- limit, a body that is not a message, a read error).
+function M.read_frame(input)
+  local head, err = input:read(4)
+  if head == nil or #head < 4 then
+    if err then return nil, "ProtocolError", "cannot read the protocol pipe: " .. err end
+    return nil, "closed"
+  end
+  local length = unpack(">I4", head)
+  if length > M.MAX_FRAME then
+    return nil, "ProtocolError",
+      ("frame of %d bytes is over the %d byte limit"):format(length, M.MAX_FRAME)
+  end
+  local body = ""
+  if length > 0 then
+    body, err = input:read(length) -- stdio loops until it has `length` bytes or EOF
+    if body == nil or #body < length then
+      if err then return nil, "ProtocolError", "cannot read the protocol pipe: " .. err end
+      return nil, "closed"
+    end
+  end
+  local message, why = M.decode_body(body)
+  if not message then return nil, "ProtocolError", why end
+  return message
+end
+
+-- Clocks --------------------------------------------------------------------
+--
+-- Pure Lua has os.time() (wall clock, whole seconds) and os.clock() (CPU
+-- time), nothing finer for the wall clock. /proc/uptime gives a monotonic
+-- clock to 10 ms. The wall clock in ms is that plus an offset, known to lie
+-- in [lo, hi] from pairs (os.time, uptime) observed so far, and pinned close
+-- to its true value at each invoke: the daemon computed the deadline as
+-- "now + timeout_ms" just before sending it, so at receipt the wall clock is
+-- at least deadline_ms - timeout_ms, and usually within a millisecond of it.
+
+local function uptime_ms()
+  local f = io.open("/proc/uptime", "r")
+  if not f then return nil end
+  local up = f:read("n")
+  f:close()
+  return up and up * 1000
+end
+
+local clock = { lo = nil, hi = nil, pin = nil }
+
+-- Take one (uptime, os.time) sample into the bounds; return the uptime.
+local function observe()
+  local up = uptime_ms()
+  local t = os.time() * 1000
+  if not up then return nil, t end
+  -- The uptime read may be up to 10 ms behind; os.time() up to 1 s behind
+  -- (plus a clock tick: glibc may read the coarse clock).
+  local lo, hi = t - up - 10, t + 1010 - up
+  if clock.lo == nil or lo > clock.hi or hi < clock.lo then
+    clock.lo, clock.hi, clock.pin = lo, hi, nil -- first sample, or a clock step
+  else
+    clock.lo, clock.hi = math.max(clock.lo, lo), math.min(clock.hi, hi)
+  end
+  return up, t
+end
+
+--- Best estimate of the wall clock, in ms since the Unix epoch (a float).
+function M.now_ms()
+  local up, t = observe()
+  if not up then return t + 500 end -- no /proc: within 500 ms
+  local offset = clock.pin or (clock.lo + clock.hi) / 2
+  offset = math.min(math.max(offset, clock.lo), clock.hi)
+  return up + offset
+end
+
+-- An invoke with this deadline arrived now (see above).
+local function pin_clock(deadline_ms, timeout_ms)
+  local up = observe()
+  clock.pin = nil
+  if up and math.type(deadline_ms) == "integer" and deadline_ms > 0
+      and math.type(timeout_ms) == "integer" and timeout_ms > 0 then
+    -- The offset is at least deadline - timeout - (true uptime), and the
+    -- true uptime is in [up, up + 10): take the middle. now_ms() keeps the
+    -- estimate within [lo, hi], which also bounds a stale deadline.
+    local least = deadline_ms - timeout_ms - up - 10
+    if least <= clock.hi then clock.pin = least + 5 end
+  end
+end
+
+-- Errors --------------------------------------------------------------------
+
+local captured_mt = {}
+
+-- xpcall's message handler: keep the error value and the stack as it was.
+local function capture(err)
+  return setmetatable({ error = err, traceback = debug.traceback(nil, 2) }, captured_mt)
+end
+
+-- The traceback without the shim's own frames, so it shows the user's code.
+local function user_traceback(tb)
+  local lines, dropped = {}, false
+  for line in tb:gmatch("[^\n]+") do
+    local drop
+    if line == "\t(...tail calls...)" then
+      drop = dropped -- it belongs to the frame above it
+    else
+      drop = line:find("%f[%w_]hearth_worker%.lua:%d+:") ~= nil
+        or line == "\t[C]: in function 'xpcall'"
+        or line == "\t[C]: in ?"
+    end
+    if not drop then lines[#lines + 1] = line end
+    dropped = drop
+  end
+  if #lines <= 1 then return "" end -- only "stack traceback:" is left
+  return table.concat(lines, "\n") .. "\n"
+end
+
+--- kind, message and traceback of a failure caught by xpcall(f, capture).
+--- A table error keeps its `kind` and `message` fields (a kind may also come
+--- from its metatable's __name); anything else is `default_kind`.
+function M.describe_error(captured, default_kind)
+  local err, tb = captured, ""
+  if getmetatable(captured) == captured_mt then
+    err, tb = captured.error, captured.traceback
+  end
+  local kind, message = default_kind, nil
+  if type(err) == "table" then
+    pcall(function() -- reading fields may run the error's metamethods
+      if type(err.kind) == "string" then
+        kind = err.kind
+      else
+        local mt = getmetatable(err)
+        if type(mt) == "table" and type(mt.__name) == "string" then kind = mt.__name end
+      end
+      if type(err.message) == "string" then message = err.message end
+    end)
+  end
+  if message == nil then
+    local ok, text = pcall(tostring, err)
+    message = ok and text or ("(an error value that cannot be shown: " .. tostring(text) .. ")")
+  end
+  local trace = user_traceback(tb)
+  return kind, message, trace ~= "" and (message .. "\n" .. trace) or ""
+end
+
+local function error_message(id, kind, message, traceback)
+  return { t = "error", id = id, kind = kind, message = message, traceback = traceback or "" }
+end
+
+-- Loading -------------------------------------------------------------------
+
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = debug.getmetatable(v)
+  return mt ~= nil and mt.__call ~= nil
+end
+
+--- Load the function named by a `load` message. Returns a function record,
+--- or nil, kind, message, traceback. Kinds: ModuleNotFound (no file for the
+--- module, or a require() in it found none), SyntaxError (it does not compile), LoadError (it failed while
+--- running, or could not be read; a table error keeps its own kind),
+--- EntryNotFound (no callable field named by `entry`), ProtocolError.
+function M.load_function(message)
+  local dir, entry = message.dir, message.entry
+  if type(dir) ~= "string" or type(entry) ~= "string" then
+    return nil, "ProtocolError", "load needs the strings `dir` and `entry`"
+  end
+  local module_name, attr = entry:match("^(.+)%.([^.]+)$")
+  if not module_name then
+    return nil, "EntryNotFound", ("entry %q must look like module.handler"):format(entry)
+  end
+  if #dir > 1 then dir = dir:gsub("/+$", "") end
+
+  -- The function's own modules come first for its require() calls.
+  package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
+  package.cpath = dir .. "/?.so;" .. package.cpath
+
+  local rel = module_name:gsub("%.", "/")
+  local path
+  for _, candidate in ipairs({ dir .. "/" .. rel .. ".lua", dir .. "/" .. rel .. "/init.lua" }) do
+    local f = io.open(candidate, "rb")
+    if f then
+      f:close()
+      path = candidate
+      break
+    end
+  end
+  if not path then
+    return nil, "ModuleNotFound",
+      ("module %s not found: no file %s.lua or %s/init.lua in %s"):format(module_name, rel, rel, dir)
+  end
+
+  local chunk, err = loadfile(path)
+  if not chunk then
+    -- loadfile says "cannot open/read <file>" for I/O, "<file>:<line>: ..." otherwise
+    return nil, err:find("^cannot ") and "LoadError" or "SyntaxError", err, ""
+  end
+  -- Run the module as require() would: with its name and path, recorded in
+  -- package.loaded so that its own require(module_name) finds it.
+  local ok, module = xpcall(chunk, capture, module_name, path)
+  if not ok then
+    local kind, text, traceback = M.describe_error(module, "LoadError")
+    if kind == "LoadError" and text:find("module '[^']+' not found:") then
+      kind = "ModuleNotFound" -- a require() of the module failed: a missing dependency
+    end
+    return nil, kind, text, traceback
+  end
+  if module == nil then module = package.loaded[module_name] end
+  if module == nil then module = true end
+  package.loaded[module_name] = module
+
+  if type(module) ~= "table" then
+    return nil, "EntryNotFound",
+      ("module %s returned %s, not a table with a function '%s'; end %s with `return { %s = %s }`")
+        :format(module_name, module == true and "nothing" or ("a " .. type(module)), attr, path, attr, attr)
+  end
+  local got, handler = pcall(function() return module[attr] end)
+  if not got then return nil, M.describe_error(handler, "LoadError") end
+  if handler == nil then
+    return nil, "EntryNotFound", ("module %s has no field '%s'"):format(module_name, attr)
+  end
+  if not callable(handler) then
+    return nil, "EntryNotFound",
+      ("%s.%s is a %s, not a function"):format(module_name, attr, type(handler))
+  end
+  local memory_mb = message.memory_mb
+  return {
+    dir = dir,
+    path = path,
+    handler = handler,
+    name = message["function"],
+    version = message.version,
+    memory_mb = memory_mb == nil and 0 or memory_mb,
+    timeout_ms = message.timeout_ms,
+  }
+end
+
+-- Invoking ------------------------------------------------------------------
+
+--- The context a handler gets as its second argument. Its functions work
+--- called with either `.` or `:`.
+function M.new_context(fn, id, deadline_ms)
+  local ctx = {
+    request_id = id,
+    aws_request_id = id,
+    function_name = fn.name,
+    function_version = fn.version,
+    memory_limit_in_mb = fn.memory_mb,
+    deadline_ms = deadline_ms,
+    dir = fn.dir, -- the version's directory (read-only; not the working directory)
+    null = hearth.null,
+    array_mt = hearth.array_mt,
+    hearth = hearth,
+  }
+  local timeout_ms = math.type(fn.timeout_ms) == "integer" and fn.timeout_ms or math.huge
+  function ctx.get_remaining_time_in_millis()
+    local left = math.min(deadline_ms - M.now_ms(), timeout_ms)
+    return math.max(0, math.floor(left))
+  end
+  function ctx.path(a, b) -- path of a file shipped with the function
+    local rel = a
+    if a == ctx then rel = b end
+    if type(rel) ~= "string" then error("context.path expects a relative path string", 2) end
+    if rel:sub(1, 1) == "/" then return rel end
+    return fn.dir .. "/" .. rel
+  end
+  function ctx.array(a, b) -- hearth.array
+    if a == ctx then return hearth.array(b) end
+    return hearth.array(a)
+  end
+  return ctx
+end
+
+--- Run one invoke; return the answer (a `result` or `error` message).
+function M.invoke(fn, message)
+  local id = message.id
+  local deadline_ms = message.deadline_ms
+  if deadline_ms == nil then deadline_ms = 0 end
+  pin_clock(deadline_ms, fn.timeout_ms)
+  local context = M.new_context(fn, id, deadline_ms)
+  local ok, value = xpcall(fn.handler, capture, message.payload, context)
+  if not ok then
+    return error_message(id, M.describe_error(value, "Error"))
+  end
+  return { t = "result", id = id, value = value }
+end
+
+local function not_serializable(id, why)
+  return error_message(id, "ResultNotSerializable",
+    "handler returned a value hearth cannot send (" .. tostring(why) .. "); return "
+    .. "JSON-like data: tables, strings, numbers, booleans, nil (hearth.null in arrays)")
+end
+
+-- Serving ---------------------------------------------------------------------
+
+local function process_id()
+  local f = io.open("/proc/self/stat", "r") -- this process, not a child's
+  if not f then return 0 end
+  local pid = f:read("n")
+  f:close()
+  return math.tointeger(pid) or 0
+end
+
+--- Serve the daemon on the files `input` and `output` until end of file or
+--- shutdown. Returns the exit status.
+function M.serve(input, output)
+  M.write_frame(output, {
+    t = "ready",
+    protocol = M.PROTOCOL,
+    runtime = "lua",
+    runtime_version = _VERSION:match("%d+%.%d+") or _VERSION,
+    pid = process_id(),
+  })
+  local fn = nil
+  while true do
+    local message, status, why = M.read_frame(input)
+    if not message then
+      if status == "closed" then return 0 end
+      io.stderr:write("hearth worker: ", why, "\n")
+      return 1
+    end
+    local kind = message.t
+    local id = message.id
+    if id == nil then id = "" end
+    if kind == "invoke" then
+      if fn == nil then
+        M.write_frame(output, error_message(id, "ProtocolError", "invoke before load"))
+      else
+        local answer = M.invoke(fn, message)
+        -- Everything the call printed must be in the pipes before its answer
+        -- (the daemon collects the call's log when the answer arrives).
+        io.stdout:flush()
+        io.stderr:flush()
+        local ok, head, body = pcall(M.frame_parts, answer)
+        if not ok then
+          head, body = M.frame_parts(not_serializable(id, head))
+        end
+        assert(output:write(head, body))
+        assert(output:flush())
+      end
+    elseif kind == "load" then
+      if fn ~= nil then
+        M.write_frame(output, error_message(id, "ProtocolError", "code is already loaded"))
+      else
+        local wall, cpu = uptime_ms(), os.clock()
+        local loaded, err_kind, err_message, traceback = M.load_function(message)
+        if loaded then
+          fn = loaded
+          -- CPU time is precise; the wall clock is known to 10 ms. Loading
+          -- is mostly CPU, so prefer CPU time unless clearly more passed.
+          local load_ms = (os.clock() - cpu) * 1000.0
+          local now = uptime_ms()
+          if wall and now and now - wall - 10 > load_ms then load_ms = now - wall end
+          M.write_frame(output, { t = "loaded", id = id, load_ms = load_ms + 0.0 })
+        else
+          M.write_frame(output, error_message(id, err_kind, err_message, traceback))
+        end
+      end
+    elseif kind == "ping" then
+      M.write_frame(output, { t = "pong", id = id })
+    elseif kind == "shutdown" then
+      return 0
+    elseif kind == "cancel" or kind == "call_result" then
+      -- reserved; this worker runs one invoke at a time and makes no calls
+    else
+      M.write_frame(output, error_message(id, "ProtocolError", "unknown message type " .. ("%q"):format(kind)))
+    end
+  end
+end
+
+function M.main()
+  -- Check both fds before opening either: a new file takes the lowest free
+  -- fd number, so opening /dev/fd/3 while fd 4 is closed would make "fd 4"
+  -- that very file. (The check handles are closed again at once.)
+  for fd = 3, 4 do
+    local probe = io.open("/proc/self/fdinfo/" .. fd, "r")
+    if not probe then
+      io.stderr:write(("hearth worker: fd %d is not open (or /proc is not mounted); "
+        .. "this program is started by the hearth daemon\n"):format(fd))
+      return 70
+    end
+    probe:close()
+  end
+  local input = assert(io.open("/dev/fd/3", "rb"))
+  local output = assert(io.open("/dev/fd/4", "wb"))
+  output:setvbuf("full", 1 << 16) -- one write per frame: flushed after each
+  io.stdout:setvbuf("line") -- logs reach the daemon as they are printed
+  return M.serve(input, output)
+end
+
+-- Serve when run as a script; return the module when required.
+if ... == "hearth_worker" then return M end
+os.exit(M.main())
