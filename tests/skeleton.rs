@@ -198,7 +198,10 @@ fn handlers_lambda_style_plain_async_and_with_files() {
     let one = FnDir::python("one", "def handler(event):\n    return event\n");
     d.ok(&["deploy", one.path()]);
     // Object keys keep the order the function gave them.
-    assert_eq!(d.post("/fn/one", r#"{"z":1,"a":{"y":2,"b":3}}"#).text(), r#"{"z":1,"a":{"y":2,"b":3}}"#);
+    assert_eq!(
+        d.post("/fn/one", r#"{"z":1,"a":{"y":2,"b":3}}"#).text(),
+        r#"{"z":1,"a":{"y":2,"b":3}}"#
+    );
     assert_eq!(
         d.post("/fn/one", r#"{"a":[1,2.5,null,true,"é"]}"#).json(),
         serde_json::json!({"a":[1,2.5,null,true,"é"]})

@@ -28,6 +28,37 @@ pub struct PublishRequest {
     pub message: String,
 }
 
+/// POST /api/v1/publish: several versions live at once, all or none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchPublishRequest {
+    pub releases: Vec<BatchItem>,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchItem {
+    pub function: String,
+    pub version: u32,
+}
+
+/// PUT /api/v1/functions/{name}/aliases/{alias}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AliasRequest {
+    pub version: u32,
+    /// Send `weight` percent of the calls to another version (a canary).
+    #[serde(default)]
+    pub split: Option<SplitRequest>,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitRequest {
+    pub version: u32,
+    pub weight: u8,
+}
+
 /// POST /api/v1/functions/{name}/rollback
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RollbackRequest {

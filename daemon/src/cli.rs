@@ -12,12 +12,15 @@ use clap::{Parser, Subcommand};
 use hyper::Method;
 use serde::Deserialize;
 
-use crate::api::{DeployRequest, PublishRequest, RollbackRequest};
+use crate::api::{
+    AliasRequest, BatchItem, BatchPublishRequest, DeployRequest, PublishRequest, RollbackRequest,
+    SplitRequest,
+};
 use crate::bundle::Bundle;
 use crate::client::{Client, ClientError, DEFAULT_ADDR};
 use crate::daemon::{self, ServeConfig};
 use crate::manifest::MANIFEST_FILE;
-use crate::publish::{DeployOutcome, ReleaseOutcome};
+use crate::publish::{AliasOutcome, DeployOutcome, ReleaseOutcome};
 use crate::runtime::RuntimeOptions;
 
 #[derive(Parser)]
@@ -56,6 +59,10 @@ enum Command {
         /// Largest function call body, in bytes.
         #[arg(long, default_value_t = daemon::DEFAULT_MAX_BODY)]
         max_body: usize,
+        /// Seconds a version keeps its warm workers after it stops being live
+        /// (rolling back to it within that time is immediate).
+        #[arg(long, default_value_t = crate::publish::DEFAULT_DRAIN_GRACE.as_secs_f64())]
+        drain_grace: f64,
     },
     /// Store a function directory (with its hearth.toml) as a new version and publish it.
     Deploy {
@@ -89,13 +96,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Make a stored version live.
+    /// Make a stored version live; with --batch, several at once (all or none).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["version", "batch"])))]
     Publish {
-        name: String,
+        /// The function (not with --batch).
+        #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+        name: Option<String>,
         #[arg(long)]
-        version: u32,
+        version: Option<u32>,
+        /// A TOML file of `function = version` lines, published in one transaction.
+        #[arg(long, value_name = "FILE")]
+        batch: Option<PathBuf>,
         #[arg(long, short, default_value = "")]
         message: String,
+    },
+    /// Point an alias (prod, canary, ...) at a version, optionally sending a
+    /// share of its calls to another version; call it at /fn/NAME@ALIAS.
+    Alias {
+        name: String,
+        alias: String,
+        #[arg(long)]
+        version: u32,
+        /// A second version that gets --weight percent of the calls.
+        #[arg(long, requires = "weight")]
+        split: Option<u32>,
+        /// Percent of the alias's calls that go to --split (0-100).
+        #[arg(long, requires = "split", value_parser = clap::value_parser!(u8).range(0..=100))]
+        weight: Option<u8>,
+        #[arg(long, short, default_value = "")]
+        message: String,
+    },
+    /// Watch a function directory and deploy and publish it on every saved change.
+    Dev {
+        dir: PathBuf,
+        /// Quiet time after the last change before deploying, in milliseconds.
+        #[arg(long, default_value_t = 300)]
+        debounce_ms: u64,
     },
     /// Make the version that was live before the current one live again.
     Rollback {
@@ -144,6 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         node,
         lua,
         max_body,
+        drain_grace,
     } = cli.command
     {
         crate::telemetry::init();
@@ -152,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir: data_dir.unwrap_or_else(daemon::default_data_dir),
             runtimes: RuntimeOptions { python, node, lua },
             max_body,
+            drain_grace: Duration::from_secs_f64(drain_grace.max(0.0)),
         })
         .await;
     }
@@ -169,16 +207,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish {
             name,
             version,
+            batch,
+            message,
+        } => match (name, version, batch) {
+            (_, _, Some(file)) => publish_batch(&client, &file, message).await,
+            (Some(name), Some(version), None) => {
+                let out: ReleaseOutcome = client
+                    .post(
+                        &format!("/api/v1/functions/{name}/publish"),
+                        &PublishRequest { version, message },
+                    )
+                    .await?;
+                print_release(&out);
+                Ok(())
+            }
+            _ => bail!("give NAME --version N, or --batch FILE"),
+        },
+        Command::Alias {
+            name,
+            alias,
+            version,
+            split,
+            weight,
             message,
         } => {
-            let out: ReleaseOutcome = client
-                .post(
-                    &format!("/api/v1/functions/{name}/publish"),
-                    &PublishRequest { version, message },
-                )
+            let body = AliasRequest {
+                version,
+                split: split
+                    .zip(weight)
+                    .map(|(version, weight)| SplitRequest { version, weight }),
+                message,
+            };
+            let out: AliasOutcome = client
+                .post(&format!("/api/v1/functions/{name}/aliases/{alias}"), &body)
                 .await?;
-            print_release(&out);
+            let split = match out.target.split {
+                Some((v, w)) => format!(", {w}% of calls to version {v}"),
+                None => String::new(),
+            };
+            println!(
+                "{}@{} -> version {}{split}",
+                out.function, out.alias, out.target.version
+            );
             Ok(())
+        }
+        Command::Dev { dir, debounce_ms } => {
+            dev(&client, &dir, Duration::from_millis(debounce_ms)).await
         }
         Command::Rollback { name, message } => {
             let out: ReleaseOutcome = client
@@ -500,6 +574,10 @@ struct ReleaseView {
     version: u32,
     from_version: Option<u32>,
     action: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    alias: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    split: Option<(u32, u8)>,
     message: String,
     actor: String,
     created_at: i64,
@@ -519,13 +597,20 @@ async fn history(client: &Client, name: &str, json: bool) -> anyhow::Result<()> 
         .map(|r| {
             vec![
                 when(r.created_at),
-                r.action.clone(),
+                if r.alias.is_empty() {
+                    r.action.clone()
+                } else {
+                    format!("{} {}", r.action, r.alias)
+                },
                 format!(
-                    "{} -> {}",
+                    "{} -> {}{}",
                     r.from_version
                         .map(|v| v.to_string())
                         .unwrap_or_else(|| "-".into()),
-                    r.version
+                    r.version,
+                    r.split
+                        .map(|(v, w)| format!(" ({w}% to {v})"))
+                        .unwrap_or_default()
                 ),
                 r.actor.clone(),
                 r.message.clone(),
@@ -534,6 +619,106 @@ async fn history(client: &Client, name: &str, json: bool) -> anyhow::Result<()> 
         .collect();
     table(&["WHEN", "ACTION", "VERSION", "BY", "MESSAGE"], &rows);
     Ok(())
+}
+
+async fn publish_batch(client: &Client, file: &Path, message: String) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the batch file {}", file.display()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        anyhow::anyhow!(
+            "{}: not valid TOML ({}); write one `function = version` line per function, e.g. hello = 2",
+            file.display(),
+            e.message()
+        )
+    })?;
+    let mut releases = Vec::new();
+    for (function, version) in table {
+        let version = version
+            .as_integer()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: `{function}` must be a version number, e.g. {function} = 2",
+                    file.display()
+                )
+            })?;
+        releases.push(BatchItem { function, version });
+    }
+    if releases.is_empty() {
+        bail!("{}: no `function = version` lines", file.display());
+    }
+    #[derive(Deserialize)]
+    struct Batch {
+        releases: Vec<ReleaseOutcome>,
+    }
+    let out: Batch = client
+        .post(
+            "/api/v1/publish",
+            &BatchPublishRequest { releases, message },
+        )
+        .await?;
+    for r in &out.releases {
+        print_release(r);
+    }
+    Ok(())
+}
+
+/// `hearth dev DIR`: deploy on every saved change, debounced.
+async fn dev(client: &Client, dir: &Path, debounce: Duration) -> anyhow::Result<()> {
+    use notify::Watcher as _;
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a directory; give the directory that holds the function's {MANIFEST_FILE}",
+            dir.display()
+        );
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let root = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let watched = root.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            // Changes inside hidden folders, caches and node_modules don't count.
+            let relevant = event.paths.iter().any(|p| {
+                let rel = p.strip_prefix(&watched).unwrap_or(p);
+                !rel.components().any(|c| {
+                    let c = c.as_os_str().to_string_lossy();
+                    c.starts_with('.') || c == "__pycache__" || c == "node_modules"
+                })
+            });
+            if relevant && !matches!(event.kind, notify::EventKind::Access(_)) {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .context("cannot watch files on this system")?;
+    watcher
+        .watch(&root, notify::RecursiveMode::Recursive)
+        .with_context(|| format!("cannot watch {}", dir.display()))?;
+    eprintln!(
+        "watching {} (Ctrl-C to stop); deploying now and on every saved change",
+        dir.display()
+    );
+    loop {
+        if let Err(e) = deploy(client, dir, "hearth dev".into(), true).await {
+            eprintln!("error: {}", format!("{e:#}").trim_end());
+            eprintln!("(the previous version keeps serving; save again to retry)");
+        }
+        // Wait for a change, then for `debounce` of quiet.
+        tokio::select! {
+            got = rx.recv() => if got.is_none() { return Ok(()) },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        loop {
+            match tokio::time::timeout(debounce, rx.recv()).await {
+                Ok(Some(())) => continue,
+                Ok(None) => return Ok(()),
+                Err(_) => break,
+            }
+        }
+        eprintln!("change seen in {}", dir.display());
+    }
 }
 
 fn print_release(out: &ReleaseOutcome) {

@@ -24,6 +24,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub runtimes: RuntimeOptions,
     pub max_body: usize,
+    /// How long a version that stops being live keeps its warm workers.
+    pub drain_grace: std::time::Duration,
 }
 
 /// `--data-dir`, else HEARTH_DATA (both handled by clap), else
@@ -61,13 +63,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     for line in runtimes.summary() {
         info!("runtime {line}");
     }
-    let publisher = Arc::new(Publisher::new(
-        store.clone(),
-        runtimes,
-        data.join("code"),
-        data.join("deps"),
-    ));
+    let publisher = Arc::new(
+        Publisher::new(
+            store.clone(),
+            runtimes,
+            data.join("code"),
+            data.join("deps"),
+        )
+        .with_drain_grace(config.drain_grace),
+    );
     let routed = publisher.restore_routes().await?;
+    // Releases written to the store by another hearth process sharing it.
+    let watcher = tokio::spawn(publisher.clone().watch_store());
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -86,6 +93,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let gw = Arc::new(Gateway::new(publisher.clone(), config.max_body));
     gateway::serve(listener, gw, shutdown_signal()).await;
+    watcher.abort();
     info!("stopping: ending workers");
     publisher.shutdown();
     store.close().await;

@@ -13,9 +13,15 @@ use crate::bundle::{Bundle, BundleError};
 use crate::code::{CodeDir, CodeError};
 use crate::deps::{self, Deps, DepsError, Installed, Progress};
 use crate::pool::{FunctionError, Pool, WorkerError, WorkerSpec};
-use crate::router::Router;
+use crate::router::{AliasRoute, Router};
 use crate::runtime::{RuntimeError, Runtimes};
-use crate::store::{Store, StoreError, VersionRecord};
+use crate::store::{AliasTarget, Store, StoreError, VersionRecord};
+
+/// How long an old version keeps its warm workers after it stops being
+/// routed (so rolling back to it is immediate), unless `--drain-grace` says.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(120);
+/// How often the store is checked for releases made by other processes.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Longest a version may take to start and load its code at deploy/publish.
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,6 +68,14 @@ pub enum PublishError {
         live: Option<u32>,
         error: DepsError,
     },
+    #[error("the batch names a function twice; give each function once")]
+    BatchDuplicate,
+    #[error("nothing was published: {} of the batch cannot go live: {}", .failures.len(), .failures.iter().map(|f| format!("{}@{}: {}", f.function, f.version, f.error)).collect::<Vec<_>>().join("; "))]
+    BatchFailed { failures: Vec<BatchFailure> },
+    #[error("\"{0}\" is not a valid alias: use lowercase letters, digits and '-', not only digits (for example prod or canary)")]
+    BadAlias(String),
+    #[error("a split weight of {0}% is over 100%")]
+    BadWeight(u8),
     #[error("{function} has no earlier version to roll back to (live version {live} was its first release)")]
     NothingToRollBack { function: String, live: u32 },
 }
@@ -82,6 +96,21 @@ pub struct DeployOutcome {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchFailure {
+    pub function: String,
+    pub version: u32,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AliasOutcome {
+    pub function: String,
+    pub alias: String,
+    pub target: AliasTarget,
+    pub previous: Option<AliasTarget>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReleaseOutcome {
     pub function: String,
     pub version: u32,
@@ -92,10 +121,14 @@ pub struct ReleaseOutcome {
 pub struct Publisher {
     pub store: Store,
     pub runtimes: Runtimes,
-    pub router: Router,
+    pub router: Arc<Router>,
     code: CodeDir,
     deps: Deps,
-    pools: Mutex<HashMap<(String, u32), Arc<Pool>>>,
+    pools: Arc<Mutex<HashMap<(String, u32), Arc<Pool>>>>,
+    /// How long a version that stops being routed keeps its warm workers.
+    drain_grace: Duration,
+    /// The store's release mark last routed (see `watch_store`).
+    seen_mark: tokio::sync::Mutex<i64>,
     /// One deploy/publish at a time per function.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -110,10 +143,12 @@ impl Publisher {
         Publisher {
             store,
             runtimes,
-            router: Router::new(),
+            router: Arc::new(Router::new()),
             code: CodeDir::new(code_root),
             deps: Deps::new(deps_root),
-            pools: Mutex::new(HashMap::new()),
+            pools: Arc::new(Mutex::new(HashMap::new())),
+            drain_grace: DEFAULT_DRAIN_GRACE,
+            seen_mark: tokio::sync::Mutex::new(-1),
             locks: Mutex::new(HashMap::new()),
         }
     }
@@ -132,7 +167,7 @@ impl Publisher {
             };
             match self.pool_for(&f.name, version).await {
                 Ok(pool) => {
-                    self.router.set_live(&f.name, pool);
+                    self.route(vec![(f.name.clone(), pool)]);
                     routed += 1;
                 }
                 Err(e) => {
@@ -160,7 +195,7 @@ impl Publisher {
                 function: function.to_owned(),
             })?;
         let pool = self.pool_for(function, version).await?;
-        self.router.set_live(function, pool.clone());
+        self.route(vec![(function.to_owned(), pool.clone())]);
         Ok(pool)
     }
 
@@ -331,7 +366,7 @@ impl Publisher {
             .store
             .release(&function, &record, "publish", message, actor)
             .await?;
-        self.router.set_live(&function, pool);
+        self.route(vec![(function.clone(), pool)]);
         outcome.live = true;
         info!(function = %function, version = put.version, previous = ?outcome.previous, "published");
         Ok(outcome)
@@ -382,7 +417,7 @@ impl Publisher {
             .store
             .release(function, &record, action, message, actor)
             .await?;
-        self.router.set_live(function, pool);
+        self.route(vec![(function.to_owned(), pool)]);
         info!(function = %function, version, previous = ?previous, action, "released");
         Ok(ReleaseOutcome {
             function: function.to_owned(),
@@ -425,6 +460,209 @@ impl Publisher {
             })?;
         self.release_locked(function, target, "rollback", message, actor)
             .await
+    }
+
+    pub fn with_drain_grace(mut self, grace: Duration) -> Publisher {
+        self.drain_grace = grace;
+        self
+    }
+
+    /// Swap routes in (one atomic step) and retire the pools they replace.
+    fn route(&self, routes: Vec<(String, Arc<Pool>)>) {
+        for old in self.router.set_live_many(routes).into_iter().flatten() {
+            self.retire(old);
+        }
+    }
+
+    /// A pool that stopped being routed: calls already running on it finish
+    /// there; after the grace period, unless it is routed again, its idle
+    /// workers are ended and the pool forgotten.
+    fn retire(&self, pool: Arc<Pool>) {
+        if self.router.is_routed(&pool) {
+            return;
+        }
+        let router = self.router.clone();
+        let pools = self.pools.clone();
+        let grace = self.drain_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if router.is_routed(&pool) {
+                return;
+            }
+            let spec = pool.spec();
+            let key = (spec.function.clone(), spec.version);
+            if let Ok(mut map) = pools.lock() {
+                if map.get(&key).is_some_and(|p| Arc::ptr_eq(p, &pool)) {
+                    map.remove(&key);
+                }
+            }
+            pool.shutdown();
+            info!(function = %key.0, version = key.1, "old version's workers reclaimed");
+        });
+    }
+
+    /// Make several (function, version) pairs live at once: every version is
+    /// proven to load first, then all go live in one store transaction and
+    /// one route swap. All or none.
+    pub async fn publish_batch(
+        &self,
+        items: &[(String, u32)],
+        message: &str,
+        actor: &str,
+    ) -> Result<Vec<ReleaseOutcome>, PublishError> {
+        let mut names: Vec<&String> = items.iter().map(|(f, _)| f).collect();
+        names.sort();
+        names.dedup();
+        if names.len() != items.len() {
+            return Err(PublishError::BatchDuplicate);
+        }
+        // Lock in name order so two batches cannot deadlock.
+        let locks: Vec<_> = names.iter().map(|n| self.lock_for(n)).collect();
+        let mut guards = Vec::with_capacity(locks.len());
+        for lock in &locks {
+            guards.push(lock.lock().await);
+        }
+        let mut records = Vec::with_capacity(items.len());
+        let mut pools = Vec::with_capacity(items.len());
+        let mut failures = Vec::new();
+        for (function, version) in items {
+            let prepared = async {
+                let record = self.version_record(function, *version).await?;
+                let pool = self.pool_for(function, *version).await?;
+                self.prove_loads(&pool, function, *version).await?;
+                Ok::<_, PublishError>((record, pool))
+            }
+            .await;
+            match prepared {
+                Ok((record, pool)) => {
+                    records.push((function.clone(), record));
+                    pools.push((function.clone(), pool));
+                }
+                Err(e) => failures.push(BatchFailure {
+                    function: function.clone(),
+                    version: *version,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(PublishError::BatchFailed { failures });
+        }
+        let previous = self
+            .store
+            .release_many(&records, "publish", message, actor)
+            .await?;
+        self.route(pools);
+        info!(count = items.len(), "batch published");
+        Ok(items
+            .iter()
+            .zip(previous)
+            .map(|((function, version), previous)| ReleaseOutcome {
+                function: function.clone(),
+                version: *version,
+                previous,
+                action: "publish".into(),
+            })
+            .collect())
+    }
+
+    /// Point an alias at a version (optionally splitting traffic with a
+    /// second one), after proving the versions load.
+    pub async fn set_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        target: &AliasTarget,
+        message: &str,
+        actor: &str,
+    ) -> Result<AliasOutcome, PublishError> {
+        if crate::manifest::validate_name(alias).is_err()
+            || alias.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(PublishError::BadAlias(alias.to_owned()));
+        }
+        if let Some((_, weight)) = target.split {
+            if weight > 100 {
+                return Err(PublishError::BadWeight(weight));
+            }
+        }
+        let lock = self.lock_for(function);
+        let _guard = lock.lock().await;
+        let mut versions = vec![target.version];
+        versions.extend(target.split.map(|(v, _)| v));
+        for v in versions {
+            self.version_record(function, v).await?;
+            let pool = self.pool_for(function, v).await?;
+            self.prove_loads(&pool, function, v).await?;
+        }
+        let previous = self
+            .store
+            .set_alias(function, alias, target, message, actor)
+            .await?;
+        self.sync_aliases().await?;
+        info!(function, alias, version = target.version, split = ?target.split, "alias moved");
+        Ok(AliasOutcome {
+            function: function.to_owned(),
+            alias: alias.to_owned(),
+            target: target.clone(),
+            previous,
+        })
+    }
+
+    /// Rebuild the alias routes from the store.
+    async fn sync_aliases(&self) -> Result<(), PublishError> {
+        let mut routes = HashMap::new();
+        for (function, alias, target) in self.store.aliases().await? {
+            let primary = self.pool_for(&function, target.version).await?;
+            let split = match target.split {
+                Some((v, w)) => Some((self.pool_for(&function, v).await?, w)),
+                None => None,
+            };
+            routes.insert((function, alias), Arc::new(AliasRoute { primary, split }));
+        }
+        let before: Vec<Arc<Pool>> = self.pools();
+        self.router.set_aliases(routes);
+        for pool in before {
+            if !self.router.is_routed(&pool) && pool.is_kept_warm() {
+                pool.set_keep_warm(false);
+                self.retire(pool);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring the routes in line with the store when another process sharing
+    /// it has made releases: checked every WATCH_INTERVAL.
+    pub async fn sync_from_store(&self) -> Result<bool, PublishError> {
+        let mark = self.store.release_mark().await?;
+        let mut seen = self.seen_mark.lock().await;
+        if *seen == mark {
+            return Ok(false);
+        }
+        for f in self.store.list_functions().await? {
+            let Some(version) = f.live_version else {
+                continue;
+            };
+            let routed = self.router.live(&f.name).map(|p| p.spec().version);
+            if routed != Some(version) {
+                let pool = self.pool_for(&f.name, version).await?;
+                info!(function = %f.name, version, "release made elsewhere picked up");
+                self.route(vec![(f.name.clone(), pool)]);
+            }
+        }
+        self.sync_aliases().await?;
+        *seen = mark;
+        Ok(true)
+    }
+
+    /// Watch the store for releases made by other processes, for ever.
+    pub async fn watch_store(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            if let Err(e) = self.sync_from_store().await {
+                warn!(error = %e, "cannot sync routes from the store");
+            }
+        }
     }
 
     /// Pools that exist now (live or not), for the API.

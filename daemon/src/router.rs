@@ -1,5 +1,7 @@
-//! The routing table: function name → pool of its live version. Reads are
-//! lock-free (one atomic load); a publish swaps the whole table atomically.
+//! The routing table: function name → pool of its live version, and
+//! (function, alias) → the pools an alias points at. Reads are lock-free (one
+//! atomic load); a publish swaps the whole table atomically, so a call sees
+//! either the old route or the new one, never a mix.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,9 +10,27 @@ use arc_swap::ArcSwap;
 
 use crate::pool::Pool;
 
+/// Where an alias sends calls: `primary`, or `split.0` for `split.1` percent
+/// of them.
+pub struct AliasRoute {
+    pub primary: Arc<Pool>,
+    pub split: Option<(Arc<Pool>, u8)>,
+}
+
+impl AliasRoute {
+    /// Pick the pool for one call.
+    pub fn pick(&self) -> &Arc<Pool> {
+        match &self.split {
+            Some((pool, weight)) if fastrand::u8(0..100) < *weight => pool,
+            _ => &self.primary,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Router {
     live: ArcSwap<HashMap<String, Arc<Pool>>>,
+    aliases: ArcSwap<HashMap<(String, String), Arc<AliasRoute>>>,
 }
 
 impl Router {
@@ -23,21 +43,75 @@ impl Router {
         self.live.load().get(function).cloned()
     }
 
+    pub fn alias(&self, function: &str, alias: &str) -> Option<Arc<AliasRoute>> {
+        self.aliases
+            .load()
+            .get(&(function.to_owned(), alias.to_owned()))
+            .cloned()
+    }
+
     /// Route `function` to `pool` from now on; returns the pool it replaces.
     pub fn set_live(&self, function: &str, pool: Arc<Pool>) -> Option<Arc<Pool>> {
-        pool.set_keep_warm(true);
-        let mut previous = None;
+        self.set_live_many(vec![(function.to_owned(), pool)])
+            .pop()
+            .flatten()
+    }
+
+    /// Route several functions at once (one atomic swap); returns the pools
+    /// they replace, in order.
+    pub fn set_live_many(&self, routes: Vec<(String, Arc<Pool>)>) -> Vec<Option<Arc<Pool>>> {
+        for (_, pool) in &routes {
+            pool.set_keep_warm(true);
+        }
+        let mut previous = Vec::new();
         self.live.rcu(|table| {
             let mut next = HashMap::clone(table);
-            previous = next.insert(function.to_owned(), pool.clone());
+            previous = routes
+                .iter()
+                .map(|(name, pool)| next.insert(name.clone(), pool.clone()))
+                .collect();
             next
         });
-        if let Some(old) = &previous {
-            if !Arc::ptr_eq(old, &pool) {
-                old.set_keep_warm(false);
+        for (old, (_, new)) in previous.iter().zip(&routes) {
+            if let Some(old) = old {
+                if !Arc::ptr_eq(old, new) && !self.is_routed(old) {
+                    old.set_keep_warm(false);
+                }
             }
         }
         previous
+    }
+
+    /// Replace every alias route at once.
+    pub fn set_aliases(&self, aliases: HashMap<(String, String), Arc<AliasRoute>>) {
+        for route in aliases.values() {
+            route.primary.set_keep_warm(true);
+            if let Some((pool, _)) = &route.split {
+                pool.set_keep_warm(true);
+            }
+        }
+        self.aliases.store(Arc::new(aliases));
+    }
+
+    /// Is `pool` the live pool of its function, or behind an alias?
+    pub fn is_routed(&self, pool: &Arc<Pool>) -> bool {
+        let function = &pool.spec().function;
+        if self
+            .live
+            .load()
+            .get(function)
+            .is_some_and(|p| Arc::ptr_eq(p, pool))
+        {
+            return true;
+        }
+        self.aliases.load().iter().any(|((f, _), route)| {
+            f == function
+                && (Arc::ptr_eq(&route.primary, pool)
+                    || route
+                        .split
+                        .as_ref()
+                        .is_some_and(|(p, _)| Arc::ptr_eq(p, pool)))
+        })
     }
 
     pub fn pools(&self) -> Vec<Arc<Pool>> {

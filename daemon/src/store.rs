@@ -63,9 +63,36 @@ pub struct ReleaseRecord {
     pub version: u32,
     pub from_version: Option<u32>,
     pub action: String,
+    /// The alias moved, for `alias` releases.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub alias: String,
+    /// The traffic split set with an alias move: (version, percent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<(u32, u8)>,
     pub message: String,
     pub actor: String,
     pub created_at: i64,
+}
+
+/// Where an alias points: a version, and optionally a second version that
+/// gets `weight` percent of the calls (a canary).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AliasTarget {
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<(u32, u8)>,
+}
+
+fn alias_target(r: &sqlx::sqlite::SqliteRow) -> Result<AliasTarget> {
+    Ok(AliasTarget {
+        version: r.try_get::<i64, _>("version")? as u32,
+        split: r.try_get::<Option<i64>, _>("split_version")?.map(|v| {
+            (
+                v as u32,
+                r.try_get::<i64, _>("split_weight").unwrap_or(0) as u8,
+            )
+        }),
+    })
 }
 
 /// What `put_version` did.
@@ -334,58 +361,169 @@ impl Store {
         message: &str,
         actor: &str,
     ) -> Result<Option<u32>> {
+        let previous = self
+            .release_many(
+                &[(function.to_owned(), version.clone())],
+                action,
+                message,
+                actor,
+            )
+            .await?;
+        Ok(previous.into_iter().next().flatten())
+    }
+
+    /// Make several versions live in one transaction: all or none. Returns
+    /// the version each function had live before, in order.
+    pub async fn release_many(
+        &self,
+        releases: &[(String, VersionRecord)],
+        action: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<Vec<Option<u32>>> {
         let now = now_ms();
-        let m = &version.manifest;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO applications (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
+        let mut previous = Vec::with_capacity(releases.len());
+        for (function, version) in releases {
+            let m = &version.manifest;
+            sqlx::query("INSERT INTO applications (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
+                .bind(&m.app)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query("SELECT id, live_version FROM functions WHERE name = ?")
+                .bind(function)
+                .fetch_one(&mut *tx)
+                .await?;
+            let function_id: i64 = row.try_get("id")?;
+            let before = row
+                .try_get::<Option<i64>, _>("live_version")?
+                .map(|v| v as u32);
+            sqlx::query(
+                "UPDATE functions SET live_version = ?, state = 'live', runtime = ?, \
+                 app_id = (SELECT id FROM applications WHERE name = ?), category = ?, description = ?, updated_at = ? \
+                 WHERE id = ?",
+            )
+            .bind(i64::from(version.version))
+            .bind(m.runtime.as_str())
             .bind(&m.app)
+            .bind(&m.category)
+            .bind(&m.description)
+            .bind(now)
+            .bind(function_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO releases (function_id, version, from_version, action, message, actor, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(function_id)
+            .bind(i64::from(version.version))
+            .bind(before.map(i64::from))
+            .bind(action)
+            .bind(message)
+            .bind(actor)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let row = sqlx::query("SELECT id, live_version FROM functions WHERE name = ?")
+            previous.push(before);
+        }
+        tx.commit().await?;
+        Ok(previous)
+    }
+
+    /// Point `alias` of `function` at `target` (a release like any other).
+    /// Returns what the alias pointed at before.
+    pub async fn set_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        target: &AliasTarget,
+        message: &str,
+        actor: &str,
+    ) -> Result<Option<AliasTarget>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let function_id: i64 = sqlx::query_scalar("SELECT id FROM functions WHERE name = ?")
             .bind(function)
             .fetch_one(&mut *tx)
             .await?;
-        let function_id: i64 = row.try_get("id")?;
-        let previous = row
-            .try_get::<Option<i64>, _>("live_version")?
-            .map(|v| v as u32);
-        sqlx::query(
-            "UPDATE functions SET live_version = ?, state = 'live', runtime = ?, \
-             app_id = (SELECT id FROM applications WHERE name = ?), category = ?, description = ?, updated_at = ? \
-             WHERE id = ?",
+        let before = sqlx::query(
+            "SELECT version, split_version, split_weight FROM aliases WHERE function_id = ? AND name = ?",
         )
-        .bind(i64::from(version.version))
-        .bind(m.runtime.as_str())
-        .bind(&m.app)
-        .bind(&m.category)
-        .bind(&m.description)
-        .bind(now)
         .bind(function_id)
+        .bind(alias)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| alias_target(&r))
+        .transpose()?;
+        sqlx::query(
+            "INSERT INTO aliases (function_id, name, version, split_version, split_weight, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(function_id, name) DO UPDATE SET \
+             version = excluded.version, split_version = excluded.split_version, \
+             split_weight = excluded.split_weight, updated_at = excluded.updated_at",
+        )
+        .bind(function_id)
+        .bind(alias)
+        .bind(i64::from(target.version))
+        .bind(target.split.map(|(v, _)| i64::from(v)))
+        .bind(target.split.map(|(_, w)| i64::from(w)).unwrap_or(0))
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO releases (function_id, version, from_version, action, message, actor, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO releases (function_id, version, from_version, action, message, actor, created_at, alias, split_version, split_weight) \
+             VALUES (?, ?, ?, 'alias', ?, ?, ?, ?, ?, ?)",
         )
         .bind(function_id)
-        .bind(i64::from(version.version))
-        .bind(previous.map(i64::from))
-        .bind(action)
+        .bind(i64::from(target.version))
+        .bind(before.as_ref().map(|b| i64::from(b.version)))
         .bind(message)
         .bind(actor)
         .bind(now)
+        .bind(alias)
+        .bind(target.split.map(|(v, _)| i64::from(v)))
+        .bind(target.split.map(|(_, w)| i64::from(w)).unwrap_or(0))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(previous)
+        Ok(before)
+    }
+
+    /// Every alias: (function, alias, target).
+    pub async fn aliases(&self) -> Result<Vec<(String, String, AliasTarget)>> {
+        let rows = sqlx::query(
+            "SELECT f.name AS function, a.name AS alias, a.version, a.split_version, a.split_weight \
+             FROM aliases a JOIN functions f ON f.id = a.function_id ORDER BY f.name, a.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("function")?,
+                    r.try_get("alias")?,
+                    alias_target(r)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// A number that changes whenever any release (publish, rollback, alias
+    /// move) is recorded, by this process or another sharing the store.
+    pub async fn release_mark(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM releases")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Release history, newest first.
     pub async fn releases(&self, function: &str) -> Result<Vec<ReleaseRecord>> {
         let rows = sqlx::query(
-            "SELECT r.version, r.from_version, r.action, r.message, r.actor, r.created_at \
-             FROM releases r JOIN functions f ON f.id = r.function_id WHERE f.name = ? ORDER BY r.id DESC",
+            "SELECT r.version, r.from_version, r.action, r.message, r.actor, r.created_at, \
+             r.alias, r.split_version, r.split_weight FROM releases r JOIN functions f ON f.id = r.function_id WHERE f.name = ? ORDER BY r.id DESC",
         )
         .bind(function)
         .fetch_all(&self.pool)
@@ -398,6 +536,13 @@ impl Store {
                         .try_get::<Option<i64>, _>("from_version")?
                         .map(|v| v as u32),
                     action: r.try_get("action")?,
+                    alias: r.try_get("alias")?,
+                    split: r.try_get::<Option<i64>, _>("split_version")?.map(|v| {
+                        (
+                            v as u32,
+                            r.try_get::<i64, _>("split_weight").unwrap_or(0) as u8,
+                        )
+                    }),
                     message: r.try_get("message")?,
                     actor: r.try_get("actor")?,
                     created_at: r.try_get("created_at")?,

@@ -179,6 +179,24 @@ impl From<PublishError> for ApiError {
                 err.detail.message = message;
                 err.function(&function, Some(version))
             }
+            PublishError::BatchDuplicate => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                message,
+                "list each function once in the batch",
+            ),
+            PublishError::BatchFailed { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "batch_failed",
+                message,
+                "every live version stays as it was; fix or drop the failing members and publish the batch again",
+            ),
+            PublishError::BadAlias(_) | PublishError::BadWeight(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_alias",
+                message,
+                "for example: hearth alias NAME canary --version 3 --split 4 --weight 10",
+            ),
             PublishError::Deps(error) => deps_error(message, error, None),
             PublishError::DepsFailed {
                 live,

@@ -21,13 +21,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::api::{DeployRequest, ErrorBody, PublishRequest, RollbackRequest};
+use crate::api::{
+    AliasRequest, BatchPublishRequest, DeployRequest, ErrorBody, PublishRequest, RollbackRequest,
+};
 use crate::bundle::Bundle;
 use crate::deps::Progress;
 use crate::manifest::validate_name;
 use crate::pool::{Answer, Call, CallLog};
 use crate::protocol;
 use crate::publish::Publisher;
+use crate::store::AliasTarget;
 use base64::Engine as _;
 
 /// Largest management request (a deploy carries the code, base64-encoded).
@@ -231,26 +234,51 @@ fn unknown_function(name: &str) -> ApiError {
 }
 
 /// `name` or `name@version`.
-fn parse_target(target: &str) -> Result<(&str, Option<u32>), ApiError> {
-    let (name, version) = match target.split_once('@') {
-        Some((name, v)) => {
+/// What a call names after `/fn/`.
+#[derive(Debug, PartialEq)]
+enum Target<'a> {
+    Live(&'a str),
+    Version(&'a str, u32),
+    Alias(&'a str, &'a str),
+}
+
+/// `name`, `name@version` or `name@alias`.
+fn parse_target(target: &str) -> Result<Target<'_>, ApiError> {
+    let (name, parsed) = match target.split_once('@') {
+        None => (target, Target::Live(target)),
+        Some((name, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
             let version = v.parse::<u32>().map_err(|_| {
                 ApiError::new(
                     StatusCode::NOT_FOUND,
                     "version_not_found",
-                    format!("\"{v}\" is not a version of {name}; versions are numbers"),
-                    format!("call /fn/{name} for the live version, or /fn/{name}@N for version N"),
+                    format!("{name} has no version {v}"),
+                    format!("`hearth versions {name}` lists its versions"),
                 )
                 .function(name, None)
             })?;
-            (name, Some(version))
+            (name, Target::Version(name, version))
         }
-        None => (target, None),
+        Some((name, alias)) => {
+            if validate_name(alias).is_err() {
+                return Err(alias_not_found(name, alias));
+            }
+            (name, Target::Alias(name, alias))
+        }
     };
     if validate_name(name).is_err() {
         return Err(unknown_function(name));
     }
-    Ok((name, version))
+    Ok(parsed)
+}
+
+fn alias_not_found(name: &str, alias: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "alias_not_found",
+        format!("{name} has no alias \"{alias}\""),
+        format!("call /fn/{name} for the live version or /fn/{name}@N for version N; create the alias with `hearth alias {name} {alias} --version N`"),
+    )
+    .function(name, None)
 }
 
 /// The event of a GET call: the query parameters as a map of strings.
@@ -301,7 +329,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Resp, ApiError> {
-    let (name, version) = parse_target(target)?;
+    let parsed = parse_target(target)?;
     let request_id = gw.ids.next(req.headers().get("x-request-id"));
     let is_get = match *req.method() {
         Method::POST => false,
@@ -313,11 +341,15 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
             ))
         }
     };
-    let pool = match version {
-        None => gw.publisher.live_pool(name).await,
-        Some(v) => gw.publisher.pool_for(name, v).await,
+    let pool = match parsed {
+        Target::Live(name) => gw.publisher.live_pool(name).await.map_err(ApiError::from),
+        Target::Version(name, v) => gw.publisher.pool_for(name, v).await.map_err(ApiError::from),
+        Target::Alias(name, alias) => match gw.publisher.router.alias(name, alias) {
+            Some(route) => Ok(route.pick().clone()),
+            None => Err(alias_not_found(name, alias)),
+        },
     }
-    .map_err(|e| with_request_id(ApiError::from(e), &request_id))?;
+    .map_err(|e| with_request_id(e, &request_id))?;
     let spec = pool.spec();
     let (function, version) = (spec.function.clone(), spec.version);
     let timeout = Duration::from_millis(spec.limits.timeout_ms);
@@ -513,6 +545,57 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
             let out = p.rollback(&name, &body.message, &actor).await?;
             Ok(json(StatusCode::OK, &out))
         }
+        (Method::POST, ["publish"]) => {
+            let actor = actor(&req);
+            let body: BatchPublishRequest = parse_json(
+                &read_body(req, MAX_API_BODY).await?,
+                "the batch publish request",
+            )?;
+            let items: Vec<(String, u32)> = body
+                .releases
+                .into_iter()
+                .map(|r| (r.function, r.version))
+                .collect();
+            let out = p.publish_batch(&items, &body.message, &actor).await?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "releases": out }),
+            ))
+        }
+        (Method::GET, ["functions", name, "aliases"]) => {
+            p.store
+                .function(name)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| unknown_function(name))?;
+            let aliases: Vec<serde_json::Value> = p
+                .store
+                .aliases()
+                .await
+                .map_err(store_err)?
+                .into_iter()
+                .filter(|(f, _, _)| f == name)
+                .map(|(_, alias, target)| serde_json::json!({ "alias": alias, "target": target }))
+                .collect();
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "function": name, "aliases": aliases }),
+            ))
+        }
+        (Method::PUT | Method::POST, ["functions", name, "aliases", alias]) => {
+            let (name, alias) = (name.to_string(), alias.to_string());
+            let actor = actor(&req);
+            let body: AliasRequest =
+                parse_json(&read_body(req, MAX_API_BODY).await?, "the alias request")?;
+            let target = AliasTarget {
+                version: body.version,
+                split: body.split.map(|s| (s.version, s.weight)),
+            };
+            let out = p
+                .set_alias(&name, &alias, &target, &body.message, &actor)
+                .await?;
+            Ok(json(StatusCode::OK, &out))
+        }
         (Method::POST, ["deploy"]) => {
             let actor = actor(&req);
             let stream = req
@@ -621,10 +704,17 @@ mod tests {
 
     #[test]
     fn targets_parse() {
-        assert_eq!(parse_target("hello").expect("ok"), ("hello", None));
-        assert_eq!(parse_target("hello@3").expect("ok"), ("hello", Some(3)));
+        assert_eq!(parse_target("hello").expect("ok"), Target::Live("hello"));
         assert_eq!(
-            parse_target("hello@x").expect_err("bad").status,
+            parse_target("hello@3").expect("ok"),
+            Target::Version("hello", 3)
+        );
+        assert_eq!(
+            parse_target("hello@prod").expect("ok"),
+            Target::Alias("hello", "prod")
+        );
+        assert_eq!(
+            parse_target("hello@X!").expect_err("bad").status,
             StatusCode::NOT_FOUND
         );
         assert_eq!(

@@ -79,6 +79,10 @@ impl Pool {
         &self.spec
     }
 
+    pub fn is_kept_warm(&self) -> bool {
+        self.keep_warm.load(Ordering::Relaxed)
+    }
+
     pub fn set_keep_warm(&self, on: bool) {
         self.keep_warm.store(on, Ordering::Relaxed);
     }
