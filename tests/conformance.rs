@@ -99,6 +99,8 @@ fn normalize(v: Value) -> Value {
 
 /// Every MessagePack type at its boundaries, in the forms all runtimes can
 /// carry both ways (see the shims' READMEs for what each maps them to).
+/// Not here: float 32 (shims answer float 64) and floats with a whole value
+/// such as 3.0 (JavaScript has one number type, so Node answers int 3).
 fn every_type() -> Value {
     let ints: Vec<Value> = vec![
         Value::from(0),
@@ -149,7 +151,6 @@ fn every_type() -> Value {
                 Value::F64(-0.25),
                 Value::F64(1e300),
                 Value::F64(-1e-300),
-                Value::F64(3.0),
             ]),
         ),
         (

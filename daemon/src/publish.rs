@@ -118,13 +118,16 @@ pub struct ReleaseOutcome {
     pub action: String,
 }
 
+/// Every pool that exists, by (function, version).
+type PoolMap = HashMap<(String, u32), Arc<Pool>>;
+
 pub struct Publisher {
     pub store: Store,
     pub runtimes: Runtimes,
     pub router: Arc<Router>,
     code: CodeDir,
     deps: Deps,
-    pools: Arc<Mutex<HashMap<(String, u32), Arc<Pool>>>>,
+    pools: Arc<Mutex<PoolMap>>,
     /// How long a version that stops being routed keeps its warm workers.
     drain_grace: Duration,
     /// The store's release mark last routed (see `watch_store`).

@@ -12,6 +12,10 @@ const PYTHON_SHIM: &[(&str, &str)] = &[(
     "hearth_worker.py",
     include_str!("../../shims/python/hearth_worker.py"),
 )];
+const NODE_SHIM: &[(&str, &str)] = &[
+    ("hearth_worker.js", include_str!("../../shims/node/hearth_worker.js")),
+    ("codec.js", include_str!("../../shims/node/codec.js")),
+];
 const LUA_SHIM: &[(&str, &str)] = &[
     (
         "hearth_worker.lua",
@@ -60,16 +64,7 @@ impl Runtimes {
         let mut found = HashMap::new();
         found.insert(RuntimeKind::Python, python(dir, options).await);
         found.insert(RuntimeKind::Lua, lua(dir, options).await);
-        for kind in [RuntimeKind::Node] {
-            found.insert(
-                kind,
-                Err(RuntimeError::Unavailable {
-                    kind,
-                    reason: "this hearth build has no shim for it yet; use runtime = \"python\""
-                        .into(),
-                }),
-            );
-        }
+        found.insert(RuntimeKind::Node, node(dir, options).await);
         Runtimes { found }
     }
 
@@ -127,6 +122,42 @@ fn resolve(requested: &Path) -> Option<PathBuf> {
         crate::deps::find_on_path(&requested.to_string_lossy())
     }?;
     std::fs::canonicalize(found).ok()
+}
+
+async fn node(dir: &Path, options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
+    let unavailable = |reason: String| RuntimeError::Unavailable {
+        kind: RuntimeKind::Node,
+        reason,
+    };
+    let requested = options.node.clone().unwrap_or_else(|| PathBuf::from("node"));
+    let interpreter = resolve(&requested).ok_or_else(|| {
+        unavailable(format!(
+            "{} not found; install Node.js 18 or newer (20 recommended) or point --node / HEARTH_NODE at it",
+            requested.display()
+        ))
+    })?;
+    let shim_dir = dir.join("node");
+    install_shim(RuntimeKind::Node, &shim_dir, NODE_SHIM)?;
+    // No NODE_OPTIONS, NODE_EXTRA_CA_CERTS or NODE_PATH from the daemon's
+    // environment: they change behaviour and cost start-up time.
+    let env = base_env();
+    let version = probe(&interpreter, &["-p", "process.versions.node"], Some(&env))
+        .await
+        .map_err(unavailable)?;
+    let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    if major < 18 {
+        return Err(unavailable(format!(
+            "{} is Node.js {version}; hearth needs Node.js 18 or newer",
+            interpreter.display()
+        )));
+    }
+    Ok(Runtime {
+        kind: RuntimeKind::Node,
+        interpreter,
+        version,
+        args: vec![shim_dir.join("hearth_worker.js").display().to_string()],
+        env,
+    })
 }
 
 async fn lua(dir: &Path, options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {

@@ -170,6 +170,12 @@ function main() {
     }
     console.log(`${codec.name.padEnd(30)}${bad.length ? 'differs: ' + bad.join(', ') : 'all byte-exact'}`);
   }
+  // A JS number such as deadline_ms or Date.now() must go out as an int.
+  console.log('\nthe JS number 1800000000000 (a deadline_ms) encodes as');
+  for (const codec of codecs) {
+    const hex = Buffer.from(codec.encode(1800000000000)).toString('hex');
+    console.log(`${codec.name.padEnd(30)}${hex} (${hex.startsWith('cf') ? 'uint 64' : hex.startsWith('cb') ? 'float 64' : '?'})`);
+  }
   if (sink === -1) console.log(sink);
 }
 

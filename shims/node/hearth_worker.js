@@ -147,14 +147,14 @@ function isThenable(value) {
 
 const SHIM_FILES = [__filename, path.join(__dirname, 'codec.js')];
 
-/** The stack without the shim's and Node's internal frames, so it shows the user's code. */
+/** The stack without the shim's and Node's own (node:...) frames, so it shows the user's code. */
 function userStack(err) {
   const stack = err !== null && typeof err === 'object' && typeof err.stack === 'string' ? err.stack : '';
   return stack
     .split('\n')
     .filter((line) => {
       if (!/^\s+at /.test(line)) return true;
-      return !line.includes('node:internal') && !SHIM_FILES.some((file) => line.includes(file));
+      return !/[( ]node:/.test(line) && !SHIM_FILES.some((file) => line.includes(file));
     })
     .join('\n');
 }
@@ -183,6 +183,23 @@ function shimError(id, kind, message) {
   return { t: 'error', id, kind, message, traceback: '' };
 }
 
+/** The `result` frame for `value`, or a ResultNotSerializable `error` frame. */
+function resultFrame(id, value) {
+  try {
+    return encodeFrame({ t: 'result', id, value: value === undefined ? null : value });
+  } catch (err) {
+    const why = err && err.message ? err.message : String(err);
+    return encodeFrame(
+      shimError(
+        id,
+        'ResultNotSerializable',
+        `handler returned a value hearth cannot send (${why}); return JSON-like data: ` +
+          'objects, arrays, strings, numbers, booleans, null or Buffers',
+      ),
+    );
+  }
+}
+
 function logError(text) {
   try {
     fs.writeSync(2, `hearth worker: ${text}\n`);
@@ -202,7 +219,7 @@ function resolveEntry(dir, entry) {
   if (dot <= 0 || !attr || parts.some((p) => !p || p.includes('/') || p.includes('\\'))) {
     throw new Error(`entry "${entry}" must look like module.handler, for example "main.handler"`);
   }
-  const base = path.join(dir, ...parts);
+  const base = path.resolve(dir, ...parts); // absolute, or require() would search node_modules
   for (const ext of EXTENSIONS) {
     let stat = null;
     try {
@@ -282,11 +299,13 @@ const END_OF_INPUT = Symbol('end of input');
 
 class Worker {
   /**
-   * `write(frame)` sends a frame; `exit(code)` flushes and ends the process.
+   * `write(frame)` sends a frame; `exit(code)` flushes and ends the process;
+   * `logStreams()` gives the streams to drain before an answer.
    */
-  constructor(write, exit) {
+  constructor(write, exit, logStreams = () => [process.stdout, process.stderr]) {
     this.write = write;
     this.exit = exit;
+    this.logStreams = logStreams;
     this.fn = null;
     this.queue = [];
     this.busy = false; // an async load or invoke is running
@@ -351,7 +370,9 @@ class Worker {
     }
   }
 
+  /** Stop taking messages and exit with `code` once the replies are out. */
   stop(code) {
+    if (this.stopping) return;
     this.stopping = true;
     this.exit(code);
   }
@@ -364,8 +385,14 @@ class Worker {
         if (settled) return;
         settled = true;
         this.current = null;
-        fn(arg);
-        resolve();
+        let after;
+        try {
+          after = fn(arg);
+        } finally {
+          // the next message waits for the answer to be out, never on a failure here
+          if (after instanceof Promise) after.then(resolve, resolve);
+          else resolve();
+        }
       };
       this.current = { fail: (err) => settle(onError, err) };
       Promise.resolve()
@@ -390,21 +417,22 @@ class Worker {
       process.chdir(message.dir);
       exports = loadModule(target.file);
     } catch (err) {
-      return this.send(errorMessage(id, err));
+      return this.answer(encodeFrame(errorMessage(id, err)));
     }
     const loaded = (moduleExports) => {
       let found;
       try {
         found = findHandler(moduleExports, target.moduleName, target.attr);
       } catch (err) {
-        return this.send(shimError(id, 'EntryNotFound', err.message));
+        if (err instanceof EntryNotFound) return this.answer(encodeFrame(shimError(id, 'EntryNotFound', err.message)));
+        return this.answer(encodeFrame(errorMessage(id, err))); // e.g. a getter on the exports threw
       }
       this.fn = new LoadedFunction(message, found.holder, found.handler);
       // load_ms is a float on the wire even when it is a whole number.
-      this.send({ t: 'loaded', id, load_ms: new codec.Float64(performance.now() - started) });
+      return this.answer(encodeFrame({ t: 'loaded', id, load_ms: new codec.Float64(performance.now() - started) }));
     };
     if (exports instanceof Promise) {
-      return this.track(() => exports, loaded, (err) => this.send(errorMessage(id, err)));
+      return this.track(() => exports, loaded, (err) => this.answer(encodeFrame(errorMessage(id, err))));
     }
     return loaded(exports);
   }
@@ -414,49 +442,60 @@ class Worker {
     const event = message.payload === undefined ? null : message.payload;
     const deadlineMs = message.deadline_ms === undefined ? 0 : Number(message.deadline_ms);
     let value;
+    let thenable;
     try {
       value = this.fn.call(id, event, deadlineMs);
+      thenable = isThenable(value);
     } catch (err) {
-      return this.send(errorMessage(id, err));
+      return this.answer(encodeFrame(errorMessage(id, err)));
     }
-    if (isThenable(value)) {
+    if (thenable) {
       return this.track(
         () => value,
-        (result) => this.sendResult(id, result),
-        (err) => this.send(errorMessage(id, err)),
+        (result) => this.answer(resultFrame(id, result)),
+        (err) => this.answer(encodeFrame(errorMessage(id, err))),
       );
     }
-    return this.sendResult(id, value);
+    return this.answer(resultFrame(id, value));
   }
 
-  sendResult(id, value) {
-    let frame;
-    try {
-      frame = encodeFrame({ t: 'result', id, value: value === undefined ? null : value });
-    } catch (err) {
-      const why = err && err.message ? err.message : String(err);
-      return this.send(
-        shimError(
-          id,
-          'ResultNotSerializable',
-          `handler returned a value hearth cannot send (${why}); return JSON-like data: ` +
-            'objects, arrays, strings, numbers, booleans, null or Buffers',
-        ),
-      );
+  /**
+   * Send the answer to a load or invoke once what the code printed is out of
+   * the process (PROTOCOL.md: a call's output is in the pipes before its
+   * answer). stdout and stderr are synchronous on pipes on Linux, so this
+   * waits only when they are sockets or the like; it then returns a promise.
+   */
+  answer(frame) {
+    const queued = [];
+    for (const stream of this.logStreams()) {
+      if (stream.writableLength > 0 && !stream.destroyed) queued.push(stream);
     }
-    this.write(frame);
+    if (queued.length === 0) {
+      this.write(frame);
+      return undefined;
+    }
+    return new Promise((resolve) => {
+      let left = queued.length;
+      const flushed = () => {
+        left -= 1;
+        if (left > 0) return;
+        this.write(frame);
+        resolve();
+      };
+      for (const stream of queued) stream.write('', flushed);
+    });
   }
 
   /** An exception nobody caught (or a rejection nobody handled). */
   uncaught(err, origin) {
     const what = origin === 'unhandledRejection' ? 'unhandled promise rejection' : 'uncaught exception';
     if (this.current !== null) {
-      logError(`${what} while the handler ran; it fails the current request:\n${userStack(err) || String(err)}`);
+      logError(`${what} while a request ran; it fails that request:\n${userStack(err) || String(err)}`);
       this.current.fail(err);
       return;
     }
     logError(`${what} outside any request; exiting:\n${(err && err.stack) || String(err)}`);
-    process.exit(1);
+    this.stop(1);
   }
 }
 
@@ -473,12 +512,66 @@ function openChannel(fd, forReading) {
   }
 }
 
+/**
+ * Exit with `code` once `streams` are ended and stdout and stderr flushed (on
+ * Linux they are synchronous when they are pipes, as the daemon's are, but
+ * asynchronous on sockets, and process.exit() would drop what is queued).
+ * The function's own timers and sockets do not keep the worker alive.
+ */
+function finishWrites(streams, code) {
+  process.exitCode = code;
+  const done = () => process.exit(code);
+  setTimeout(done, 2000); // a reader that stopped reading must not hold us
+  let waiting = 1;
+  const one = () => {
+    waiting -= 1;
+    if (waiting === 0) done();
+  };
+  for (const stream of [...streams, process.stdout, process.stderr]) {
+    if (stream.destroyed || stream.writableFinished) continue;
+    waiting += 1;
+    if (streams.includes(stream)) stream.end(one);
+    else stream.write('', one);
+  }
+  one();
+}
+
+/**
+ * Why `fd` cannot be the daemon's pipe, or null. An open fd is not proof:
+ * Node opens descriptors of its own at start-up (epoll, eventfd, pipes), which
+ * take the lowest free numbers, 3 and 4 among them when the daemon's are
+ * missing. Theirs are anonymous inodes, or the read end of a pipe (where fd 4
+ * would be), so on Linux /proc tells them apart.
+ */
+function channelProblem(fd, forWriting) {
+  try {
+    fs.fstatSync(fd);
+  } catch {
+    return 'is not open';
+  }
+  let link;
+  let info;
+  try {
+    link = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1');
+  } catch {
+    return null; // no /proc: take fstat's word
+  }
+  if (link.startsWith('anon_inode:')) return 'is not open';
+  const flags = /^flags:\s*([0-7]+)/m.exec(info);
+  const access = flags ? parseInt(flags[1], 8) & 3 : 2; // O_RDONLY 0, O_WRONLY 1, O_RDWR 2
+  if (forWriting ? access === 0 : access === 1) return `is not open for ${forWriting ? 'writing' : 'reading'}`;
+  return null;
+}
+
 function main() {
-  for (const fd of [IN_FD, OUT_FD]) {
-    try {
-      fs.fstatSync(fd);
-    } catch {
-      logError(`fd ${fd} is not open; this program is started by the hearth daemon`);
+  for (const [fd, forWriting] of [
+    [IN_FD, false],
+    [OUT_FD, true],
+  ]) {
+    const problem = channelProblem(fd, forWriting);
+    if (problem !== null) {
+      logError(`fd ${fd} ${problem}; this program is started by the hearth daemon`);
       process.exit(70);
     }
   }
@@ -489,19 +582,18 @@ function main() {
 
   const exit = (code) => {
     input.destroy();
-    if (output.destroyed || output.writableFinished) process.exit(code);
-    output.end(() => process.exit(code));
+    finishWrites([output], code);
   };
   const worker = new Worker((frame) => output.write(frame), exit);
   process.on('uncaughtException', (err, origin) => worker.uncaught(err, origin));
 
   output.on('error', (err) => {
     logError(`cannot write to the daemon (fd ${OUT_FD}): ${err.message}`);
-    process.exit(1);
+    worker.stop(1);
   });
   input.on('error', (err) => {
     logError(`cannot read from the daemon (fd ${IN_FD}): ${err.message}`);
-    process.exit(1);
+    worker.stop(1);
   });
 
   worker.ready();
@@ -511,8 +603,8 @@ function main() {
     try {
       reader.push(chunk);
     } catch (err) {
-      logError(`protocol channel broken: ${err.message}`);
-      process.exit(1);
+      logError(err instanceof ProtocolError ? `protocol channel broken: ${err.message}` : `internal error: ${err.stack}`);
+      worker.stop(1);
     }
   });
   input.on('end', () => {
@@ -529,6 +621,7 @@ module.exports = {
   FrameReader,
   Context,
   Worker,
+  LoadedFunction,
   encodeFrame,
   decodeBody,
   takesOneArgument,

@@ -1,0 +1,620 @@
+'use strict';
+// The Node shim's tests: the shared protocol vectors (shims/protocol-vectors.json),
+// the codec's value mapping, handler shapes, and the worker end to end (spawned
+// with fds 3 and 4 as pipes, as the daemon does).
+//
+//   node --test shims/node/            (test.js pulls this file in)
+//   node --test shims/node/test_protocol.js
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const worker = require('./hearth_worker');
+const codec = require('./codec');
+
+const WORKER = path.join(__dirname, 'hearth_worker.js');
+const VECTORS = path.join(__dirname, '..', 'protocol-vectors.json');
+
+// ------------------------------------------------------------------ vectors
+
+/**
+ * The vector file, with integer literals beyond 2^53 read exactly, as BigInt
+ * (JSON.parse would round 18446744073709551615 to a nearby double). The shim
+ * decodes such 64-bit values as BigInt too, so they compare equal exactly.
+ */
+function loadVectors() {
+  const text = fs.readFileSync(VECTORS, 'utf8');
+  const marked = text.replace(/([:[,]\s*)(-?\d{16,})(?=\s*[,\]}])/g, (_, before, digits) => `${before}"\\u0000int:${digits}"`);
+  const data = JSON.parse(marked, (_, value) => {
+    if (typeof value === 'string' && value.startsWith('\u0000int:')) {
+      const digits = value.slice(5);
+      const n = Number(digits);
+      return Number.isSafeInteger(n) ? n : BigInt(digits);
+    }
+    return value;
+  });
+  assert.equal(data.protocol, worker.PROTOCOL);
+  return data.vectors;
+}
+
+/** Every message a FrameReader makes of `bytes`, fed `step` bytes at a time. */
+function readAll(bytes, step = bytes.length) {
+  const messages = [];
+  const reader = new worker.FrameReader((m) => messages.push(m));
+  for (let i = 0; i < bytes.length; i += step) reader.push(bytes.subarray(i, i + step));
+  return { messages, dropped: reader.end() };
+}
+
+test('every frame decodes to its meaning', () => {
+  const vectors = loadVectors();
+  assert.ok(vectors.length >= 14);
+  for (const v of vectors) {
+    const bytes = Buffer.from(v.hex, 'hex');
+    assert.deepEqual(readAll(bytes).messages, [v.message], v.name);
+    assert.deepEqual(readAll(bytes, 1).messages, [v.message], `${v.name}, a byte at a time`);
+  }
+  const ints = vectors.find((v) => v.name === 'invoke_every_json_type').message.payload.ints;
+  assert.ok(ints.includes(18446744073709551615n) && ints.includes(-9223372036854775808n));
+});
+
+test('all the vectors in one stream, in any chunking', () => {
+  const vectors = loadVectors();
+  const stream = Buffer.concat(vectors.map((v) => Buffer.from(v.hex, 'hex')));
+  for (const step of [1, 3, 7, 64, stream.length]) {
+    const { messages, dropped } = readAll(stream, step);
+    assert.deepEqual(
+      messages,
+      vectors.map((v) => v.message),
+      `step ${step}`,
+    );
+    assert.equal(dropped, 0);
+  }
+});
+
+test('worker messages encode to the vector bytes', () => {
+  for (const v of loadVectors()) {
+    if (v.direction !== 'worker_to_daemon') continue;
+    let message = v.message;
+    if (v.name === 'loaded') message = { ...message, load_ms: new codec.Float64(message.load_ms) };
+    assert.equal(worker.encodeFrame(message).toString('hex'), v.hex, v.name);
+  }
+  // and the daemon's too: the codec writes the smallest encodings
+  for (const v of loadVectors()) {
+    assert.equal(worker.encodeFrame(v.message).toString('hex'), v.hex, v.name);
+  }
+});
+
+test('end of file means closed', () => {
+  const { messages, dropped } = readAll(Buffer.from('00000005' + '6162', 'hex'));
+  assert.deepEqual(messages, []);
+  assert.equal(dropped, 6);
+});
+
+test('an oversized frame is refused', () => {
+  const reader = new worker.FrameReader(() => assert.fail('no message expected'));
+  assert.throws(() => reader.push(Buffer.from('ffffffff', 'hex')), worker.ProtocolError);
+  // as soon as the length is known, before the body comes
+  const split = new worker.FrameReader(() => {});
+  split.push(Buffer.from('04', 'hex'));
+  assert.throws(() => split.push(Buffer.from('000001', 'hex')), /over the 67108864 byte limit/);
+});
+
+test('a frame that is not a map with a string t is refused', () => {
+  const frame = (body) => Buffer.concat([Buffer.from([0, 0, 0, body.length]), body]);
+  for (const body of [Buffer.from([0x93, 1, 2, 3]), Buffer.from([0x81, 0xa1, 0x74, 0x01]), Buffer.from([0xc1])]) {
+    assert.throws(() => readAll(frame(body)), worker.ProtocolError, body.toString('hex'));
+  }
+  assert.throws(() => readAll(frame(Buffer.from([0x82, 0xa1, 0x74, 0xa1, 0x78]))), /truncated/);
+});
+
+// ------------------------------------------------------------------- values
+
+test('values: integers take the smallest encoding, 64-bit ones come back as BigInt', () => {
+  const cases = [
+    [0, '00'],
+    [-1, 'ff'],
+    [1.5, 'cb3ff8000000000000'],
+    [2 ** 53, 'cf0020000000000000'],
+    [-(2 ** 63), 'd38000000000000000'],
+    [2 ** 64, 'cb43f0000000000000'], // over uint64: a float
+    [18446744073709551615n, 'cfffffffffffffffff'],
+    [-9223372036854775808n, 'd38000000000000000'],
+    [5n, '05'],
+    [new codec.Float64(2), 'cb4000000000000000'],
+  ];
+  for (const [value, hex] of cases) assert.equal(codec.encode(value).toString('hex'), hex, String(value));
+  assert.equal(codec.decode(Buffer.from('cf001fffffffffffff', 'hex')), 2 ** 53 - 1);
+  assert.equal(codec.decode(Buffer.from('cf0020000000000000', 'hex')), 2n ** 53n);
+  assert.equal(codec.decode(Buffer.from('d3ffe0000000000001', 'hex')), -(2 ** 53) + 1);
+  assert.equal(codec.decode(Buffer.from('d3ffe0000000000000', 'hex')), -(2n ** 53n));
+  assert.throws(() => codec.encode(2n ** 64n), codec.EncodeError);
+});
+
+test('values: strings, bytes, maps, arrays, nil', () => {
+  const value = {
+    text: 'héllo ☃ 🔥',
+    long: 'é'.repeat(40) + 'x'.repeat(70000),
+    bytes: Buffer.from([0, 1, 255]),
+    nothing: null,
+    list: [1, [2, [3]], {}],
+    ext: new codec.Ext(5, Buffer.from('ab')),
+  };
+  assert.deepEqual(codec.decode(codec.encode(value)), value);
+  assert.deepEqual(codec.decode(codec.encode({ u: undefined, a: [undefined] })), { u: null, a: [null] });
+  assert.deepEqual(codec.decode(codec.encode(new Uint8Array([7]))), Buffer.from([7]));
+  assert.equal(codec.encode('\ud800').toString('hex'), 'a3efbfbd'); // a lone surrogate, as Buffer does
+  // Map keys of any type; non-string keys decode as their JSON text
+  assert.deepEqual(codec.decode(codec.encode(new Map([[1, 'a'], [true, 'b'], ['k', 'c']]))), { 1: 'a', true: 'b', k: 'c' });
+  // "__proto__" is an ordinary key, not the prototype
+  const tricky = codec.decode(Buffer.from('81a95f5f70726f746f5f5f81a17801', 'hex'));
+  assert.equal(Object.getPrototypeOf(tricky), Object.prototype);
+  assert.deepEqual(Object.keys(tricky), ['__proto__']);
+  assert.equal(JSON.stringify(tricky), '{"__proto__":{"x":1}}');
+  // toJSON (Date) and class instances, as JSON.stringify sees them
+  class Point {
+    constructor() {
+      this.x = 1;
+      this.y = 2;
+    }
+  }
+  assert.deepEqual(codec.decode(codec.encode({ when: new Date(0), p: new Point() })), {
+    when: '1970-01-01T00:00:00.000Z',
+    p: { x: 1, y: 2 },
+  });
+});
+
+test('values: what cannot be encoded', () => {
+  const circular = { a: 1 };
+  circular.self = circular;
+  for (const bad of [() => 1, Symbol('s'), new Set([1]), Promise.resolve(1), new Float32Array(2), circular, { f() {} }]) {
+    assert.throws(() => codec.encode(bad), codec.EncodeError);
+  }
+  // the encoder is usable after a failure
+  assert.equal(codec.encode({ t: 'pong', id: 'p1' }).toString('hex'), '82a174a4706f6e67a26964a27031');
+});
+
+// ------------------------------------------------------------ handler shape
+
+test('handler arity', () => {
+  assert.equal(worker.takesOneArgument((event) => event), true);
+  assert.equal(worker.takesOneArgument(async function (event) {}), true); // eslint-disable-line no-unused-vars
+  assert.equal(worker.takesOneArgument((event, context) => context), false);
+  assert.equal(worker.takesOneArgument((...args) => args), false);
+  assert.equal(worker.takesOneArgument(() => 1), false);
+  // Function.length stops at the first default or rest parameter
+  assert.equal(worker.takesOneArgument((event, { debug } = {}) => debug), true);
+});
+
+test('entry resolution', () => {
+  const dir = makeFunctionDir({ 'main.cjs': 'exports.handler = () => 1;', 'a/b.js': 'exports.h = () => 1;' });
+  assert.deepEqual(worker.resolveEntry(dir, 'main.handler'), { file: path.join(dir, 'main.cjs'), moduleName: 'main', attr: 'handler' });
+  assert.equal(worker.resolveEntry(dir, 'a.b.h').file, path.join(dir, 'a', 'b.js'));
+  assert.throws(() => worker.resolveEntry(dir, 'nomodule.handler'), { code: 'MODULE_NOT_FOUND' });
+  for (const bad of ['handler', 'main.', '.handler', 'a..b.handler', '../x.handler']) {
+    assert.throws(() => worker.resolveEntry(dir, bad), /must look like module.handler/, bad);
+  }
+  assert.throws(() => worker.findHandler({ other: 1 }, 'main', 'handler'), worker.EntryNotFound);
+  assert.throws(() => worker.findHandler({ handler: 'text' }, 'main', 'handler'), /main.handler is a string, not a function/);
+  const fromDefault = worker.findHandler({ default: { handler() {} } }, 'main', 'handler');
+  assert.equal(typeof fromDefault.handler, 'function');
+});
+
+test("an invoke's answer waits until what the handler printed is flushed", async () => {
+  const frames = [];
+  const flushes = [];
+  // A log stream with bytes still queued, flushed when the test says so.
+  const log = { writableLength: 10, destroyed: false, write: (chunk, done) => flushes.push(done) };
+  const idle = { writableLength: 0, destroyed: false, write: () => assert.fail('nothing to flush') };
+  const w = new worker.Worker((frame) => frames.push(frame), () => {}, () => [log, idle]);
+  w.fn = new worker.LoadedFunction({ function: 'f', version: 1 }, null, (event) => event);
+  w.enqueue({ t: 'invoke', id: 'r1', deadline_ms: 0, payload: 'one' });
+  w.enqueue({ t: 'ping', id: 'p1' });
+  assert.equal(frames.length, 0);
+  assert.equal(flushes.length, 1);
+  flushes[0]();
+  await new Promise(setImmediate);
+  const messages = frames.map((f) => worker.decodeBody(f, 4));
+  assert.deepEqual(messages, [
+    { t: 'result', id: 'r1', value: 'one' },
+    { t: 'pong', id: 'p1' },
+  ]);
+  // with nothing queued the answer goes out at once
+  log.writableLength = 0;
+  w.enqueue({ t: 'invoke', id: 'r2', deadline_ms: 0, payload: 'two' });
+  assert.deepEqual(worker.decodeBody(frames[2], 4), { t: 'result', id: 'r2', value: 'two' });
+});
+
+// --------------------------------------------------------------- end to end
+
+const dirs = [];
+test.after(() => {
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A function's code directory holding `files` (name -> text). */
+function makeFunctionDir(files) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-node-shim-'));
+  dirs.push(dir);
+  for (const [name, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), text);
+  }
+  return dir;
+}
+
+/** The environment the daemon gives a worker, and nothing else. */
+function workerEnv() {
+  const tmp = os.tmpdir();
+  return {
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    LANG: 'C.UTF-8',
+    HOME: tmp,
+    TMPDIR: tmp,
+    HEARTH_PROTOCOL: '1',
+    HEARTH_FUNCTION: 'hello',
+    HEARTH_VERSION: '1',
+  };
+}
+
+/** Spawn the worker with fds 3 (to it) and 4 (from it) as pipes. */
+function startWorker() {
+  const child = spawn(process.execPath, [WORKER], {
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+    env: workerEnv(),
+  });
+  const inbox = [];
+  const waiting = [];
+  const reader = new worker.FrameReader((message) => {
+    if (waiting.length) waiting.shift()(message);
+    else inbox.push(message);
+  });
+  child.stdio[4].on('data', (chunk) => reader.push(chunk));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (s) => (stdout += s));
+  child.stderr.setEncoding('utf8').on('data', (s) => (stderr += s));
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const w = {
+    child,
+    exited,
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    send(message) {
+      child.stdio[3].write(worker.encodeFrame(message));
+    },
+    /** The next message from the worker (fails after `ms`). */
+    next(ms = 15000) {
+      if (inbox.length) return Promise.resolve(inbox.shift());
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no message from the worker in ${ms} ms; stderr:\n${stderr}`)), ms);
+        waiting.push((message) => {
+          clearTimeout(timer);
+          resolve(message);
+        });
+      });
+    },
+    async request(message) {
+      w.send(message);
+      return w.next();
+    },
+    /** Close fd 3 (end of file for the worker) and wait for its exit. */
+    async close() {
+      child.stdio[3].end();
+      return exited;
+    },
+  };
+  return w;
+}
+
+/** A worker that has sent `ready` and loaded `entry` from a directory of `files`. */
+async function loadedWorker(files, entry = 'main.handler', load = {}) {
+  const dir = makeFunctionDir(files);
+  const w = startWorker();
+  const ready = await w.next();
+  assert.equal(ready.t, 'ready');
+  const loaded = await w.request({
+    t: 'load',
+    id: 'load',
+    dir,
+    entry,
+    function: 'hello',
+    version: 3,
+    timeout_ms: 3000,
+    memory_mb: 128,
+    ...load,
+  });
+  assert.deepEqual(Object.keys(loaded), ['t', 'id', 'load_ms'], JSON.stringify(loaded));
+  assert.equal(loaded.t, 'loaded');
+  assert.equal(loaded.id, 'load');
+  w.dir = dir;
+  return w;
+}
+
+let invokes = 0;
+function invoke(w, payload, deadlineMs = Date.now() + 60000) {
+  invokes += 1;
+  return w.request({ t: 'invoke', id: `r${invokes}`, deadline_ms: deadlineMs, payload });
+}
+
+test('e2e: ready, then a one-parameter CommonJS handler', async () => {
+  const w = startWorker();
+  const ready = await w.next();
+  assert.deepEqual(ready, {
+    t: 'ready',
+    protocol: 1,
+    runtime: 'node',
+    runtime_version: process.versions.node,
+    pid: w.child.pid,
+  });
+  const dir = makeFunctionDir({
+    'main.js': 'exports.handler = function (event) { return { greeting: `Hello, ${event.name}!`, args: arguments.length, cwd: process.cwd() }; };',
+  });
+  const loaded = await w.request({ t: 'load', id: 'l1', dir, entry: 'main.handler', function: 'hello', version: 1, timeout_ms: 3000, memory_mb: 128 });
+  assert.equal(loaded.t, 'loaded');
+  assert.equal(typeof loaded.load_ms, 'number');
+  const result = await w.request({ t: 'invoke', id: 'r1', deadline_ms: 1800000000000, payload: { name: 'Ada' } });
+  assert.deepEqual(result, { t: 'result', id: 'r1', value: { greeting: 'Hello, Ada!', args: 1, cwd: fs.realpathSync(dir) } });
+  assert.deepEqual(await w.request({ t: 'ping', id: 'p1' }), { t: 'pong', id: 'p1' });
+  assert.deepEqual(await w.close(), { code: 0, signal: null });
+});
+
+test('e2e: a two-parameter handler gets the context', async () => {
+  const w = await loadedWorker({
+    'main.js': `
+      exports.handler = function (event, context) {
+        return {
+          args: arguments.length,
+          requestId: context.requestId,
+          awsRequestId: context.awsRequestId,
+          functionName: context.functionName,
+          functionVersion: context.functionVersion,
+          memoryLimitInMB: context.memoryLimitInMB,
+          deadlineMs: context.deadlineMs,
+          remaining: context.getRemainingTimeInMillis(),
+          self: this === module.exports,
+        };
+      };`,
+  });
+  const deadline = Date.now() + 5000;
+  const result = await w.request({ t: 'invoke', id: 'ctx-1', deadline_ms: deadline, payload: null });
+  const { remaining, ...rest } = result.value;
+  assert.deepEqual(rest, {
+    args: 2,
+    requestId: 'ctx-1',
+    awsRequestId: 'ctx-1',
+    functionName: 'hello',
+    functionVersion: 3,
+    memoryLimitInMB: 128,
+    deadlineMs: deadline,
+    self: true,
+  });
+  assert.ok(remaining > 3000 && remaining <= 5000, String(remaining));
+  const late = await w.request({ t: 'invoke', id: 'ctx-2', deadline_ms: Date.now() - 10, payload: null });
+  assert.equal(late.value.remaining, 0);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: an async handler (in a .cjs file)', async () => {
+  const w = await loadedWorker({
+    'main.cjs': 'exports.handler = async (event) => { await new Promise((r) => setTimeout(r, 20)); return { doubled: event.n * 2, big: 2n ** 60n }; };',
+  });
+  assert.deepEqual((await invoke(w, { n: 21 })).value, { doubled: 42, big: 2n ** 60n });
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: an ES module (.mjs) with export async function handler', async () => {
+  const w = await loadedWorker({
+    'main.mjs': `
+      import { readFileSync } from 'node:fs';
+      export async function handler(event, context) {
+        return { esm: true, id: context.requestId, pkg: readFileSync(new URL('./data.txt', import.meta.url), 'utf8') };
+      }`,
+    'data.txt': 'esm data',
+  });
+  const reply = await w.request({ t: 'invoke', id: 'esm-1', deadline_ms: Date.now() + 60000, payload: {} });
+  assert.deepEqual(reply, { t: 'result', id: 'esm-1', value: { esm: true, id: 'esm-1', pkg: 'esm data' } });
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: a .js ES module under "type": "module", a dotted module path, a default export object', async () => {
+  const w = await loadedWorker(
+    {
+      'package.json': '{"type": "module"}',
+      'lib/app.js': 'export default { handler: (event) => ({ from: "default", event }) };',
+    },
+    'lib.app.handler',
+  );
+  assert.deepEqual((await invoke(w, [1, 2])).value, { from: 'default', event: [1, 2] });
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: a handler that throws: an error reply, and the worker keeps serving', async () => {
+  const w = await loadedWorker({
+    'main.js': `
+      function check(event) {
+        if (event.fail) throw new TypeError('bad input');
+        return 'fine';
+      }
+      exports.handler = async (event) => {
+        if (event.reject) throw new RangeError('async trouble');
+        if (event.string) throw 'just a string';
+        return check(event);
+      };`,
+  });
+  const failed = await invoke(w, { fail: true });
+  assert.equal(failed.t, 'error');
+  assert.equal(failed.kind, 'TypeError');
+  assert.equal(failed.message, 'bad input');
+  assert.match(failed.traceback, /^TypeError: bad input\n\s+at check \(.*main\.js:3:/);
+  assert.doesNotMatch(failed.traceback, /hearth_worker|node:/);
+  const rejected = await invoke(w, { reject: true });
+  assert.deepEqual([rejected.kind, rejected.message], ['RangeError', 'async trouble']);
+  const thrownString = await invoke(w, { string: true });
+  assert.deepEqual([thrownString.kind, thrownString.message, thrownString.traceback], ['Error', 'just a string', '']);
+  assert.deepEqual(await invoke(w, {}), { t: 'result', id: `r${invokes}`, value: 'fine' });
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: an exception thrown from a callback fails the running invoke only', async () => {
+  const w = await loadedWorker({
+    'main.js': `
+      exports.handler = (event) => {
+        if (!event.crash) return 'alive';
+        return new Promise(() => { setTimeout(() => { throw new Error('from a timer'); }, 5); });
+      };`,
+  });
+  const crashed = await invoke(w, { crash: true });
+  assert.deepEqual([crashed.t, crashed.kind, crashed.message], ['error', 'Error', 'from a timer']);
+  assert.equal((await invoke(w, {})).value, 'alive');
+  assert.match(w.stderr, /uncaught exception while a request ran; it fails that request/);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: a handler that logs a lot while it returns', async () => {
+  const w = await loadedWorker({
+    'main.js': `
+      exports.handler = (event) => {
+        for (let i = 0; i < event.lines; i++) console.log('line ' + i + ' ' + 'x'.repeat(60));
+        console.error('to stderr');
+        return { rows: Array.from({ length: 1000 }, (_, i) => ({ i })) };
+      };`,
+  });
+  const result = await invoke(w, { lines: 20000 });
+  assert.equal(result.t, 'result');
+  assert.equal(result.value.rows.length, 1000);
+  assert.deepEqual(result.value.rows[999], { i: 999 });
+  assert.deepEqual(await w.request({ t: 'ping', id: 'after-logs' }), { t: 'pong', id: 'after-logs' });
+  assert.equal((await w.close()).code, 0);
+  const lines = w.stdout.split('\n');
+  assert.equal(lines.length, 20001);
+  assert.equal(lines[19999], 'line 19999 ' + 'x'.repeat(60));
+  assert.match(w.stderr, /to stderr/);
+});
+
+test('e2e: an 8 MiB string payload round trip', async () => {
+  const w = await loadedWorker({ 'main.js': 'exports.handler = (event) => ({ echo: event.body, length: event.body.length });' });
+  const body = 'abcdefgh'.repeat(1024 * 1024) + 'é🔥';
+  const result = await invoke(w, { body });
+  assert.equal(result.value.length, body.length);
+  assert.ok(result.value.echo === body);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: a handler reads a file shipped beside it through __dirname', async () => {
+  const w = await loadedWorker({
+    'main.js': `
+      const fs = require('fs');
+      const path = require('path');
+      const { greet } = require('./lib/greet');
+      const template = fs.readFileSync(path.join(__dirname, 'template.txt'), 'utf8');
+      exports.handler = (event) => greet(template, event.name);`,
+    'lib/greet.js': 'exports.greet = (template, name) => template.replace("{name}", name);',
+    'template.txt': 'Hi, {name}!',
+  });
+  assert.equal((await invoke(w, { name: 'Ada' })).value, 'Hi, Ada!');
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: results that cannot be sent, bytes and BigInt that can', async () => {
+  const w = await loadedWorker({
+    'main.js': `
+      exports.handler = (event) => {
+        if (event === 'fn') return { f: () => 1 };
+        if (event === 'set') return new Set([1]);
+        if (event === 'undefined') return undefined;
+        return { bytes: Buffer.from('hi'), big: 18446744073709551615n };
+      };`,
+  });
+  for (const what of ['fn', 'set']) {
+    const reply = await invoke(w, what);
+    assert.equal(reply.kind, 'ResultNotSerializable', what);
+    assert.match(reply.message, /return JSON-like data/);
+    assert.equal(reply.traceback, '');
+  }
+  assert.deepEqual((await invoke(w, 'undefined')).value, null);
+  assert.deepEqual((await invoke(w, 'ok')).value, { bytes: Buffer.from('hi'), big: 18446744073709551615n });
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: load errors', async () => {
+  const cases = [
+    [{ 'main.js': 'exports.other = () => 1;' }, 'main.handler', 'EntryNotFound', /no export named "handler"/],
+    [{ 'main.js': 'exports.handler = 42;' }, 'main.handler', 'EntryNotFound', /main.handler is a number, not a function/],
+    [{ 'main.js': 'exports.handler = (;' }, 'main.handler', 'SyntaxError', /Unexpected token/],
+    [{ 'main.mjs': 'export const handler = ;' }, 'main.handler', 'SyntaxError', /Unexpected token/],
+    [{ 'main.js': 'throw new RangeError("at import");' }, 'main.handler', 'RangeError', /at import/],
+    [{ 'other.js': '' }, 'main.handler', 'Error', /Cannot find module 'main'/],
+  ];
+  for (const [files, entry, kind, message] of cases) {
+    const dir = makeFunctionDir(files);
+    const w = startWorker();
+    await w.next();
+    const reply = await w.request({ t: 'load', id: 'load', dir, entry, function: 'f', version: 1, timeout_ms: 1000, memory_mb: 64 });
+    assert.deepEqual(Object.keys(reply), ['t', 'id', 'kind', 'message', 'traceback']);
+    assert.equal(reply.t, 'error');
+    assert.equal(reply.kind, kind, JSON.stringify(reply));
+    assert.match(reply.message, message);
+    if (kind === 'EntryNotFound') assert.equal(reply.traceback, '');
+    if (kind === 'SyntaxError' || kind === 'RangeError') assert.match(reply.traceback, new RegExp(kind));
+    w.child.kill();
+    await w.exited;
+  }
+});
+
+test('e2e: protocol errors, ignored reserved messages, shutdown', async () => {
+  const w = startWorker();
+  await w.next();
+  const early = await w.request({ t: 'invoke', id: 'early', deadline_ms: 0, payload: null });
+  assert.deepEqual(early, { t: 'error', id: 'early', kind: 'ProtocolError', message: 'invoke before load', traceback: '' });
+  const unknown = await w.request({ t: 'launch', id: 'x1' });
+  assert.equal(unknown.kind, 'ProtocolError');
+  assert.match(unknown.message, /unknown message type "launch"/);
+  w.send({ t: 'cancel', id: 'c1' });
+  w.send({ t: 'call_result', id: 'c2', ok: true, value: 1, error: null });
+  assert.deepEqual(await w.request({ t: 'ping', id: 'p9', extra: 'ignored' }), { t: 'pong', id: 'p9' });
+  w.send({ t: 'shutdown', id: 's1' });
+  assert.deepEqual(await w.exited, { code: 0, signal: null });
+});
+
+test('e2e: shutdown waits for the running invoke', async () => {
+  const w = await loadedWorker({
+    'main.js': 'exports.handler = async () => { await new Promise((r) => setTimeout(r, 100)); return "done"; }; setInterval(() => {}, 1000);',
+  });
+  w.send({ t: 'invoke', id: 'slow', deadline_ms: Date.now() + 60000, payload: null });
+  w.send({ t: 'shutdown', id: 's1' });
+  assert.deepEqual(await w.next(), { t: 'result', id: 'slow', value: 'done' });
+  assert.deepEqual(await w.exited, { code: 0, signal: null }); // despite the interval
+});
+
+test('e2e: a broken channel or a stray rejection ends the worker with an error', async () => {
+  const w = startWorker();
+  await w.next();
+  w.child.stdio[3].write(Buffer.from('ffffffff', 'hex'));
+  assert.equal((await w.exited).code, 1);
+  assert.match(w.stderr, /protocol channel broken: frame of 4294967295 bytes/);
+
+  const w2 = await loadedWorker({
+    'main.js': 'exports.handler = () => { setTimeout(() => Promise.reject(new Error("later")), 10); return "returned"; };',
+  });
+  assert.equal((await invoke(w2, null)).value, 'returned');
+  const { code } = await w2.exited;
+  assert.notEqual(code, 0);
+  assert.match(w2.stderr, /unhandled promise rejection outside any request; exiting:\nError: later/);
+});
+
+test('e2e: the worker refuses to run without fds 3 and 4', async () => {
+  const child = spawn(process.execPath, [WORKER], { stdio: ['ignore', 'ignore', 'pipe'], env: workerEnv() });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (s) => (stderr += s));
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  assert.equal(code, 70);
+  assert.match(stderr, /fd 3 is not open/);
+});
