@@ -94,3 +94,55 @@ fn a_failed_install_fails_the_deploy_and_the_previous_version_keeps_serving() {
     assert_eq!(reply.status, 422, "{}", reply.text());
     assert_eq!(reply.code(), "dependency_install_failed");
 }
+
+fn node_pinned(name: &str, pin: &str) -> FnDir {
+    FnDir::new(
+        &format!("name = \"{name}\"\nruntime = \"node\"\nentry = \"main.handler\"\n"),
+        &[
+            ("package.json", &format!("{{\"name\": \"{name}\", \"private\": true, \"dependencies\": {{\"is-number\": \"{pin}\"}}}}\n")),
+            (
+                "main.js",
+                "const isNumber = require('is-number');\nconst pkg = require('is-number/package.json');\nexports.handler = (event) => ({ version: pkg.version, five: isNumber(5), where: require.resolve('is-number') });\n",
+            ),
+        ],
+    )
+}
+
+#[test]
+fn two_node_functions_each_see_their_own_pinned_package() {
+    let d = Daemon::start();
+    let old = node_pinned("isnum-old", "6.0.0");
+    let new = node_pinned("isnum-new", "7.0.0");
+    let out = d.cli(&["deploy", old.path()]);
+    let progress = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{progress}");
+    assert!(
+        progress.contains("installing dependencies from package.json with npm"),
+        "{progress}"
+    );
+    d.ok(&["deploy", new.path()]);
+    let a = d.post("/fn/isnum-old", "{}").json();
+    let b = d.post("/fn/isnum-new", "{}").json();
+    assert_eq!(
+        (a["version"].as_str(), a["five"].as_bool()),
+        (Some("6.0.0"), Some(true)),
+        "{a}"
+    );
+    assert_eq!(
+        (b["version"].as_str(), b["five"].as_bool()),
+        (Some("7.0.0"), Some(true)),
+        "{b}"
+    );
+    let deps = format!("{}/deps/node/", d.data.display());
+    assert!(a["where"].as_str().unwrap_or("").starts_with(&deps), "{a}");
+
+    // A package that does not exist fails the deploy with npm's own words.
+    old.write("package.json", "{\"name\": \"isnum-old\", \"private\": true, \"dependencies\": {\"hearth-no-such-package-for-tests\": \"1.0.0\"}}\n");
+    let err = d.fails(&["deploy", old.path()]);
+    assert!(
+        err.contains("package.json failed") && err.contains("npm"),
+        "{err}"
+    );
+    assert!(err.contains("version 1 stays live"), "{err}");
+    assert_eq!(d.post("/fn/isnum-old", "{}").json()["version"], "6.0.0");
+}
