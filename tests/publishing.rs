@@ -295,7 +295,7 @@ fn a_release_made_by_another_process_sharing_the_store_is_picked_up() {
 fn hearth_dev_deploys_every_saved_change_and_keeps_serving_through_broken_code() {
     let d = Daemon::start();
     let f = versioned("devloop", 1);
-    let mut dev = std::process::Command::new(common::BIN)
+    let dev = std::process::Command::new(common::BIN)
         .args(["dev", f.path(), "--debounce-ms", "100"])
         .env("HEARTH_ADDR", &d.addr)
         .stdout(std::process::Stdio::piped())

@@ -13,7 +13,10 @@ const PYTHON_SHIM: &[(&str, &str)] = &[(
     include_str!("../../shims/python/hearth_worker.py"),
 )];
 const NODE_SHIM: &[(&str, &str)] = &[
-    ("hearth_worker.js", include_str!("../../shims/node/hearth_worker.js")),
+    (
+        "hearth_worker.js",
+        include_str!("../../shims/node/hearth_worker.js"),
+    ),
     ("codec.js", include_str!("../../shims/node/codec.js")),
 ];
 const LUA_SHIM: &[(&str, &str)] = &[
@@ -129,7 +132,10 @@ async fn node(dir: &Path, options: &RuntimeOptions) -> Result<Runtime, RuntimeEr
         kind: RuntimeKind::Node,
         reason,
     };
-    let requested = options.node.clone().unwrap_or_else(|| PathBuf::from("node"));
+    let requested = options
+        .node
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("node"));
     let interpreter = resolve(&requested).ok_or_else(|| {
         unavailable(format!(
             "{} not found; install Node.js 18 or newer (20 recommended) or point --node / HEARTH_NODE at it",
@@ -144,7 +150,11 @@ async fn node(dir: &Path, options: &RuntimeOptions) -> Result<Runtime, RuntimeEr
     let version = probe(&interpreter, &["-p", "process.versions.node"], Some(&env))
         .await
         .map_err(unavailable)?;
-    let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
     if major < 18 {
         return Err(unavailable(format!(
             "{} is Node.js {version}; hearth needs Node.js 18 or newer",
