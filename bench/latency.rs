@@ -11,16 +11,13 @@
 //! sequential calls to the live version on one keep-alive HTTP/1.1
 //! connection. Prints one table.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use hearth::api::DeployRequest;
+use common::{deploy, stats, Conn};
 use hearth::bundle::{Bundle, BundleFile};
-
-const BIN: &str = env!("CARGO_BIN_EXE_hearth");
 
 struct Args {
     warm: usize,
@@ -55,116 +52,11 @@ fn args() -> Args {
     a
 }
 
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    addr: String,
-}
-
-impl Conn {
-    fn open(addr: &str) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .expect("timeout");
-        Conn {
-            reader: BufReader::new(stream.try_clone().expect("clone")),
-            writer: stream,
-            addr: addr.to_owned(),
-        }
-    }
-
-    fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.addr,
-            body.len()
-        );
-        let mut req = head.into_bytes();
-        req.extend_from_slice(body);
-        self.writer.write_all(&req).expect("send");
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("status line");
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("header");
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; length];
-        self.reader.read_exact(&mut body).expect("body");
-        (status, body)
-    }
-}
-
-struct Stats {
-    p50: f64,
-    p99: f64,
-    max: f64,
-}
-
-fn stats(mut times: Vec<Duration>) -> Stats {
-    times.sort();
-    let at = |p: f64| {
-        let idx = ((times.len() as f64 - 1.0) * p).round() as usize;
-        times[idx.min(times.len() - 1)].as_secs_f64() * 1000.0
-    };
-    Stats {
-        p50: at(0.50),
-        p99: at(0.99),
-        max: at(1.0),
-    }
-}
-
-fn deploy(conn: &mut Conn, bundle: &Bundle, publish: bool) -> serde_json::Value {
-    let req = DeployRequest {
-        files: bundle.files.clone(),
-        message: "bench".into(),
-        publish,
-    };
-    let (status, body) = conn.post("/api/v1/deploy", &serde_json::to_vec(&req).expect("json"));
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("deploy answer");
-    assert!(status < 300, "deploy failed: {v}");
-    v
-}
-
 fn main() {
     let a = args();
     let repo = env!("CARGO_MANIFEST_DIR");
-    let tmp = std::env::temp_dir().join(format!("hearth-bench-{}", std::process::id()));
-    let mut daemon = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&tmp)
-        .env("HEARTH_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start hearth serve");
-    let mut first = String::new();
-    BufReader::new(daemon.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("listening line");
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("address")
-        .to_owned();
+    let daemon = common::Daemon::start();
+    let addr = daemon.addr.clone();
 
     let mut rows = Vec::new();
     for example in &a.examples {
@@ -238,9 +130,5 @@ fn main() {
         a.cold, a.warm
     );
 
-    unsafe {
-        libc::kill(daemon.id() as i32, libc::SIGTERM);
-    }
-    let _ = daemon.wait();
-    let _ = std::fs::remove_dir_all(&tmp);
+    drop(daemon);
 }

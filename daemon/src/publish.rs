@@ -346,9 +346,12 @@ impl Publisher {
             }
             other => other?,
         };
-        if !publish || outcome.live {
+        if outcome.live {
             return Ok(outcome);
         }
+        // Even without publishing, prove the code loads (so the deploy
+        // reports an import error now) and keep that worker warm for a
+        // publish within the grace period.
         progress.say("starting a worker and loading the code…");
         outcome.load_ms = match self.prove_loads(&pool, &function, put.version).await {
             Ok(ms) => ms,
@@ -364,6 +367,10 @@ impl Publisher {
             }
             Err(e) => return Err(e),
         };
+        if !publish {
+            self.retire(pool);
+            return Ok(outcome);
+        }
         let record = self.version_record(&function, put.version).await?;
         outcome.previous = self
             .store
