@@ -142,7 +142,10 @@ fn batch_publish_is_all_or_nothing() {
         "main.py",
         "import no_such_module\n\ndef handler(event):\n    return {'v': 2}\n",
     );
-    d.ok(&["deploy", b.path(), "--no-publish"]);
+    // Even without publishing, a deploy says at once that the code does not load
+    // (the version is kept, so a batch can still name it).
+    let err = d.fails(&["deploy", b.path(), "--no-publish"]);
+    assert!(err.contains("batch-b version 2 failed to load"), "{err}");
 
     let batch = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(batch.path(), "batch-a = 2\nbatch-b = 2\n").expect("write");
