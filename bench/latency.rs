@@ -1,20 +1,20 @@
-//! Call latency per runtime: cold start (the first call of a version, which
-//! starts its worker and loads its code) and warm calls.
+//! Call latency per runtime: cold start (a new version's first worker: spawn,
+//! imports, code load), deploy to first answer, and warm calls.
 //!
 //!     cargo bench --bench latency
 //!     cargo bench --bench latency -- --warm 5000 --cold 100 --examples python/hello,lua/hello
 //!
 //! Starts a real `hearth serve` (release build) on a free loopback port with a
-//! temporary data directory. For each example: deploys `--cold` distinct
-//! versions without publishing them and times the first call to each
-//! (`POST /fn/NAME@N`: spawn, imports, code load, call); then times `--warm`
-//! sequential calls to the live version on one keep-alive HTTP/1.1
-//! connection. Prints one table.
+//! temporary data directory. For each example: deploys `--cold` new versions
+//! (each starts a worker and loads its code before going live; the daemon
+//! reports that time as `load_ms`) and times the first call after each; then
+//! times `--warm` sequential calls to the live version on one keep-alive
+//! HTTP/1.1 connection. Prints one table.
 
 mod common;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{deploy, stats, Conn};
 use hearth::bundle::{Bundle, BundleFile};
@@ -66,8 +66,8 @@ fn main() {
         let mut conn = Conn::open(&addr);
         let body = br#"{"name":"Ada"}"#;
 
-        eprintln!("{example}: {} cold starts…", a.cold);
-        let mut cold = Vec::with_capacity(a.cold);
+        eprintln!("{example}: {} deploys of new code…", a.cold);
+        let (mut start, mut deployed, mut first) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..a.cold {
             let mut b = bundle.clone();
             b.files.push(BundleFile {
@@ -75,16 +75,20 @@ fn main() {
                 data: format!("{i}").into_bytes(),
                 executable: false,
             });
-            let v = deploy(&mut conn, &b, false)["version"]
-                .as_u64()
-                .expect("version");
             let t = Instant::now();
-            let (status, out) = conn.post(&format!("/fn/{name}@{v}"), body);
-            cold.push(t.elapsed());
+            let out = deploy(&mut conn, &b, true);
+            let load_ms = out["load_ms"]
+                .as_f64()
+                .expect("a new version starts a worker");
+            start.push(Duration::from_secs_f64(load_ms / 1000.0));
+            let t1 = Instant::now();
+            let (status, out) = conn.post(&format!("/fn/{name}"), body);
+            first.push(t1.elapsed());
+            deployed.push(t.elapsed());
             assert_eq!(
                 status,
                 200,
-                "cold call failed: {}",
+                "first call failed: {}",
                 String::from_utf8_lossy(&out)
             );
         }
@@ -104,31 +108,34 @@ fn main() {
             assert_eq!(status, 200);
         }
         let rate = a.warm as f64 / started.elapsed().as_secs_f64();
-        rows.push((example.clone(), stats(cold), stats(warm), rate));
+        rows.push((
+            example.clone(),
+            [stats(start), stats(deployed), stats(first), stats(warm)],
+            rate,
+        ));
     }
 
     println!();
     println!(
-        "{:<14} {:>10} {:>10} {:>10}   {:>10} {:>10} {:>10} {:>10}",
-        "example",
-        "cold p50",
-        "cold p99",
-        "cold max",
-        "warm p50",
-        "warm p99",
-        "warm max",
-        "calls/s"
+        "{:<14} {:>21} {:>21} {:>21} {:>21} {:>9}",
+        "", "worker start+load", "deploy to answer", "first call", "warm call", ""
     );
-    for (example, c, w, rate) in rows {
+    println!(
+        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "example", "p50", "p99", "p50", "p99", "p50", "p99", "p50", "p99", "calls/s"
+    );
+    for (example, s, rate) in rows {
         println!(
-            "{:<14} {:>8.2}ms {:>8.2}ms {:>8.2}ms   {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>10.0}",
-            example, c.p50, c.p99, c.max, w.p50, w.p99, w.max, rate
+            "{:<14} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.3}ms {:>8.3}ms {:>9.0}",
+            example, s[0].p50, s[0].p99, s[1].p50, s[1].p99, s[2].p50, s[2].p99, s[3].p50, s[3].p99, rate
         );
     }
     println!(
-        "({} cold starts and {} sequential warm calls per example, one keep-alive connection)",
+        "({} deploys of new code and {} sequential warm calls per example, one keep-alive connection)",
         a.cold, a.warm
     );
+    println!("worker start+load: spawn, imports and code load (the deploy's load_ms); deploy to answer: from sending");
+    println!("the deploy to the answer of the first call after it; first call: that call alone (the deploy leaves a warm worker)");
 
     drop(daemon);
 }

@@ -561,6 +561,28 @@ async fn versions(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
         &["VERSION", "LIVE", "CREATED", "SIZE", "SHA256", "MESSAGE"],
         &rows,
     );
+    #[derive(Deserialize)]
+    struct Aliases {
+        aliases: Vec<AliasView>,
+    }
+    #[derive(Deserialize)]
+    struct AliasView {
+        alias: String,
+        target: crate::store::AliasTarget,
+    }
+    let aliases: Aliases = client
+        .get(&format!("/api/v1/functions/{name}/aliases"))
+        .await?;
+    for a in aliases.aliases {
+        let split = match a.target.split {
+            Some((v, w)) => format!(" ({w}% of calls to version {v})"),
+            None => String::new(),
+        };
+        println!(
+            "alias {}@{} -> version {}{split}",
+            list.function, a.alias, a.target.version
+        );
+    }
     Ok(())
 }
 
