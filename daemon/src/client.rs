@@ -158,27 +158,24 @@ impl Client {
         }
         match serde_json::from_slice::<ErrorBody>(&resp.body) {
             Ok(e) => Err(ClientError::Api(Box::new(e.error))),
-            Err(_) => Err(ClientError::BadResponse {
-                addr: self.addr.clone(),
-                status: resp.status,
-                body: String::from_utf8_lossy(&resp.body)
-                    .chars()
-                    .take(200)
-                    .collect(),
-            }),
+            Err(_) => Err(self.bad_response(&resp)),
         }
     }
 
-    fn decode<T: DeserializeOwned>(&self, resp: Response) -> Result<T, ClientError> {
-        let resp = self.check(resp)?;
-        serde_json::from_slice(&resp.body).map_err(|_| ClientError::BadResponse {
+    fn bad_response(&self, resp: &Response) -> ClientError {
+        ClientError::BadResponse {
             addr: self.addr.clone(),
             status: resp.status,
             body: String::from_utf8_lossy(&resp.body)
                 .chars()
                 .take(200)
                 .collect(),
-        })
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, resp: Response) -> Result<T, ClientError> {
+        let resp = self.check(resp)?;
+        serde_json::from_slice(&resp.body).map_err(|_| self.bad_response(&resp))
     }
 
     /// POST and read the answer as newline-delimited JSON, handing each

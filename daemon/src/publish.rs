@@ -181,22 +181,27 @@ impl Publisher {
         Ok(routed)
     }
 
+    /// The live version of `function`, as the store has it.
+    async fn live_version_of(&self, function: &str) -> Result<u32, PublishError> {
+        let record = self
+            .store
+            .function(function)
+            .await?
+            .ok_or_else(|| PublishError::UnknownFunction(function.to_owned()))?;
+        record
+            .live_version
+            .ok_or_else(|| PublishError::NotPublished {
+                function: function.to_owned(),
+            })
+    }
+
     /// The pool of `function`'s live version: from the routing table, or
     /// (first call after start, or an error to explain) from the store.
     pub async fn live_pool(&self, function: &str) -> Result<Arc<Pool>, PublishError> {
         if let Some(pool) = self.router.live(function) {
             return Ok(pool);
         }
-        let record = self
-            .store
-            .function(function)
-            .await?
-            .ok_or_else(|| PublishError::UnknownFunction(function.to_owned()))?;
-        let version = record
-            .live_version
-            .ok_or_else(|| PublishError::NotPublished {
-                function: function.to_owned(),
-            })?;
+        let version = self.live_version_of(function).await?;
         let pool = self.pool_for(function, version).await?;
         self.route(vec![(function.to_owned(), pool.clone())]);
         Ok(pool)
@@ -448,16 +453,7 @@ impl Publisher {
     ) -> Result<ReleaseOutcome, PublishError> {
         let lock = self.lock_for(function);
         let _guard = lock.lock().await;
-        let record = self
-            .store
-            .function(function)
-            .await?
-            .ok_or_else(|| PublishError::UnknownFunction(function.to_owned()))?;
-        let live = record
-            .live_version
-            .ok_or_else(|| PublishError::NotPublished {
-                function: function.to_owned(),
-            })?;
+        let live = self.live_version_of(function).await?;
         let releases = self.store.releases(function).await?;
         let target = releases
             .iter()

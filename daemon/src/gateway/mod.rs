@@ -490,21 +490,11 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
             ))
         }
         (Method::GET, ["functions", name]) => {
-            let f = p
-                .store
-                .function(name)
-                .await
-                .map_err(store_err)?
-                .ok_or_else(|| unknown_function(name))?;
+            let f = existing(p, name).await?;
             Ok(json(StatusCode::OK, &f))
         }
         (Method::GET, ["functions", name, "versions"]) => {
-            let f = p
-                .store
-                .function(name)
-                .await
-                .map_err(store_err)?
-                .ok_or_else(|| unknown_function(name))?;
+            let f = existing(p, name).await?;
             let versions = p.store.versions(name).await.map_err(store_err)?;
             Ok(json(
                 StatusCode::OK,
@@ -516,11 +506,7 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
             ))
         }
         (Method::GET, ["functions", name, "releases"]) => {
-            p.store
-                .function(name)
-                .await
-                .map_err(store_err)?
-                .ok_or_else(|| unknown_function(name))?;
+            existing(p, name).await?;
             let releases = p.store.releases(name).await.map_err(store_err)?;
             Ok(json(
                 StatusCode::OK,
@@ -563,11 +549,7 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
             ))
         }
         (Method::GET, ["functions", name, "aliases"]) => {
-            p.store
-                .function(name)
-                .await
-                .map_err(store_err)?
-                .ok_or_else(|| unknown_function(name))?;
+            existing(p, name).await?;
             let aliases: Vec<serde_json::Value> = p
                 .store
                 .aliases()
@@ -692,6 +674,15 @@ fn deploy_streaming(
         HeaderValue::from_static("application/x-ndjson"),
     );
     resp
+}
+
+/// The function named `name`, or 404.
+async fn existing(p: &Publisher, name: &str) -> Result<crate::store::FunctionRecord, ApiError> {
+    p.store
+        .function(name)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| unknown_function(name))
 }
 
 fn store_err(e: crate::store::StoreError) -> ApiError {
