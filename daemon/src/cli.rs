@@ -63,6 +63,10 @@ enum Command {
         /// (rolling back to it within that time is immediate).
         #[arg(long, default_value_t = crate::publish::DEFAULT_DRAIN_GRACE.as_secs_f64())]
         drain_grace: f64,
+        /// Idle interpreters kept started per runtime (Python, Node) with no
+        /// function loaded, so a new worker only has to load its code.
+        #[arg(long, default_value_t = 2)]
+        generic_workers: usize,
     },
     /// Store a function directory (with its hearth.toml) as a new version and publish it.
     Deploy {
@@ -181,6 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         lua,
         max_body,
         drain_grace,
+        generic_workers,
     } = cli.command
     {
         crate::telemetry::init();
@@ -190,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             runtimes: RuntimeOptions { python, node, lua },
             max_body,
             drain_grace: Duration::from_secs_f64(drain_grace.max(0.0)),
+            generic_workers,
         })
         .await;
     }

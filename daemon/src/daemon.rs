@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use tracing::info;
 
 use crate::gateway::{self, Gateway};
+use crate::pool::GenericPools;
 use crate::publish::Publisher;
 use crate::runtime::{RuntimeOptions, Runtimes};
 use crate::store::Store;
@@ -26,6 +27,8 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// How long a version that stops being live keeps its warm workers.
     pub drain_grace: std::time::Duration,
+    /// Idle pre-started workers kept per runtime (Python, Node).
+    pub generic_workers: usize,
 }
 
 /// `--data-dir`, else HEARTH_DATA (both handled by clap), else
@@ -63,6 +66,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     for line in runtimes.summary() {
         info!("runtime {line}");
     }
+    let generic = GenericPools::new(&runtimes, config.generic_workers, data.join("runtimes"));
+    generic.fill();
     let publisher = Arc::new(
         Publisher::new(
             store.clone(),
@@ -70,7 +75,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             data.join("code"),
             data.join("deps"),
         )
-        .with_drain_grace(config.drain_grace),
+        .with_drain_grace(config.drain_grace)
+        .with_generic(generic),
     );
     let routed = publisher.restore_routes().await?;
     // Releases written to the store by another hearth process sharing it.

@@ -37,6 +37,9 @@ pub enum ToWorker {
         version: u32,
         timeout_ms: u64,
         memory_mb: u64,
+        /// The function's environment, set by the shim before the import.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        env: std::collections::BTreeMap<String, String>,
     },
     Invoke {
         id: String,

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::bundle::{Bundle, BundleError};
 use crate::code::{CodeDir, CodeError};
 use crate::deps::{self, Deps, DepsError, Installed, Progress};
-use crate::pool::{FunctionError, Pool, WorkerError, WorkerSpec};
+use crate::pool::{FunctionError, GenericPools, Pool, WorkerError, WorkerSpec};
 use crate::router::{AliasRoute, Router};
 use crate::runtime::{RuntimeError, Runtimes};
 use crate::store::{AliasTarget, Store, StoreError, VersionRecord};
@@ -130,6 +130,8 @@ pub struct Publisher {
     pools: Arc<Mutex<PoolMap>>,
     /// How long a version that stops being routed keeps its warm workers.
     drain_grace: Duration,
+    /// Pre-started interpreters that new workers are taken from.
+    pub generic: Option<Arc<GenericPools>>,
     /// The store's release mark last routed (see `watch_store`).
     seen_mark: tokio::sync::Mutex<i64>,
     /// One deploy/publish at a time per function.
@@ -151,6 +153,7 @@ impl Publisher {
             deps: Deps::new(deps_root),
             pools: Arc::new(Mutex::new(HashMap::new())),
             drain_grace: DEFAULT_DRAIN_GRACE,
+            generic: None,
             seen_mark: tokio::sync::Mutex::new(-1),
             locks: Mutex::new(HashMap::new()),
         }
@@ -267,7 +270,10 @@ impl Publisher {
             env: installed.env,
         };
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(pools.entry(key).or_insert_with(|| Pool::new(spec)).clone())
+        Ok(pools
+            .entry(key)
+            .or_insert_with(|| Pool::new(spec, self.generic.clone()))
+            .clone())
     }
 
     /// Start a worker of the version and load its code (unless one is
@@ -466,6 +472,11 @@ impl Publisher {
             })?;
         self.release_locked(function, target, "rollback", message, actor)
             .await
+    }
+
+    pub fn with_generic(mut self, generic: Arc<GenericPools>) -> Publisher {
+        self.generic = Some(generic);
+        self
     }
 
     pub fn with_drain_grace(mut self, grace: Duration) -> Publisher {
@@ -681,6 +692,9 @@ impl Publisher {
 
     /// Kill every idle worker; used at shutdown.
     pub fn shutdown(&self) {
+        if let Some(g) = &self.generic {
+            g.shutdown();
+        }
         for pool in self.pools() {
             pool.shutdown();
         }

@@ -413,6 +413,11 @@ class Worker {
     let target;
     let exports;
     try {
+      // A worker may be started before it knows its function (a generic
+      // worker): the function's environment comes with `load`.
+      if (message.env && typeof message.env === 'object') {
+        for (const [key, value] of Object.entries(message.env)) process.env[key] = String(value);
+      }
       target = resolveEntry(message.dir, message.entry);
       process.chdir(message.dir);
       exports = loadModule(target.file);

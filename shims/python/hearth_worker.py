@@ -151,6 +151,9 @@ class Function:
         self.name = load["function"]
         self.version = load["version"]
         self.memory_mb = load.get("memory_mb", 0)
+        # A worker may be started before it knows its function (a generic
+        # worker): the function's environment comes with `load`.
+        os.environ.update({str(k): str(v) for k, v in (load.get("env") or {}).items()})
         module_name, _, attr = self.entry.rpartition(".")
         if not module_name or not attr:
             raise ValueError("entry %r must look like module.handler" % self.entry)

@@ -44,6 +44,13 @@ impl Daemon {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(args)
+            // One pre-started interpreter per runtime is enough for tests
+            // (several daemons run at once on two cores).
+            .args(if args.contains(&"--generic-workers") {
+                &[][..]
+            } else {
+                &["--generic-workers", "1"][..]
+            })
             .env("HEARTH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

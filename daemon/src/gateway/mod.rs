@@ -482,6 +482,14 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
                 "runtimes": p.runtimes.summary(),
             }),
         )),
+        (Method::GET, ["workers"]) => {
+            let pools: Vec<_> = p.pools().iter().map(|pool| pool.stats()).collect();
+            let generic = p.generic.as_ref().map(|g| g.stats()).unwrap_or_default();
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "generic": generic, "pools": pools }),
+            ))
+        }
         (Method::GET, ["functions"]) => {
             let functions = p.store.list_functions().await.map_err(store_err)?;
             Ok(json(

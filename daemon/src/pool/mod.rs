@@ -3,9 +3,11 @@
 //! function's `max_workers`. A worker that dies or breaks is dropped (its
 //! process tree killed) and, for the live version, replaced in the background.
 
+mod generic;
 mod output;
 mod worker;
 
+pub use generic::{GenericPools, GenericStats};
 pub use output::CallLog;
 
 pub use worker::{Answer, FunctionError, Worker, WorkerError, WorkerSpec};
@@ -54,6 +56,7 @@ pub struct PoolStats {
 
 pub struct Pool {
     spec: Arc<WorkerSpec>,
+    generic: Option<Arc<GenericPools>>,
     idle: Mutex<Vec<Worker>>,
     slots: Arc<Semaphore>,
     /// Keep one worker warm (set while this version is live).
@@ -63,10 +66,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(spec: WorkerSpec) -> Arc<Pool> {
+    pub fn new(spec: WorkerSpec, generic: Option<Arc<GenericPools>>) -> Arc<Pool> {
         let max = spec.limits.max_workers as usize;
         Arc::new(Pool {
             spec: Arc::new(spec),
+            generic,
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(max)),
             keep_warm: AtomicBool::new(false),
@@ -104,8 +108,20 @@ impl Pool {
         }
     }
 
+    /// A new worker with this version's code loaded: a generic one if one is
+    /// waiting (only the code load is left to do), else a fresh process.
     async fn start_worker(&self, deadline: Instant) -> Result<Worker, WorkerError> {
-        let w = Worker::start(self.spec.clone(), deadline).await?;
+        let generic = self
+            .generic
+            .as_ref()
+            .and_then(|g| g.take(self.spec.runtime.kind));
+        let w = match generic {
+            Some(mut w) => {
+                w.load(self.spec.clone(), deadline).await?;
+                w
+            }
+            None => Worker::start(self.spec.clone(), deadline).await?,
+        };
         self.started.fetch_add(1, Ordering::Relaxed);
         Ok(w)
     }

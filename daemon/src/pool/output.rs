@@ -46,14 +46,15 @@ impl CallLog {
 }
 
 struct Inner {
+    /// Whose output this is (a generic worker gets its function at load).
+    function: String,
+    version: u32,
     partial: [Vec<u8>; 2],
     call: Option<(String, CallLog)>,
     tail: std::collections::VecDeque<String>,
 }
 
 pub struct Output {
-    function: String,
-    version: u32,
     pid: u32,
     pipes: [pipe::Receiver; 2],
     inner: Mutex<Inner>,
@@ -72,14 +73,14 @@ impl Output {
         stderr: OwnedFd,
     ) -> std::io::Result<Arc<Output>> {
         let output = Arc::new(Output {
-            function: function.to_owned(),
-            version,
             pid,
             pipes: [
                 pipe::Receiver::from_owned_fd(stdout)?,
                 pipe::Receiver::from_owned_fd(stderr)?,
             ],
             inner: Mutex::new(Inner {
+                function: function.to_owned(),
+                version,
                 partial: [Vec::new(), Vec::new()],
                 call: None,
                 tail: Default::default(),
@@ -176,7 +177,7 @@ impl Output {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
         let request_id = inner.call.as_ref().map(|(id, _)| id.as_str()).unwrap_or("");
-        info!(target: "hearth::function", function = %self.function, version = self.version, pid = self.pid,
+        info!(target: "hearth::function", function = %inner.function, version = inner.version, pid = self.pid,
             stream = NAMES[which], request_id, "{text}");
         if let Some((_, log)) = inner.call.as_mut() {
             log.push(NAMES[which], text);
@@ -187,6 +188,13 @@ impl Output {
             }
             inner.tail.push_back(text.chars().take(512).collect());
         }
+    }
+
+    /// The worker now runs `function` `version` (a generic worker at load).
+    pub fn set_owner(&self, function: &str, version: u32) {
+        let mut inner = self.lock();
+        inner.function = function.to_owned();
+        inner.version = version;
     }
 
     /// From now on, lines belong to call `request_id`.

@@ -33,6 +33,33 @@ impl WorkerSpec {
     pub fn label(&self) -> String {
         format!("{}@{}", self.function, self.version)
     }
+
+    /// What a worker started before its function is known runs as: the
+    /// runtime alone, in `dir`.
+    pub fn generic(runtime: Runtime, dir: PathBuf) -> WorkerSpec {
+        WorkerSpec {
+            function: format!("generic-{}", runtime.kind),
+            version: 0,
+            dir,
+            entry: String::new(),
+            limits: Limits::default(),
+            runtime,
+            env: Vec::new(),
+        }
+    }
+
+    /// The function's own environment variables (on top of the runtime's).
+    fn function_env(&self) -> Vec<(String, String)> {
+        if self.entry.is_empty() {
+            return Vec::new();
+        }
+        let mut env = vec![
+            ("HEARTH_FUNCTION".to_owned(), self.function.clone()),
+            ("HEARTH_VERSION".to_owned(), self.version.to_string()),
+        ];
+        env.extend(self.env.iter().cloned());
+        env
+    }
 }
 
 /// How a call ended, as far as the function is concerned.
@@ -108,6 +135,15 @@ impl Worker {
     /// Spawn a worker, wait for `ready`, and load the function's code, all
     /// before `deadline`.
     pub async fn start(spec: Arc<WorkerSpec>, deadline: Instant) -> Result<Worker, WorkerError> {
+        let mut worker = Worker::spawn(spec.clone(), deadline).await?;
+        worker.load(spec, deadline).await?;
+        Ok(worker)
+    }
+
+    /// Spawn a worker for `spec` (its runtime, directory and environment)
+    /// and wait for its `ready`. A generic spec gives a worker that can load
+    /// any function of its runtime later.
+    pub async fn spawn(spec: Arc<WorkerSpec>, deadline: Instant) -> Result<Worker, WorkerError> {
         let spawn_err = |reason: String| WorkerError::Spawn {
             function: spec.label(),
             runtime: spec.runtime.kind.to_string(),
@@ -127,9 +163,7 @@ impl Worker {
         cmd.args(&rt.args)
             .env_clear()
             .envs(rt.env.iter().map(|(k, v)| (k, v)))
-            .env("HEARTH_FUNCTION", &spec.function)
-            .env("HEARTH_VERSION", spec.version.to_string())
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .envs(spec.function_env())
             .current_dir(&spec.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout_w))
@@ -161,13 +195,8 @@ impl Worker {
             calls: 0,
             started: StdInstant::now(),
         };
-        let started = StdInstant::now();
-        match tokio::time::timeout_at(deadline, worker.handshake()).await {
-            Ok(Ok(load_ms)) => {
-                debug!(function = %spec.function, version = spec.version, pid,
-                    start_ms = started.elapsed().as_secs_f64() * 1000.0, load_ms, "worker ready");
-                Ok(worker)
-            }
+        match tokio::time::timeout_at(deadline, worker.ready()).await {
+            Ok(Ok(())) => Ok(worker),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(WorkerError::Timeout {
                 function: spec.label(),
@@ -176,11 +205,39 @@ impl Worker {
         }
     }
 
+    /// Load `spec`'s code into this worker (spawned for it, or generic).
+    /// Returns the shim's load time in milliseconds.
+    pub async fn load(
+        &mut self,
+        spec: Arc<WorkerSpec>,
+        deadline: Instant,
+    ) -> Result<f64, WorkerError> {
+        self.spec = spec.clone();
+        self.output.set_owner(&spec.function, spec.version);
+        let started = StdInstant::now();
+        match tokio::time::timeout_at(deadline, self.send_load()).await {
+            Ok(Ok(load_ms)) => {
+                debug!(function = %spec.function, version = spec.version, pid = self.pid,
+                    since_spawn_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                    load_ms, wait_ms = started.elapsed().as_secs_f64() * 1000.0, "worker loaded");
+                Ok(load_ms)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                self.kill();
+                Err(WorkerError::Timeout {
+                    function: spec.label(),
+                    timeout_ms: spec.limits.timeout_ms,
+                })
+            }
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
-    async fn handshake(&mut self) -> Result<f64, WorkerError> {
+    async fn ready(&mut self) -> Result<(), WorkerError> {
         match self.read().await? {
             FromWorker::Ready { protocol, .. } if protocol == PROTOCOL_VERSION => {}
             FromWorker::Ready { protocol, runtime, .. } => {
@@ -190,6 +247,10 @@ impl Worker {
             }
             other => return Err(self.protocol_error(format!("expected `ready`, got {other:?}"))),
         }
+        Ok(())
+    }
+
+    async fn send_load(&mut self) -> Result<f64, WorkerError> {
         let spec = self.spec.clone();
         let load = ToWorker::Load {
             id: "load".into(),
@@ -199,6 +260,7 @@ impl Worker {
             version: spec.version,
             timeout_ms: spec.limits.timeout_ms,
             memory_mb: spec.limits.memory_mb,
+            env: spec.function_env().into_iter().collect(),
         };
         self.write(&load).await?;
         match self.read().await? {
