@@ -132,6 +132,8 @@ pub struct Publisher {
     drain_grace: Duration,
     /// Pre-started interpreters that new workers are taken from.
     pub generic: Option<Arc<GenericPools>>,
+    /// Serialises alias route rebuilds.
+    alias_sync: tokio::sync::Mutex<()>,
     /// The store's release mark last routed (see `watch_store`).
     seen_mark: tokio::sync::Mutex<i64>,
     /// One deploy/publish at a time per function.
@@ -154,6 +156,7 @@ impl Publisher {
             pools: Arc::new(Mutex::new(HashMap::new())),
             drain_grace: DEFAULT_DRAIN_GRACE,
             generic: None,
+            alias_sync: tokio::sync::Mutex::new(()),
             seen_mark: tokio::sync::Mutex::new(-1),
             locks: Mutex::new(HashMap::new()),
         }
@@ -204,10 +207,25 @@ impl Publisher {
         if let Some(pool) = self.router.live(function) {
             return Ok(pool);
         }
+        Ok(self.route_from_store(function).await?.0)
+    }
+
+    /// Route `function` to the version the store has live now, unless it
+    /// already is (then `false`). Holds the function's lock, like every
+    /// release in this process, so it can never put back a route that a
+    /// release made while the store was being read.
+    async fn route_from_store(&self, function: &str) -> Result<(Arc<Pool>, bool), PublishError> {
+        let lock = self.lock_for(function);
+        let _guard = lock.lock().await;
         let version = self.live_version_of(function).await?;
+        if let Some(pool) = self.router.live(function) {
+            if pool.spec().version == version {
+                return Ok((pool, false));
+            }
+        }
         let pool = self.pool_for(function, version).await?;
         self.route(vec![(function.to_owned(), pool.clone())]);
-        Ok(pool)
+        Ok((pool, true))
     }
 
     async fn version_record(
@@ -628,6 +646,9 @@ impl Publisher {
 
     /// Rebuild the alias routes from the store.
     async fn sync_aliases(&self) -> Result<(), PublishError> {
+        // One rebuild at a time, so a rebuild from an older read of the
+        // store never lands after one from a newer read.
+        let _guard = self.alias_sync.lock().await;
         let mut routes = HashMap::new();
         for (function, alias, target) in self.store.aliases().await? {
             let primary = self.pool_for(&function, target.version).await?;
@@ -662,9 +683,11 @@ impl Publisher {
             };
             let routed = self.router.live(&f.name).map(|p| p.spec().version);
             if routed != Some(version) {
-                let pool = self.pool_for(&f.name, version).await?;
-                info!(function = %f.name, version, "release made elsewhere picked up");
-                self.route(vec![(f.name.clone(), pool)]);
+                // Looked at without the lock: check again under it.
+                let (pool, changed) = self.route_from_store(&f.name).await?;
+                if changed {
+                    info!(function = %f.name, version = pool.spec().version, "release made elsewhere picked up");
+                }
             }
         }
         self.sync_aliases().await?;
