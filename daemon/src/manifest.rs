@@ -16,6 +16,8 @@ pub const DEFAULT_MEMORY_MB: u64 = 256;
 pub const MAX_MEMORY_MB: u64 = 64 * 1024;
 pub const DEFAULT_MAX_WORKERS: u32 = 4;
 pub const MAX_MAX_WORKERS: u32 = 1024;
+pub const DEFAULT_MAX_QUEUE: u32 = 64;
+pub const MAX_MAX_QUEUE: u32 = 100_000;
 
 /// The runtimes hearth knows. Adding one means a shim under `shims/` and an
 /// entry in `runtime.rs`.
@@ -68,6 +70,13 @@ pub struct Limits {
     pub timeout_ms: u64,
     pub memory_mb: u64,
     pub max_workers: u32,
+    /// Calls that may wait for a busy function's workers; more get 429.
+    #[serde(default = "default_max_queue")]
+    pub max_queue: u32,
+}
+
+fn default_max_queue() -> u32 {
+    DEFAULT_MAX_QUEUE
 }
 
 impl Default for Limits {
@@ -76,6 +85,7 @@ impl Default for Limits {
             timeout_ms: DEFAULT_TIMEOUT_MS,
             memory_mb: DEFAULT_MEMORY_MB,
             max_workers: DEFAULT_MAX_WORKERS,
+            max_queue: DEFAULT_MAX_QUEUE,
         }
     }
 }
@@ -110,7 +120,7 @@ pub enum ManifestError {
     },
     #[error("{MANIFEST_FILE}: `{key}` {problem}")]
     Invalid { key: &'static str, problem: String },
-    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description and [limits] timeout_ms, memory_mb, max_workers")]
+    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description and [limits] timeout_ms, memory_mb, max_workers, max_queue")]
     UnknownKey(String),
 }
 
@@ -183,7 +193,10 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
 
 fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
     for key in t.keys() {
-        if !matches!(key.as_str(), "timeout_ms" | "memory_mb" | "max_workers") {
+        if !matches!(
+            key.as_str(),
+            "timeout_ms" | "memory_mb" | "max_workers" | "max_queue"
+        ) {
             return Err(ManifestError::UnknownKey(format!("limits.{key}")));
         }
     }
@@ -201,10 +214,20 @@ fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
     )?
     .map(|v| v as u32)
     .unwrap_or(d.max_workers);
+    let max_queue = int_in(
+        t,
+        "max_queue",
+        "limits.max_queue",
+        0,
+        u64::from(MAX_MAX_QUEUE),
+    )?
+    .map(|v| v as u32)
+    .unwrap_or(d.max_queue);
     Ok(Limits {
         timeout_ms,
         memory_mb,
         max_workers,
+        max_queue,
     })
 }
 

@@ -13,6 +13,8 @@ use crate::publish::PublishError;
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: Box<ErrorDetail>,
+    /// Seconds for a Retry-After header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
                 hint: hint.into(),
                 ..ErrorDetail::default()
             }),
+            retry_after: None,
         }
     }
 
@@ -253,12 +256,24 @@ impl From<CallError> for ApiError {
     fn from(e: CallError) -> ApiError {
         let message = e.to_string();
         match e {
-            CallError::Saturated { .. } => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                message,
-                "retry later, or raise limits.max_workers in hearth.toml",
-            ),
+            CallError::QueueFull { retry_after_s, .. } => ApiError {
+                retry_after: Some(retry_after_s),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "queue_full",
+                    message,
+                    "back off and retry after the Retry-After header's seconds; raise limits.max_workers or limits.max_queue in hearth.toml if this is normal load",
+                )
+            },
+            CallError::Overloaded { retry_after_s, .. } => ApiError {
+                retry_after: Some(retry_after_s),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    message,
+                    "the function did not run; retry after the Retry-After header's seconds, or raise limits.max_workers in hearth.toml",
+                )
+            },
             CallError::Worker(WorkerError::Timeout { .. }) => ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",

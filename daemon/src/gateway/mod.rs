@@ -188,7 +188,12 @@ fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Resp {
 }
 
 fn error_response(e: ApiError) -> Resp {
-    json(e.status, &ErrorBody { error: *e.detail })
+    let mut resp = json(e.status, &ErrorBody { error: *e.detail });
+    if let Some(secs) = e.retry_after {
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }
 
 /// Read a whole body, refusing (413) anything over `limit`.

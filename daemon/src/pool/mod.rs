@@ -33,11 +33,23 @@ pub struct Call {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("{function} has all {max_workers} workers busy and none came free before its timeout of {timeout_ms} ms; raise limits.max_workers or make calls shorter")]
-    Saturated {
+    /// 429: too many calls already wait for this function.
+    #[error("{function} has all {max_workers} workers busy and {max_queue} calls already waiting (limits.max_queue); retry in {retry_after_s} s, or raise limits.max_workers")]
+    QueueFull {
         function: String,
         max_workers: u32,
+        max_queue: u32,
+        retry_after_s: u64,
+    },
+    /// 503: the call cannot finish before its deadline (judged from recent
+    /// calls' duration and the calls waiting ahead), or waited until it
+    /// without getting a worker. The function never ran.
+    #[error("{function} cannot serve this call within its timeout of {timeout_ms} ms: {reason}; retry in {retry_after_s} s, or raise limits.max_workers")]
+    Overloaded {
+        function: String,
         timeout_ms: u64,
+        reason: String,
+        retry_after_s: u64,
     },
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -52,6 +64,8 @@ pub struct PoolStats {
     pub max_workers: u32,
     pub calls: u64,
     pub started: u64,
+    pub waiting: u64,
+    pub avg_call_ms: f64,
 }
 
 pub struct Pool {
@@ -63,6 +77,10 @@ pub struct Pool {
     keep_warm: AtomicBool,
     calls: AtomicU64,
     started: AtomicU64,
+    /// Calls waiting for a worker right now.
+    waiting: AtomicU64,
+    /// Moving average of recent calls' duration, in microseconds (0: none yet).
+    avg_call_us: AtomicU64,
 }
 
 impl Pool {
@@ -76,6 +94,8 @@ impl Pool {
             keep_warm: AtomicBool::new(false),
             calls: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            avg_call_us: AtomicU64::new(0),
         })
     }
 
@@ -145,16 +165,11 @@ impl Pool {
     /// Run one call on a worker of this pool.
     pub async fn call(self: Arc<Self>, call: Call) -> Result<Answer, CallError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let permit = match tokio::time::timeout_at(call.deadline, self.slots.acquire()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return Err(CallError::Saturated {
-                    function: self.spec.label(),
-                    max_workers: self.spec.limits.max_workers,
-                    timeout_ms: self.spec.limits.timeout_ms,
-                })
-            }
+        let permit = match self.slots.try_acquire() {
+            Ok(p) => p,
+            Err(_) => self.wait_for_worker(&call).await?,
         };
+        let began = Instant::now();
         let mut worker = match self.take_idle() {
             Some(w) => w,
             None => self.start_worker(call.deadline).await?,
@@ -167,6 +182,7 @@ impl Pool {
                 call.deadline_ms,
             )
             .await;
+        self.record_duration(began.elapsed());
         match outcome {
             Ok(result) => {
                 self.put_idle(worker);
@@ -182,6 +198,67 @@ impl Pool {
                 Err(e.into())
             }
         }
+    }
+
+    /// Admission: every worker is busy. Wait in the bounded queue, unless it
+    /// is full (429) or the call cannot finish before its deadline (503);
+    /// both are answered at once, so nothing waits that cannot be served.
+    async fn wait_for_worker(
+        &self,
+        call: &Call,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, CallError> {
+        let limits = &self.spec.limits;
+        let max_workers = u64::from(limits.max_workers);
+        let avg = Duration::from_micros(self.avg_call_us.load(Ordering::Relaxed));
+        let ahead = self.waiting.load(Ordering::Relaxed);
+        // Rough wait: the calls ahead, spread over the workers, each about as
+        // long as recent calls; then this call's own run.
+        let expected = avg * (ahead / max_workers + 1) as u32 + avg;
+        let retry_after_s = expected.as_secs().max(1);
+        if ahead >= u64::from(limits.max_queue) {
+            return Err(CallError::QueueFull {
+                function: self.spec.label(),
+                max_workers: limits.max_workers,
+                max_queue: limits.max_queue,
+                retry_after_s,
+            });
+        }
+        let now = Instant::now();
+        if !avg.is_zero() && now + expected > call.deadline {
+            return Err(CallError::Overloaded {
+                function: self.spec.label(),
+                timeout_ms: limits.timeout_ms,
+                reason: format!(
+                    "{ahead} calls wait ahead of it for {max_workers} busy workers, and recent calls took {} ms each",
+                    avg.as_millis()
+                ),
+                retry_after_s,
+            });
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let got = tokio::time::timeout_at(call.deadline, self.slots.acquire()).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        match got {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(CallError::Overloaded {
+                function: self.spec.label(),
+                timeout_ms: limits.timeout_ms,
+                reason: format!("no worker of {max_workers} came free in time"),
+                retry_after_s,
+            }),
+        }
+    }
+
+    /// Fold one call's duration into the moving average (weight 1/8).
+    fn record_duration(&self, took: Duration) {
+        let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        let old = self.avg_call_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            us.max(1)
+        } else {
+            (old * 7 + us) / 8
+        };
+        self.avg_call_us.store(new.max(1), Ordering::Relaxed);
     }
 
     /// After losing a worker, start a new one if this version is live and
@@ -216,6 +293,8 @@ impl Pool {
             max_workers: max,
             calls: self.calls.load(Ordering::Relaxed),
             started: self.started.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            avg_call_ms: self.avg_call_us.load(Ordering::Relaxed) as f64 / 1000.0,
         }
     }
 
