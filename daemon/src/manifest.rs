@@ -17,6 +17,7 @@ pub const MAX_MEMORY_MB: u64 = 64 * 1024;
 pub const DEFAULT_MAX_WORKERS: u32 = 4;
 pub const MAX_MAX_WORKERS: u32 = 1024;
 pub const DEFAULT_MAX_QUEUE: u32 = 64;
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 5 * 60 * 1000;
 pub const MAX_MAX_QUEUE: u32 = 100_000;
 
 /// The runtimes hearth knows. Adding one means a shim under `shims/` and an
@@ -73,10 +74,26 @@ pub struct Limits {
     /// Calls that may wait for a busy function's workers; more get 429.
     #[serde(default = "default_max_queue")]
     pub max_queue: u32,
+    /// Workers kept started while the version is live (at least 1).
+    #[serde(default)]
+    pub min_workers: u32,
+    /// A worker idle this long is ended, down to `min_workers`.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// Recycle a worker after this many calls (0: never), ±10% per worker.
+    #[serde(default)]
+    pub max_requests: u64,
+    /// Recycle a worker after this long (0: never), ±10% per worker.
+    #[serde(default)]
+    pub max_age_ms: u64,
 }
 
 fn default_max_queue() -> u32 {
     DEFAULT_MAX_QUEUE
+}
+
+fn default_idle_timeout() -> u64 {
+    DEFAULT_IDLE_TIMEOUT_MS
 }
 
 impl Default for Limits {
@@ -86,6 +103,10 @@ impl Default for Limits {
             memory_mb: DEFAULT_MEMORY_MB,
             max_workers: DEFAULT_MAX_WORKERS,
             max_queue: DEFAULT_MAX_QUEUE,
+            min_workers: 0,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            max_requests: 0,
+            max_age_ms: 0,
         }
     }
 }
@@ -120,7 +141,7 @@ pub enum ManifestError {
     },
     #[error("{MANIFEST_FILE}: `{key}` {problem}")]
     Invalid { key: &'static str, problem: String },
-    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description and [limits] timeout_ms, memory_mb, max_workers, max_queue")]
+    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description and [limits] timeout_ms, memory_mb, max_workers, max_queue, min_workers, idle_timeout_ms, max_requests, max_age_ms")]
     UnknownKey(String),
 }
 
@@ -195,7 +216,14 @@ fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
     for key in t.keys() {
         if !matches!(
             key.as_str(),
-            "timeout_ms" | "memory_mb" | "max_workers" | "max_queue"
+            "timeout_ms"
+                | "memory_mb"
+                | "max_workers"
+                | "max_queue"
+                | "min_workers"
+                | "idle_timeout_ms"
+                | "max_requests"
+                | "max_age_ms"
         ) {
             return Err(ManifestError::UnknownKey(format!("limits.{key}")));
         }
@@ -223,11 +251,42 @@ fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
     )?
     .map(|v| v as u32)
     .unwrap_or(d.max_queue);
+    let min_workers = int_in(
+        t,
+        "min_workers",
+        "limits.min_workers",
+        0,
+        u64::from(max_workers),
+    )?
+    .map(|v| v as u32)
+    .unwrap_or(d.min_workers);
+    let idle_timeout_ms = int_in(
+        t,
+        "idle_timeout_ms",
+        "limits.idle_timeout_ms",
+        1000,
+        7 * 24 * 3600 * 1000,
+    )?
+    .unwrap_or(d.idle_timeout_ms);
+    let max_requests =
+        int_in(t, "max_requests", "limits.max_requests", 0, u64::MAX >> 1)?.unwrap_or(0);
+    let max_age_ms = int_in(
+        t,
+        "max_age_ms",
+        "limits.max_age_ms",
+        0,
+        365 * 24 * 3600 * 1000,
+    )?
+    .unwrap_or(0);
     Ok(Limits {
         timeout_ms,
         memory_mb,
         max_workers,
         max_queue,
+        min_workers,
+        idle_timeout_ms,
+        max_requests,
+        max_age_ms,
     })
 }
 

@@ -298,7 +298,7 @@ impl Publisher {
     /// already waiting). Load errors come back with the runtime's traceback.
     async fn prove_loads(
         &self,
-        pool: &Pool,
+        pool: &Arc<Pool>,
         function: &str,
         version: u32,
     ) -> Result<Option<f64>, PublishError> {

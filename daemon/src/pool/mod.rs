@@ -16,10 +16,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How often a pool looks after its workers' lifecycle.
+const MAINTAIN_EVERY: Duration = Duration::from_millis(500);
+
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// A call as the pool sees it.
 pub struct Call {
@@ -66,6 +69,9 @@ pub struct PoolStats {
     pub started: u64,
     pub waiting: u64,
     pub avg_call_ms: f64,
+    pub recycled: u64,
+    pub reclaimed: u64,
+    pub pids: Vec<u32>,
 }
 
 pub struct Pool {
@@ -81,12 +87,17 @@ pub struct Pool {
     waiting: AtomicU64,
     /// Moving average of recent calls' duration, in microseconds (0: none yet).
     avg_call_us: AtomicU64,
+    /// Retiring workers whose replacement arrived while they were busy: they
+    /// leave when their call ends.
+    replaced: Mutex<std::collections::HashSet<u32>>,
+    recycled: AtomicU64,
+    reclaimed: AtomicU64,
 }
 
 impl Pool {
     pub fn new(spec: WorkerSpec, generic: Option<Arc<GenericPools>>) -> Arc<Pool> {
         let max = spec.limits.max_workers as usize;
-        Arc::new(Pool {
+        let pool = Arc::new(Pool {
             spec: Arc::new(spec),
             generic,
             idle: Mutex::new(Vec::new()),
@@ -96,7 +107,22 @@ impl Pool {
             started: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             avg_call_us: AtomicU64::new(0),
-        })
+            replaced: Mutex::new(Default::default()),
+            recycled: AtomicU64::new(0),
+            reclaimed: AtomicU64::new(0),
+        });
+        // Lifecycle upkeep, for as long as the pool exists.
+        let weak = Arc::downgrade(&pool);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(MAINTAIN_EVERY).await;
+                match weak.upgrade() {
+                    Some(pool) => pool.maintain(),
+                    None => break,
+                }
+            }
+        });
+        pool
     }
 
     pub fn spec(&self) -> &WorkerSpec {
@@ -122,10 +148,142 @@ impl Pool {
         None
     }
 
-    fn put_idle(&self, worker: Worker) {
+    fn put_idle(self: &Arc<Self>, mut worker: Worker) {
+        if worker.retiring
+            && self
+                .replaced
+                .lock()
+                .map(|mut r| r.remove(&worker.pid()))
+                .unwrap_or(false)
+        {
+            return; // its replacement is already here
+        }
+        if !worker.retiring && self.needs_recycle(&worker) {
+            worker.retiring = true;
+            self.replace(worker.pid());
+        }
+        worker.idle_since = std::time::Instant::now();
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(worker);
         }
+    }
+
+    /// Has this worker served its calls or its time (each limit ±10% per
+    /// worker, so a pool never recycles all its workers at once)?
+    fn needs_recycle(&self, w: &Worker) -> bool {
+        let limits = &self.spec.limits;
+        let jitter = 0.9 + f64::from(w.pid() % 21) / 100.0;
+        (limits.max_requests > 0 && w.calls as f64 >= limits.max_requests as f64 * jitter)
+            || (limits.max_age_ms > 0
+                && w.started.elapsed().as_secs_f64() * 1000.0 >= limits.max_age_ms as f64 * jitter)
+    }
+
+    /// Start a replacement for worker `old`; once it is ready, the old one
+    /// leaves (now if idle, else after its call).
+    fn replace(self: &Arc<Self>, old: u32) {
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let deadline =
+                Instant::now() + Duration::from_millis(pool.spec.limits.timeout_ms.max(10_000));
+            match pool.start_worker(deadline).await {
+                Ok(new) => {
+                    pool.recycled.fetch_add(1, Ordering::Relaxed);
+                    debug!(function = %pool.spec.function, version = pool.spec.version, old, new = new.pid(), "worker recycled");
+                    let Ok(mut idle) = pool.idle.lock() else {
+                        return;
+                    };
+                    match idle.iter().position(|w| w.pid() == old) {
+                        Some(i) => drop(idle.swap_remove(i)),
+                        None => {
+                            if let Ok(mut r) = pool.replaced.lock() {
+                                r.insert(old);
+                            }
+                        }
+                    }
+                    idle.push(new);
+                }
+                Err(e) => {
+                    warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a replacement; the old worker stays");
+                    if let Ok(mut idle) = pool.idle.lock() {
+                        if let Some(w) = idle.iter_mut().find(|w| w.pid() == old) {
+                            w.retiring = false;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Workers this pool keeps started: `min_workers`, and at least one while
+    /// the version is live.
+    fn min_warm(&self) -> usize {
+        let min = self.spec.limits.min_workers as usize;
+        if self.is_kept_warm() {
+            min.max(1)
+        } else {
+            min
+        }
+    }
+
+    /// Periodic upkeep: end workers idle past `idle_timeout_ms` (oldest first,
+    /// down to the minimum), recycle idle workers past `max_age_ms`, and start
+    /// workers up to the minimum.
+    fn maintain(self: &Arc<Self>) {
+        let limits = &self.spec.limits;
+        let busy = (limits.max_workers as usize).saturating_sub(self.slots.available_permits());
+        let min = self.min_warm();
+        let idle_timeout = Duration::from_millis(limits.idle_timeout_ms);
+        let mut to_recycle = Vec::new();
+        let have = {
+            let Ok(mut idle) = self.idle.lock() else {
+                return;
+            };
+            idle.retain_mut(|w| w.is_alive());
+            // Oldest idle first (the list is used from its end).
+            idle.sort_by_key(|w| std::cmp::Reverse(w.idle_since.elapsed()));
+            while idle.len() + busy > min
+                && idle
+                    .first()
+                    .is_some_and(|w| w.idle_since.elapsed() >= idle_timeout)
+            {
+                let w = idle.remove(0);
+                self.reclaimed.fetch_add(1, Ordering::Relaxed);
+                debug!(function = %self.spec.function, version = self.spec.version, pid = w.pid(), "idle worker reclaimed");
+            }
+            for w in idle.iter_mut() {
+                if !w.retiring && self.needs_recycle(w) {
+                    w.retiring = true;
+                    to_recycle.push(w.pid());
+                }
+            }
+            idle.len() + busy
+        };
+        for pid in to_recycle {
+            self.replace(pid);
+        }
+        if have < min {
+            let pool = self.clone();
+            tokio::spawn(async move {
+                for _ in have..min {
+                    if let Err(e) = pool.warm_one().await {
+                        warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a minimum worker");
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Start one more idle worker (within max_workers).
+    async fn warm_one(self: &Arc<Self>) -> Result<(), WorkerError> {
+        let Ok(_permit) = self.slots.try_acquire() else {
+            return Ok(()); // all busy: the pool is warm enough
+        };
+        let deadline =
+            Instant::now() + Duration::from_millis(self.spec.limits.timeout_ms.max(10_000));
+        let w = self.start_worker(deadline).await?;
+        self.put_idle(w);
+        Ok(())
     }
 
     /// A new worker with this version's code loaded: a generic one if one is
@@ -148,7 +306,7 @@ impl Pool {
 
     /// Make sure one loaded worker is waiting, starting it if needed. Used at
     /// deploy and publish: the code is proven to load before it goes live.
-    pub async fn warm(&self, load_timeout: Duration) -> Result<(), WorkerError> {
+    pub async fn warm(self: &Arc<Self>, load_timeout: Duration) -> Result<(), WorkerError> {
         let deadline = Instant::now() + load_timeout;
         let Ok(_permit) = self.slots.acquire().await else {
             return Ok(());
@@ -294,6 +452,13 @@ impl Pool {
             calls: self.calls.load(Ordering::Relaxed),
             started: self.started.load(Ordering::Relaxed),
             waiting: self.waiting.load(Ordering::Relaxed),
+            recycled: self.recycled.load(Ordering::Relaxed),
+            reclaimed: self.reclaimed.load(Ordering::Relaxed),
+            pids: self
+                .idle
+                .lock()
+                .map(|i| i.iter().map(Worker::pid).collect())
+                .unwrap_or_default(),
             avg_call_ms: self.avg_call_us.load(Ordering::Relaxed) as f64 / 1000.0,
         }
     }

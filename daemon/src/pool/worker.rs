@@ -122,6 +122,10 @@ pub struct Worker {
     output: Arc<Output>,
     pub calls: u64,
     pub started: StdInstant,
+    /// When it last went idle.
+    pub idle_since: StdInstant,
+    /// A replacement is on its way; this worker leaves when it arrives.
+    pub retiring: bool,
 }
 
 impl Drop for Worker {
@@ -194,6 +198,8 @@ impl Worker {
             output,
             calls: 0,
             started: StdInstant::now(),
+            idle_since: StdInstant::now(),
+            retiring: false,
         };
         match tokio::time::timeout_at(deadline, worker.ready()).await {
             Ok(Ok(())) => Ok(worker),
