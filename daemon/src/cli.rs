@@ -67,6 +67,10 @@ enum Command {
         /// function loaded, so a new worker only has to load its code.
         #[arg(long, default_value_t = 2)]
         generic_workers: usize,
+        /// Most workers with code loaded across every function; past it, the
+        /// least recently used function's idle workers make room.
+        #[arg(long, default_value_t = 256)]
+        max_workers_total: usize,
     },
     /// Store a function directory (with its hearth.toml) as a new version and publish it.
     Deploy {
@@ -186,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         max_body,
         drain_grace,
         generic_workers,
+        max_workers_total,
     } = cli.command
     {
         crate::telemetry::init();
@@ -196,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_body,
             drain_grace: Duration::from_secs_f64(drain_grace.max(0.0)),
             generic_workers,
+            max_workers_total,
         })
         .await;
     }

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tracing::info;
 
 use crate::gateway::{self, Gateway};
-use crate::pool::GenericPools;
+use crate::pool::{Budget, GenericPools};
 use crate::publish::Publisher;
 use crate::runtime::{RuntimeOptions, Runtimes};
 use crate::store::Store;
@@ -29,6 +29,8 @@ pub struct ServeConfig {
     pub drain_grace: std::time::Duration,
     /// Idle pre-started workers kept per runtime (Python, Node).
     pub generic_workers: usize,
+    /// Most workers with code loaded, across every function.
+    pub max_workers_total: usize,
 }
 
 /// `--data-dir`, else HEARTH_DATA (both handled by clap), else
@@ -76,7 +78,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             data.join("deps"),
         )
         .with_drain_grace(config.drain_grace)
-        .with_generic(generic),
+        .with_generic(generic)
+        .with_budget(Budget::new(config.max_workers_total)),
     );
     let routed = publisher.restore_routes().await?;
     // Releases written to the store by another hearth process sharing it.

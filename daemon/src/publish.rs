@@ -12,7 +12,9 @@ use tracing::{info, warn};
 use crate::bundle::{Bundle, BundleError};
 use crate::code::{CodeDir, CodeError};
 use crate::deps::{self, Deps, DepsError, Installed, Progress};
-use crate::pool::{FunctionError, GenericPools, Pool, WorkerError, WorkerSpec};
+use crate::pool::{
+    Budget, BudgetStats, FunctionError, GenericPools, Pool, Shared, WorkerError, WorkerSpec,
+};
 use crate::router::{AliasRoute, Router};
 use crate::runtime::{RuntimeError, Runtimes};
 use crate::store::{AliasTarget, Store, StoreError, VersionRecord};
@@ -132,6 +134,8 @@ pub struct Publisher {
     drain_grace: Duration,
     /// Pre-started interpreters that new workers are taken from.
     pub generic: Option<Arc<GenericPools>>,
+    /// What every pool shares (generic pools, the global worker budget).
+    shared: Shared,
     /// Serialises alias route rebuilds.
     alias_sync: tokio::sync::Mutex<()>,
     /// The store's release mark last routed (see `watch_store`).
@@ -156,6 +160,7 @@ impl Publisher {
             pools: Arc::new(Mutex::new(HashMap::new())),
             drain_grace: DEFAULT_DRAIN_GRACE,
             generic: None,
+            shared: Shared::default(),
             alias_sync: tokio::sync::Mutex::new(()),
             seen_mark: tokio::sync::Mutex::new(-1),
             locks: Mutex::new(HashMap::new()),
@@ -290,7 +295,7 @@ impl Publisher {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         Ok(pools
             .entry(key)
-            .or_insert_with(|| Pool::new(spec, self.generic.clone()))
+            .or_insert_with(|| Pool::new(spec, &self.shared))
             .clone())
     }
 
@@ -493,8 +498,19 @@ impl Publisher {
     }
 
     pub fn with_generic(mut self, generic: Arc<GenericPools>) -> Publisher {
+        self.shared.generic = Some(generic.clone());
         self.generic = Some(generic);
         self
+    }
+
+    /// Cap the workers with code loaded, across all functions.
+    pub fn with_budget(mut self, budget: Arc<Budget>) -> Publisher {
+        self.shared.budget = Some(budget);
+        self
+    }
+
+    pub fn budget(&self) -> Option<BudgetStats> {
+        self.shared.budget.as_ref().map(|b| b.stats())
     }
 
     pub fn with_drain_grace(mut self, grace: Duration) -> Publisher {

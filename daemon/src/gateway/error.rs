@@ -274,6 +274,15 @@ impl From<CallError> for ApiError {
                     "the function did not run; retry after the Retry-After header's seconds, or raise limits.max_workers in hearth.toml",
                 )
             },
+            CallError::Worker(WorkerError::AtCapacity { .. }) => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    message,
+                    "retry shortly; raise hearth serve --max-workers-total if the host has room",
+                )
+            },
             CallError::Worker(WorkerError::Timeout { .. }) => ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",

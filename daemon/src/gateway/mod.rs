@@ -492,7 +492,7 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
             let generic = p.generic.as_ref().map(|g| g.stats()).unwrap_or_default();
             Ok(json(
                 StatusCode::OK,
-                &serde_json::json!({ "generic": generic, "pools": pools }),
+                &serde_json::json!({ "generic": generic, "pools": pools, "budget": p.budget() }),
             ))
         }
         (Method::GET, ["functions"]) => {

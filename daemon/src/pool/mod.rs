@@ -3,10 +3,12 @@
 //! function's `max_workers`. A worker that dies or breaks is dropped (its
 //! process tree killed) and, for the live version, replaced in the background.
 
+mod budget;
 mod generic;
 mod output;
 mod worker;
 
+pub use budget::{Budget, BudgetStats};
 pub use generic::{GenericPools, GenericStats};
 pub use output::CallLog;
 
@@ -15,6 +17,15 @@ pub use worker::{Answer, FunctionError, Worker, WorkerError, WorkerSpec};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Milliseconds on a monotonic clock (for least-recently-used order).
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
 
 /// How often a pool looks after its workers' lifecycle.
 const MAINTAIN_EVERY: Duration = Duration::from_millis(500);
@@ -74,9 +85,19 @@ pub struct PoolStats {
     pub pids: Vec<u32>,
 }
 
+/// What every pool shares: the generic pools and the global worker budget.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub generic: Option<Arc<GenericPools>>,
+    pub budget: Option<Arc<Budget>>,
+}
+
 pub struct Pool {
     spec: Arc<WorkerSpec>,
     generic: Option<Arc<GenericPools>>,
+    budget: Option<Arc<Budget>>,
+    /// When a call last came, in ms since the daemon's start (for LRU eviction).
+    last_used_ms: AtomicU64,
     idle: Mutex<Vec<Worker>>,
     slots: Arc<Semaphore>,
     /// Keep one worker warm (set while this version is live).
@@ -95,11 +116,13 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(spec: WorkerSpec, generic: Option<Arc<GenericPools>>) -> Arc<Pool> {
+    pub fn new(spec: WorkerSpec, shared: &Shared) -> Arc<Pool> {
         let max = spec.limits.max_workers as usize;
         let pool = Arc::new(Pool {
             spec: Arc::new(spec),
-            generic,
+            generic: shared.generic.clone(),
+            budget: shared.budget.clone(),
+            last_used_ms: AtomicU64::new(now_ms()),
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(max)),
             keep_warm: AtomicBool::new(false),
@@ -111,6 +134,9 @@ impl Pool {
             recycled: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
         });
+        if let Some(budget) = &pool.budget {
+            budget.register(&pool);
+        }
         // Lifecycle upkeep, for as long as the pool exists.
         let weak = Arc::downgrade(&pool);
         tokio::spawn(async move {
@@ -185,7 +211,7 @@ impl Pool {
         tokio::spawn(async move {
             let deadline =
                 Instant::now() + Duration::from_millis(pool.spec.limits.timeout_ms.max(10_000));
-            match pool.start_worker(deadline).await {
+            match pool.start_worker(deadline, false).await {
                 Ok(new) => {
                     pool.recycled.fetch_add(1, Ordering::Relaxed);
                     debug!(function = %pool.spec.function, version = pool.spec.version, old, new = new.pid(), "worker recycled");
@@ -212,6 +238,34 @@ impl Pool {
                 }
             }
         });
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+    }
+
+    pub fn last_used_ms(&self) -> u64 {
+        self.last_used_ms.load(Ordering::Relaxed)
+    }
+
+    /// End the idle worker that has waited longest (global cap eviction).
+    pub fn evict_idle(&self) -> bool {
+        let Ok(mut idle) = self.idle.lock() else {
+            return false;
+        };
+        match idle
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, w)| w.idle_since.elapsed())
+            .map(|(i, _)| i)
+        {
+            Some(i) => {
+                drop(idle.swap_remove(i));
+                self.reclaimed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Workers this pool keeps started: `min_workers`, and at least one while
@@ -281,14 +335,33 @@ impl Pool {
         };
         let deadline =
             Instant::now() + Duration::from_millis(self.spec.limits.timeout_ms.max(10_000));
-        let w = self.start_worker(deadline).await?;
+        let w = self.start_worker(deadline, false).await?;
         self.put_idle(w);
         Ok(())
     }
 
     /// A new worker with this version's code loaded: a generic one if one is
     /// waiting (only the code load is left to do), else a fresh process.
-    async fn start_worker(&self, deadline: Instant) -> Result<Worker, WorkerError> {
+    /// `may_evict`: at the global cap, end another function's idle worker to
+    /// make room (calls and deploys may; background warming may not).
+    async fn start_worker(
+        &self,
+        deadline: Instant,
+        may_evict: bool,
+    ) -> Result<Worker, WorkerError> {
+        let place = match &self.budget {
+            Some(budget) => {
+                Some(
+                    budget
+                        .take(self, may_evict)
+                        .ok_or_else(|| WorkerError::AtCapacity {
+                            function: self.spec.label(),
+                            cap: budget.stats().cap,
+                        })?,
+                )
+            }
+            None => None,
+        };
         let generic = self
             .generic
             .as_ref()
@@ -300,6 +373,8 @@ impl Pool {
             }
             None => Worker::start(self.spec.clone(), deadline).await?,
         };
+        let mut w = w;
+        w.place = place;
         self.started.fetch_add(1, Ordering::Relaxed);
         Ok(w)
     }
@@ -315,7 +390,7 @@ impl Pool {
             self.put_idle(w);
             return Ok(());
         }
-        let w = self.start_worker(deadline).await?;
+        let w = self.start_worker(deadline, true).await?;
         self.put_idle(w);
         Ok(())
     }
@@ -323,6 +398,7 @@ impl Pool {
     /// Run one call on a worker of this pool.
     pub async fn call(self: Arc<Self>, call: Call) -> Result<Answer, CallError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        self.last_used_ms.store(now_ms(), Ordering::Relaxed);
         let permit = match self.slots.try_acquire() {
             Ok(p) => p,
             Err(_) => self.wait_for_worker(&call).await?,
@@ -330,7 +406,7 @@ impl Pool {
         let began = Instant::now();
         let mut worker = match self.take_idle() {
             Some(w) => w,
-            None => self.start_worker(call.deadline).await?,
+            None => self.start_worker(call.deadline, true).await?,
         };
         let outcome = worker
             .invoke(
@@ -427,8 +503,7 @@ impl Pool {
         }
         let pool = self.clone();
         tokio::spawn(async move {
-            let timeout = Duration::from_millis(pool.spec.limits.timeout_ms.max(10_000));
-            match pool.warm(timeout).await {
+            match pool.warm_one().await {
                 Ok(()) => {
                     info!(function = %pool.spec.function, version = pool.spec.version, "replacement worker ready")
                 }

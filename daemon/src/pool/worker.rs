@@ -100,6 +100,8 @@ pub enum WorkerError {
     },
     #[error("{function} did not finish within its timeout of {timeout_ms} ms")]
     Timeout { function: String, timeout_ms: u64 },
+    #[error("{function} needs a new worker, and hearth is at its cap of {cap} workers, all busy (serve --max-workers-total)")]
+    AtCapacity { function: String, cap: usize },
     #[error("the worker running {function} broke the protocol: {reason}")]
     Protocol { function: String, reason: String },
 }
@@ -126,6 +128,8 @@ pub struct Worker {
     pub idle_since: StdInstant,
     /// A replacement is on its way; this worker leaves when it arrives.
     pub retiring: bool,
+    /// Its place in the global worker budget (given back on drop).
+    pub place: Option<super::budget::Place>,
 }
 
 impl Drop for Worker {
@@ -200,6 +204,7 @@ impl Worker {
             started: StdInstant::now(),
             idle_since: StdInstant::now(),
             retiring: false,
+            place: None,
         };
         match tokio::time::timeout_at(deadline, worker.ready()).await {
             Ok(Ok(())) => Ok(worker),
