@@ -15,6 +15,8 @@ pub struct Budget {
     cap: usize,
     live: AtomicUsize,
     pools: Mutex<Vec<Weak<Pool>>>,
+    /// Woken when a place is given back.
+    freed: tokio::sync::Notify,
 }
 
 /// A counted worker: dropping it gives its place back.
@@ -25,6 +27,7 @@ pub struct Place {
 impl Drop for Place {
     fn drop(&mut self) {
         self.budget.live.fetch_sub(1, Ordering::AcqRel);
+        self.budget.freed.notify_waiters();
     }
 }
 
@@ -40,7 +43,12 @@ impl Budget {
             cap: cap.max(1),
             live: AtomicUsize::new(0),
             pools: Mutex::new(Vec::new()),
+            freed: tokio::sync::Notify::new(),
         })
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.live.load(Ordering::Acquire) >= self.cap
     }
 
     pub fn register(&self, pool: &Arc<Pool>) {
@@ -50,11 +58,21 @@ impl Budget {
         }
     }
 
-    /// Take a place for a new worker; at the cap, end the least recently
+    /// Take a place for a new worker. At the cap, end the least recently
     /// used idle worker elsewhere if `may_evict` (a call or a deploy needs
-    /// it; background warming does not evict). None: no place.
-    pub fn take(self: &Arc<Self>, asking: &Pool, may_evict: bool) -> Option<Place> {
+    /// it; background warming does not evict); when every worker is busy,
+    /// wait for one to leave until `deadline`. None: no place in time.
+    pub async fn take(
+        self: &Arc<Self>,
+        asking: &Pool,
+        may_evict: bool,
+        deadline: tokio::time::Instant,
+    ) -> Option<Place> {
         loop {
+            // Register for wake-ups before looking, so none is missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
             let now = self.live.load(Ordering::Acquire);
             if now < self.cap {
                 if self
@@ -68,7 +86,13 @@ impl Budget {
                 }
                 continue;
             }
-            if !may_evict || !self.evict_one(asking) {
+            if !may_evict {
+                return None;
+            }
+            if self.evict_one(asking) {
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 return None;
             }
         }

@@ -229,7 +229,11 @@ impl Pool {
                     idle.push(new);
                 }
                 Err(e) => {
-                    warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a replacement; the old worker stays");
+                    if matches!(e, WorkerError::AtCapacity { .. }) {
+                        debug!(function = %pool.spec.function, "no room under the global cap for a replacement; the old worker stays");
+                    } else {
+                        warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a replacement; the old worker stays");
+                    }
                     if let Ok(mut idle) = pool.idle.lock() {
                         if let Some(w) = idle.iter_mut().find(|w| w.pid() == old) {
                             w.retiring = false;
@@ -315,13 +319,19 @@ impl Pool {
         for pid in to_recycle {
             self.replace(pid);
         }
-        if have < min {
+        // Background warming never evicts: at the global cap it waits for room.
+        let at_cap = self.budget.as_ref().is_some_and(|b| b.is_full());
+        if have < min && !at_cap {
             let pool = self.clone();
             tokio::spawn(async move {
                 for _ in have..min {
-                    if let Err(e) = pool.warm_one().await {
-                        warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a minimum worker");
-                        break;
+                    match pool.warm_one().await {
+                        Ok(()) => {}
+                        Err(WorkerError::AtCapacity { .. }) => break,
+                        Err(e) => {
+                            warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a minimum worker");
+                            break;
+                        }
                     }
                 }
             });
@@ -350,16 +360,12 @@ impl Pool {
         may_evict: bool,
     ) -> Result<Worker, WorkerError> {
         let place = match &self.budget {
-            Some(budget) => {
-                Some(
-                    budget
-                        .take(self, may_evict)
-                        .ok_or_else(|| WorkerError::AtCapacity {
-                            function: self.spec.label(),
-                            cap: budget.stats().cap,
-                        })?,
-                )
-            }
+            Some(budget) => Some(budget.take(self, may_evict, deadline).await.ok_or_else(
+                || WorkerError::AtCapacity {
+                    function: self.spec.label(),
+                    cap: budget.stats().cap,
+                },
+            )?),
             None => None,
         };
         let generic = self
