@@ -229,55 +229,40 @@ fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
         }
     }
     let d = Limits::default();
-    let timeout_ms =
-        int_in(t, "timeout_ms", "limits.timeout_ms", 1, MAX_TIMEOUT_MS)?.unwrap_or(d.timeout_ms);
-    let memory_mb =
-        int_in(t, "memory_mb", "limits.memory_mb", 16, MAX_MEMORY_MB)?.unwrap_or(d.memory_mb);
-    let max_workers = int_in(
-        t,
+    // `[limits] key`, an integer in min..=max, or the default.
+    macro_rules! limit {
+        ($key:literal, $min:expr, $max:expr, $default:expr) => {
+            int_in(t, $key, concat!("limits.", $key), $min, $max)?.unwrap_or($default)
+        };
+    }
+    let timeout_ms = limit!("timeout_ms", 1, MAX_TIMEOUT_MS, d.timeout_ms);
+    let memory_mb = limit!("memory_mb", 16, MAX_MEMORY_MB, d.memory_mb);
+    let max_workers = limit!(
         "max_workers",
-        "limits.max_workers",
         1,
         u64::from(MAX_MAX_WORKERS),
-    )?
-    .map(|v| v as u32)
-    .unwrap_or(d.max_workers);
-    let max_queue = int_in(
-        t,
+        u64::from(d.max_workers)
+    ) as u32;
+    let max_queue = limit!(
         "max_queue",
-        "limits.max_queue",
         0,
         u64::from(MAX_MAX_QUEUE),
-    )?
-    .map(|v| v as u32)
-    .unwrap_or(d.max_queue);
-    let min_workers = int_in(
-        t,
+        u64::from(d.max_queue)
+    ) as u32;
+    let min_workers = limit!(
         "min_workers",
-        "limits.min_workers",
         0,
         u64::from(max_workers),
-    )?
-    .map(|v| v as u32)
-    .unwrap_or(d.min_workers);
-    let idle_timeout_ms = int_in(
-        t,
+        u64::from(d.min_workers)
+    ) as u32;
+    let idle_timeout_ms = limit!(
         "idle_timeout_ms",
-        "limits.idle_timeout_ms",
         1000,
         7 * 24 * 3600 * 1000,
-    )?
-    .unwrap_or(d.idle_timeout_ms);
-    let max_requests =
-        int_in(t, "max_requests", "limits.max_requests", 0, u64::MAX >> 1)?.unwrap_or(0);
-    let max_age_ms = int_in(
-        t,
-        "max_age_ms",
-        "limits.max_age_ms",
-        0,
-        365 * 24 * 3600 * 1000,
-    )?
-    .unwrap_or(0);
+        d.idle_timeout_ms
+    );
+    let max_requests = limit!("max_requests", 0, u64::MAX >> 1, 0);
+    let max_age_ms = limit!("max_age_ms", 0, 365 * 24 * 3600 * 1000, 0);
     Ok(Limits {
         timeout_ms,
         memory_mb,
