@@ -112,6 +112,32 @@ impl Client {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Result<Response, ClientError> {
+        let resp = self.request(method, path, body, headers).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                reason: format!("connection lost while reading the answer: {e}"),
+            })?
+            .to_bytes();
+        Ok(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Send one request (JSON body, the caller's name) and return the
+    /// answer with its body still to read.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
@@ -127,28 +153,13 @@ impl Client {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
-        let resp = self
-            .http
+        self.http
             .request(req)
             .await
             .map_err(|e| ClientError::Unreachable {
                 addr: self.addr.clone(),
                 reason: root_cause(&e),
-            })?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                addr: self.addr.clone(),
-                reason: format!("connection lost while reading the answer: {e}"),
-            })?
-            .to_bytes();
-        Ok(Response {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+            })
     }
 
     /// Turn a non-2xx answer into the daemon's error.
@@ -189,26 +200,18 @@ impl Client {
     ) -> Result<StatusCode, ClientError> {
         let bytes =
             serde_json::to_vec(body).map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}{}", self.base, path))
-            .header(CONTENT_TYPE, "application/json")
-            .header(hyper::header::ACCEPT, "application/x-ndjson");
-        if !self.actor.is_empty() {
-            req = req.header("x-hearth-actor", &self.actor);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(bytes)))
-            .map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
         let unreachable = |reason: String| ClientError::Unreachable {
             addr: self.addr.clone(),
             reason,
         };
         let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| unreachable(root_cause(&e)))?;
+            .request(
+                Method::POST,
+                path,
+                Some(bytes),
+                &[(hyper::header::ACCEPT.as_str(), "application/x-ndjson")],
+            )
+            .await?;
         let status = resp.status();
         let streaming = resp
             .headers()

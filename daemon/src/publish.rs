@@ -132,8 +132,6 @@ pub struct Publisher {
     pools: Arc<Mutex<PoolMap>>,
     /// How long a version that stops being routed keeps its warm workers.
     drain_grace: Duration,
-    /// Pre-started interpreters that new workers are taken from.
-    pub generic: Option<Arc<GenericPools>>,
     /// What every pool shares (generic pools, the global worker budget).
     shared: Shared,
     /// Serialises alias route rebuilds.
@@ -159,7 +157,6 @@ impl Publisher {
             deps: Deps::new(deps_root),
             pools: Arc::new(Mutex::new(HashMap::new())),
             drain_grace: DEFAULT_DRAIN_GRACE,
-            generic: None,
             shared: Shared::default(),
             alias_sync: tokio::sync::Mutex::new(()),
             seen_mark: tokio::sync::Mutex::new(-1),
@@ -498,8 +495,7 @@ impl Publisher {
     }
 
     pub fn with_generic(mut self, generic: Arc<GenericPools>) -> Publisher {
-        self.shared.generic = Some(generic.clone());
-        self.generic = Some(generic);
+        self.shared.generic = Some(generic);
         self
     }
 
@@ -507,6 +503,11 @@ impl Publisher {
     pub fn with_budget(mut self, budget: Arc<Budget>) -> Publisher {
         self.shared.budget = Some(budget);
         self
+    }
+
+    /// Pre-started interpreters that new workers are taken from.
+    pub fn generic(&self) -> Option<&Arc<GenericPools>> {
+        self.shared.generic.as_ref()
     }
 
     pub fn budget(&self) -> Option<BudgetStats> {
@@ -731,7 +732,7 @@ impl Publisher {
 
     /// Kill every idle worker; used at shutdown.
     pub fn shutdown(&self) {
-        if let Some(g) = &self.generic {
+        if let Some(g) = &self.shared.generic {
             g.shutdown();
         }
         for pool in self.pools() {

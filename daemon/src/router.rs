@@ -113,8 +113,4 @@ impl Router {
                         .is_some_and(|(p, _)| Arc::ptr_eq(p, pool)))
         })
     }
-
-    pub fn pools(&self) -> Vec<Arc<Pool>> {
-        self.live.load().values().cloned().collect()
-    }
 }

@@ -155,16 +155,22 @@ local function put_int(v)
   end
 end
 
-local function put_bin(s)
+-- A header with an 8-, 16- or 32-bit length (type bytes t8, t16, t32),
+-- then the bytes themselves: bin, and str of 32 bytes or more.
+local function put_sized(s, t8, t16, t32)
   local len = #s
   n = n + 1
-  if len < 0x100 then buf[n] = pack(">BB", 0xc4, len)
-  elseif len < 0x10000 then buf[n] = pack(">BI2", 0xc5, len)
-  elseif len <= MAX_LEN then buf[n] = pack(">BI4", 0xc6, len)
+  if len < 0x100 then buf[n] = pack(">BB", t8, len)
+  elseif len < 0x10000 then buf[n] = pack(">BI2", t16, len)
+  elseif len <= MAX_LEN then buf[n] = pack(">BI4", t32, len)
   else error("a string of more than 4 GiB", 0)
   end
   n = n + 1
   buf[n] = s
+end
+
+local function put_bin(s)
+  put_sized(s, 0xc4, 0xc5, 0xc6)
 end
 
 -- Whole encodings (header and bytes) of short UTF-8 strings seen lately:
@@ -189,14 +195,7 @@ local function put_str(s)
     buf[n] = piece
     return
   end
-  n = n + 1
-  if len < 0x100 then buf[n] = pack(">BB", 0xd9, len)
-  elseif len < 0x10000 then buf[n] = pack(">BI2", 0xda, len)
-  elseif len <= MAX_LEN then buf[n] = pack(">BI4", 0xdb, len)
-  else error("a string of more than 4 GiB", 0)
-  end
-  n = n + 1
-  buf[n] = s
+  put_sized(s, 0xd9, 0xda, 0xdb)
 end
 
 local function put_ext(e)

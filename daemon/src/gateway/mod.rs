@@ -489,7 +489,7 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
         )),
         (Method::GET, ["workers"]) => {
             let pools: Vec<_> = p.pools().iter().map(|pool| pool.stats()).collect();
-            let generic = p.generic.as_ref().map(|g| g.stats()).unwrap_or_default();
+            let generic = p.generic().map(|g| g.stats()).unwrap_or_default();
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({ "generic": generic, "pools": pools, "budget": p.budget() }),

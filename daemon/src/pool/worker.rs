@@ -405,8 +405,8 @@ impl Worker {
                     None
                 }
             };
-        // Let the stderr drain catch up with the last words.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // The process is gone, so its last words are in the stderr pipe:
+        // stderr_tail reads them from there.
         let how = match status {
             Some(status) => describe_exit(status),
             None => "closed its protocol pipe and was killed".to_owned(),
