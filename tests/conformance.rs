@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth::manifest::{Limits, RuntimeKind};
+use hearth::isolation::Isolation;
 use hearth::pool::{Worker, WorkerError, WorkerSpec};
 use hearth::runtime::{RuntimeOptions, Runtimes};
 use rmpv::Value;
@@ -24,7 +25,7 @@ struct Harness {
 impl Harness {
     async fn new(kind: RuntimeKind) -> Option<Harness> {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let runtimes = Runtimes::discover(tmp.path(), &RuntimeOptions::default()).await;
+        let runtimes = Runtimes::discover(tmp.path(), &RuntimeOptions::default(), false).await;
         if let Err(e) = runtimes.get(kind) {
             eprintln!("SKIP: {e}");
             return None;
@@ -51,6 +52,9 @@ impl Harness {
             limits: Limits::default(),
             runtime: self.runtimes.get(self.kind).expect("runtime").clone(),
             env: vec![],
+            app: "default".into(),
+            identity: None,
+            isolation: Arc::new(Isolation::minimal(self._tmp.path().join("tmp"))),
         };
         Worker::start(Arc::new(spec), deadline()).await
     }

@@ -71,6 +71,22 @@ enum Command {
         /// least recently used function's idle workers make room.
         #[arg(long, default_value_t = 256)]
         max_workers_total: usize,
+        /// Run every worker as this user. By default (daemon running as
+        /// root) each version's workers get a user and group of their own,
+        /// uid = gid = --worker-uid-base + the version's id.
+        #[arg(long, env = "HEARTH_WORKER_USER")]
+        worker_user: Option<String>,
+        /// First uid/gid of the per-version worker users.
+        #[arg(long, default_value_t = crate::isolation::DEFAULT_UID_BASE)]
+        worker_uid_base: u32,
+        /// Do not put workers in cgroups (memory, CPU and process limits
+        /// then rely on rlimits alone).
+        #[arg(long)]
+        no_cgroups: bool,
+        /// Milliseconds between SIGTERM and SIGKILL when a worker is
+        /// stopped at its deadline.
+        #[arg(long, default_value_t = 1000)]
+        kill_grace_ms: u64,
     },
     /// Store a function directory (with its hearth.toml) as a new version and publish it.
     Deploy {
@@ -191,6 +207,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         drain_grace,
         generic_workers,
         max_workers_total,
+        worker_user,
+        worker_uid_base,
+        no_cgroups,
+        kill_grace_ms,
     } = cli.command
     {
         crate::telemetry::init();
@@ -202,6 +222,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             drain_grace: Duration::from_secs_f64(drain_grace.max(0.0)),
             generic_workers,
             max_workers_total,
+            worker_user,
+            worker_uid_base,
+            cgroups: !no_cgroups,
+            kill_grace: Duration::from_millis(kill_grace_ms),
         })
         .await;
     }

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tracing::info;
 
+use std::os::unix::fs::PermissionsExt as _;
+
 use crate::gateway::{self, Gateway};
+use crate::isolation::Isolation;
 use crate::pool::{Budget, GenericPools};
 use crate::publish::Publisher;
 use crate::runtime::{RuntimeOptions, Runtimes};
@@ -31,6 +34,13 @@ pub struct ServeConfig {
     pub generic_workers: usize,
     /// Most workers with code loaded, across every function.
     pub max_workers_total: usize,
+    /// Run every worker as this user (root only; default: one per version).
+    pub worker_user: Option<String>,
+    pub worker_uid_base: u32,
+    /// Put workers in cgroups when the host has them.
+    pub cgroups: bool,
+    /// Between SIGTERM and SIGKILL at a deadline.
+    pub kill_grace: std::time::Duration,
 }
 
 /// `--data-dir`, else HEARTH_DATA (both handled by clap), else
@@ -63,12 +73,43 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     prepare_dir(&data.join("code"))?;
     prepare_dir(&data.join("runtimes"))?;
 
+    let isolation = Arc::new(Isolation::detect(
+        data.join("tmp"),
+        config.worker_user.as_deref(),
+        config.worker_uid_base,
+        config.cgroups,
+        config.kill_grace,
+    )?);
+    info!("isolation: {}", isolation.describe());
+    if isolation.drops_privileges() {
+        // Workers may search the data directory (not list it) to reach
+        // their code, the shims and dependencies; the store stays private.
+        for dir in [&data, &data.join("code")] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("cannot set the permissions of {}", dir.display()))?;
+        }
+        isolation.check_reachable(&data)?;
+    }
+
     let store = Store::open(&data.join("hearth.db")).await?;
-    let runtimes = Runtimes::discover(&data.join("runtimes"), &config.runtimes).await;
+    if isolation.drops_privileges() {
+        restrict_store_files(&data);
+    }
+    let runtimes = Runtimes::discover(
+        &data.join("runtimes"),
+        &config.runtimes,
+        isolation.drops_privileges(),
+    )
+    .await;
     for line in runtimes.summary() {
         info!("runtime {line}");
     }
-    let generic = GenericPools::new(&runtimes, config.generic_workers, data.join("runtimes"));
+    let generic = GenericPools::new(
+        &runtimes,
+        config.generic_workers,
+        data.join("runtimes"),
+        isolation.clone(),
+    );
     generic.fill();
     let publisher = Arc::new(
         Publisher::new(
@@ -76,6 +117,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             runtimes,
             data.join("code"),
             data.join("deps"),
+            isolation.clone(),
         )
         .with_drain_grace(config.drain_grace)
         .with_generic(generic)
@@ -106,8 +148,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     info!("stopping: ending workers");
     publisher.shutdown();
     store.close().await;
+    if let Some(cgroups) = &isolation.cgroups {
+        // Workers dropped above have been killed; remove what is left.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        cgroups.cleanup();
+    }
     info!("stopped");
     Ok(())
+}
+
+/// The store and its journal files: the daemon's only (mode 0600).
+fn restrict_store_files(data: &Path) {
+    for name in ["hearth.db", "hearth.db-wal", "hearth.db-shm"] {
+        let _ = std::fs::set_permissions(data.join(name), std::fs::Permissions::from_mode(0o600));
+    }
 }
 
 async fn shutdown_signal() {

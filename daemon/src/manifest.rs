@@ -19,6 +19,13 @@ pub const MAX_MAX_WORKERS: u32 = 1024;
 pub const DEFAULT_MAX_QUEUE: u32 = 64;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 5 * 60 * 1000;
 pub const MAX_MAX_QUEUE: u32 = 100_000;
+pub const DEFAULT_CPU_PERCENT: u32 = 100;
+pub const DEFAULT_MAX_PROCESSES: u32 = 64;
+pub const DEFAULT_MAX_OPEN_FILES: u32 = 256;
+pub const DEFAULT_MAX_FILE_SIZE_MB: u64 = 64;
+pub const DEFAULT_MAX_BODY_KB: u64 = 6 * 1024;
+/// Most calls one Node worker may serve at once.
+pub const MAX_CONCURRENCY: u32 = 256;
 
 /// The runtimes hearth knows. Adding one means a shim under `shims/` and an
 /// entry in `runtime.rs`.
@@ -86,6 +93,56 @@ pub struct Limits {
     /// Recycle a worker after this long (0: never), ±10% per worker.
     #[serde(default)]
     pub max_age_ms: u64,
+    /// Recycle a worker whose resident memory passed this (0: never).
+    #[serde(default)]
+    pub recycle_memory_mb: u64,
+    /// Calls one worker serves at once (1 for Python and Lua; Node may
+    /// take more: it is asynchronous).
+    #[serde(default = "one")]
+    pub concurrency: u32,
+    /// CPU time per worker, in percent of one core (0: no limit).
+    #[serde(default = "default_cpu_percent")]
+    pub cpu_percent: u32,
+    /// Processes and threads per worker (pids cgroup, RLIMIT_NPROC).
+    #[serde(default = "default_max_processes")]
+    pub max_processes: u32,
+    /// Open file descriptors per process (RLIMIT_NOFILE).
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: u32,
+    /// Largest file a worker may write (RLIMIT_FSIZE), in MB.
+    #[serde(default = "default_max_file_size_mb")]
+    pub max_file_size_mb: u64,
+    /// Largest call body, in KiB.
+    #[serde(default = "default_max_body_kb")]
+    pub max_request_kb: u64,
+    /// Largest answer, in KiB.
+    #[serde(default = "default_max_body_kb")]
+    pub max_response_kb: u64,
+    /// false: the worker gets a network namespace of its own (no network).
+    #[serde(default = "yes")]
+    pub network: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_cpu_percent() -> u32 {
+    DEFAULT_CPU_PERCENT
+}
+fn default_max_processes() -> u32 {
+    DEFAULT_MAX_PROCESSES
+}
+fn default_max_open_files() -> u32 {
+    DEFAULT_MAX_OPEN_FILES
+}
+fn default_max_file_size_mb() -> u64 {
+    DEFAULT_MAX_FILE_SIZE_MB
+}
+fn default_max_body_kb() -> u64 {
+    DEFAULT_MAX_BODY_KB
 }
 
 fn default_max_queue() -> u32 {
@@ -107,6 +164,15 @@ impl Default for Limits {
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             max_requests: 0,
             max_age_ms: 0,
+            recycle_memory_mb: 0,
+            concurrency: 1,
+            cpu_percent: DEFAULT_CPU_PERCENT,
+            max_processes: DEFAULT_MAX_PROCESSES,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
+            max_file_size_mb: DEFAULT_MAX_FILE_SIZE_MB,
+            max_request_kb: DEFAULT_MAX_BODY_KB,
+            max_response_kb: DEFAULT_MAX_BODY_KB,
+            network: true,
         }
     }
 }
@@ -141,7 +207,7 @@ pub enum ManifestError {
     },
     #[error("{MANIFEST_FILE}: `{key}` {problem}")]
     Invalid { key: &'static str, problem: String },
-    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description and [limits] timeout_ms, memory_mb, max_workers, max_queue, min_workers, idle_timeout_ms, max_requests, max_age_ms")]
+    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description and [limits] {LIMIT_KEYS}")]
     UnknownKey(String),
 }
 
@@ -192,7 +258,7 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
 
     let limits = match table.get("limits") {
         None => Limits::default(),
-        Some(toml::Value::Table(t)) => parse_limits(t)?,
+        Some(toml::Value::Table(t)) => parse_limits(t, runtime)?,
         Some(_) => {
             return Err(ManifestError::Invalid {
                 key: "limits",
@@ -212,19 +278,12 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     })
 }
 
-fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
+/// Every `[limits]` key, as listed in error messages.
+const LIMIT_KEYS: &str = "timeout_ms, memory_mb, max_workers, max_queue, min_workers, idle_timeout_ms, max_requests, max_age_ms, recycle_memory_mb, concurrency, cpu_percent, max_processes, max_open_files, max_file_size_mb, max_request_kb, max_response_kb, network";
+
+fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, ManifestError> {
     for key in t.keys() {
-        if !matches!(
-            key.as_str(),
-            "timeout_ms"
-                | "memory_mb"
-                | "max_workers"
-                | "max_queue"
-                | "min_workers"
-                | "idle_timeout_ms"
-                | "max_requests"
-                | "max_age_ms"
-        ) {
+        if !LIMIT_KEYS.split(", ").any(|k| k == key) {
             return Err(ManifestError::UnknownKey(format!("limits.{key}")));
         }
     }
@@ -263,7 +322,41 @@ fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
     );
     let max_requests = limit!("max_requests", 0, u64::MAX >> 1, 0);
     let max_age_ms = limit!("max_age_ms", 0, 365 * 24 * 3600 * 1000, 0);
+    let recycle_memory_mb = limit!("recycle_memory_mb", 0, MAX_MEMORY_MB, 0);
+    let concurrency = limit!("concurrency", 1, u64::from(MAX_CONCURRENCY), 1) as u32;
+    if concurrency > 1 && runtime != RuntimeKind::Node {
+        return Err(ManifestError::Invalid {
+            key: "limits.concurrency",
+            problem: format!("is {concurrency}, but a {runtime} worker runs one call at a time; remove it (or use 1) and raise limits.max_workers instead"),
+        });
+    }
+    let cpu_percent = limit!("cpu_percent", 0, 100 * 1024, u64::from(d.cpu_percent)) as u32;
+    let max_processes = limit!("max_processes", 4, 65_536, u64::from(d.max_processes)) as u32;
+    let max_open_files = limit!("max_open_files", 16, 1 << 20, u64::from(d.max_open_files)) as u32;
+    let max_file_size_mb = limit!("max_file_size_mb", 1, 1 << 20, d.max_file_size_mb);
+    let frame_kb = (crate::protocol::MAX_FRAME / 1024) as u64 - 64;
+    let max_request_kb = limit!("max_request_kb", 1, frame_kb, d.max_request_kb);
+    let max_response_kb = limit!("max_response_kb", 1, frame_kb, d.max_response_kb);
+    let network = match t.get("network") {
+        None => true,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(other) => {
+            return Err(ManifestError::Invalid {
+                key: "limits.network",
+                problem: format!("must be true or false, not {}", other.type_str()),
+            })
+        }
+    };
     Ok(Limits {
+        recycle_memory_mb,
+        concurrency,
+        cpu_percent,
+        max_processes,
+        max_open_files,
+        max_file_size_mb,
+        max_request_kb,
+        max_response_kb,
+        network,
         timeout_ms,
         memory_mb,
         max_workers,

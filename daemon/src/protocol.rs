@@ -40,6 +40,15 @@ pub enum ToWorker {
         /// The function's environment, set by the shim before the import.
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         env: std::collections::BTreeMap<String, String>,
+        /// Drop to this user and group before importing the code (a
+        /// generic worker started as root; see PROTOCOL.md).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<u32>,
+        /// The worker's private temporary directory (TMPDIR).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tmp: Option<String>,
     },
     Invoke {
         id: String,

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::bundle::{Bundle, BundleError};
 use crate::code::{CodeDir, CodeError};
 use crate::deps::{self, Deps, DepsError, Installed, Progress};
+use crate::isolation::{self, Isolation};
 use crate::pool::{
     Budget, BudgetStats, FunctionError, GenericPools, Pool, Shared, WorkerError, WorkerSpec,
 };
@@ -140,6 +141,8 @@ pub struct Publisher {
     seen_mark: tokio::sync::Mutex<i64>,
     /// One deploy/publish at a time per function.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How workers are confined (users, namespaces, cgroups).
+    isolation: Arc<Isolation>,
 }
 
 impl Publisher {
@@ -148,6 +151,7 @@ impl Publisher {
         runtimes: Runtimes,
         code_root: PathBuf,
         deps_root: PathBuf,
+        isolation: Arc<Isolation>,
     ) -> Publisher {
         Publisher {
             store,
@@ -161,6 +165,7 @@ impl Publisher {
             alias_sync: tokio::sync::Mutex::new(()),
             seen_mark: tokio::sync::Mutex::new(-1),
             locks: Mutex::new(HashMap::new()),
+            isolation,
         }
     }
 
@@ -280,6 +285,16 @@ impl Publisher {
         let dir =
             self.code
                 .materialize(function, version, &record.hash, &files, &installed.links)?;
+        let identity = self.isolation.identity(record.id);
+        if let Some((_, gid)) = identity {
+            // Only this version's workers may enter its code directory.
+            isolation::restrict_code_dir(&dir, gid).map_err(|source| CodeError {
+                function: function.to_owned(),
+                version,
+                path: dir.clone(),
+                source,
+            })?;
+        }
         let spec = WorkerSpec {
             function: function.to_owned(),
             version,
@@ -288,6 +303,9 @@ impl Publisher {
             limits: record.manifest.limits.clone(),
             runtime,
             env: installed.env,
+            app: record.manifest.app.clone(),
+            identity,
+            isolation: self.isolation.clone(),
         };
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         Ok(pools

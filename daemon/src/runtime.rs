@@ -63,11 +63,46 @@ impl Runtimes {
     /// Find interpreters and install the shims under `dir` (the data
     /// directory's `runtimes/`). Never fails: a missing runtime is recorded
     /// with the reason and the fix, and reported when a function needs it.
-    pub async fn discover(dir: &Path, options: &RuntimeOptions) -> Runtimes {
+    ///
+    /// `unprivileged`: workers run as other users than the daemon, so each
+    /// interpreter must be usable by any user (a Python under /root, for
+    /// instance, is not; the system's /usr/bin/python3 is tried instead).
+    pub async fn discover(dir: &Path, options: &RuntimeOptions, unprivileged: bool) -> Runtimes {
         let mut found = HashMap::new();
-        found.insert(RuntimeKind::Python, python(dir, options).await);
-        found.insert(RuntimeKind::Lua, lua(dir, options).await);
-        found.insert(RuntimeKind::Node, node(dir, options).await);
+        let mut py = python(dir, options, None).await;
+        if unprivileged {
+            if let Ok(rt) = &py {
+                if !usable_by_others(rt) {
+                    let system = Path::new(SYSTEM_PYTHON);
+                    py = if options.python.is_none() && system.exists() {
+                        python(dir, options, Some(system)).await.map_err(|e| RuntimeError::Unavailable {
+                            kind: RuntimeKind::Python,
+                            reason: format!(
+                                "{} is not usable by the workers' users (a directory above it is private), and {SYSTEM_PYTHON} cannot serve instead: {e}; install python3-msgpack (apt-get install python3-msgpack; ./scripts/setup does) or point --python at an interpreter every user can run",
+                                rt.interpreter.display()
+                            ),
+                        })
+                    } else {
+                        Err(not_usable(rt))
+                    };
+                }
+            }
+        }
+        found.insert(RuntimeKind::Python, py);
+        let mut others = [
+            (RuntimeKind::Lua, lua(dir, options).await),
+            (RuntimeKind::Node, node(dir, options).await),
+        ];
+        for (kind, rt) in &mut others {
+            if unprivileged {
+                if let Ok(r) = rt {
+                    if !usable_by_others(r) {
+                        *rt = Err(not_usable(r));
+                    }
+                }
+            }
+            found.insert(*kind, rt.clone());
+        }
         Runtimes { found }
     }
 
@@ -91,6 +126,30 @@ impl Runtimes {
                 Err(e) => e.to_string(),
             })
             .collect()
+    }
+}
+
+/// Debian's own Python, used when the one on PATH is private to root.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// Can a worker of another user run this interpreter and read its shim?
+fn usable_by_others(rt: &Runtime) -> bool {
+    crate::isolation::usable_by_others(&rt.interpreter)
+        && rt
+            .env
+            .iter()
+            .filter(|(k, _)| k == "PYTHONPATH")
+            .flat_map(|(_, v)| v.split(':'))
+            .all(|dir| crate::isolation::usable_by_others(Path::new(dir)))
+}
+
+fn not_usable(rt: &Runtime) -> RuntimeError {
+    RuntimeError::Unavailable {
+        kind: rt.kind,
+        reason: format!(
+            "{} (or its packages) is not usable by the workers' users: a directory above it is private; install the runtime system-wide or point hearth serve at one every user can run",
+            rt.interpreter.display()
+        ),
     }
 }
 
@@ -250,15 +309,22 @@ async fn probe(
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-async fn python(dir: &Path, options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
+async fn python(
+    dir: &Path,
+    options: &RuntimeOptions,
+    instead: Option<&Path>,
+) -> Result<Runtime, RuntimeError> {
     let unavailable = |reason: String| RuntimeError::Unavailable {
         kind: RuntimeKind::Python,
         reason,
     };
-    let requested = options
-        .python
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("python3"));
+    let requested = match instead {
+        Some(path) => path.to_path_buf(),
+        None => options
+            .python
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("python3")),
+    };
     // Ask the interpreter for its real path (PATH entries are often
     // version-manager shims that cost tens of milliseconds per start).
     let real = probe(

@@ -49,6 +49,10 @@ pub struct FunctionRecord {
 /// One stored version (without its files).
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionRecord {
+    /// The version's row id: unique across functions (workers of the
+    /// version run as a user and group derived from it).
+    #[serde(skip)]
+    pub id: i64,
     pub version: u32,
     pub hash: String,
     pub message: String,
@@ -292,6 +296,7 @@ impl Store {
             reason: e.to_string(),
         })?;
         Ok(VersionRecord {
+            id: row.try_get("id")?,
             version,
             hash: row.try_get("hash")?,
             message: row.try_get("message")?,
@@ -304,7 +309,7 @@ impl Store {
 
     pub async fn versions(&self, function: &str) -> Result<Vec<VersionRecord>> {
         let rows = sqlx::query(
-            "SELECT v.number, v.hash, v.message, v.size_bytes, v.file_count, v.created_at, v.manifest \
+            "SELECT v.id, v.number, v.hash, v.message, v.size_bytes, v.file_count, v.created_at, v.manifest \
              FROM versions v JOIN functions f ON f.id = v.function_id WHERE f.name = ? ORDER BY v.number",
         )
         .bind(function)
@@ -317,7 +322,7 @@ impl Store {
 
     pub async fn version(&self, function: &str, number: u32) -> Result<Option<VersionRecord>> {
         let row = sqlx::query(
-            "SELECT v.number, v.hash, v.message, v.size_bytes, v.file_count, v.created_at, v.manifest \
+            "SELECT v.id, v.number, v.hash, v.message, v.size_bytes, v.file_count, v.created_at, v.manifest \
              FROM versions v JOIN functions f ON f.id = v.function_id WHERE f.name = ? AND v.number = ?",
         )
         .bind(function)

@@ -32,6 +32,10 @@ impl Daemon {
 
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let tmp = tempfile::tempdir().expect("tempdir");
+        // Workers run as other users: they must be able to reach the data
+        // directory (not list it).
+        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .expect("chmod tempdir");
         let data = tmp.path().join("data");
         let mut d = Daemon::start_in(&data, args, env);
         d._tmp = Some(tmp);

@@ -289,6 +289,12 @@ impl From<CallError> for ApiError {
                 message,
                 "make the function faster, or raise limits.timeout_ms in hearth.toml and deploy again",
             ),
+            CallError::Worker(WorkerError::OutOfMemory { .. }) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "out_of_memory",
+                message,
+                "raise limits.memory_mb in hearth.toml and deploy again, or make the function use less memory; the worker has been replaced",
+            ),
             CallError::Worker(WorkerError::Died { .. }) => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "worker_died",

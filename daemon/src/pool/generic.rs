@@ -17,6 +17,7 @@ use serde::Serialize;
 use tracing::{debug, warn};
 
 use super::worker::{Worker, WorkerSpec};
+use crate::isolation::Isolation;
 use crate::manifest::RuntimeKind;
 use crate::runtime::Runtimes;
 
@@ -47,14 +48,23 @@ pub struct GenericStats {
 impl GenericPools {
     /// Keep `target` idle workers for each available runtime that can be
     /// generic (Python, Node). `dir` is their working directory until load.
-    pub fn new(runtimes: &Runtimes, target: usize, dir: PathBuf) -> Arc<GenericPools> {
+    pub fn new(
+        runtimes: &Runtimes,
+        target: usize,
+        dir: PathBuf,
+        isolation: Arc<Isolation>,
+    ) -> Arc<GenericPools> {
         let mut slots = HashMap::new();
         for kind in [RuntimeKind::Python, RuntimeKind::Node] {
             if let Ok(rt) = runtimes.get(kind) {
                 slots.insert(
                     kind,
                     Slot {
-                        spec: Arc::new(WorkerSpec::generic(rt.clone(), dir.clone())),
+                        spec: Arc::new(WorkerSpec::generic(
+                            rt.clone(),
+                            dir.clone(),
+                            isolation.clone(),
+                        )),
                         idle: Mutex::new(Vec::new()),
                         refilling: AtomicBool::new(false),
                     },

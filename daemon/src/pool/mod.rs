@@ -368,9 +368,12 @@ impl Pool {
             )?),
             None => None,
         };
+        // A generic worker shares the host's network: a function without
+        // network gets a fresh process in a namespace of its own.
         let generic = self
             .generic
             .as_ref()
+            .filter(|_| self.spec.limits.network || !self.spec.isolation.namespaces)
             .and_then(|g| g.take(self.spec.runtime.kind));
         let w = match generic {
             Some(mut w) => {

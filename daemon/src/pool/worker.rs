@@ -1,6 +1,6 @@
 //! One worker process: spawn, handshake, load, invoke, and how it ended.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
@@ -11,7 +11,8 @@ use tracing::debug;
 
 use super::output::{CallLog, Output};
 
-use crate::isolation;
+use crate::cgroup::{WorkerCgroup, WorkerLimits};
+use crate::isolation::{self, Confinement, Isolation, PrivateTmp, Rlimits};
 use crate::manifest::Limits;
 use crate::protocol::{self, FromWorker, ProtocolError, ToWorker, PROTOCOL_VERSION};
 use crate::runtime::Runtime;
@@ -27,6 +28,11 @@ pub struct WorkerSpec {
     pub runtime: Runtime,
     /// Environment for this version's workers beyond the runtime's own.
     pub env: Vec<(String, String)>,
+    /// The application the function belongs to (its resource partition).
+    pub app: String,
+    /// The uid and gid its workers run as (None: the daemon's own).
+    pub identity: Option<(u32, u32)>,
+    pub isolation: Arc<Isolation>,
 }
 
 impl WorkerSpec {
@@ -36,7 +42,7 @@ impl WorkerSpec {
 
     /// What a worker started before its function is known runs as: the
     /// runtime alone, in `dir`.
-    pub fn generic(runtime: Runtime, dir: PathBuf) -> WorkerSpec {
+    pub fn generic(runtime: Runtime, dir: PathBuf, isolation: Arc<Isolation>) -> WorkerSpec {
         WorkerSpec {
             function: format!("generic-{}", runtime.kind),
             version: 0,
@@ -45,6 +51,31 @@ impl WorkerSpec {
             limits: Limits::default(),
             runtime,
             env: Vec::new(),
+            app: GENERIC_APP.to_owned(),
+            identity: None,
+            isolation,
+        }
+    }
+
+    pub fn is_generic(&self) -> bool {
+        self.entry.is_empty()
+    }
+
+    /// The cgroup limits of one of this version's workers.
+    fn cgroup_limits(&self) -> WorkerLimits {
+        WorkerLimits {
+            memory_mb: self.limits.memory_mb,
+            cpu_millicores: self.limits.cpu_percent.saturating_mul(10),
+            pids: self.limits.max_processes,
+        }
+    }
+
+    /// The temporary directory as the worker sees it.
+    fn tmp_seen_by_worker(&self, tmp: &PrivateTmp) -> String {
+        if self.isolation.namespaces {
+            "/tmp".to_owned()
+        } else {
+            tmp.path.display().to_string()
         }
     }
 
@@ -61,6 +92,9 @@ impl WorkerSpec {
         env
     }
 }
+
+/// The cgroup "application" of generic workers (no function yet).
+const GENERIC_APP: &str = "_generic";
 
 /// How a call ended, as far as the function is concerned.
 #[derive(Debug)]
@@ -98,8 +132,10 @@ pub enum WorkerError {
         how: String,
         stderr: String,
     },
-    #[error("{function} did not finish within its timeout of {timeout_ms} ms")]
+    #[error("{function} did not finish within its timeout of {timeout_ms} ms (limits.timeout_ms); its worker was stopped and is replaced")]
     Timeout { function: String, timeout_ms: u64 },
+    #[error("the worker running {function} was killed for using more than its memory limit of {limit_mb} MB (limits.memory_mb); raise limits.memory_mb or make the function use less memory")]
+    OutOfMemory { function: String, limit_mb: u64 },
     #[error("{function} needs a new worker, and hearth is at its cap of {cap} workers, all busy (serve --max-workers-total)")]
     AtCapacity { function: String, cap: usize },
     #[error("the worker running {function} broke the protocol: {reason}")]
@@ -130,12 +166,49 @@ pub struct Worker {
     pub retiring: bool,
     /// Its place in the global worker budget (given back on drop).
     pub place: Option<super::budget::Place>,
+    tmp: Option<PrivateTmp>,
+    cgroup: Option<WorkerCgroup>,
+    /// SIGTERM was sent: on drop it gets the grace period, then SIGKILL.
+    terminating: bool,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // The process group goes with the worker: nothing it started survives.
-        isolation::kill_tree(self.pid);
+        let pid = self.pid;
+        let cgroup = self.cgroup.take();
+        let tmp = self.tmp.take();
+        let grace = self.spec.isolation.kill_grace;
+        let handle = tokio::runtime::Handle::try_current();
+        match handle {
+            Ok(handle) if self.terminating => {
+                // Stopped at its deadline: SIGTERM went out; SIGKILL follows
+                // after the grace period, to the group and the cgroup.
+                handle.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    isolation::kill_tree(pid);
+                    if let Some(cg) = cgroup {
+                        let _ = tokio::task::spawn_blocking(move || drop(cg)).await;
+                    }
+                    drop(tmp);
+                });
+            }
+            Ok(handle) => {
+                // The process group goes with the worker, and the cgroup
+                // catches anything that left the group: nothing survives.
+                isolation::kill_tree(pid);
+                if cgroup.is_some() || tmp.is_some() {
+                    handle.spawn_blocking(move || {
+                        drop(cgroup);
+                        drop(tmp);
+                    });
+                }
+            }
+            Err(_) => {
+                isolation::kill_tree(pid);
+                drop(cgroup);
+                drop(tmp);
+            }
+        }
     }
 }
 
@@ -166,24 +239,56 @@ impl Worker {
         let (stderr_r, stderr_w) =
             isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
 
+        let iso = &spec.isolation;
+        // A worker spawned for its function takes the function's identity
+        // now; a generic one stays root (in its namespaces) until `load`.
+        let tmp = PrivateTmp::create(&iso.tmp_root, spec.identity)
+            .map_err(|e| spawn_err(format!("cannot create its temporary directory under {}: {e}", iso.tmp_root.display())))?;
+        let confine = Confinement {
+            rlimits: Rlimits::for_limits(&spec.limits),
+            identity: spec.identity,
+            private_tmp: iso.namespaces.then(|| tmp.path.clone()),
+            no_network: !spec.limits.network && iso.namespaces,
+            data_dir: iso.tmp_root.parent().map(Path::to_path_buf),
+        };
+        let tmp_env = spec.tmp_seen_by_worker(&tmp);
         let rt = &spec.runtime;
         let mut cmd = tokio::process::Command::new(&rt.interpreter);
         cmd.args(&rt.args)
             .env_clear()
             .envs(rt.env.iter().map(|(k, v)| (k, v)))
             .envs(spec.function_env())
+            .envs([("TMPDIR", &tmp_env), ("HOME", &tmp_env)])
             .current_dir(&spec.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout_w))
             .stderr(Stdio::from(stderr_w))
             .kill_on_drop(true);
-        isolation::prepare_worker(&mut cmd, &child_in, &child_out);
+        isolation::prepare_worker(&mut cmd, &child_in, &child_out, &confine)
+            .map_err(|e| spawn_err(format!("cannot open its temporary directory: {e}")))?;
         let child = cmd
             .spawn()
             .map_err(|e| spawn_err(format!("{}: {e}", rt.interpreter.display())))?;
         drop(child_in);
         drop(child_out);
         let pid = child.id().unwrap_or(0);
+        // Into a cgroup of its own before it runs any function code (it is
+        // still starting its interpreter).
+        let cgroup = match &iso.cgroups {
+            Some(cgroups) => {
+                let placed = cgroups
+                    .worker(&spec.app, &spec.cgroup_limits())
+                    .and_then(|cg| cg.add(pid).map(|()| cg));
+                match placed {
+                    Ok(cg) => Some(cg),
+                    Err(e) => {
+                        isolation::kill_tree(pid);
+                        return Err(spawn_err(e.to_string()));
+                    }
+                }
+            }
+            None => None,
+        };
 
         let output = Output::start(&spec.function, spec.version, pid, stdout_r, stderr_r)
             .map_err(|e| spawn_err(format!("pipe: {e}")))?;
@@ -205,6 +310,9 @@ impl Worker {
             idle_since: StdInstant::now(),
             retiring: false,
             place: None,
+            tmp: Some(tmp),
+            cgroup,
+            terminating: false,
         };
         match tokio::time::timeout_at(deadline, worker.ready()).await {
             Ok(Ok(())) => Ok(worker),
@@ -223,8 +331,16 @@ impl Worker {
         spec: Arc<WorkerSpec>,
         deadline: Instant,
     ) -> Result<f64, WorkerError> {
+        let was_generic = self.spec.is_generic();
         self.spec = spec.clone();
         self.output.set_owner(&spec.function, spec.version);
+        if was_generic {
+            self.take_function_limits().map_err(|reason| WorkerError::Spawn {
+                function: spec.label(),
+                runtime: spec.runtime.kind.to_string(),
+                reason,
+            })?;
+        }
         let started = StdInstant::now();
         match tokio::time::timeout_at(deadline, self.send_load()).await {
             Ok(Ok(load_ms)) => {
@@ -246,6 +362,34 @@ impl Worker {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// A generic worker becomes its function's: its temporary directory
+    /// goes to the function's user, its rlimits and cgroup to the
+    /// function's limits (the shim drops to the user at `load`).
+    fn take_function_limits(&mut self) -> Result<(), String> {
+        let spec = self.spec.clone();
+        if let (Some(tmp), Some(identity)) = (&self.tmp, spec.identity) {
+            tmp.give_to(identity)
+                .map_err(|e| format!("cannot hand {} to its user: {e}", tmp.path.display()))?;
+        }
+        Rlimits::for_limits(&spec.limits)
+            .apply_to(self.pid)
+            .map_err(|e| format!("cannot set its rlimits: {e}"))?;
+        if let Some(cgroups) = &spec.isolation.cgroups {
+            let cg = cgroups
+                .worker(&spec.app, &spec.cgroup_limits())
+                .map_err(|e| e.to_string())?;
+            cg.add(self.pid).map_err(|e| e.to_string())?;
+            // The old one is empty now; dropping it removes it.
+            self.cgroup = Some(cg);
+        }
+        Ok(())
+    }
+
+    /// Resident memory of the worker process, in bytes.
+    pub fn resident_bytes(&self) -> Option<u64> {
+        isolation::resident_bytes(self.pid)
     }
 
     async fn ready(&mut self) -> Result<(), WorkerError> {
@@ -272,6 +416,9 @@ impl Worker {
             timeout_ms: spec.limits.timeout_ms,
             memory_mb: spec.limits.memory_mb,
             env: spec.function_env().into_iter().collect(),
+            uid: spec.identity.map(|(u, _)| u),
+            gid: spec.identity.map(|(_, g)| g),
+            tmp: self.tmp.as_ref().map(|t| spec.tmp_seen_by_worker(t)),
         };
         self.write(&load).await?;
         match self.read().await? {
@@ -320,7 +467,7 @@ impl Worker {
             }
             Err(_) => {
                 self.output.end_call();
-                self.kill();
+                self.terminate();
                 Err(WorkerError::Timeout {
                     function: self.spec.label(),
                     timeout_ms: self.spec.limits.timeout_ms,
@@ -366,6 +513,16 @@ impl Worker {
 
     pub fn kill(&mut self) {
         isolation::kill_tree(self.pid);
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+    }
+
+    /// Stop the worker at its deadline: SIGTERM to its process group now,
+    /// SIGKILL to everything after the grace period (when it is dropped).
+    pub fn terminate(&mut self) {
+        isolation::signal_tree(self.pid, nix::sys::signal::Signal::SIGTERM);
+        self.terminating = true;
     }
 
     async fn write(&mut self, message: &ToWorker) -> Result<(), WorkerError> {
@@ -411,6 +568,12 @@ impl Worker {
             Some(status) => describe_exit(status),
             None => "closed its protocol pipe and was killed".to_owned(),
         };
+        if self.cgroup.as_ref().is_some_and(|cg| cg.oom_killed()) {
+            return WorkerError::OutOfMemory {
+                function: self.spec.label(),
+                limit_mb: self.spec.limits.memory_mb,
+            };
+        }
         let stderr = self.output.stderr_tail();
         WorkerError::Died {
             function: self.spec.label(),
