@@ -150,6 +150,22 @@ enum Command {
         #[arg(long, short, default_value = "")]
         message: String,
     },
+    /// Show applications and their budgets, or set one application's
+    /// budget: the most workers, memory and CPU all its functions share
+    /// (0: no limit). Calls over an application's budget are refused for it
+    /// alone.
+    App {
+        /// The application (omit to list them all).
+        name: Option<String>,
+        #[arg(long)]
+        max_workers: Option<u32>,
+        /// Memory of all its workers together, in MB (needs cgroups).
+        #[arg(long)]
+        memory_mb: Option<u64>,
+        /// CPU of all its workers together, in percent of one core (needs cgroups).
+        #[arg(long)]
+        cpu_percent: Option<u32>,
+    },
     /// Watch a function directory and deploy and publish it on every saved change.
     Dev {
         dir: PathBuf,
@@ -259,6 +275,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             _ => bail!("give NAME --version N, or --batch FILE"),
         },
+        Command::App {
+            name,
+            max_workers,
+            memory_mb,
+            cpu_percent,
+        } => app(&client, name, max_workers, memory_mb, cpu_percent).await,
         Command::Alias {
             name,
             alias,
@@ -500,6 +522,70 @@ struct FunctionRecordView {
     updated_at: i64,
     #[serde(default)]
     description: String,
+    /// Present while the function is paused in a crash loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backoff: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct AppList {
+    apps: Vec<serde_json::Value>,
+}
+
+async fn app(
+    client: &Client,
+    name: Option<String>,
+    max_workers: Option<u32>,
+    memory_mb: Option<u64>,
+    cpu_percent: Option<u32>,
+) -> anyhow::Result<()> {
+    let list: AppList = client.get("/api/v1/apps").await?;
+    let field = |a: &serde_json::Value, k: &str| a.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let Some(name) = name else {
+        let rows: Vec<Vec<String>> = list
+            .apps
+            .iter()
+            .map(|a| {
+                let limit = |k: &str| match field(a, k) {
+                    0 => "-".to_owned(),
+                    n => n.to_string(),
+                };
+                vec![
+                    a.get("name").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+                    format!("{}/{}", field(a, "workers"), limit("max_workers")),
+                    limit("memory_mb"),
+                    limit("cpu_percent"),
+                ]
+            })
+            .collect();
+        table(&["APP", "WORKERS/MAX", "MEMORY_MB", "CPU_PERCENT"], &rows);
+        return Ok(());
+    };
+    let current = list
+        .apps
+        .iter()
+        .find(|a| a.get("name").and_then(|v| v.as_str()) == Some(name.as_str()));
+    let old = |k: &str| current.map(|a| field(a, k)).unwrap_or(0);
+    let body = serde_json::json!({
+        "max_workers": max_workers.map(u64::from).unwrap_or_else(|| old("max_workers")),
+        "memory_mb": memory_mb.unwrap_or_else(|| old("memory_mb")),
+        "cpu_percent": cpu_percent.map(u64::from).unwrap_or_else(|| old("cpu_percent")),
+    });
+    let out: serde_json::Value = client.post(&format!("/api/v1/apps/{name}"), &body).await?;
+    println!(
+        "{name}: max_workers {}, memory_mb {}, cpu_percent {} (0 = no limit){}",
+        field(&out, "max_workers"),
+        field(&out, "memory_mb"),
+        field(&out, "cpu_percent"),
+        if out.get("memory_cpu_enforced").and_then(|v| v.as_bool()) == Some(false)
+            && (field(&out, "memory_mb") > 0 || field(&out, "cpu_percent") > 0)
+        {
+            "; memory and CPU are recorded but not enforced: this host has no usable cgroups"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
@@ -523,7 +609,10 @@ async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
                 f.live_version
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "-".into()),
-                f.state.clone(),
+                match f.backoff.as_ref().and_then(|b| b.get("retry_in_ms")?.as_u64()) {
+                    Some(ms) => format!("{} (retry in {:.1} s)", f.state, ms as f64 / 1000.0),
+                    None => f.state.clone(),
+                },
                 f.versions.to_string(),
                 when(f.updated_at),
                 f.description.clone(),

@@ -123,6 +123,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_generic(generic)
         .with_budget(Budget::new(config.max_workers_total)),
     );
+    publisher.apply_app_budgets().await?;
     let routed = publisher.restore_routes().await?;
     // Releases written to the store by another hearth process sharing it.
     let watcher = tokio::spawn(publisher.clone().watch_store());

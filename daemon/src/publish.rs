@@ -18,7 +18,7 @@ use crate::pool::{
 };
 use crate::router::{AliasRoute, Router};
 use crate::runtime::{RuntimeError, Runtimes};
-use crate::store::{AliasTarget, Store, StoreError, VersionRecord};
+use crate::store::{AliasTarget, AppRecord, Store, StoreError, VersionRecord};
 
 /// How long an old version keeps its warm workers after it stops being
 /// routed (so rolling back to it is immediate), unless `--drain-grace` says.
@@ -526,6 +526,76 @@ impl Publisher {
     /// Pre-started interpreters that new workers are taken from.
     pub fn generic(&self) -> Option<&Arc<GenericPools>> {
         self.shared.generic.as_ref()
+    }
+
+    /// Set an application's budget: stored, counted by the worker budget,
+    /// and applied to its cgroup (memory, CPU) where the host has cgroups.
+    /// Returns whether memory and CPU are enforced.
+    pub async fn set_app(&self, app: &AppRecord) -> Result<bool, PublishError> {
+        self.store.set_app(app).await?;
+        Ok(self.apply_app(app))
+    }
+
+    /// Apply every stored application budget (at start).
+    pub async fn apply_app_budgets(&self) -> Result<(), StoreError> {
+        for app in self.store.apps().await? {
+            self.apply_app(&app);
+        }
+        Ok(())
+    }
+
+    fn apply_app(&self, app: &AppRecord) -> bool {
+        if let Some(budget) = &self.shared.budget {
+            budget.set_app_budget(&app.name, app.max_workers as usize);
+        }
+        match &self.isolation.cgroups {
+            Some(cgroups) => match cgroups.app(
+                &app.name,
+                &crate::cgroup::AppBudget {
+                    memory_mb: app.memory_mb,
+                    cpu_millicores: app.cpu_percent.saturating_mul(10),
+                },
+            ) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(app = %app.name, error = %e, "cannot apply the application's memory/CPU budget");
+                    false
+                }
+            },
+            None => false,
+        }
+    }
+
+    /// Applications with their budgets and current workers.
+    pub async fn apps(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        let usage = self
+            .shared
+            .budget
+            .as_ref()
+            .map(|b| b.app_usage())
+            .unwrap_or_default();
+        let enforced = self.isolation.cgroups.is_some();
+        Ok(self
+            .store
+            .apps()
+            .await?
+            .into_iter()
+            .map(|a| {
+                let workers = usage
+                    .iter()
+                    .find(|u| u.app == a.name)
+                    .map(|u| u.workers)
+                    .unwrap_or(0);
+                serde_json::json!({
+                    "name": a.name,
+                    "max_workers": a.max_workers,
+                    "memory_mb": a.memory_mb,
+                    "cpu_percent": a.cpu_percent,
+                    "workers": workers,
+                    "memory_cpu_enforced": enforced,
+                })
+            })
+            .collect())
     }
 
     pub fn budget(&self) -> Option<BudgetStats> {

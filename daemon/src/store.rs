@@ -44,6 +44,22 @@ pub struct FunctionRecord {
     pub versions: u32,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Set by the daemon (not stored) while the live version is paused in
+    /// a crash loop: crashes, retry_in_ms, last_error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<serde_json::Value>,
+}
+
+/// An application and its budget (0: no limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AppRecord {
+    pub name: String,
+    #[serde(default)]
+    pub max_workers: u32,
+    #[serde(default)]
+    pub memory_mb: u64,
+    #[serde(default)]
+    pub cpu_percent: u32,
 }
 
 /// One stored version (without its files).
@@ -156,6 +172,41 @@ impl Store {
          (SELECT COUNT(*) FROM versions v WHERE v.function_id = f.id) AS versions \
          FROM functions f JOIN applications a ON a.id = f.app_id";
 
+    /// Every application with its budget.
+    pub async fn apps(&self) -> Result<Vec<AppRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, max_workers, memory_mb, cpu_percent FROM applications ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AppRecord {
+                    name: r.try_get("name")?,
+                    max_workers: r.try_get::<i64, _>("max_workers")?.max(0) as u32,
+                    memory_mb: r.try_get::<i64, _>("memory_mb")?.max(0) as u64,
+                    cpu_percent: r.try_get::<i64, _>("cpu_percent")?.max(0) as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// Create the application if needed and set its budget.
+    pub async fn set_app(&self, app: &AppRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO applications (name, created_at, max_workers, memory_mb, cpu_percent) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET max_workers = excluded.max_workers, memory_mb = excluded.memory_mb, cpu_percent = excluded.cpu_percent",
+        )
+        .bind(&app.name)
+        .bind(now_ms())
+        .bind(i64::from(app.max_workers))
+        .bind(app.memory_mb as i64)
+        .bind(i64::from(app.cpu_percent))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     fn function_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<FunctionRecord> {
         Ok(FunctionRecord {
             id: row.try_get("id")?,
@@ -171,6 +222,7 @@ impl Store {
             versions: row.try_get::<i64, _>("versions")? as u32,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            backoff: None,
         })
     }
 

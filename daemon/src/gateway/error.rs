@@ -85,6 +85,26 @@ impl ApiError {
         )
     }
 
+    /// A call body over the function's own limit.
+    pub fn call_too_large(function: &str, limit_kb: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body of this call to {function} is over its limit of {limit_kb} KiB (limits.max_request_kb)"),
+            "send a smaller body, or raise limits.max_request_kb in the function's hearth.toml and deploy again",
+        )
+    }
+
+    /// An answer over the function's limit (the worker is fine).
+    pub fn response_too_large(function: &str, bytes: u64, limit_kb: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "response_too_large",
+            format!("{function} answered {bytes} bytes of JSON, over its limit of {limit_kb} KiB (limits.max_response_kb)"),
+            "return less, or raise limits.max_response_kb in the function's hearth.toml and deploy again",
+        )
+    }
+
     pub fn bad_json(what: &str, error: &serde_json::Error) -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -272,6 +292,24 @@ impl From<CallError> for ApiError {
                     "overloaded",
                     message,
                     "the function did not run; retry after the Retry-After header's seconds, or raise limits.max_workers in hearth.toml",
+                )
+            },
+            CallError::CrashLoop { retry_after_s, .. } => ApiError {
+                retry_after: Some(retry_after_s),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "crash_loop",
+                    message,
+                    "fix the function (its log and the last error say why its workers die) and deploy again, or roll back; calls are refused until the pause ends",
+                )
+            },
+            CallError::Worker(WorkerError::AppAtCapacity { .. }) => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "app_over_budget",
+                    message,
+                    "retry shortly; raise the application's budget with `hearth app NAME --max-workers N` if the host has room",
                 )
             },
             CallError::Worker(WorkerError::AtCapacity { .. }) => ApiError {

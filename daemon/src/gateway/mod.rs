@@ -358,6 +358,7 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
     let spec = pool.spec();
     let (function, version) = (spec.function.clone(), spec.version);
     let timeout = Duration::from_millis(spec.limits.timeout_ms);
+    let (max_request_kb, max_response_kb) = (spec.limits.max_request_kb, spec.limits.max_response_kb);
     let span = info_span!("call", function = %function, version, request_id = %request_id);
 
     let want_log = req.headers().contains_key("x-hearth-log");
@@ -366,7 +367,17 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
         let payload = if is_get {
             query_event(req.uri().query())
         } else {
-            let body = read_body(req, gw.max_body).await?;
+            let fn_limit = usize::try_from(max_request_kb.saturating_mul(1024))
+                .unwrap_or(usize::MAX);
+            let body = read_body(req, gw.max_body.min(fn_limit))
+                .await
+                .map_err(|e| {
+                    if e.detail.code == "body_too_large" && fn_limit <= gw.max_body {
+                        ApiError::call_too_large(&function, max_request_kb)
+                    } else {
+                        e
+                    }
+                })?;
             if body.iter().all(u8::is_ascii_whitespace) {
                 rmpv::Value::Map(Vec::new())
             } else {
@@ -403,6 +414,11 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
             }) => {
                 debug!(ms = elapsed_ms, "call ok");
                 let mut resp = json(StatusCode::OK, &protocol::value_to_json(&value));
+                let limit_kb = max_response_kb;
+                let size = hyper::body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+                if size > limit_kb.saturating_mul(1024) {
+                    return Err(ApiError::response_too_large(&function, size, limit_kb));
+                }
                 let h = resp.headers_mut();
                 if want_log {
                     if let Ok(v) = HeaderValue::from_str(&log_header(&log)) {
@@ -487,6 +503,34 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
                 "runtimes": p.runtimes.summary(),
             }),
         )),
+        (Method::GET, ["apps"]) => {
+            let apps = p.apps().await.map_err(store_err)?;
+            Ok(json(StatusCode::OK, &serde_json::json!({ "apps": apps })))
+        }
+        (Method::PUT | Method::POST, ["apps", name]) => {
+            crate::manifest::validate_name(name).map_err(|problem| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("application name {problem}"),
+                    "use 1 to 63 characters of a-z, 0-9 and -",
+                )
+            })?;
+            let body = read_body(req, 64 * 1024).await?;
+            let mut app: crate::store::AppRecord = parse_json(&body, "the application budget")?;
+            app.name = (*name).to_owned();
+            let enforced = p.set_app(&app).await?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "name": app.name,
+                    "max_workers": app.max_workers,
+                    "memory_mb": app.memory_mb,
+                    "cpu_percent": app.cpu_percent,
+                    "memory_cpu_enforced": enforced,
+                }),
+            ))
+        }
         (Method::GET, ["workers"]) => {
             let pools: Vec<_> = p.pools().iter().map(|pool| pool.stats()).collect();
             let generic = p.generic().map(|g| g.stats()).unwrap_or_default();
@@ -496,14 +540,18 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
             ))
         }
         (Method::GET, ["functions"]) => {
-            let functions = p.store.list_functions().await.map_err(store_err)?;
+            let mut functions = p.store.list_functions().await.map_err(store_err)?;
+            for f in &mut functions {
+                with_health(p, f);
+            }
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({ "functions": functions }),
             ))
         }
         (Method::GET, ["functions", name]) => {
-            let f = existing(p, name).await?;
+            let mut f = existing(p, name).await?;
+            with_health(p, &mut f);
             Ok(json(StatusCode::OK, &f))
         }
         (Method::GET, ["functions", name, "versions"]) => {
@@ -690,6 +738,22 @@ fn deploy_streaming(
 }
 
 /// The function named `name`, or 404.
+/// A live version paused in a crash loop shows it in its function's state.
+fn with_health(p: &Publisher, f: &mut crate::store::FunctionRecord) {
+    let Some(pool) = p.router.live(&f.name) else {
+        return;
+    };
+    let stats = pool.stats();
+    if stats.backoff_ms > 0 {
+        f.state = "crash-loop".into();
+        f.backoff = Some(serde_json::json!({
+            "crashes": stats.crashes,
+            "retry_in_ms": stats.backoff_ms,
+            "last_error": pool.last_crash(),
+        }));
+    }
+}
+
 async fn existing(p: &Publisher, name: &str) -> Result<crate::store::FunctionRecord, ApiError> {
     p.store
         .function(name)

@@ -8,7 +8,7 @@ mod generic;
 mod output;
 mod worker;
 
-pub use budget::{Budget, BudgetStats};
+pub use budget::{AppUsage, Budget, BudgetStats, NoPlace};
 pub use generic::{GenericPools, GenericStats};
 pub use output::CallLog;
 
@@ -65,9 +65,25 @@ pub enum CallError {
         reason: String,
         retry_after_s: u64,
     },
+    /// 503: the function's workers keep dying as they start; it is backed
+    /// off and no worker is started until the pause ends.
+    #[error("{function} is in a crash loop: its last {crashes} workers died before finishing a call (last: {last_error}); hearth pauses it and retries in {retry_after_s} s")]
+    CrashLoop {
+        function: String,
+        crashes: u32,
+        last_error: String,
+        retry_after_s: u64,
+    },
     #[error(transparent)]
     Worker(#[from] WorkerError),
 }
+
+/// Consecutive crashes at start before a function is backed off.
+const CRASH_THRESHOLD: u32 = 3;
+/// First pause of a crash loop; it doubles with every further crash.
+const FIRST_BACKOFF_MS: u64 = 500;
+/// Longest pause.
+const MAX_BACKOFF_MS: u64 = 60_000;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PoolStats {
@@ -83,6 +99,10 @@ pub struct PoolStats {
     pub recycled: u64,
     pub reclaimed: u64,
     pub pids: Vec<u32>,
+    /// Workers in a row that died before finishing a call.
+    pub crashes: u32,
+    /// Milliseconds left of a crash-loop pause (0: none).
+    pub backoff_ms: u64,
 }
 
 /// What every pool shares: the generic pools and the global worker budget.
@@ -113,6 +133,12 @@ pub struct Pool {
     replaced: Mutex<std::collections::HashSet<u32>>,
     recycled: AtomicU64,
     reclaimed: AtomicU64,
+    /// Workers in a row that died (or failed to start) before finishing a
+    /// call; reset by a successful call.
+    crashes: std::sync::atomic::AtomicU32,
+    /// No worker starts before this (ms since the daemon's start).
+    backoff_until_ms: AtomicU64,
+    last_crash: Mutex<String>,
 }
 
 impl Pool {
@@ -133,6 +159,9 @@ impl Pool {
             replaced: Mutex::new(Default::default()),
             recycled: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
+            crashes: Default::default(),
+            backoff_until_ms: AtomicU64::new(0),
+            last_crash: Mutex::new(String::new()),
         });
         if let Some(budget) = &pool.budget {
             budget.register(&pool);
@@ -229,7 +258,7 @@ impl Pool {
                     idle.push(new);
                 }
                 Err(e) => {
-                    if matches!(e, WorkerError::AtCapacity { .. }) {
+                    if matches!(e, WorkerError::AtCapacity { .. } | WorkerError::AppAtCapacity { .. }) {
                         debug!(function = %pool.spec.function, "no room under the global cap for a replacement; the old worker stays");
                     } else {
                         warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a replacement; the old worker stays");
@@ -242,6 +271,62 @@ impl Pool {
                 }
             }
         });
+    }
+
+    /// A worker died or failed before finishing a call: count it, and
+    /// past the threshold pause the function (doubling each time).
+    fn note_crash(&self, error: &WorkerError) {
+        if matches!(
+            error,
+            WorkerError::AtCapacity { .. }
+                | WorkerError::AppAtCapacity { .. }
+                | WorkerError::Timeout { .. }
+        ) {
+            return; // not the function's start failing
+        }
+        let n = self.crashes.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut last) = self.last_crash.lock() {
+            *last = error.to_string();
+        }
+        if n >= CRASH_THRESHOLD {
+            let pause = FIRST_BACKOFF_MS
+                .saturating_mul(1 << (n - CRASH_THRESHOLD).min(16))
+                .min(MAX_BACKOFF_MS);
+            self.backoff_until_ms.store(now_ms() + pause, Ordering::Relaxed);
+            warn!(function = %self.spec.function, version = self.spec.version, crashes = n, pause_ms = pause,
+                error = %error, "crash loop: no new worker starts until the pause ends");
+        }
+    }
+
+    fn note_success(&self) {
+        if self.crashes.load(Ordering::Relaxed) != 0 {
+            self.crashes.store(0, Ordering::Relaxed);
+            self.backoff_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Milliseconds left of a crash-loop pause.
+    fn backoff_left_ms(&self) -> u64 {
+        self.backoff_until_ms
+            .load(Ordering::Relaxed)
+            .saturating_sub(now_ms())
+    }
+
+    /// Why the last worker died at start.
+    pub fn last_crash(&self) -> String {
+        self.last_crash
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    fn crash_loop_error(&self, left_ms: u64) -> CallError {
+        CallError::CrashLoop {
+            function: self.spec.label(),
+            crashes: self.crashes.load(Ordering::Relaxed),
+            last_error: self.last_crash(),
+            retry_after_s: left_ms.div_ceil(1000).max(1),
+        }
     }
 
     pub fn idle_count(&self) -> usize {
@@ -321,13 +406,15 @@ impl Pool {
         }
         // Background warming never evicts: at the global cap it waits for room.
         let at_cap = self.budget.as_ref().is_some_and(|b| b.is_full());
-        if have < min && !at_cap {
+        if have < min && !at_cap && self.backoff_left_ms() == 0 {
             let pool = self.clone();
             tokio::spawn(async move {
                 for _ in have..min {
                     match pool.warm_one().await {
                         Ok(()) => {}
-                        Err(WorkerError::AtCapacity { .. }) => break,
+                        Err(WorkerError::AtCapacity { .. } | WorkerError::AppAtCapacity { .. }) => {
+                            break
+                        }
                         Err(e) => {
                             warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a minimum worker");
                             break;
@@ -360,10 +447,17 @@ impl Pool {
         may_evict: bool,
     ) -> Result<Worker, WorkerError> {
         let place = match &self.budget {
-            Some(budget) => Some(budget.take(self, may_evict, deadline).await.ok_or_else(
-                || WorkerError::AtCapacity {
-                    function: self.spec.label(),
-                    cap: budget.stats().cap,
+            Some(budget) => Some(budget.take(self, may_evict, deadline).await.map_err(
+                |no| match no {
+                    NoPlace::Global { cap } => WorkerError::AtCapacity {
+                        function: self.spec.label(),
+                        cap,
+                    },
+                    NoPlace::App { app, cap } => WorkerError::AppAtCapacity {
+                        function: self.spec.label(),
+                        app,
+                        cap,
+                    },
                 },
             )?),
             None => None,
@@ -375,13 +469,11 @@ impl Pool {
             .as_ref()
             .filter(|_| self.spec.limits.network || !self.spec.isolation.namespaces)
             .and_then(|g| g.take(self.spec.runtime.kind));
-        let w = match generic {
-            Some(mut w) => {
-                w.load(self.spec.clone(), deadline).await?;
-                w
-            }
-            None => Worker::start(self.spec.clone(), deadline).await?,
+        let started = match generic {
+            Some(mut w) => w.load(self.spec.clone(), deadline).await.map(|_| w),
+            None => Worker::start(self.spec.clone(), deadline).await,
         };
+        let w = started.inspect_err(|e| self.note_crash(e))?;
         let mut w = w;
         w.place = place;
         self.started.fetch_add(1, Ordering::Relaxed);
@@ -408,6 +500,10 @@ impl Pool {
     pub async fn call(self: Arc<Self>, call: Call) -> Result<Answer, CallError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.last_used_ms.store(now_ms(), Ordering::Relaxed);
+        let left = self.backoff_left_ms();
+        if left > 0 {
+            return Err(self.crash_loop_error(left));
+        }
         let permit = match self.slots.try_acquire() {
             Ok(p) => p,
             Err(_) => self.wait_for_worker(&call).await?,
@@ -428,6 +524,7 @@ impl Pool {
         self.record_duration(began.elapsed());
         match outcome {
             Ok(result) => {
+                self.note_success();
                 self.put_idle(worker);
                 drop(permit);
                 Ok(result)
@@ -435,6 +532,10 @@ impl Pool {
             Err(e) => {
                 warn!(function = %self.spec.function, version = self.spec.version, pid = worker.pid(),
                     request_id = %call.request_id, error = %e, "worker lost");
+                if worker.calls <= 1 {
+                    // It died on its first call: the function cannot start.
+                    self.note_crash(&e);
+                }
                 drop(worker);
                 drop(permit);
                 self.replace_in_background();
@@ -507,7 +608,7 @@ impl Pool {
     /// After losing a worker, start a new one if this version is live and
     /// nothing is waiting, so the next call does not pay for a cold start.
     fn replace_in_background(self: &Arc<Self>) {
-        if !self.keep_warm.load(Ordering::Relaxed) {
+        if !self.keep_warm.load(Ordering::Relaxed) || self.backoff_left_ms() > 0 {
             return;
         }
         let pool = self.clone();
@@ -544,6 +645,8 @@ impl Pool {
                 .map(|i| i.iter().map(Worker::pid).collect())
                 .unwrap_or_default(),
             avg_call_ms: self.avg_call_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            crashes: self.crashes.load(Ordering::Relaxed),
+            backoff_ms: self.backoff_left_ms(),
         }
     }
 

@@ -138,6 +138,12 @@ pub enum WorkerError {
     OutOfMemory { function: String, limit_mb: u64 },
     #[error("{function} needs a new worker, and hearth is at its cap of {cap} workers, all busy (serve --max-workers-total)")]
     AtCapacity { function: String, cap: usize },
+    #[error("{function} needs a new worker, and its application {app} has all {cap} workers of its budget busy (hearth app {app} --max-workers)")]
+    AppAtCapacity {
+        function: String,
+        app: String,
+        cap: usize,
+    },
     #[error("the worker running {function} broke the protocol: {reason}")]
     Protocol { function: String, reason: String },
 }
