@@ -53,6 +53,7 @@ pub struct FunctionRecord {
 /// An application and its budget (0: no limit).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AppRecord {
+    #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub max_workers: u32,

@@ -223,14 +223,20 @@ impl Pool {
         }
     }
 
-    /// Has this worker served its calls or its time (each limit ±10% per
-    /// worker, so a pool never recycles all its workers at once)?
+    /// Has this worker served its calls or its time, or grown past its
+    /// memory (each limit ±10% per worker, so a pool never recycles all its
+    /// workers at once)?
     fn needs_recycle(&self, w: &Worker) -> bool {
         let limits = &self.spec.limits;
         let jitter = 0.9 + f64::from(w.pid() % 21) / 100.0;
         (limits.max_requests > 0 && w.calls as f64 >= limits.max_requests as f64 * jitter)
             || (limits.max_age_ms > 0
                 && w.started.elapsed().as_secs_f64() * 1000.0 >= limits.max_age_ms as f64 * jitter)
+            // Resident memory is read from /proc only when the limit is set.
+            || (limits.recycle_memory_mb > 0
+                && w.resident_bytes().is_some_and(|rss| {
+                    rss as f64 >= (limits.recycle_memory_mb * 1024 * 1024) as f64 * jitter
+                }))
     }
 
     /// Start a replacement for worker `old`; once it is ready, the old one
