@@ -89,3 +89,42 @@ fn without_generic_workers_functions_still_start() {
     assert_eq!(d.post("/fn/plain", "{}").json(), "plain");
     assert!(generic_pids(&d, "python").is_empty());
 }
+
+#[test]
+fn a_cold_call_reports_its_phases_and_a_warm_one_only_queue_and_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))
+        .expect("chmod");
+    let data = tmp.path().join("data");
+    let f = FnDir::python("phases", "def handler(event):\n    return 1\n");
+    {
+        let mut d = Daemon::start_in(&data, &[], &[]);
+        d.ok(&["deploy", f.path()]);
+        d.stop();
+    }
+    // After a restart the function has never been called: its first call
+    // takes a pre-started interpreter and loads the code.
+    let d = Daemon::start_in(&data, &[], &[]);
+    assert!(eventually(20, || generic_pids(&d, "python").len() == 1));
+    let first = d.post("/fn/phases", "{}");
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.header("x-hearth-start"), Some("generic"));
+    let timing = first.header("server-timing").unwrap_or("").to_owned();
+    for phase in ["queue;dur=", "spawn;dur=", "load;dur=", "run;dur="] {
+        assert!(timing.contains(phase), "{timing}");
+    }
+    let second = d.post("/fn/phases", "{}");
+    assert_eq!(second.header("x-hearth-start"), Some("warm"));
+    let timing = second.header("server-timing").unwrap_or("");
+    assert!(timing.starts_with("queue;dur=") && timing.contains("run;dur=") && !timing.contains("load"), "{timing}");
+    // The pool keeps the last cold start's phases.
+    let workers = d.get("/api/v1/workers").json();
+    let pool = workers["pools"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["function"] == "phases"))
+        .cloned()
+        .expect("pool");
+    assert_eq!(pool["cold_starts"], 1, "{pool}");
+    assert_eq!(pool["last_cold_start"]["start"], "generic", "{pool}");
+    assert!(pool["last_cold_start"]["load_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{pool}");
+}

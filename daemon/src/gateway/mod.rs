@@ -333,6 +333,23 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The call's phases as a `Server-Timing` header (milliseconds), and how
+/// its worker came (`x-hearth-start`: warm, generic or fresh).
+fn add_timing(h: &mut hyper::HeaderMap, t: &crate::pool::Timing) {
+    let value = if t.start == "warm" {
+        format!("queue;dur={:.3}, run;dur={:.3}", t.queue_ms, t.run_ms)
+    } else {
+        format!(
+            "queue;dur={:.3}, spawn;dur={:.3}, load;dur={:.3}, run;dur={:.3}",
+            t.queue_ms, t.spawn_ms, t.load_ms, t.run_ms
+        )
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert("server-timing", v);
+    }
+    h.insert("x-hearth-start", HeaderValue::from_static(t.start));
+}
+
 async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Resp, ApiError> {
     let parsed = parse_target(target)?;
     let request_id = gw.ids.next(req.headers().get("x-request-id"));
@@ -411,6 +428,7 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
             Ok(Answer {
                 result: Ok(value),
                 log,
+                timing,
             }) => {
                 debug!(ms = elapsed_ms, "call ok");
                 let mut resp = json(StatusCode::OK, &protocol::value_to_json(&value));
@@ -428,6 +446,7 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
                 if let Ok(v) = HeaderValue::from_str(&function) {
                     h.insert("x-hearth-function", v);
                 }
+                add_timing(h, &timing);
                 h.insert("x-hearth-version", HeaderValue::from(version));
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
                     h.insert("x-request-id", v);
@@ -437,6 +456,7 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
             Ok(Answer {
                 result: Err(fe),
                 log,
+                timing: _,
             }) => {
                 info!(ms = elapsed_ms, kind = %fe.kind, "call raised");
                 let mut err = ApiError::function_error(&function, version, fe);

@@ -12,7 +12,7 @@ pub use budget::{AppUsage, Budget, BudgetStats, NoPlace};
 pub use generic::{GenericPools, GenericStats};
 pub use output::CallLog;
 
-pub use worker::{Answer, FunctionError, Worker, WorkerError, WorkerSpec};
+pub use worker::{Answer, FunctionError, Timing, Worker, WorkerError, WorkerSpec};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +25,10 @@ fn now_ms() -> u64 {
         .get_or_init(std::time::Instant::now)
         .elapsed()
         .as_millis() as u64
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// How often a pool looks after its workers' lifecycle.
@@ -103,6 +107,10 @@ pub struct PoolStats {
     pub crashes: u32,
     /// Milliseconds left of a crash-loop pause (0: none).
     pub backoff_ms: u64,
+    /// Calls that had to start their worker.
+    pub cold_starts: u64,
+    /// The phases of the last of them.
+    pub last_cold_start: Option<Timing>,
 }
 
 /// What every pool shares: the generic pools and the global worker budget.
@@ -139,6 +147,8 @@ pub struct Pool {
     /// No worker starts before this (ms since the daemon's start).
     backoff_until_ms: AtomicU64,
     last_crash: Mutex<String>,
+    cold_starts: AtomicU64,
+    last_cold_start: Mutex<Option<Timing>>,
 }
 
 impl Pool {
@@ -162,6 +172,8 @@ impl Pool {
             crashes: Default::default(),
             backoff_until_ms: AtomicU64::new(0),
             last_crash: Mutex::new(String::new()),
+            cold_starts: AtomicU64::new(0),
+            last_cold_start: Mutex::new(None),
         });
         if let Some(budget) = &pool.budget {
             budget.register(&pool);
@@ -476,7 +488,10 @@ impl Pool {
             .filter(|_| self.spec.limits.network || !self.spec.isolation.namespaces)
             .and_then(|g| g.take(self.spec.runtime.kind));
         let started = match generic {
-            Some(mut w) => w.load(self.spec.clone(), deadline).await.map(|_| w),
+            Some(mut w) => {
+                w.from_generic = true;
+                w.load(self.spec.clone(), deadline).await.map(|_| w)
+            }
             None => Worker::start(self.spec.clone(), deadline).await,
         };
         let w = started.inspect_err(|e| self.note_crash(e))?;
@@ -510,15 +525,28 @@ impl Pool {
         if left > 0 {
             return Err(self.crash_loop_error(left));
         }
+        let arrived = Instant::now();
         let permit = match self.slots.try_acquire() {
             Ok(p) => p,
             Err(_) => self.wait_for_worker(&call).await?,
         };
-        let began = Instant::now();
+        let mut timing = Timing {
+            queue_ms: ms(arrived.elapsed()),
+            start: "warm",
+            ..Timing::default()
+        };
         let mut worker = match self.take_idle() {
             Some(w) => w,
-            None => self.start_worker(call.deadline, true).await?,
+            None => {
+                let w = self.start_worker(call.deadline, true).await?;
+                timing.start = if w.from_generic { "generic" } else { "fresh" };
+                timing.spawn_ms = if w.from_generic { 0.0 } else { w.spawn_ms };
+                timing.load_ms = w.load_ms;
+                self.cold_starts.fetch_add(1, Ordering::Relaxed);
+                w
+            }
         };
+        let began = Instant::now();
         let outcome = worker
             .invoke(
                 &call.request_id,
@@ -527,9 +555,17 @@ impl Pool {
                 call.deadline_ms,
             )
             .await;
-        self.record_duration(began.elapsed());
+        let took = began.elapsed();
+        self.record_duration(took);
         match outcome {
-            Ok(result) => {
+            Ok(mut result) => {
+                timing.run_ms = ms(took);
+                if timing.start != "warm" {
+                    if let Ok(mut last) = self.last_cold_start.lock() {
+                        *last = Some(timing.clone());
+                    }
+                }
+                result.timing = timing;
                 self.note_success();
                 self.put_idle(worker);
                 drop(permit);
@@ -653,6 +689,8 @@ impl Pool {
             avg_call_ms: self.avg_call_us.load(Ordering::Relaxed) as f64 / 1000.0,
             crashes: self.crashes.load(Ordering::Relaxed),
             backoff_ms: self.backoff_left_ms(),
+            cold_starts: self.cold_starts.load(Ordering::Relaxed),
+            last_cold_start: self.last_cold_start.lock().ok().and_then(|l| l.clone()),
         }
     }
 

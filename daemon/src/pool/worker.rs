@@ -103,6 +103,25 @@ pub struct Answer {
     pub result: Result<rmpv::Value, FunctionError>,
     /// What the call printed on stdout and stderr.
     pub log: CallLog,
+    /// Where the call's time went.
+    pub timing: Timing,
+}
+
+/// The phases of one call, in milliseconds. `spawn` and `load` are set
+/// when the call had to start its worker (a cold start).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Timing {
+    /// Waiting for a free worker (admission queue, global cap).
+    pub queue_ms: f64,
+    /// How the worker came: "warm", "generic" (a pre-started interpreter
+    /// loaded the code) or "fresh" (a new process).
+    pub start: &'static str,
+    /// Starting the interpreter and importing the shim, up to `ready`.
+    pub spawn_ms: f64,
+    /// Loading the function's code (its imports), up to `loaded`.
+    pub load_ms: f64,
+    /// The call itself, from sending it to its result.
+    pub run_ms: f64,
 }
 
 /// The function's own error, as reported by its runtime.
@@ -176,6 +195,12 @@ pub struct Worker {
     cgroup: Option<WorkerCgroup>,
     /// SIGTERM was sent: on drop it gets the grace period, then SIGKILL.
     terminating: bool,
+    /// Spawn to `ready`, in ms.
+    pub spawn_ms: f64,
+    /// Sending `load` to `loaded`, in ms.
+    pub load_ms: f64,
+    /// It was taken from a generic pool (spawned before its function).
+    pub from_generic: bool,
 }
 
 impl Drop for Worker {
@@ -319,9 +344,15 @@ impl Worker {
             tmp: Some(tmp),
             cgroup,
             terminating: false,
+            spawn_ms: 0.0,
+            load_ms: 0.0,
+            from_generic: false,
         };
         match tokio::time::timeout_at(deadline, worker.ready()).await {
-            Ok(Ok(())) => Ok(worker),
+            Ok(Ok(())) => {
+                worker.spawn_ms = worker.started.elapsed().as_secs_f64() * 1000.0;
+                Ok(worker)
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(WorkerError::Timeout {
                 function: spec.label(),
@@ -350,6 +381,7 @@ impl Worker {
         let started = StdInstant::now();
         match tokio::time::timeout_at(deadline, self.send_load()).await {
             Ok(Ok(load_ms)) => {
+                self.load_ms = started.elapsed().as_secs_f64() * 1000.0;
                 debug!(function = %spec.function, version = spec.version, pid = self.pid,
                     since_spawn_ms = self.started.elapsed().as_secs_f64() * 1000.0,
                     load_ms, wait_ms = started.elapsed().as_secs_f64() * 1000.0, "worker loaded");
@@ -466,6 +498,7 @@ impl Worker {
             Ok(Ok(result)) => Ok(Answer {
                 result,
                 log: self.output.end_call(),
+                timing: Timing::default(),
             }),
             Ok(Err(e)) => {
                 self.output.end_call();
