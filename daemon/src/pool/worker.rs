@@ -179,8 +179,9 @@ pub struct Worker {
     spec: Arc<WorkerSpec>,
     child: tokio::process::Child,
     pid: u32,
-    to_worker: pipe::Sender,
-    from_worker: pipe::Receiver,
+    /// The protocol pipes (taken by `split_io` for a shared worker).
+    to_worker: Option<pipe::Sender>,
+    from_worker: Option<pipe::Receiver>,
     buf: Vec<u8>,
     output: Arc<Output>,
     pub calls: u64,
@@ -332,8 +333,8 @@ impl Worker {
             spec: spec.clone(),
             child,
             pid,
-            to_worker,
-            from_worker,
+            to_worker: Some(to_worker),
+            from_worker: Some(from_worker),
             buf: Vec::with_capacity(4096),
             output,
             calls: 0,
@@ -566,7 +567,10 @@ impl Worker {
 
     async fn write(&mut self, message: &ToWorker) -> Result<(), WorkerError> {
         let frame = protocol::encode(message).map_err(|e| self.protocol_error(e.to_string()))?;
-        match protocol::write_frame(&mut self.to_worker, &frame).await {
+        let Some(to_worker) = self.to_worker.as_mut() else {
+            return Err(self.protocol_error("its pipes are held by a shared worker".into()));
+        };
+        match protocol::write_frame(to_worker, &frame).await {
             Ok(()) => Ok(()),
             Err(ProtocolError::Closed) => Err(self.died().await),
             Err(e) => Err(self.protocol_error(e.to_string())),
@@ -574,14 +578,27 @@ impl Worker {
     }
 
     async fn read(&mut self) -> Result<FromWorker, WorkerError> {
-        match protocol::read_frame(&mut self.from_worker, &mut self.buf).await {
+        let Some(from_worker) = self.from_worker.as_mut() else {
+            return Err(self.protocol_error("its pipes are held by a shared worker".into()));
+        };
+        match protocol::read_frame(from_worker, &mut self.buf).await {
             Ok(()) => protocol::decode(&self.buf).map_err(|e| self.protocol_error(e.to_string())),
             Err(ProtocolError::Closed) => Err(self.died().await),
             Err(e) => Err(self.protocol_error(e.to_string())),
         }
     }
 
-    fn protocol_error(&mut self, reason: String) -> WorkerError {
+    /// Hand the protocol pipes to a shared worker (several calls in
+    /// flight: one writer at a time, one reader task).
+    pub(super) fn split_io(&mut self) -> Option<(pipe::Sender, pipe::Receiver)> {
+        Some((self.to_worker.take()?, self.from_worker.take()?))
+    }
+
+    pub fn spec(&self) -> &Arc<WorkerSpec> {
+        &self.spec
+    }
+
+    pub(super) fn protocol_error(&mut self, reason: String) -> WorkerError {
         self.kill();
         WorkerError::Protocol {
             function: self.spec.label(),
@@ -590,7 +607,7 @@ impl Worker {
     }
 
     /// The worker closed its pipe: wait (briefly) for it to exit and say how.
-    async fn died(&mut self) -> WorkerError {
+    pub(super) async fn died(&mut self) -> WorkerError {
         let status =
             match tokio::time::timeout(std::time::Duration::from_millis(500), self.child.wait())
                 .await

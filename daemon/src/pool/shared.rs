@@ -1,0 +1,256 @@
+//! A worker that serves several calls at once (`limits.concurrency` > 1;
+//! Node only: its shim starts each `invoke` as it arrives). Callers write
+//! whole frames one at a time; one reader task hands each answer to the
+//! call with its id.
+//!
+//! What changes for such a worker's calls: their output cannot be told
+//! apart, so it goes to the daemon's log (tagged with function, version and
+//! pid) and no call gets a log of its own; and a call past its deadline
+//! stops the worker, so the calls in flight with it fail too (504 for the
+//! late one, 502 for the others).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::output::CallLog;
+use super::worker::{Answer, FunctionError, Timing, Worker, WorkerError};
+use crate::protocol::{self, FromWorker, ProtocolError, ToWorker};
+
+type Reply = Result<Result<rmpv::Value, FunctionError>, WorkerError>;
+
+pub struct SharedWorker {
+    pid: u32,
+    /// The process (for how it ended, and to stop it); pipes taken out.
+    worker: tokio::sync::Mutex<Worker>,
+    writer: tokio::sync::Mutex<pipe::Sender>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
+    pub in_flight: AtomicU32,
+    pub calls: AtomicU64,
+    dead: AtomicBool,
+    /// No new calls: a replacement is coming, or it is being reclaimed.
+    pub retiring: AtomicBool,
+    pub started: std::time::Instant,
+    /// When its last call ended (ms since the daemon's start).
+    pub idle_since_ms: AtomicU64,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SharedWorker {
+    fn drop(&mut self) {
+        self.reader.abort();
+        // Dropping `worker` kills the process tree.
+    }
+}
+
+impl SharedWorker {
+    /// Take over a started, loaded worker.
+    pub fn new(mut worker: Worker, now_ms: u64) -> Result<Arc<SharedWorker>, WorkerError> {
+        let Some((writer, reader)) = worker.split_io() else {
+            return Err(worker.protocol_error("its pipes were already taken".into()));
+        };
+        let pid = worker.pid();
+        let started = worker.started;
+        Ok(Arc::new_cyclic(|weak: &std::sync::Weak<SharedWorker>| {
+            let weak = weak.clone();
+            let task = tokio::spawn(async move { read_answers(weak, reader).await });
+            SharedWorker {
+                pid,
+                worker: tokio::sync::Mutex::new(worker),
+                writer: tokio::sync::Mutex::new(writer),
+                pending: Mutex::new(HashMap::new()),
+                in_flight: AtomicU32::new(0),
+                calls: AtomicU64::new(0),
+                dead: AtomicBool::new(false),
+                retiring: AtomicBool::new(false),
+                started,
+                idle_since_ms: AtomicU64::new(now_ms),
+                reader: task,
+            }
+        }))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Relaxed)
+    }
+
+    /// Run one call on it (the caller has counted it in `in_flight`).
+    pub async fn invoke(
+        &self,
+        id: &str,
+        payload: rmpv::Value,
+        deadline: Instant,
+        deadline_ms: u64,
+    ) -> Result<Answer, WorkerError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(id.to_owned(), tx);
+        }
+        let frame = protocol::encode(&ToWorker::Invoke {
+            id: id.to_owned(),
+            deadline_ms,
+            payload,
+        })
+        .map_err(|e| self.protocol_error(e.to_string()));
+        let written = match frame {
+            Ok(frame) => {
+                let mut writer = self.writer.lock().await;
+                match protocol::write_frame(&mut *writer, &frame).await {
+                    Ok(()) => Ok(()),
+                    // The reader sees the end too and says how it died.
+                    Err(ProtocolError::Closed) => Ok(()),
+                    Err(e) => Err(self.protocol_error(e.to_string())),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            self.forget(id);
+            return Err(e);
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(reply)) => reply.map(|result| Answer {
+                result,
+                log: CallLog::default(),
+                timing: Timing::default(),
+            }),
+            Ok(Err(_)) => Err(self.lost("its answer channel closed")),
+            Err(_) => {
+                self.forget(id);
+                // The late call stops the worker (the others in flight fail).
+                self.dead.store(true, Ordering::Relaxed);
+                let mut worker = self.worker.lock().await;
+                worker.terminate();
+                let spec = worker.spec();
+                Err(WorkerError::Timeout {
+                    function: spec.label(),
+                    timeout_ms: spec.limits.timeout_ms,
+                })
+            }
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(id);
+        }
+    }
+
+    fn protocol_error(&self, reason: String) -> WorkerError {
+        self.dead.store(true, Ordering::Relaxed);
+        crate::isolation::kill_tree(self.pid);
+        WorkerError::Protocol {
+            function: format!("worker {}", self.pid),
+            reason,
+        }
+    }
+
+    fn lost(&self, why: &str) -> WorkerError {
+        WorkerError::Died {
+            function: format!("worker {}", self.pid),
+            how: why.to_owned(),
+            stderr: String::new(),
+        }
+    }
+
+    /// Fail every call in flight with `error`.
+    fn fail_all(&self, error: &WorkerError) {
+        let pending: Vec<_> = match self.pending.lock() {
+            Ok(mut p) => p.drain().collect(),
+            Err(_) => return,
+        };
+        for (_, tx) in pending {
+            let _ = tx.send(Err(clone_error(error)));
+        }
+    }
+}
+
+/// The reader task: answers to their calls, until the pipe ends.
+async fn read_answers(weak: std::sync::Weak<SharedWorker>, mut reader: pipe::Receiver) {
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        let read = protocol::read_frame(&mut reader, &mut buf).await;
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        let message = match read {
+            Ok(()) => protocol::decode::<FromWorker>(&buf),
+            Err(e) => Err(e),
+        };
+        let (id, reply) = match message {
+            Ok(FromWorker::Result { id, value }) => (id, Ok(Ok(value))),
+            Ok(FromWorker::Error {
+                id,
+                kind,
+                message,
+                traceback,
+            }) => (
+                id,
+                Ok(Err(FunctionError {
+                    kind,
+                    message,
+                    traceback,
+                })),
+            ),
+            Ok(other) => {
+                let e = shared.protocol_error(format!("unexpected message: {other:?}"));
+                shared.fail_all(&e);
+                return;
+            }
+            Err(ProtocolError::Closed) => {
+                shared.dead.store(true, Ordering::Relaxed);
+                let e = shared.worker.lock().await.died().await;
+                warn!(pid = shared.pid, error = %e, "shared worker lost");
+                shared.fail_all(&e);
+                return;
+            }
+            Err(e) => {
+                let e = shared.protocol_error(e.to_string());
+                shared.fail_all(&e);
+                return;
+            }
+        };
+        let tx = shared.pending.lock().ok().and_then(|mut p| p.remove(&id));
+        if let Some(tx) = tx {
+            let _ = tx.send(reply);
+        }
+    }
+}
+
+/// The same error for every call that was in flight.
+fn clone_error(e: &WorkerError) -> WorkerError {
+    match e {
+        WorkerError::OutOfMemory { function, limit_mb } => WorkerError::OutOfMemory {
+            function: function.clone(),
+            limit_mb: *limit_mb,
+        },
+        WorkerError::Protocol { function, reason } => WorkerError::Protocol {
+            function: function.clone(),
+            reason: reason.clone(),
+        },
+        WorkerError::Died {
+            function,
+            how,
+            stderr,
+        } => WorkerError::Died {
+            function: function.clone(),
+            how: how.clone(),
+            stderr: stderr.clone(),
+        },
+        other => WorkerError::Died {
+            function: String::new(),
+            how: other.to_string(),
+            stderr: String::new(),
+        },
+    }
+}
