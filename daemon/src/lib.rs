@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod bundle;
+pub mod cgroup;
 pub mod cli;
 pub mod client;
 pub mod code;
