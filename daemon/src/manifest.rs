@@ -324,18 +324,10 @@ fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, Manifes
     let max_age_ms = limit!("max_age_ms", 0, 365 * 24 * 3600 * 1000, 0);
     let recycle_memory_mb = limit!("recycle_memory_mb", 0, MAX_MEMORY_MB, 0);
     let concurrency = limit!("concurrency", 1, u64::from(MAX_CONCURRENCY), 1) as u32;
-    if concurrency > 1 {
-        // Several calls in flight per worker (Node) are not served yet.
-        let why = if runtime == RuntimeKind::Node {
-            "this daemon sends a Node worker one call at a time for now".to_owned()
-        } else {
-            format!("a {runtime} worker runs one call at a time")
-        };
+    if concurrency > 1 && runtime != RuntimeKind::Node {
         return Err(ManifestError::Invalid {
             key: "limits.concurrency",
-            problem: format!(
-                "is {concurrency}, but {why}; remove it (or use 1) and raise limits.max_workers instead"
-            ),
+            problem: format!("is {concurrency}, but a {runtime} worker runs one call at a time; remove it (or use 1) and raise limits.max_workers instead"),
         });
     }
     let cpu_percent = limit!("cpu_percent", 0, 100 * 1024, u64::from(d.cpu_percent)) as u32;

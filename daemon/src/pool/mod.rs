@@ -6,7 +6,10 @@
 mod budget;
 mod generic;
 mod output;
+mod shared;
 mod worker;
+
+use shared::SharedWorker;
 
 pub use budget::{AppUsage, Budget, BudgetStats, NoPlace};
 pub use generic::{GenericPools, GenericStats};
@@ -149,11 +152,18 @@ pub struct Pool {
     last_crash: Mutex<String>,
     cold_starts: AtomicU64,
     last_cold_start: Mutex<Option<Timing>>,
+    /// Workers serving several calls at once (`limits.concurrency` > 1).
+    shared: Mutex<Vec<Arc<SharedWorker>>>,
+    /// Shared workers being started right now.
+    starting: std::sync::atomic::AtomicUsize,
+    /// A shared worker got a free lane, or a new one arrived.
+    lane_freed: tokio::sync::Notify,
 }
 
 impl Pool {
     pub fn new(spec: WorkerSpec, shared: &Shared) -> Arc<Pool> {
-        let max = spec.limits.max_workers as usize;
+        // One permit per call in flight: `concurrency` per worker.
+        let max = spec.limits.max_workers as usize * spec.limits.concurrency.max(1) as usize;
         let pool = Arc::new(Pool {
             spec: Arc::new(spec),
             generic: shared.generic.clone(),
@@ -174,6 +184,9 @@ impl Pool {
             last_crash: Mutex::new(String::new()),
             cold_starts: AtomicU64::new(0),
             last_cold_start: Mutex::new(None),
+            shared: Mutex::new(Vec::new()),
+            starting: Default::default(),
+            lane_freed: tokio::sync::Notify::new(),
         });
         if let Some(budget) = &pool.budget {
             budget.register(&pool);
@@ -216,6 +229,18 @@ impl Pool {
     }
 
     fn put_idle(self: &Arc<Self>, mut worker: Worker) {
+        if self.is_shared() {
+            match SharedWorker::new(worker, now_ms()) {
+                Ok(w) => {
+                    if let Ok(mut shared) = self.shared.lock() {
+                        shared.push(w);
+                    }
+                    self.lane_freed.notify_waiters();
+                }
+                Err(e) => warn!(function = %self.spec.function, error = %e, "cannot share a worker"),
+            }
+            return;
+        }
         if worker.retiring
             && self
                 .replaced
@@ -348,7 +373,76 @@ impl Pool {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+        self.idle.lock().map(|i| i.len()).unwrap_or(0) + self.shared_idle().len()
+    }
+
+    /// Does a worker of this pool serve several calls at once?
+    fn is_shared(&self) -> bool {
+        self.spec.limits.concurrency > 1
+    }
+
+    /// Shared workers with no call in flight (pids).
+    fn shared_idle(&self) -> Vec<u32> {
+        self.shared
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|w| w.in_flight.load(Ordering::Relaxed) == 0 && !w.is_dead())
+                    .map(|w| w.pid())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Remove shared workers that are dead, or retiring with nothing in
+    /// flight, or (`reclaim`) idle past the idle timeout above the minimum.
+    fn tidy_shared(&self, reclaim: bool) {
+        let min = self.min_warm();
+        let idle_timeout = self.spec.limits.idle_timeout_ms;
+        let now = now_ms();
+        let Ok(mut shared) = self.shared.lock() else {
+            return;
+        };
+        shared.retain(|w| {
+            !(w.is_dead()
+                || (w.retiring.load(Ordering::Relaxed)
+                    && w.in_flight.load(Ordering::Relaxed) == 0))
+        });
+        if reclaim {
+            while shared.len() > min {
+                let oldest = shared
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| {
+                        w.in_flight.load(Ordering::Relaxed) == 0
+                            && now.saturating_sub(w.idle_since_ms.load(Ordering::Relaxed))
+                                >= idle_timeout
+                    })
+                    .min_by_key(|(_, w)| w.idle_since_ms.load(Ordering::Relaxed))
+                    .map(|(i, _)| i);
+                match oldest {
+                    Some(i) => {
+                        shared.swap_remove(i);
+                        self.reclaimed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => break,
+                }
+            }
+            // Recycle by calls or age: no new calls; a replacement starts.
+            let limits = &self.spec.limits;
+            for w in shared.iter() {
+                let jitter = 0.9 + f64::from(w.pid() % 21) / 100.0;
+                let due = (limits.max_requests > 0
+                    && w.calls.load(Ordering::Relaxed) as f64
+                        >= limits.max_requests as f64 * jitter)
+                    || (limits.max_age_ms > 0
+                        && w.started.elapsed().as_secs_f64() * 1000.0
+                            >= limits.max_age_ms as f64 * jitter);
+                if due && !w.retiring.swap(true, Ordering::Relaxed) {
+                    self.recycled.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     pub fn last_used_ms(&self) -> u64 {
@@ -357,6 +451,20 @@ impl Pool {
 
     /// End the idle worker that has waited longest (global cap eviction).
     pub fn evict_idle(&self) -> bool {
+        if self.is_shared() {
+            let Ok(mut shared) = self.shared.lock() else {
+                return false;
+            };
+            let found = shared
+                .iter()
+                .position(|w| w.in_flight.load(Ordering::Relaxed) == 0);
+            if let Some(i) = found {
+                shared.swap_remove(i);
+                self.reclaimed.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            return false;
+        }
         let Ok(mut idle) = self.idle.lock() else {
             return false;
         };
@@ -422,6 +530,12 @@ impl Pool {
         for pid in to_recycle {
             self.replace(pid);
         }
+        let have = if self.is_shared() {
+            self.tidy_shared(true);
+            self.shared.lock().map(|s| s.len()).unwrap_or(0)
+        } else {
+            have
+        };
         // Background warming never evicts: at the global cap it waits for room.
         let at_cap = self.budget.as_ref().is_some_and(|b| b.is_full());
         if have < min && !at_cap && self.backoff_left_ms() == 0 {
@@ -512,6 +626,9 @@ impl Pool {
             self.put_idle(w);
             return Ok(());
         }
+        if self.shared.lock().is_ok_and(|s| s.iter().any(|w| !w.is_dead())) {
+            return Ok(());
+        }
         let w = self.start_worker(deadline, true).await?;
         self.put_idle(w);
         Ok(())
@@ -535,6 +652,11 @@ impl Pool {
             start: "warm",
             ..Timing::default()
         };
+        if self.is_shared() {
+            let outcome = self.call_shared(call, timing).await;
+            drop(permit);
+            return outcome;
+        }
         let mut worker = match self.take_idle() {
             Some(w) => w,
             None => {
@@ -580,6 +702,116 @@ impl Pool {
                 }
                 drop(worker);
                 drop(permit);
+                self.replace_in_background();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A call on a shared worker: the least busy one with a free lane, or
+    /// a new one while under `max_workers`, or the next lane to come free.
+    async fn call_shared(
+        self: &Arc<Self>,
+        call: Call,
+        mut timing: Timing,
+    ) -> Result<Answer, CallError> {
+        let lanes = self.spec.limits.concurrency;
+        let max_workers = self.spec.limits.max_workers as usize;
+        let worker = loop {
+            let freed = self.lane_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            enum Pick {
+                Use(Arc<SharedWorker>),
+                Start,
+                Wait,
+            }
+            let pick = {
+                self.tidy_shared(false);
+                let shared = self.shared.lock().map_err(|_| {
+                    CallError::Worker(WorkerError::Spawn {
+                        function: self.spec.label(),
+                        runtime: self.spec.runtime.kind.to_string(),
+                        reason: "pool lock poisoned".into(),
+                    })
+                })?;
+                let best = shared
+                    .iter()
+                    .filter(|w| !w.is_dead() && !w.retiring.load(Ordering::Relaxed))
+                    .min_by_key(|w| w.in_flight.load(Ordering::Relaxed));
+                match best {
+                    Some(w) if w.in_flight.load(Ordering::Relaxed) < lanes => {
+                        w.in_flight.fetch_add(1, Ordering::Relaxed);
+                        Pick::Use(w.clone())
+                    }
+                    _ if shared.len() + self.starting.load(Ordering::Relaxed) < max_workers => {
+                        self.starting.fetch_add(1, Ordering::Relaxed);
+                        Pick::Start
+                    }
+                    _ => Pick::Wait,
+                }
+            };
+            match pick {
+                Pick::Use(w) => break w,
+                Pick::Start => {
+                    let started = self.start_worker(call.deadline, true).await;
+                    self.starting.fetch_sub(1, Ordering::Relaxed);
+                    self.lane_freed.notify_waiters();
+                    let w = started?;
+                    timing.start = if w.from_generic { "generic" } else { "fresh" };
+                    timing.spawn_ms = if w.from_generic { 0.0 } else { w.spawn_ms };
+                    timing.load_ms = w.load_ms;
+                    self.cold_starts.fetch_add(1, Ordering::Relaxed);
+                    let w = SharedWorker::new(w, now_ms())?;
+                    w.in_flight.store(1, Ordering::Relaxed);
+                    if let Ok(mut shared) = self.shared.lock() {
+                        shared.push(w.clone());
+                    }
+                    break w;
+                }
+                Pick::Wait => {
+                    if tokio::time::timeout_at(call.deadline, freed).await.is_err() {
+                        return Err(CallError::Overloaded {
+                            function: self.spec.label(),
+                            timeout_ms: self.spec.limits.timeout_ms,
+                            reason: "no worker had a free lane in time".into(),
+                            retry_after_s: 1,
+                        });
+                    }
+                }
+            }
+        };
+        let began = Instant::now();
+        let outcome = worker
+            .invoke(
+                &call.request_id,
+                call.payload,
+                call.deadline,
+                call.deadline_ms,
+            )
+            .await;
+        let took = began.elapsed();
+        self.record_duration(took);
+        let first_call = worker.calls.load(Ordering::Relaxed) <= 1;
+        if worker.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            worker.idle_since_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        self.lane_freed.notify_waiters();
+        match outcome {
+            Ok(mut answer) => {
+                timing.run_ms = ms(took);
+                answer.timing = timing;
+                self.note_success();
+                Ok(answer)
+            }
+            Err(e) => {
+                warn!(function = %self.spec.function, version = self.spec.version, pid = worker.pid(),
+                    request_id = %call.request_id, error = %e, "shared worker call failed");
+                if first_call && worker.is_dead() {
+                    self.note_crash(&e);
+                }
+                drop(worker);
+                self.tidy_shared(false);
                 self.replace_in_background();
                 Err(e.into())
             }
@@ -667,7 +899,7 @@ impl Pool {
     }
 
     pub fn stats(&self) -> PoolStats {
-        let idle = self.idle.lock().map(|i| i.len()).unwrap_or(0);
+        let idle = self.idle_count();
         let max = self.spec.limits.max_workers;
         let free = self.slots.available_permits();
         PoolStats {
@@ -684,8 +916,11 @@ impl Pool {
             pids: self
                 .idle
                 .lock()
-                .map(|i| i.iter().map(Worker::pid).collect())
-                .unwrap_or_default(),
+                .map(|i| i.iter().map(Worker::pid).collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(self.shared_idle())
+                .collect(),
             avg_call_ms: self.avg_call_us.load(Ordering::Relaxed) as f64 / 1000.0,
             crashes: self.crashes.load(Ordering::Relaxed),
             backoff_ms: self.backoff_left_ms(),
@@ -699,6 +934,9 @@ impl Pool {
     pub fn shutdown(&self) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
+        }
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.clear();
         }
     }
 }

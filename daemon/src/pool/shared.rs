@@ -26,6 +26,8 @@ type Reply = Result<Result<rmpv::Value, FunctionError>, WorkerError>;
 
 pub struct SharedWorker {
     pid: u32,
+    /// function@version, for messages.
+    label: String,
     /// The process (for how it ended, and to stop it); pipes taken out.
     worker: tokio::sync::Mutex<Worker>,
     writer: tokio::sync::Mutex<pipe::Sender>,
@@ -55,12 +57,14 @@ impl SharedWorker {
             return Err(worker.protocol_error("its pipes were already taken".into()));
         };
         let pid = worker.pid();
+        let label = worker.spec().label();
         let started = worker.started;
         Ok(Arc::new_cyclic(|weak: &std::sync::Weak<SharedWorker>| {
             let weak = weak.clone();
             let task = tokio::spawn(async move { read_answers(weak, reader).await });
             SharedWorker {
                 pid,
+                label,
                 worker: tokio::sync::Mutex::new(worker),
                 writer: tokio::sync::Mutex::new(writer),
                 pending: Mutex::new(HashMap::new()),
@@ -150,14 +154,14 @@ impl SharedWorker {
         self.dead.store(true, Ordering::Relaxed);
         crate::isolation::kill_tree(self.pid);
         WorkerError::Protocol {
-            function: format!("worker {}", self.pid),
+            function: self.label.clone(),
             reason,
         }
     }
 
     fn lost(&self, why: &str) -> WorkerError {
         WorkerError::Died {
-            function: format!("worker {}", self.pid),
+            function: self.label.clone(),
             how: why.to_owned(),
             stderr: String::new(),
         }

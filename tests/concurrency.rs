@@ -1,0 +1,74 @@
+//! Several calls in flight on one Node worker (`limits.concurrency`).
+
+mod common;
+
+use common::{Daemon, FnDir};
+
+fn node_fn(name: &str, code: &str, limits: &str) -> FnDir {
+    FnDir::new(
+        &format!("name = \"{name}\"\nruntime = \"node\"\nentry = \"main.handler\"\n[limits]\n{limits}\n"),
+        &[("main.js", code)],
+    )
+}
+
+#[test]
+fn one_node_worker_serves_several_calls_at_once() {
+    let d = Daemon::start();
+    let f = node_fn(
+        "conc",
+        "exports.handler = async (e) => {\n  await new Promise((r) => setTimeout(r, e.ms));\n  if (e.fail) throw new Error('failed ' + e.i);\n  return { i: e.i, pid: process.pid };\n};\n",
+        "max_workers = 1\nconcurrency = 4\ntimeout_ms = 5000",
+    );
+    d.ok(&["deploy", f.path()]);
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let addr = d.addr.clone();
+            std::thread::spawn(move || {
+                let body = format!(r#"{{"i": {i}, "ms": {}, "fail": {}}}"#, 800 - i * 100, i == 2);
+                common::http(&addr, "POST", "/fn/conc", body.as_bytes())
+            })
+        })
+        .collect();
+    let replies: Vec<_> = calls.into_iter().map(|c| c.join().expect("call")).collect();
+    let elapsed = started.elapsed();
+    let mut pids = std::collections::HashSet::new();
+    for (i, r) in replies.iter().enumerate() {
+        if i == 2 {
+            assert_eq!(r.status, 500, "{}", r.text());
+            assert!(r.text().contains("failed 2"), "{}", r.text());
+        } else {
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.json()["i"], i as u64);
+            pids.insert(r.json()["pid"].as_u64().expect("pid"));
+        }
+    }
+    assert_eq!(pids.len(), 1, "one worker served them all: {pids:?}");
+    // One at a time they would take 0.8 + 0.7 + 0.6 + 0.5 s.
+    assert!(elapsed.as_secs_f64() < 2.2, "calls ran one after another: {elapsed:?}");
+    // A fifth and sixth call beyond the lanes wait for one to free up.
+    let again = d.post("/fn/conc", r#"{"i": 9, "ms": 1}"#);
+    assert_eq!(again.status, 200, "{}", again.text());
+}
+
+#[test]
+fn a_late_call_stops_its_shared_worker_and_the_pool_recovers() {
+    let d = Daemon::start();
+    let f = node_fn(
+        "conc-late",
+        "exports.handler = async (e) => {\n  await new Promise((r) => setTimeout(r, e.ms));\n  return { pid: process.pid };\n};\n",
+        "max_workers = 1\nconcurrency = 2\ntimeout_ms = 500",
+    );
+    d.ok(&["deploy", f.path()]);
+    let late = d.post("/fn/conc-late", r#"{"ms": 3000}"#);
+    assert_eq!(late.status, 504, "{}", late.text());
+    assert!(common::eventually(10, || d.post("/fn/conc-late", r#"{"ms": 1}"#).status == 200));
+}
+
+#[test]
+fn concurrency_is_only_for_node() {
+    let d = Daemon::start();
+    let f = FnDir::python_with("conc-py", "def handler(e):\n    return 1\n", "[limits]\nconcurrency = 2\n");
+    let err = d.fails(&["deploy", f.path()]);
+    assert!(err.contains("limits.concurrency") && err.contains("one call at a time"), "{err}");
+}
