@@ -17,12 +17,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_hearth");
 pub struct Daemon {
     child: Child,
     pub addr: String,
-    data: std::path::PathBuf,
+    pub data: std::path::PathBuf,
+    /// Remove the data directory when dropped.
+    pub remove_data: bool,
 }
 
 impl Daemon {
     pub fn start() -> Daemon {
         let data = std::env::temp_dir().join(format!("hearth-bench-{}", std::process::id()));
+        Daemon::start_in(data)
+    }
+
+    /// A daemon on `data` (kept when it is dropped only if `remove_data` is
+    /// set to false).
+    pub fn start_in(data: std::path::PathBuf) -> Daemon {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
@@ -41,7 +49,16 @@ impl Daemon {
             .and_then(|r| r.split_whitespace().next())
             .expect("address")
             .to_owned();
-        Daemon { child, addr, data }
+        Daemon {
+            child,
+            addr,
+            data,
+            remove_data: true,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -51,7 +68,9 @@ impl Drop for Daemon {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data);
+        if self.remove_data {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
     }
 }
 
@@ -76,6 +95,12 @@ impl Conn {
         }
     }
 
+    pub fn get(&mut self, path: &str) -> Vec<u8> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
+        self.writer.write_all(req.as_bytes()).expect("send");
+        self.read_answer().1
+    }
+
     pub fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -85,6 +110,10 @@ impl Conn {
         let mut req = head.into_bytes();
         req.extend_from_slice(body);
         self.writer.write_all(&req).expect("send");
+        self.read_answer()
+    }
+
+    fn read_answer(&mut self) -> (u16, Vec<u8>) {
         let mut line = String::new();
         self.reader.read_line(&mut line).expect("status line");
         let status = line

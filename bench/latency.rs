@@ -2,14 +2,17 @@
 //! imports, code load), deploy to first answer, and warm calls.
 //!
 //!     cargo bench --bench latency
-//!     cargo bench --bench latency -- --warm 5000 --cold 100 --examples python/hello,lua/hello
+//!     cargo bench --bench latency -- --warm 5000 --cold 100 --first 50 --examples python/hello,lua/hello
 //!
 //! Starts a real `hearth serve` (release build) on a free loopback port with a
 //! temporary data directory. For each example: deploys `--cold` new versions
 //! (each starts a worker and loads its code before going live; the daemon
 //! reports that time as `load_ms`) and times the first call after each; then
 //! times `--warm` sequential calls to the live version on one keep-alive
-//! HTTP/1.1 connection. Prints one table.
+//! HTTP/1.1 connection. Prints one table. Then the first call of functions
+//! never called (`--first` per runtime, deployed, the daemon restarted, each
+//! called once with the generic pool warm), and the resident memory of the
+//! idle loaded workers.
 
 mod common;
 
@@ -22,6 +25,8 @@ use hearth::bundle::{Bundle, BundleFile};
 struct Args {
     warm: usize,
     cold: usize,
+    /// Never-called functions deployed per runtime for the first-call row.
+    first: usize,
     examples: Vec<String>,
 }
 
@@ -29,6 +34,7 @@ fn args() -> Args {
     let mut a = Args {
         warm: 1000,
         cold: 50,
+        first: 30,
         examples: vec![
             "python/hello".into(),
             "node/hello".into(),
@@ -40,6 +46,7 @@ fn args() -> Args {
         match arg.as_str() {
             "--warm" => a.warm = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.warm),
             "--cold" => a.cold = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.cold),
+            "--first" => a.first = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.first),
             "--examples" => {
                 a.examples = it
                     .next()
@@ -137,5 +144,108 @@ fn main() {
     println!("worker start+load: spawn, imports and code load (the deploy's load_ms); deploy to answer: from sending");
     println!("the deploy to the answer of the first call after it; first call: that call alone (the deploy leaves a warm worker)");
 
+    // Idle workers' resident memory (each runtime's hello, loaded, idle).
+    let mut conn = Conn::open(&addr);
+    let workers: serde_json::Value =
+        serde_json::from_slice(&conn.get("/api/v1/workers")).expect("workers");
+    let mut rss_rows = Vec::new();
+    for pool in workers["pools"].as_array().into_iter().flatten() {
+        for pid in pool["pids"].as_array().into_iter().flatten() {
+            if let Some(kb) = pid.as_u64().and_then(rss_kb) {
+                rss_rows.push((pool["function"].as_str().unwrap_or("").to_owned(), kb));
+            }
+        }
+    }
+    drop(conn);
+
+    // First call of functions never called: deployed, then the daemon is
+    // restarted (no worker of theirs is left), and each is called once with
+    // the generic pool warm.
+    eprintln!("first calls: deploying {} functions per runtime…", a.first);
+    let mut conn = Conn::open(&addr);
+    let mut names = Vec::new();
+    for example in &a.examples {
+        let dir = Path::new(repo).join("examples").join(example);
+        let bundle = Bundle::from_dir(&dir).expect("example");
+        for i in 0..a.first {
+            let mut b = bundle.clone();
+            let name = format!("first-{}-{i}", example.replace('/', "-"));
+            for f in b.files.iter_mut().filter(|f| f.path == "hearth.toml") {
+                let text = String::from_utf8_lossy(&f.data).into_owned();
+                let renamed: Vec<String> = text
+                    .lines()
+                    .map(|l| {
+                        if l.starts_with("name") {
+                            format!("name = \"{name}\"")
+                        } else {
+                            l.to_owned()
+                        }
+                    })
+                    .collect();
+                f.data = renamed.join("\n").into_bytes();
+            }
+            deploy(&mut conn, &b, true);
+            names.push((example.clone(), name));
+        }
+    }
+    drop(conn);
+    let data = daemon.data.clone();
+    let mut daemon = daemon;
+    daemon.remove_data = false;
     drop(daemon);
+    let daemon = common::Daemon::start_in(data);
+    let addr = daemon.addr.clone();
+    let mut conn = Conn::open(&addr);
+    let mut first_rows: Vec<(String, Vec<Duration>)> = Vec::new();
+    for (example, name) in &names {
+        wait_generic_full(&mut conn);
+        let t = Instant::now();
+        let (status, out) = conn.post(&format!("/fn/{name}"), br#"{"name":"Ada"}"#);
+        let took = t.elapsed();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+        match first_rows.iter_mut().find(|(e, _)| e == example) {
+            Some((_, v)) => v.push(took),
+            None => first_rows.push((example.clone(), vec![took])),
+        }
+    }
+    println!();
+    println!("first call of a never-called function (generic pool warm; {} functions each):", a.first);
+    println!("{:<14} {:>10} {:>10} {:>10}", "example", "p50", "p99", "max");
+    for (example, times) in first_rows {
+        let s = stats(times);
+        println!("{:<14} {:>8.2}ms {:>8.2}ms {:>8.2}ms", example, s.p50, s.p99, s.max);
+    }
+    println!();
+    println!("idle loaded workers, resident memory (VmRSS):");
+    for (function, kb) in rss_rows {
+        println!("{function:<14} {:>8.1} MB", kb as f64 / 1024.0);
+    }
+    drop(daemon);
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kb(pid: u64) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Wait until every generic pool holds its target of idle interpreters.
+fn wait_generic_full(conn: &mut Conn) {
+    for _ in 0..2000 {
+        let w: serde_json::Value =
+            serde_json::from_slice(&conn.get("/api/v1/workers")).expect("workers");
+        let full = w["generic"]
+            .as_array()
+            .is_some_and(|g| g.iter().all(|g| g["idle"] == g["target"]));
+        if full {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
