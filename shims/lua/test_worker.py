@@ -245,6 +245,17 @@ end }
         "pkg/init.lua": "return { handler = function() return 'pkg/init.lua' end }\n",
     },
     "echo": {"main.lua": "return { handler = function(event) return event end }\n"},
+    "whoami": {
+        "main.lua": """local M = {}
+function M.handler()
+  local f = assert(io.open("/proc/self/status", "rb"))
+  local status = f:read("a")
+  f:close()
+  return { uid = tonumber(status:match("\\nUid:%s*(%d+)")), tmpdir = os.getenv("TMPDIR") or "" }
+end
+return M
+""",
+    },
 }
 
 
@@ -439,6 +450,17 @@ def test_dotted_entries(dirs):
     w, _ = started_and_ready()
     assert w.load(dirs["dotted"], entry="pkg.handler")["t"] == "loaded"
     assert w.invoke({})["value"] == "pkg/init.lua"
+    assert w.close() == 0
+
+
+def test_user_and_tmp_fields_are_ignored(dirs):
+    # Pure Lua cannot switch users nor set variables: the daemon starts Lua
+    # workers as the function's user, with TMPDIR set, and the shim ignores
+    # `uid`, `gid` and `tmp` (README: Users and temporary files).
+    w, _ = started_and_ready()
+    loaded = w.load(dirs["whoami"], uid=65534, gid=65534, tmp="/nonexistent/tmp")
+    assert loaded["t"] == "loaded", loaded
+    assert w.invoke({})["value"] == {"uid": os.getuid(), "tmpdir": ""}  # the harness sets no TMPDIR
     assert w.close() == 0
 
 

@@ -7,9 +7,13 @@
 // stdout and stderr (console.log) stay free for its logs. Self-contained: it
 // needs only ./codec.js beside it, no node_modules.
 //
-// Messages are handled one at a time, in order, like the Python shim: a `ping`
-// or `shutdown` that arrives while an async handler runs is answered after it.
+// Messages are handled in order. An `invoke` starts as soon as it is read and
+// does not hold up the messages after it, so several calls can be in flight
+// (the daemon sends a Node worker up to `concurrency` at once); each is answered
+// with its own id when it settles. A `load` holds up everything after it until
+// it is answered; `shutdown` (or end of file) waits for the calls in flight.
 
+const { AsyncLocalStorage } = require('async_hooks');
 const fs = require('fs');
 const net = require('net');
 const path = require('path');
@@ -35,6 +39,16 @@ class EntryNotFound extends Error {
     return 'EntryNotFound';
   }
 }
+
+/** The worker cannot run as the user `load` asked for (or cannot enter the code as that user). */
+class PermissionError extends Error {
+  get name() {
+    return 'PermissionError';
+  }
+}
+
+/** What an operator can do when a worker may not switch users. */
+const SWITCH_ADVICE = 'run hearth serve as root, or start it with --worker-user set to its own user';
 
 // ------------------------------------------------------------------ frames
 
@@ -208,6 +222,88 @@ function logError(text) {
   }
 }
 
+// ------------------------------------------------------ user and tmp dir
+
+/** The {uid, gid} that `load` asks the worker to run as, or null; throws ProtocolError. */
+function loadIdentity(load) {
+  if (load.uid === undefined && load.gid === undefined) return null;
+  for (const name of ['uid', 'gid']) {
+    const value = load[name];
+    if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+      const shown = value === undefined ? 'none' : JSON.stringify(value);
+      throw new ProtocolError(`load has ${name} ${shown}; the daemon sends uid and gid together, as unsigned 32-bit integers`);
+    }
+  }
+  return { uid: load.uid, gid: load.gid };
+}
+
+/**
+ * Become uid/gid for good, before any of the function's code runs: no
+ * supplementary groups, then the group, then the user; then check that root
+ * cannot be regained. Nothing to do when the worker already runs as them (a
+ * daemon that is not root, or one that switched at spawn). Throws
+ * PermissionError.
+ *
+ * The kernel clears the parent-death signal when the effective ids change,
+ * and Node cannot set it again (no prctl): see PROTOCOL.md.
+ */
+function switchUser(uid, gid) {
+  if (process.getuid() === uid && process.geteuid() === uid && process.getgid() === gid && process.getegid() === gid) return;
+  const was = `uid ${process.geteuid()} gid ${process.getegid()}`;
+  let step = 'setgroups([])';
+  try {
+    process.setgroups([]);
+    step = `setgid(${gid})`;
+    process.setgid(gid);
+    step = `setuid(${uid})`;
+    process.setuid(uid);
+  } catch (err) {
+    const why = err && err.code ? err.code : String(err && err.message);
+    throw new PermissionError(`cannot switch the worker from ${was} to uid ${uid} gid ${gid}: ${step} failed (${why}); ${SWITCH_ADVICE}`);
+  }
+  let problem = null;
+  // Node's getgroups() adds the effective gid when the list lacks it.
+  const groups = process.getgroups().filter((g) => g !== gid);
+  if (process.getuid() !== uid || process.geteuid() !== uid || process.getgid() !== gid || process.getegid() !== gid || groups.length > 0) {
+    problem = `the worker runs as uid ${process.geteuid()} gid ${process.getegid()} groups ${process.getgroups()} after the switch`;
+  } else if (uid !== 0) {
+    try {
+      process.setuid(0);
+      problem = 'setuid(0) still succeeds after the switch';
+    } catch {
+      // as it should be
+    }
+  }
+  if (problem !== null) {
+    throw new PermissionError(
+      `switching to uid ${uid} gid ${gid} did not hold (${problem}), so the function is not run; ` +
+        'the interpreter must not carry file capabilities (check with getcap) nor be started with ambient capabilities',
+    );
+  }
+}
+
+/** Point os.tmpdir() (and the function's child processes) at `tmp`. */
+function useTempDir(tmp) {
+  process.env.TMPDIR = tmp;
+  process.env.TMP = tmp;
+  process.env.TEMP = tmp;
+}
+
+/** chdir to the code directory, with an error that says what to do when it is not reachable. */
+function enterCodeDir(dir) {
+  try {
+    process.chdir(dir);
+  } catch (err) {
+    if (err && (err.code === 'EACCES' || err.code === 'EPERM')) {
+      throw new PermissionError(
+        `cannot enter the code directory ${dir} as uid ${process.geteuid()} gid ${process.getegid()} (${err.code}); ` +
+          'the daemon must make it and every directory above it searchable by that user or group',
+      );
+    }
+    throw err;
+  }
+}
+
 // ---------------------------------------------------------- loading code
 
 /** The file and attribute named by `entry` (`a.b.handler` -> a/b.js, .mjs or .cjs; `handler`). */
@@ -297,6 +393,11 @@ class LoadedFunction {
 
 const END_OF_INPUT = Symbol('end of input');
 
+/** Run the handler (the callback of AsyncLocalStorage.run: no closure per call). */
+function callHandler(fn, id, event, deadlineMs) {
+  return fn.call(id, event, deadlineMs);
+}
+
 class Worker {
   /**
    * `write(frame)` sends a frame; `exit(code)` flushes and ends the process;
@@ -308,11 +409,24 @@ class Worker {
     this.logStreams = logStreams;
     this.fn = null;
     this.queue = [];
-    this.busy = false; // an async load or invoke is running
-    this.stopping = false;
-    // While an async load or invoke runs: fail(err) ends it with an error
-    // (used for uncaught exceptions and unhandled rejections meanwhile).
-    this.current = null;
+    this.busy = false; // a load is running: the messages after it wait for its answer
+    this.stopping = false; // no more messages are taken
+    this.exited = false;
+    this.exitCode = 0;
+    this.refused = null; // why an earlier load could not switch users: this worker loads nothing
+    // While an async load runs: fail(err) ends it with an error (used for
+    // uncaught exceptions and unhandled rejections meanwhile).
+    this.loading = null;
+    // Invokes whose handler returned a promise that has not settled yet.
+    this.inflight = new Set();
+    // Once calls overlap, each one's record is the store of `calls` in its
+    // handler's async context, so that an uncaught exception or unhandled
+    // rejection can name its call. Not before: tracking async context makes
+    // every promise the function creates slower (about 2x per await), which
+    // a worker that gets one call at a time has no reason to pay.
+    this.calls = new AsyncLocalStorage();
+    this.tracking = false;
+    this.flushing = 0; // answers waiting for stdout/stderr to drain
   }
 
   send(message) {
@@ -348,20 +462,21 @@ class Worker {
     }
   }
 
-  /** Act on one message; returns a promise when the work goes on asynchronously. */
+  /** Act on one message; returns a promise when the messages after it must wait (a load). */
   handle(message) {
-    if (message === END_OF_INPUT) return this.stop(0);
+    if (message === END_OF_INPUT) return this.stop(0, true);
     const kind = message.t;
     const id = message.id === undefined ? '' : message.id;
     switch (kind) {
       case 'invoke':
-        return this.invoke(id, message);
+        this.invoke(id, message);
+        return undefined;
       case 'load':
         return this.load(id, message);
       case 'ping':
         return this.send({ t: 'pong', id });
       case 'shutdown':
-        return this.stop(0);
+        return this.stop(0, true);
       case 'cancel':
       case 'call_result':
         return undefined; // reserved: ignored in protocol version 1
@@ -370,21 +485,35 @@ class Worker {
     }
   }
 
-  /** Stop taking messages and exit with `code` once the replies are out. */
-  stop(code) {
-    if (this.stopping) return;
+  /**
+   * Stop taking messages and exit with `code`: with `wait`, once every call
+   * in flight is answered (shutdown, end of input); otherwise at once.
+   */
+  stop(code, wait = false) {
+    if (this.exited) return;
     this.stopping = true;
+    this.exitCode = code;
+    if (wait && (this.inflight.size > 0 || this.flushing > 0)) return; // drained() exits
+    this.exited = true;
     this.exit(code);
   }
 
-  /** Run `work()` (which returns a thenable) until it settles or `current.fail` is called. */
+  /** After an answer while stopping: exit when it was the last one. */
+  drained() {
+    if (!this.exited && this.inflight.size === 0 && this.flushing === 0) {
+      this.exited = true;
+      this.exit(this.exitCode);
+    }
+  }
+
+  /** Run `work()` (which returns a thenable) until it settles or `loading.fail` is called. */
   track(work, onValue, onError) {
     return new Promise((resolve) => {
       let settled = false;
       const settle = (fn, arg) => {
         if (settled) return;
         settled = true;
-        this.current = null;
+        this.loading = null;
         let after;
         try {
           after = fn(arg);
@@ -394,7 +523,7 @@ class Worker {
           else resolve();
         }
       };
-      this.current = { fail: (err) => settle(onError, err) };
+      this.loading = { fail: (err) => settle(onError, err) };
       Promise.resolve()
         .then(work)
         .then(
@@ -406,20 +535,42 @@ class Worker {
 
   load(id, message) {
     if (this.fn !== null) return this.send(shimError(id, 'ProtocolError', 'code is already loaded'));
+    if (this.refused !== null) return this.send(shimError(id, 'PermissionError', this.refused));
     if (typeof message.dir !== 'string' || typeof message.entry !== 'string') {
       return this.send(shimError(id, 'ProtocolError', 'load needs string fields `dir` and `entry`'));
     }
+    const tmp = message.tmp;
+    if (tmp !== undefined && typeof tmp !== 'string') {
+      return this.send(shimError(id, 'ProtocolError', `load has tmp ${JSON.stringify(tmp)}; it must be a string (a directory path)`));
+    }
+    let identity;
+    try {
+      identity = loadIdentity(message);
+    } catch (err) {
+      return this.send(shimError(id, 'ProtocolError', err.message));
+    }
     const started = performance.now();
+    // A worker may be started before it knows its function (a generic worker,
+    // started as root): first it becomes the function's user, so that nothing
+    // below (the directory change, the import) runs as root...
+    if (identity !== null) {
+      try {
+        switchUser(identity.uid, identity.gid);
+      } catch (err) {
+        this.refused = `an earlier load could not switch users (${err.message}); start a new worker`;
+        return this.send(shimError(id, 'PermissionError', err.message));
+      }
+    }
     let target;
     let exports;
     try {
-      // A worker may be started before it knows its function (a generic
-      // worker): the function's environment comes with `load`.
+      // ...then it takes the function's environment and temporary directory.
       if (message.env && typeof message.env === 'object') {
         for (const [key, value] of Object.entries(message.env)) process.env[key] = String(value);
       }
+      if (tmp) useTempDir(tmp);
+      enterCodeDir(message.dir);
       target = resolveEntry(message.dir, message.entry);
-      process.chdir(message.dir);
       exports = loadModule(target.file);
     } catch (err) {
       return this.answer(encodeFrame(errorMessage(id, err)));
@@ -442,26 +593,63 @@ class Worker {
     return loaded(exports);
   }
 
+  /**
+   * Start the handler. It does not hold up the messages after it: a handler
+   * that returns a promise is answered when it settles, with its own id,
+   * whatever else started meanwhile.
+   */
   invoke(id, message) {
-    if (this.fn === null) return this.send(shimError(id, 'ProtocolError', 'invoke before load'));
+    if (this.fn === null) {
+      this.send(shimError(id, 'ProtocolError', 'invoke before load'));
+      return;
+    }
     const event = message.payload === undefined ? null : message.payload;
     const deadlineMs = message.deadline_ms === undefined ? 0 : Number(message.deadline_ms);
+    if (!this.tracking && this.inflight.size > 0) this.tracking = true; // for good
+    let call = null;
     let value;
     let thenable;
     try {
-      value = this.fn.call(id, event, deadlineMs);
+      if (this.tracking) {
+        call = { id, fail: null };
+        value = this.calls.run(call, callHandler, this.fn, id, event, deadlineMs);
+      } else {
+        value = this.fn.call(id, event, deadlineMs);
+      }
       thenable = isThenable(value);
     } catch (err) {
-      return this.answer(encodeFrame(errorMessage(id, err)));
+      this.answerCall(encodeFrame(errorMessage(id, err)));
+      return;
     }
-    if (thenable) {
-      return this.track(
-        () => value,
-        (result) => this.answer(resultFrame(id, result)),
-        (err) => this.answer(encodeFrame(errorMessage(id, err))),
-      );
+    if (!thenable) {
+      this.answerCall(resultFrame(id, value));
+      return;
     }
-    return this.answer(resultFrame(id, value));
+    if (call === null) call = { id, fail: null };
+    this.inflight.add(call);
+    const settle = (ok, outcome) => {
+      if (!this.inflight.delete(call)) return; // already failed by an uncaught exception
+      this.answerCall(ok ? resultFrame(id, outcome) : encodeFrame(errorMessage(id, outcome)));
+    };
+    call.fail = (err) => settle(false, err);
+    Promise.resolve(value).then(
+      (result) => settle(true, result),
+      (err) => settle(false, err),
+    );
+  }
+
+  /** Send an invoke's answer (after the logs: see answer) and note when the last one is out. */
+  answerCall(frame) {
+    const flushed = this.answer(frame);
+    if (flushed !== undefined) {
+      this.flushing += 1;
+      flushed.then(() => {
+        this.flushing -= 1;
+        if (this.stopping) this.drained();
+      });
+    } else if (this.stopping) {
+      this.drained();
+    }
   }
 
   /**
@@ -491,12 +679,32 @@ class Worker {
     });
   }
 
-  /** An exception nobody caught (or a rejection nobody handled). */
+  /**
+   * An exception nobody caught (or a rejection nobody handled). It fails the
+   * call whose async context it was raised in; raised elsewhere (or in a call
+   * started before calls overlapped, whose context is not tracked), it fails
+   * every call in flight; with none in flight, the worker exits 1.
+   */
   uncaught(err, origin) {
     const what = origin === 'unhandledRejection' ? 'unhandled promise rejection' : 'uncaught exception';
-    if (this.current !== null) {
-      logError(`${what} while a request ran; it fails that request:\n${userStack(err) || String(err)}`);
-      this.current.fail(err);
+    const stack = userStack(err) || String(err);
+    if (this.loading !== null) {
+      logError(`${what} while the code loaded; it fails the load:\n${stack}`);
+      this.loading.fail(err);
+      return;
+    }
+    const own = this.calls.getStore();
+    if (own !== undefined && this.inflight.has(own)) {
+      logError(`${what} while a request ran; it fails that request (${own.id}):\n${stack}`);
+      own.fail(err);
+      return;
+    }
+    if (this.inflight.size > 0) {
+      const calls = [...this.inflight];
+      const ids = calls.map((call) => call.id).join(', ');
+      if (calls.length === 1) logError(`${what} while a request ran; it fails that request (${ids}):\n${stack}`);
+      else logError(`${what} from code of none of the ${calls.length} requests in flight; it fails them all (${ids}):\n${stack}`);
+      for (const call of calls) call.fail(err);
       return;
     }
     logError(`${what} outside any request; exiting:\n${(err && err.stack) || String(err)}`);
@@ -623,6 +831,7 @@ module.exports = {
   MAX_FRAME,
   ProtocolError,
   EntryNotFound,
+  PermissionError,
   FrameReader,
   Context,
   Worker,

@@ -1,7 +1,8 @@
 'use strict';
 // The Node shim's tests: the shared protocol vectors (shims/protocol-vectors.json),
 // the codec's value mapping, handler shapes, and the worker end to end (spawned
-// with fds 3 and 4 as pipes, as the daemon does).
+// with fds 3 and 4 as pipes, as the daemon does), including several calls in
+// flight and the user switch at load (which needs root: skipped otherwise).
 //
 //   node --test shims/node/            (test.js pulls this file in)
 //   node --test shims/node/test_protocol.js
@@ -209,30 +210,37 @@ test("an invoke's answer waits until what the handler printed is flushed", async
   // A log stream with bytes still queued, flushed when the test says so.
   const log = { writableLength: 10, destroyed: false, write: (chunk, done) => flushes.push(done) };
   const idle = { writableLength: 0, destroyed: false, write: () => assert.fail('nothing to flush') };
-  const w = new worker.Worker((frame) => frames.push(frame), () => {}, () => [log, idle]);
+  let exited = null;
+  const w = new worker.Worker((frame) => frames.push(frame), (code) => (exited = code), () => [log, idle]);
   w.fn = new worker.LoadedFunction({ function: 'f', version: 1 }, null, (event) => event);
   w.enqueue({ t: 'invoke', id: 'r1', deadline_ms: 0, payload: 'one' });
-  w.enqueue({ t: 'ping', id: 'p1' });
-  assert.equal(frames.length, 0);
+  w.enqueue({ t: 'ping', id: 'p1' }); // a ping does not wait for answers
+  const messages = () => frames.map((f) => worker.decodeBody(f, 4));
+  assert.deepEqual(messages(), [{ t: 'pong', id: 'p1' }]);
   assert.equal(flushes.length, 1);
+  w.enqueue({ t: 'shutdown', id: 's1' }); // waits for r1's answer to be out
+  assert.equal(exited, null);
   flushes[0]();
   await new Promise(setImmediate);
-  const messages = frames.map((f) => worker.decodeBody(f, 4));
-  assert.deepEqual(messages, [
-    { t: 'result', id: 'r1', value: 'one' },
+  assert.deepEqual(messages(), [
     { t: 'pong', id: 'p1' },
+    { t: 'result', id: 'r1', value: 'one' },
   ]);
+  assert.equal(exited, 0);
   // with nothing queued the answer goes out at once
-  log.writableLength = 0;
-  w.enqueue({ t: 'invoke', id: 'r2', deadline_ms: 0, payload: 'two' });
+  const w2 = new worker.Worker((frame) => frames.push(frame), () => {}, () => [idle]);
+  w2.fn = w.fn;
+  w2.enqueue({ t: 'invoke', id: 'r2', deadline_ms: 0, payload: 'two' });
   assert.deepEqual(worker.decodeBody(frames[2], 4), { t: 'result', id: 'r2', value: 'two' });
 });
 
 // --------------------------------------------------------------- end to end
 
 const dirs = [];
+const children = [];
 test.after(() => {
   for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill(); // left by a failed test
 });
 
 /** A function's code directory holding `files` (name -> text). */
@@ -260,12 +268,18 @@ function workerEnv() {
   };
 }
 
-/** Spawn the worker with fds 3 (to it) and 4 (from it) as pipes. */
-function startWorker() {
-  const child = spawn(process.execPath, [WORKER], {
+/**
+ * Spawn the worker with fds 3 (to it) and 4 (from it) as pipes; `prefix` is a
+ * command that execs it (setpriv), `options` more spawn options (uid, gid).
+ */
+function startWorker({ prefix = [], options = {} } = {}) {
+  const command = [...prefix, process.execPath, WORKER];
+  const child = spawn(command[0], command.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
     env: workerEnv(),
+    ...options,
   });
+  children.push(child);
   const inbox = [];
   const waiting = [];
   const reader = new worker.FrameReader((message) => {
@@ -617,4 +631,319 @@ test('e2e: the worker refuses to run without fds 3 and 4', async () => {
   const code = await new Promise((resolve) => child.on('close', resolve));
   assert.equal(code, 70);
   assert.match(stderr, /fd 3 is not open/);
+});
+
+// ------------------------------------------------------ calls in flight
+
+/** Send several frames in one write, as a daemon that pipelines them may. */
+function sendAll(w, messages) {
+  w.child.stdio[3].write(Buffer.concat(messages.map((m) => worker.encodeFrame(m))));
+}
+
+/** The next `n` messages from the worker. */
+async function nextN(w, n) {
+  const out = [];
+  for (let i = 0; i < n; i++) out.push(await w.next());
+  return out;
+}
+
+// A handler that waits `event.wait` ms, then returns what it saw; it counts the
+// calls running when it starts, which proves they overlap.
+const OVERLAPPING = `
+  let running = 0;
+  exports.handler = async (event, context) => {
+    running += 1;
+    const seen = running;
+    await new Promise((resolve) => setTimeout(resolve, event.wait));
+    running -= 1;
+    if (event.reject) throw new RangeError('call ' + event.n + ' failed');
+    if (event.throwLater) {
+      setTimeout(() => { throw new TypeError('uncaught in call ' + event.n); }, 1);
+      return new Promise(() => {}); // never settles: the uncaught exception must fail it
+    }
+    if (event.rejectLater) {
+      setTimeout(() => { Promise.reject(new SyntaxError('unhandled in call ' + event.n)); }, 1);
+      return new Promise(() => {});
+    }
+    return { n: event.n, seen, id: context.requestId, deadline: context.deadlineMs };
+  };`;
+
+test('e2e: three invokes back to back run at once and are answered as they finish', async () => {
+  const w = await loadedWorker({ 'main.js': OVERLAPPING });
+  const base = Date.now() + 60000;
+  sendAll(w, [
+    { t: 'invoke', id: 'a', deadline_ms: base + 1, payload: { n: 1, wait: 300 } },
+    { t: 'invoke', id: 'b', deadline_ms: base + 2, payload: { n: 2, wait: 150 } },
+    { t: 'invoke', id: 'c', deadline_ms: base + 3, payload: { n: 3, wait: 10 } },
+  ]);
+  assert.deepEqual(await nextN(w, 3), [
+    { t: 'result', id: 'c', value: { n: 3, seen: 3, id: 'c', deadline: base + 3 } },
+    { t: 'result', id: 'b', value: { n: 2, seen: 2, id: 'b', deadline: base + 2 } },
+    { t: 'result', id: 'a', value: { n: 1, seen: 1, id: 'a', deadline: base + 1 } },
+  ]);
+  // one frame at a time too, and a ping is answered while they run
+  for (const [id, wait] of [['d', 200], ['e', 100], ['f', 20]]) {
+    w.send({ t: 'invoke', id, deadline_ms: base, payload: { n: id, wait } });
+  }
+  w.send({ t: 'ping', id: 'p1' });
+  assert.deepEqual(
+    (await nextN(w, 4)).map((m) => [m.t, m.id, m.value && m.value.seen]),
+    [
+      ['pong', 'p1', undefined],
+      ['result', 'f', 3],
+      ['result', 'e', 2],
+      ['result', 'd', 1],
+    ],
+  );
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: among calls in flight, only the one that fails is an error', async () => {
+  const w = await loadedWorker({ 'main.js': OVERLAPPING });
+  const deadline = Date.now() + 60000;
+  for (const how of ['reject', 'throwLater', 'rejectLater']) {
+    sendAll(w, [
+      { t: 'invoke', id: `${how}-1`, deadline_ms: deadline, payload: { n: 1, wait: 150 } },
+      { t: 'invoke', id: `${how}-2`, deadline_ms: deadline, payload: { n: 2, wait: 50, [how]: true } },
+      { t: 'invoke', id: `${how}-3`, deadline_ms: deadline, payload: { n: 3, wait: 100 } },
+    ]);
+    const byId = Object.fromEntries((await nextN(w, 3)).map((m) => [m.id, m]));
+    assert.deepEqual(byId[`${how}-1`].value.n, 1, how);
+    assert.deepEqual(byId[`${how}-3`].value.n, 3, how);
+    const failed = byId[`${how}-2`];
+    const [kind, message] = {
+      reject: ['RangeError', 'call 2 failed'],
+      throwLater: ['TypeError', 'uncaught in call 2'],
+      rejectLater: ['SyntaxError', 'unhandled in call 2'],
+    }[how];
+    assert.deepEqual([failed.t, failed.kind, failed.message], ['error', kind, message], how);
+    assert.match(failed.traceback, new RegExp(`^${kind}: ${message}\\n\\s+at .*main\\.js:`), how);
+  }
+  assert.match(w.stderr, /uncaught exception while a request ran; it fails that request \(throwLater-2\):\nTypeError: uncaught in call 2/);
+  assert.match(w.stderr, /unhandled promise rejection while a request ran; it fails that request \(rejectLater-2\):/);
+  assert.equal((await invoke(w, { n: 4, wait: 1 })).value.seen, 1); // still serving
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: an uncaught exception that belongs to no call fails every call in flight', async () => {
+  // The interval was set at load time: its callback runs in no call's context.
+  const w = await loadedWorker({
+    'main.js': `
+      let crash = false;
+      setInterval(() => { if (crash) { crash = false; throw new Error('from the load-time timer'); } }, 5).unref();
+      exports.handler = async (event) => {
+        if (event.crash) crash = true;
+        await new Promise((resolve) => setTimeout(resolve, event.wait));
+        return 'finished';
+      };`,
+  });
+  const deadline = Date.now() + 60000;
+  sendAll(w, [
+    { t: 'invoke', id: 'x1', deadline_ms: deadline, payload: { wait: 2000 } },
+    { t: 'invoke', id: 'x2', deadline_ms: deadline, payload: { wait: 2000, crash: true } },
+  ]);
+  const replies = await nextN(w, 2);
+  assert.deepEqual(
+    replies.map((m) => [m.t, m.id, m.message]).sort(),
+    [
+      ['error', 'x1', 'from the load-time timer'],
+      ['error', 'x2', 'from the load-time timer'],
+    ],
+  );
+  assert.match(w.stderr, /uncaught exception from code of none of the 2 requests in flight; it fails them all \(x1, x2\)/);
+  assert.equal((await invoke(w, { wait: 1 })).value, 'finished'); // the late settlements are dropped
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: the call that was alone when calls began to overlap is not told apart', async () => {
+  // Async context is tracked from the first call that starts while another
+  // runs: an uncaught exception of that other one names no call.
+  const w = await loadedWorker({ 'main.js': OVERLAPPING });
+  const deadline = Date.now() + 60000;
+  sendAll(w, [
+    { t: 'invoke', id: 'first', deadline_ms: deadline, payload: { n: 1, wait: 20, throwLater: true } },
+    { t: 'invoke', id: 'second', deadline_ms: deadline, payload: { n: 2, wait: 2000 } },
+  ]);
+  assert.deepEqual(
+    (await nextN(w, 2)).map((m) => [m.t, m.id, m.message]).sort(),
+    [
+      ['error', 'first', 'uncaught in call 1'],
+      ['error', 'second', 'uncaught in call 1'],
+    ],
+  );
+  // from then on they are
+  sendAll(w, [
+    { t: 'invoke', id: 'third', deadline_ms: deadline, payload: { n: 3, wait: 20, throwLater: true } },
+    { t: 'invoke', id: 'fourth', deadline_ms: deadline, payload: { n: 4, wait: 100 } },
+  ]);
+  assert.deepEqual(
+    (await nextN(w, 2)).map((m) => [m.t, m.id]),
+    [
+      ['error', 'third'],
+      ['result', 'fourth'],
+    ],
+  );
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: shutdown and end of input wait for every call in flight', async () => {
+  for (const how of ['shutdown', 'eof']) {
+    const w = await loadedWorker({ 'main.js': OVERLAPPING + '\nsetInterval(() => {}, 1000);' });
+    const deadline = Date.now() + 60000;
+    sendAll(w, [
+      { t: 'invoke', id: 'q1', deadline_ms: deadline, payload: { n: 1, wait: 200 } },
+      { t: 'invoke', id: 'q2', deadline_ms: deadline, payload: { n: 2, wait: 100 } },
+      { t: 'invoke', id: 'q3', deadline_ms: deadline, payload: { n: 3, wait: 10 } },
+    ]);
+    if (how === 'shutdown') {
+      w.send({ t: 'shutdown', id: 's1' });
+      w.send({ t: 'invoke', id: 'too-late', deadline_ms: deadline, payload: { n: 4, wait: 1 } }); // not taken
+    } else {
+      w.child.stdio[3].end();
+    }
+    assert.deepEqual(
+      (await nextN(w, 3)).map((m) => [m.t, m.id]),
+      [
+        ['result', 'q3'],
+        ['result', 'q2'],
+        ['result', 'q1'],
+      ],
+      how,
+    );
+    assert.deepEqual(await w.exited, { code: 0, signal: null }, how);
+  }
+});
+
+test('e2e: a load holds back the invokes sent right after it', async () => {
+  const dir = makeFunctionDir({ 'main.mjs': 'await new Promise((r) => setTimeout(r, 50));\nexport const handler = (event) => ({ got: event });' });
+  const w = startWorker();
+  await w.next();
+  sendAll(w, [
+    { t: 'load', id: 'l', dir, entry: 'main.handler', function: 'f', version: 1, timeout_ms: 1000, memory_mb: 64 },
+    { t: 'invoke', id: 'i1', deadline_ms: Date.now() + 60000, payload: 1 },
+    { t: 'invoke', id: 'i2', deadline_ms: Date.now() + 60000, payload: 2 },
+  ]);
+  assert.deepEqual(
+    (await nextN(w, 3)).map((m) => [m.t, m.id, m.value]),
+    [
+      ['loaded', 'l', undefined],
+      ['result', 'i1', { got: 1 }],
+      ['result', 'i2', { got: 2 }],
+    ],
+  );
+  assert.equal((await w.close()).code, 0);
+});
+
+// ------------------------------------------------ user switch and tmp dir
+
+const NOBODY = 65534;
+const isRoot = typeof process.geteuid === 'function' && process.geteuid() === 0;
+
+// A handler that tells who it runs as and where its temporary files go.
+const WHO_AM_I = {
+  'main.js': `
+    const fs = require('fs');
+    const os = require('os');
+    const path = require('path');
+    exports.handler = () => {
+      let setuid0 = 'allowed';
+      try { process.setuid(0); } catch (err) { setuid0 = err.code; }
+      const status = fs.readFileSync('/proc/self/status', 'utf8');
+      const ids = (name) => new RegExp('^' + name + ':(.*)$', 'm').exec(status)[1].trim().split(/\\s+/).filter(Boolean).map(Number);
+      const made = fs.mkdtempSync(path.join(os.tmpdir(), 'x-'));
+      fs.rmdirSync(made);
+      return {
+        uid: ids('Uid'),
+        gid: ids('Gid'),
+        groups: ids('Groups'),
+        env: [process.env.TMPDIR, process.env.TMP, process.env.TEMP],
+        tmpdir: os.tmpdir(),
+        mkdtemp: path.dirname(made),
+        setuid0,
+        cwd: process.cwd(),
+      };
+    };`,
+};
+
+/** A code directory the function's user can read, and a temporary directory it owns. */
+function dirsFor(uid, gid) {
+  const code = makeFunctionDir(WHO_AM_I);
+  fs.chmodSync(code, 0o755);
+  const tmp = makeFunctionDir({});
+  if (isRoot) fs.chownSync(tmp, uid, gid);
+  return { code, tmp };
+}
+
+async function loadIn(w, dir, fields) {
+  await w.next(); // ready
+  return w.request({ t: 'load', id: 'load', dir, entry: 'main.handler', function: 'f', version: 1, timeout_ms: 1000, memory_mb: 64, ...fields });
+}
+
+test('e2e: a root worker becomes the function\'s user before the import', async (t) => {
+  if (!isRoot) {
+    t.skip(`needs root: the daemon starts generic workers as root (running as uid ${process.geteuid()})`);
+    return;
+  }
+  const { code, tmp } = dirsFor(NOBODY, NOBODY);
+  // started as the daemon starts it, as root, here with supplementary groups to clear
+  const w = startWorker({ prefix: fs.existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--groups=1,2', '--'] : [] });
+  const loaded = await loadIn(w, code, { env: { TMPDIR: '/from/env' }, uid: NOBODY, gid: NOBODY, tmp });
+  assert.equal(loaded.t, 'loaded', JSON.stringify(loaded));
+  const reply = await invoke(w, null);
+  assert.deepEqual(reply.value, {
+    uid: [NOBODY, NOBODY, NOBODY, NOBODY], // real, effective, saved, filesystem
+    gid: [NOBODY, NOBODY, NOBODY, NOBODY],
+    groups: [],
+    env: [tmp, tmp, tmp], // `tmp` wins over an env TMPDIR
+    tmpdir: tmp,
+    mkdtemp: tmp,
+    setuid0: 'EPERM',
+    cwd: code,
+  });
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: a worker that may not switch users answers PermissionError', async () => {
+  const { code } = dirsFor(NOBODY, NOBODY);
+  // as root: a worker already running as nobody, asked for root; otherwise: asked for another uid
+  const w = isRoot ? startWorker({ options: { uid: NOBODY, gid: NOBODY } }) : startWorker();
+  const [uid, gid] = isRoot ? [0, 0] : [process.getuid() + 1, process.getgid()];
+  const reply = await loadIn(w, code, { uid, gid });
+  assert.deepEqual([reply.t, reply.kind, reply.traceback], ['error', 'PermissionError', ''], JSON.stringify(reply));
+  assert.match(reply.message, new RegExp(`^cannot switch the worker from uid \\d+ gid \\d+ to uid ${uid} gid ${gid}: setgroups\\(\\[\\]\\) failed \\(EPERM\\)`));
+  assert.match(reply.message, /run hearth serve as root, or start it with --worker-user set to its own user$/);
+  // the worker stays unusable: a later load loads nothing either
+  const again = await w.request({ t: 'load', id: 'again', dir: code, entry: 'main.handler', function: 'f', version: 1, timeout_ms: 1000, memory_mb: 64 });
+  assert.deepEqual([again.t, again.kind], ['error', 'PermissionError']);
+  assert.match(again.message, /start a new worker$/);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: the ids the worker already has mean no switch; tmp alone sets the temporary directory', async () => {
+  const { code, tmp } = dirsFor(process.getuid(), process.getgid());
+  const w = startWorker();
+  const loaded = await loadIn(w, code, { uid: process.getuid(), gid: process.getgid(), tmp });
+  assert.equal(loaded.t, 'loaded', JSON.stringify(loaded));
+  const value = (await invoke(w, null)).value;
+  assert.deepEqual(value.uid.slice(0, 2), [process.getuid(), process.geteuid()]);
+  assert.deepEqual([value.env, value.tmpdir, value.mkdtemp], [[tmp, tmp, tmp], tmp, tmp]);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: malformed uid, gid or tmp are protocol errors', async () => {
+  const { code } = dirsFor(process.getuid(), process.getgid());
+  for (const [fields, text] of [
+    [{ uid: 1000 }, 'load has gid none'],
+    [{ gid: 1000 }, 'load has uid none'],
+    [{ uid: -1, gid: 0 }, 'load has uid -1'],
+    [{ uid: 1.5, gid: 0 }, 'load has uid 1.5'],
+    [{ tmp: 5 }, 'load has tmp 5'],
+  ]) {
+    const w = startWorker();
+    const reply = await loadIn(w, code, fields);
+    assert.deepEqual([reply.t, reply.kind], ['error', 'ProtocolError'], JSON.stringify(fields));
+    assert.ok(reply.message.startsWith(text), reply.message);
+    w.child.kill();
+    await w.exited;
+  }
 });

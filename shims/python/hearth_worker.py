@@ -31,6 +31,16 @@ class ProtocolError(Exception):
     pass
 
 
+class PrivilegeError(Exception):
+    """The worker could not become the user `load` asked for (answered as PermissionError)."""
+
+
+# What an operator can do when a worker may not switch users.
+SWITCH_ADVICE = "run hearth serve as root, or start it with --worker-user set to its own user"
+PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
+
+
 def read_exact(fd, n):
     chunks = []
     while n > 0:
@@ -124,6 +134,92 @@ def shim_error(request_id, kind, message):
     return {"t": "error", "id": request_id, "kind": kind, "message": message, "traceback": ""}
 
 
+def identity(load):
+    """The (uid, gid) that `load` asks the worker to run as, or None."""
+    uid, gid = load.get("uid"), load.get("gid")
+    if uid is None and gid is None:
+        return None
+    for name, value in (("uid", uid), ("gid", gid)):
+        if type(value) is not int or not 0 <= value <= 0xFFFFFFFF:
+            raise ProtocolError(
+                "load has %s %r; the daemon sends uid and gid together, as unsigned 32-bit integers" % (name, value)
+            )
+    return uid, gid
+
+
+def drop_privileges(uid, gid):
+    """Become uid/gid for good, before any of the function's code runs: no
+    supplementary groups, then the group, then the user; then check that
+    root cannot be regained. Nothing to do when the worker already runs as
+    them (a daemon that is not root, or one that switched at spawn).
+
+    Changing the effective ids makes the kernel clear the parent-death signal
+    the daemon set at spawn, so it is set again afterwards."""
+    if os.getresuid() == (uid, uid, uid) and os.getresgid() == (gid, gid, gid):
+        return
+    was = "uid %d gid %d" % (os.geteuid(), os.getegid())
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        death_signal = ctypes.c_int(0)
+        if libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(death_signal)) != 0:
+            death_signal.value = 0
+    except (ImportError, OSError, AttributeError):  # no ctypes (a minimal build): nothing to restore
+        libc = None
+    parent = os.getppid()
+    step = "setgroups([])"
+    try:
+        os.setgroups([])
+        step = "setgid(%d)" % gid
+        os.setgid(gid)
+        step = "setuid(%d)" % uid
+        os.setuid(uid)
+    except OSError as exc:
+        raise PrivilegeError(
+            "cannot switch the worker from %s to uid %d gid %d: %s failed (%s); %s"
+            % (was, uid, gid, step, exc.strerror or exc, SWITCH_ADVICE)
+        ) from None
+    problem = None
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
+        problem = "the worker runs as uids %s gids %s groups %s after the switch" % (
+            os.getresuid(),
+            os.getresgid(),
+            os.getgroups(),
+        )
+    elif uid != 0:
+        try:
+            os.setuid(0)
+            problem = "setuid(0) still succeeds after the switch"
+        except OSError:
+            pass
+    if problem is not None:
+        raise PrivilegeError(
+            "switching to uid %d gid %d did not hold (%s), so the function is not run; the interpreter must "
+            "not carry file capabilities (check with getcap) nor be started with ambient capabilities" % (uid, gid, problem)
+        )
+    stdlib = os.path.dirname(os.__file__)
+    if not os.access(stdlib, os.R_OK | os.X_OK):
+        raise PrivilegeError(
+            "as uid %d gid %d the worker cannot read the Python standard library in %s, so no function can "
+            "run; use an interpreter installed where that user can read it (not under /root; hearth serve "
+            "--python), or give that user read access to it" % (uid, gid, stdlib)
+        )
+    if libc is not None and death_signal.value:
+        libc.prctl(PR_SET_PDEATHSIG, death_signal.value)
+        if os.getppid() != parent:  # the daemon died before the signal was set again
+            os._exit(1)
+
+
+def use_temp_dir(tmp):
+    """Point tempfile (and the function's child processes) at `tmp`."""
+    for name in ("TMPDIR", "TMP", "TEMP"):
+        os.environ[name] = tmp
+    tempfile = sys.modules.get("tempfile")
+    if tempfile is not None:
+        tempfile.tempdir = None  # forget a directory chosen before
+
+
 def takes_one_argument(handler):
     """Lambda-style handlers take (event, context); plain ones may take just (event)."""
     code = getattr(handler, "__code__", None)
@@ -151,13 +247,29 @@ class Function:
         self.name = load["function"]
         self.version = load["version"]
         self.memory_mb = load.get("memory_mb", 0)
+        tmp = load.get("tmp")
+        if tmp is not None and not isinstance(tmp, str):
+            raise ProtocolError("load has tmp %r; it must be a string (a directory path)" % (tmp,))
         # A worker may be started before it knows its function (a generic
-        # worker): the function's environment comes with `load`.
+        # worker, started as root): first it becomes the function's user, so
+        # that nothing below (the directory change, the import) runs as root...
+        ids = identity(load)
+        if ids is not None:
+            drop_privileges(*ids)
+        # ...then it takes the function's environment and temporary directory.
         os.environ.update({str(k): str(v) for k, v in (load.get("env") or {}).items()})
+        if tmp:
+            use_temp_dir(tmp)
         module_name, _, attr = self.entry.rpartition(".")
         if not module_name or not attr:
             raise ValueError("entry %r must look like module.handler" % self.entry)
-        os.chdir(self.dir)
+        try:
+            os.chdir(self.dir)
+        except PermissionError as exc:
+            raise PermissionError(
+                "cannot enter the code directory %s as uid %d gid %d (%s); the daemon must make it and every "
+                "directory above it searchable by that user or group" % (self.dir, os.geteuid(), os.getegid(), exc.strerror)
+            ) from None
         sys.path.insert(0, self.dir)
         deps = os.environ.get("HEARTH_DEPS")  # this version's own installed packages
         if deps:
@@ -209,6 +321,7 @@ def serve(in_fd=IN_FD, out_fd=OUT_FD):
         },
     )
     function = None
+    refused = None  # why an earlier load could not switch users: this worker stays unusable
     while True:
         try:
             message = read_frame(in_fd)
@@ -247,9 +360,19 @@ def serve(in_fd=IN_FD, out_fd=OUT_FD):
             if function is not None:
                 write_frame(out_fd, shim_error(request_id, "ProtocolError", "code is already loaded"))
                 continue
+            if refused is not None:
+                write_frame(out_fd, shim_error(request_id, "PermissionError", refused))
+                continue
             started = time.perf_counter()
             try:
                 function = Function(message)
+            except PrivilegeError as exc:
+                refused = "an earlier load could not switch users (%s); start a new worker" % exc
+                write_frame(out_fd, shim_error(request_id, "PermissionError", str(exc)))
+                continue
+            except ProtocolError as exc:
+                write_frame(out_fd, shim_error(request_id, "ProtocolError", str(exc)))
+                continue
             except LookupError as exc:
                 write_frame(out_fd, shim_error(request_id, "EntryNotFound", str(exc)))
                 continue
