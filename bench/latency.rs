@@ -209,11 +209,20 @@ fn main() {
         }
     }
     println!();
-    println!("first call of a never-called function (generic pool warm; {} functions each):", a.first);
-    println!("{:<14} {:>10} {:>10} {:>10}", "example", "p50", "p99", "max");
+    println!(
+        "first call of a never-called function (generic pool warm; {} functions each):",
+        a.first
+    );
+    println!(
+        "{:<14} {:>10} {:>10} {:>10}",
+        "example", "p50", "p99", "max"
+    );
     for (example, times) in first_rows {
         let s = stats(times);
-        println!("{:<14} {:>8.2}ms {:>8.2}ms {:>8.2}ms", example, s.p50, s.p99, s.max);
+        println!(
+            "{:<14} {:>8.2}ms {:>8.2}ms {:>8.2}ms",
+            example, s.p50, s.p99, s.max
+        );
     }
     println!();
     println!("idle loaded workers, resident memory (VmRSS):");

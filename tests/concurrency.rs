@@ -6,7 +6,9 @@ use common::{Daemon, FnDir};
 
 fn node_fn(name: &str, code: &str, limits: &str) -> FnDir {
     FnDir::new(
-        &format!("name = \"{name}\"\nruntime = \"node\"\nentry = \"main.handler\"\n[limits]\n{limits}\n"),
+        &format!(
+            "name = \"{name}\"\nruntime = \"node\"\nentry = \"main.handler\"\n[limits]\n{limits}\n"
+        ),
         &[("main.js", code)],
     )
 }
@@ -25,7 +27,11 @@ fn one_node_worker_serves_several_calls_at_once() {
         .map(|i| {
             let addr = d.addr.clone();
             std::thread::spawn(move || {
-                let body = format!(r#"{{"i": {i}, "ms": {}, "fail": {}}}"#, 800 - i * 100, i == 2);
+                let body = format!(
+                    r#"{{"i": {i}, "ms": {}, "fail": {}}}"#,
+                    800 - i * 100,
+                    i == 2
+                );
                 common::http(&addr, "POST", "/fn/conc", body.as_bytes())
             })
         })
@@ -45,7 +51,10 @@ fn one_node_worker_serves_several_calls_at_once() {
     }
     assert_eq!(pids.len(), 1, "one worker served them all: {pids:?}");
     // One at a time they would take 0.8 + 0.7 + 0.6 + 0.5 s.
-    assert!(elapsed.as_secs_f64() < 2.2, "calls ran one after another: {elapsed:?}");
+    assert!(
+        elapsed.as_secs_f64() < 2.2,
+        "calls ran one after another: {elapsed:?}"
+    );
     // A fifth and sixth call beyond the lanes wait for one to free up.
     let again = d.post("/fn/conc", r#"{"i": 9, "ms": 1}"#);
     assert_eq!(again.status, 200, "{}", again.text());
@@ -62,13 +71,23 @@ fn a_late_call_stops_its_shared_worker_and_the_pool_recovers() {
     d.ok(&["deploy", f.path()]);
     let late = d.post("/fn/conc-late", r#"{"ms": 3000}"#);
     assert_eq!(late.status, 504, "{}", late.text());
-    assert!(common::eventually(10, || d.post("/fn/conc-late", r#"{"ms": 1}"#).status == 200));
+    assert!(common::eventually(10, || d
+        .post("/fn/conc-late", r#"{"ms": 1}"#)
+        .status
+        == 200));
 }
 
 #[test]
 fn concurrency_is_only_for_node() {
     let d = Daemon::start();
-    let f = FnDir::python_with("conc-py", "def handler(e):\n    return 1\n", "[limits]\nconcurrency = 2\n");
+    let f = FnDir::python_with(
+        "conc-py",
+        "def handler(e):\n    return 1\n",
+        "[limits]\nconcurrency = 2\n",
+    );
     let err = d.fails(&["deploy", f.path()]);
-    assert!(err.contains("limits.concurrency") && err.contains("one call at a time"), "{err}");
+    assert!(
+        err.contains("limits.concurrency") && err.contains("one call at a time"),
+        "{err}"
+    );
 }

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth::manifest::{Limits, RuntimeKind};
 use hearth::isolation::Isolation;
+use hearth::manifest::{Limits, RuntimeKind};
 use hearth::pool::{Worker, WorkerError, WorkerSpec};
 use hearth::runtime::{RuntimeOptions, Runtimes};
 use rmpv::Value;

@@ -93,8 +93,11 @@ fn without_generic_workers_functions_still_start() {
 #[test]
 fn a_cold_call_reports_its_phases_and_a_warm_one_only_queue_and_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))
-        .expect("chmod");
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .expect("chmod");
     let data = tmp.path().join("data");
     let f = FnDir::python("phases", "def handler(event):\n    return 1\n");
     {
@@ -116,7 +119,10 @@ fn a_cold_call_reports_its_phases_and_a_warm_one_only_queue_and_run() {
     let second = d.post("/fn/phases", "{}");
     assert_eq!(second.header("x-hearth-start"), Some("warm"));
     let timing = second.header("server-timing").unwrap_or("");
-    assert!(timing.starts_with("queue;dur=") && timing.contains("run;dur=") && !timing.contains("load"), "{timing}");
+    assert!(
+        timing.starts_with("queue;dur=") && timing.contains("run;dur=") && !timing.contains("load"),
+        "{timing}"
+    );
     // The pool keeps the last cold start's phases.
     let workers = d.get("/api/v1/workers").json();
     let pool = workers["pools"]
@@ -126,5 +132,10 @@ fn a_cold_call_reports_its_phases_and_a_warm_one_only_queue_and_run() {
         .expect("pool");
     assert_eq!(pool["cold_starts"], 1, "{pool}");
     assert_eq!(pool["last_cold_start"]["start"], "generic", "{pool}");
-    assert!(pool["last_cold_start"]["load_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{pool}");
+    assert!(
+        pool["last_cold_start"]["load_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0),
+        "{pool}"
+    );
 }

@@ -21,10 +21,15 @@ fn in_app(name: &str, app: &str, code: &str) -> FnDir {
 #[test]
 fn an_application_at_its_budget_is_refused_alone() {
     let d = Daemon::start();
-    let slow = "import time\ndef handler(event):\n    time.sleep(event.get('s', 0))\n    return 'slow'\n";
+    let slow =
+        "import time\ndef handler(event):\n    time.sleep(event.get('s', 0))\n    return 'slow'\n";
     let a = in_app("budget-a", "small", slow);
     let b = in_app("budget-b", "small", "def handler(event):\n    return 'b'\n");
-    let other = in_app("budget-other", "big", "def handler(event):\n    return 'other'\n");
+    let other = in_app(
+        "budget-other",
+        "big",
+        "def handler(event):\n    return 'other'\n",
+    );
     let out = d.ok(&["app", "small", "--max-workers", "1"]);
     assert!(out.contains("max_workers 1"), "{out}");
     for dir in [&a, &b, &other] {
@@ -32,7 +37,8 @@ fn an_application_at_its_budget_is_refused_alone() {
     }
     // budget-a takes the application's only worker for a while.
     let addr = d.addr.clone();
-    let busy = std::thread::spawn(move || common::http(&addr, "POST", "/fn/budget-a", br#"{"s": 1.5}"#));
+    let busy =
+        std::thread::spawn(move || common::http(&addr, "POST", "/fn/budget-a", br#"{"s": 1.5}"#));
     assert!(common::eventually(5, || {
         let apps = d.get("/api/v1/apps").json();
         apps["apps"]
@@ -41,7 +47,10 @@ fn an_application_at_its_budget_is_refused_alone() {
             .is_some_and(|x| x["workers"] == 1)
             && d.get("/api/v1/workers").json()["pools"]
                 .as_array()
-                .is_some_and(|p| p.iter().any(|p| p["function"] == "budget-a" && p["busy"] == 1))
+                .is_some_and(|p| {
+                    p.iter()
+                        .any(|p| p["function"] == "budget-a" && p["busy"] == 1)
+                })
     }));
     let refused = d.post("/fn/budget-b", "{}");
     assert_eq!(refused.status, 429, "{}", refused.text());
@@ -58,7 +67,10 @@ fn an_application_at_its_budget_is_refused_alone() {
     let after = d.post("/fn/budget-b", "{}");
     assert_eq!(after.status, 200, "{}", after.text());
     let listing = d.ok(&["app"]);
-    assert!(listing.contains("small") && listing.contains("1/1"), "{listing}");
+    assert!(
+        listing.contains("small") && listing.contains("1/1"),
+        "{listing}"
+    );
 }
 
 #[test]
@@ -125,7 +137,11 @@ fn limits_in_the_manifest_are_checked_with_clear_errors() {
     let big = format!("{{\"pad\": \"{}\"}}", "y".repeat(2000));
     let reply = d.post("/fn/small-body", &big);
     assert_eq!(reply.status, 413, "{}", reply.text());
-    assert!(reply.text().contains("limits.max_request_kb"), "{}", reply.text());
+    assert!(
+        reply.text().contains("limits.max_request_kb"),
+        "{}",
+        reply.text()
+    );
     let reply = d.post("/fn/small-body", r#"{"n": 5000}"#);
     assert_eq!(reply.status, 502, "{}", reply.text());
     assert_eq!(reply.code(), "response_too_large");

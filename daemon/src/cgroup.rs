@@ -363,8 +363,51 @@ impl Cgroups {
     /// cannot be used here: not root, no cgroup filesystem, a read-only
     /// mount, no controllers delegated. `Err` is kept for surprising failures.
     /// A tree left by an earlier daemon with the same pid is emptied.
+    ///
+    /// Trees left by daemons that died (`hearth-<pid>` whose process is
+    /// gone) are emptied and removed first: a worker that outlived its
+    /// daemon (one that changed user loses its parent-death signal) ends
+    /// here at the latest.
     pub fn detect() -> Result<Option<Cgroups>, CgroupError> {
-        Cgroups::detect_named(&format!("hearth-{}", std::process::id()))
+        let found = Cgroups::detect_named(&format!("hearth-{}", std::process::id()))?;
+        if let Some(cgroups) = &found {
+            cgroups.sweep_stale();
+        }
+        Ok(found)
+    }
+
+    /// Remove the trees of daemons that are gone.
+    fn sweep_stale(&self) {
+        let mut stale = BTreeSet::new();
+        for root in self.root_dirs() {
+            let Some(parent) = root.parent() else {
+                continue;
+            };
+            let Ok(entries) = fs::read_dir(parent) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name
+                    .strip_prefix("hearth-")
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                // Gone, or the pid now belongs to another program.
+                let alive = fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "hearth");
+                if pid != std::process::id() && !alive {
+                    stale.insert(name);
+                }
+            }
+        }
+        for name in stale {
+            warn!("removing the cgroups of a hearth daemon that is gone ({name}) and any process left in them");
+            if let Ok(Some(old)) = Cgroups::detect_named(&name) {
+                old.cleanup();
+            }
+        }
     }
 
     /// [`Cgroups::detect`] with the top cgroup named `name` (tests use
@@ -495,7 +538,6 @@ impl Cgroups {
     }
 
     /// Directories of hearth's root cgroup, one per hierarchy.
-    #[cfg(test)]
     fn root_dirs(&self) -> Vec<PathBuf> {
         self.inner.backend.dirs(Path::new(""))
     }

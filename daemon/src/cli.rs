@@ -551,7 +551,10 @@ async fn app(
                     n => n.to_string(),
                 };
                 vec![
-                    a.get("name").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+                    a.get("name")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_owned(),
                     format!("{}/{}", field(a, "workers"), limit("max_workers")),
                     limit("memory_mb"),
                     limit("cpu_percent"),
@@ -609,7 +612,11 @@ async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
                 f.live_version
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "-".into()),
-                match f.backoff.as_ref().and_then(|b| b.get("retry_in_ms")?.as_u64()) {
+                match f
+                    .backoff
+                    .as_ref()
+                    .and_then(|b| b.get("retry_in_ms")?.as_u64())
+                {
                     Some(ms) => format!("{} (retry in {:.1} s)", f.state, ms as f64 / 1000.0),
                     None => f.state.clone(),
                 },

@@ -164,7 +164,10 @@ impl Isolation {
     /// One line for the start-up log.
     pub fn describe(&self) -> String {
         let users = match &self.users {
-            Users::Same => "workers run as the daemon's user (not root: no per-version users, no namespaces)".to_owned(),
+            Users::Same => {
+                "workers run as the daemon's user (not root: no per-version users, no namespaces)"
+                    .to_owned()
+            }
             Users::PerVersion { base } => format!("workers run as uid/gid {base}+version id"),
             Users::Shared { uid, gid } => format!("workers run as uid {uid} gid {gid}"),
         };
@@ -303,9 +306,8 @@ impl Rlimits {
             };
             // SAFETY: prlimit with a valid pointer to an initialised rlimit
             // and a null old-limit pointer.
-            let rc = unsafe {
-                libc::prlimit(pid as libc::pid_t, resource, &lim, std::ptr::null_mut())
-            };
+            let rc =
+                unsafe { libc::prlimit(pid as libc::pid_t, resource, &lim, std::ptr::null_mut()) };
             if rc != 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -34,8 +34,11 @@ impl Daemon {
         let tmp = tempfile::tempdir().expect("tempdir");
         // Workers run as other users: they must be able to reach the data
         // directory (not list it).
-        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))
-            .expect("chmod tempdir");
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .expect("chmod tempdir");
         let data = tmp.path().join("data");
         let mut d = Daemon::start_in(&data, args, env);
         d._tmp = Some(tmp);
@@ -208,9 +211,10 @@ impl Drop for Daemon {
         if std::thread::panicking() {
             eprintln!("---- hearth serve log ----\n{}", self.log());
         }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        // A clean stop (SIGTERM), so the daemon removes its cgroups; a
+        // daemon that does not stop in time is killed.
+        if self.child.is_some() && !self.stop() {
+            eprintln!("hearth serve did not stop cleanly");
         }
     }
 }

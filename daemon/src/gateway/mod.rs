@@ -375,7 +375,8 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
     let spec = pool.spec();
     let (function, version) = (spec.function.clone(), spec.version);
     let timeout = Duration::from_millis(spec.limits.timeout_ms);
-    let (max_request_kb, max_response_kb) = (spec.limits.max_request_kb, spec.limits.max_response_kb);
+    let (max_request_kb, max_response_kb) =
+        (spec.limits.max_request_kb, spec.limits.max_response_kb);
     let span = info_span!("call", function = %function, version, request_id = %request_id);
 
     let want_log = req.headers().contains_key("x-hearth-log");
@@ -384,8 +385,8 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
         let payload = if is_get {
             query_event(req.uri().query())
         } else {
-            let fn_limit = usize::try_from(max_request_kb.saturating_mul(1024))
-                .unwrap_or(usize::MAX);
+            let fn_limit =
+                usize::try_from(max_request_kb.saturating_mul(1024)).unwrap_or(usize::MAX);
             let body = read_body(req, gw.max_body.min(fn_limit))
                 .await
                 .map_err(|e| {
@@ -433,7 +434,9 @@ async fn invoke(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Re
                 debug!(ms = elapsed_ms, "call ok");
                 let mut resp = json(StatusCode::OK, &protocol::value_to_json(&value));
                 let limit_kb = max_response_kb;
-                let size = hyper::body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+                let size = hyper::body::Body::size_hint(resp.body())
+                    .exact()
+                    .unwrap_or(0);
                 if size > limit_kb.saturating_mul(1024) {
                     return Err(ApiError::response_too_large(&function, size, limit_kb));
                 }

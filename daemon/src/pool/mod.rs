@@ -237,7 +237,9 @@ impl Pool {
                     }
                     self.lane_freed.notify_waiters();
                 }
-                Err(e) => warn!(function = %self.spec.function, error = %e, "cannot share a worker"),
+                Err(e) => {
+                    warn!(function = %self.spec.function, error = %e, "cannot share a worker")
+                }
             }
             return;
         }
@@ -301,7 +303,10 @@ impl Pool {
                     idle.push(new);
                 }
                 Err(e) => {
-                    if matches!(e, WorkerError::AtCapacity { .. } | WorkerError::AppAtCapacity { .. }) {
+                    if matches!(
+                        e,
+                        WorkerError::AtCapacity { .. } | WorkerError::AppAtCapacity { .. }
+                    ) {
                         debug!(function = %pool.spec.function, "no room under the global cap for a replacement; the old worker stays");
                     } else {
                         warn!(function = %pool.spec.function, version = pool.spec.version, error = %e, "cannot start a replacement; the old worker stays");
@@ -335,7 +340,8 @@ impl Pool {
             let pause = FIRST_BACKOFF_MS
                 .saturating_mul(1 << (n - CRASH_THRESHOLD).min(16))
                 .min(MAX_BACKOFF_MS);
-            self.backoff_until_ms.store(now_ms() + pause, Ordering::Relaxed);
+            self.backoff_until_ms
+                .store(now_ms() + pause, Ordering::Relaxed);
             warn!(function = %self.spec.function, version = self.spec.version, crashes = n, pause_ms = pause,
                 error = %error, "crash loop: no new worker starts until the pause ends");
         }
@@ -405,8 +411,7 @@ impl Pool {
         };
         shared.retain(|w| {
             !(w.is_dead()
-                || (w.retiring.load(Ordering::Relaxed)
-                    && w.in_flight.load(Ordering::Relaxed) == 0))
+                || (w.retiring.load(Ordering::Relaxed) && w.in_flight.load(Ordering::Relaxed) == 0))
         });
         if reclaim {
             while shared.len() > min {
@@ -626,7 +631,11 @@ impl Pool {
             self.put_idle(w);
             return Ok(());
         }
-        if self.shared.lock().is_ok_and(|s| s.iter().any(|w| !w.is_dead())) {
+        if self
+            .shared
+            .lock()
+            .is_ok_and(|s| s.iter().any(|w| !w.is_dead()))
+        {
             return Ok(());
         }
         let w = self.start_worker(deadline, true).await?;

@@ -274,8 +274,12 @@ impl Worker {
         let iso = &spec.isolation;
         // A worker spawned for its function takes the function's identity
         // now; a generic one stays root (in its namespaces) until `load`.
-        let tmp = PrivateTmp::create(&iso.tmp_root, spec.identity)
-            .map_err(|e| spawn_err(format!("cannot create its temporary directory under {}: {e}", iso.tmp_root.display())))?;
+        let tmp = PrivateTmp::create(&iso.tmp_root, spec.identity).map_err(|e| {
+            spawn_err(format!(
+                "cannot create its temporary directory under {}: {e}",
+                iso.tmp_root.display()
+            ))
+        })?;
         let confine = Confinement {
             rlimits: Rlimits::for_limits(&spec.limits),
             identity: spec.identity,
@@ -373,11 +377,12 @@ impl Worker {
         self.spec = spec.clone();
         self.output.set_owner(&spec.function, spec.version);
         if was_generic {
-            self.take_function_limits().map_err(|reason| WorkerError::Spawn {
-                function: spec.label(),
-                runtime: spec.runtime.kind.to_string(),
-                reason,
-            })?;
+            self.take_function_limits()
+                .map_err(|reason| WorkerError::Spawn {
+                    function: spec.label(),
+                    runtime: spec.runtime.kind.to_string(),
+                    reason,
+                })?;
         }
         let started = StdInstant::now();
         match tokio::time::timeout_at(deadline, self.send_load()).await {
