@@ -91,3 +91,48 @@ fn concurrency_is_only_for_node() {
         "{err}"
     );
 }
+
+#[test]
+fn calls_over_http2_share_one_connection() {
+    // Node's HTTP/2 client (curl 7.88 here fails to reuse an h2c
+    // connection with any server).
+    let d = Daemon::start();
+    let f = FnDir::python(
+        "h2",
+        "def handler(event):\n    return {'n': event.get('n')}\n",
+    );
+    d.ok(&["deploy", f.path()]);
+    let script = r#"
+const http2 = require('http2');
+const c = http2.connect('http://' + process.argv[1]);
+const N = 20; let done = 0; const seen = [];
+for (let i = 0; i < N; i++) {
+  const req = c.request({ ':method': 'POST', ':path': '/fn/h2', 'content-type': 'application/json' });
+  let status = 0, body = '';
+  req.on('response', (h) => { status = h[':status']; });
+  req.on('data', (d) => { body += d; });
+  req.on('end', () => {
+    seen.push(status + ' ' + body);
+    if (++done === N) { console.log(seen.sort().join('\n')); c.close(); }
+  });
+  req.on('error', (e) => { console.log('error ' + e.message); process.exit(1); });
+  req.end(JSON.stringify({ n: i }));
+}
+"#;
+    let out = std::process::Command::new("node")
+        .args(["-e", script, &d.addr])
+        .env_remove("NODE_EXTRA_CA_CERTS")
+        .output()
+        .expect("node");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        20,
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..20 {
+        assert!(text.contains(&format!("200 {{\"n\":{i}}}")), "{text}");
+    }
+}
