@@ -376,6 +376,14 @@ impl Cgroups {
         Ok(found)
     }
 
+    /// Kill everything in the tree `name` (`hearth-<pid>`) and remove it:
+    /// what the reaper does when its daemon is gone.
+    pub fn reap(name: &str) {
+        if let Ok(Some(tree)) = Cgroups::detect_named(name) {
+            tree.cleanup();
+        }
+    }
+
     /// Remove the trees of daemons that are gone.
     fn sweep_stale(&self) {
         let mut stale = BTreeSet::new();

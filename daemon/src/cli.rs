@@ -39,6 +39,14 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// (Internal) started by `hearth serve` when it uses cgroups: waits for
+    /// the daemon to end, however it ends, then kills whatever is left in
+    /// its cgroups.
+    #[command(hide = true)]
+    Reap {
+        /// The daemon's cgroup tree, `hearth-<pid>`.
+        tree: String,
+    },
     /// Run the daemon: gateway, pools and store.
     Serve {
         /// Address to listen on (port 0 picks a free port).
@@ -213,6 +221,9 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Reap { tree } = &cli.command {
+        return crate::daemon::reap(tree).await;
+    }
     if let Command::Serve {
         listen,
         data_dir,
@@ -247,7 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let client = Client::new(&cli.addr)?;
     match cli.command {
-        Command::Serve { .. } => Ok(()),
+        Command::Serve { .. } | Command::Reap { .. } => Ok(()),
         Command::Deploy {
             dir,
             message,
