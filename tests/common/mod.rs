@@ -24,6 +24,22 @@ pub struct Daemon {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// Most bytes of a daemon's log kept (a function that prints a lot must not
+/// fill the test's memory, nor a failing test's output).
+const LOG_KEPT: usize = 16 << 20;
+
+/// Drop the older half of `log` once it is over LOG_KEPT.
+fn keep_tail(log: &mut String) {
+    if log.len() <= LOG_KEPT {
+        return;
+    }
+    let mut cut = log.len() - LOG_KEPT / 2;
+    while !log.is_char_boundary(cut) {
+        cut += 1;
+    }
+    log.replace_range(..cut, "[earlier log dropped]\n");
+}
+
 impl Daemon {
     /// A daemon with a fresh data directory.
     pub fn start() -> Daemon {
@@ -74,6 +90,7 @@ impl Daemon {
                 if let Ok(mut l) = sink.lock() {
                     l.push_str(&line);
                     l.push('\n');
+                    keep_tail(&mut l);
                 }
             }
         });
