@@ -318,9 +318,32 @@ struct Lab {
     baseline_workers: usize,
 }
 
-/// What a fault call got.
+/// How the chaos function's workers start: from the daemon's pre-started
+/// interpreters (as root, taking the function's identity at load), or as
+/// new processes started for it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Start {
+    Generic,
+    Fresh,
+}
+
+/// Pids of the idle pre-started interpreters of `runtime`.
+fn generic_pids(d: &Daemon, runtime: &str) -> Vec<u64> {
+    let w = d.get("/api/v1/workers").json();
+    w["generic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["runtime"] == runtime)
+        .flat_map(|g| g["pids"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p.as_u64())
+        .collect()
+}
+
+/// What a fault call got, and when.
 struct Outcome {
     reply: Reply,
+    answered: Instant,
 }
 
 impl Outcome {
@@ -362,9 +385,26 @@ impl Lab {
 
     /// With `chaos` instead of the fixture as the chaos function.
     fn start_with(runtime: Runtime, chaos: Option<&FnDir>) -> Lab {
-        let d = Daemon::start_with(&["--drain-grace", "1"], &[]);
+        Lab::open(runtime, chaos, Start::Generic)
+    }
+
+    fn open(runtime: Runtime, chaos: Option<&FnDir>, start: Start) -> Lab {
+        let d = match start {
+            Start::Generic => Daemon::start_with(&["--drain-grace", "1"], &[]),
+            Start::Fresh => {
+                Daemon::start_with(&["--drain-grace", "1", "--generic-workers", "0"], &[])
+            }
+        };
+        let census = Census::start(d.pid());
         let hello = FnDir::python("hello", HELLO);
         d.ok(&["deploy", hello.path()]);
+        if start == Start::Generic {
+            // hello may have taken the pre-started Python interpreter: wait
+            // for its replacement, so that the chaos function's first worker
+            // surely is one.
+            let ready = eventually(20, || !generic_pids(&d, runtime.dir()).is_empty());
+            assert!(ready, "no pre-started {} interpreter", runtime.dir());
+        }
         let fixture = fixture(runtime);
         let path = match chaos {
             Some(dir) => dir.path().to_owned(),
@@ -372,7 +412,6 @@ impl Lab {
         };
         d.ok(&["deploy", &path]);
         let name = read_manifest_name(Path::new(&path));
-        let census = Census::start(d.pid());
         let mut lab = Lab {
             d,
             census,
@@ -451,7 +490,7 @@ impl Lab {
             "{case}: {} never answered a normal call again after the fault",
             self.chaos
         );
-        Outcome { reply }
+        Outcome { reply, answered }
     }
 
     /// Time from `since` until a normal call succeeds (none within 30 s:
@@ -694,24 +733,53 @@ fn node_idle_wait_past_the_timeout_is_504() {
 }
 
 /// The same with a worker that ignores SIGTERM and has started a child in
-/// a session of its own: SIGTERM first, SIGKILL after the 1 s grace, and
-/// the child is killed with it.
+/// a session of its own: SIGTERM first (the Python worker notes it in a
+/// file of its temp dir), SIGKILL after the 1 s grace, and the child is
+/// killed with it.
 fn kill_tree_case(runtime: Runtime) {
     let case = format!("{}/timeout_tree", runtime.dir());
     needs_isolation!(case);
     let lab = Lab::start(runtime);
+    // The idle worker that will take the call.
+    let worker = lab.call(&json!({"mode": "ok"})).json()["pid"]
+        .as_u64()
+        .expect("pid") as u32;
+    let tmp_root = lab.d.data.join("tmp");
+    // Watch for the SIGTERM note and for the worker's end.
+    let watcher = std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(15);
+        let mut noted = false;
+        while Instant::now() < end {
+            noted = noted
+                || std::fs::read_dir(&tmp_root).is_ok_and(|d| {
+                    d.flatten()
+                        .any(|e| e.path().join("chaos-got-sigterm").exists())
+                });
+            if !alive(worker) {
+                return (Some(Instant::now()), noted);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (None, noted)
+    });
     let out = lab.case(
         &case,
         &json!({"mode": "loop", "ignore_term": true, "child": true, "linger": 60}),
     );
     out.expect(&case, 504, "timeout");
+    let (ended, noted) = watcher.join().expect("watcher");
+    let ended = ended.unwrap_or_else(|| panic!("{case}: worker {worker} still runs"));
+    let after = ended.saturating_duration_since(out.answered);
+    assert!(
+        after >= Duration::from_millis(700) && after < Duration::from_secs(5),
+        "{case}: the worker, which ignores SIGTERM, ended {} ms after the 504 (the grace is 1 s; SIGTERM {})",
+        after.as_millis(),
+        if noted { "was noted" } else { "was not noted" }
+    );
     if runtime == Runtime::Python {
         // (Node's listener cannot run during its busy loop.)
         assert!(
-            eventually(5, || lab
-                .d
-                .log()
-                .contains("chaos: got SIGTERM, ignoring it")),
+            noted,
             "{case}: the worker was not sent SIGTERM before SIGKILL"
         );
     }
@@ -975,22 +1043,52 @@ fn node_response_over_max_response_kb_is_502() {
 
 // ---- cases: confinement ---------------------------------------------------
 
-/// The worker runs as a user of its own, in the daemon's cgroups with the
-/// manifest's limits, with a temp dir of its own and the rlimits.
-#[test]
-fn python_worker_is_confined() {
-    let case = "python/confinement";
+/// The credentials of `pid` as the kernel has them: real, effective, saved
+/// and filesystem uid and gid all one user other than root, no
+/// supplementary group root, no effective capability.
+fn assert_unprivileged(case: &str, pid: u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    for key in ["Uid:", "Gid:"] {
+        let ids = field(key);
+        assert!(
+            ids.len() == 4 && ids.iter().all(|id| id != "0" && *id == ids[0]),
+            "{case}: worker {pid} has {key} {ids:?} (real, effective, saved, fs)"
+        );
+    }
+    let groups = field("Groups:");
+    assert!(
+        !groups.iter().any(|g| g == "0"),
+        "{case}: worker {pid} keeps supplementary group 0: {groups:?}"
+    );
+    let caps = field("CapEff:");
+    assert!(
+        caps.first()
+            .is_some_and(|c| c.trim_start_matches('0').is_empty()),
+        "{case}: worker {pid} has effective capabilities {caps:?}"
+    );
+}
+
+/// The worker runs as a user of its own, in a cgroup of its own under the
+/// daemon's with the manifest's limits, with the default rlimits and
+/// network; whether it was pre-started as root or started for its function.
+fn confinement_case(start: Start) {
+    let case = format!("python/confinement/{start:?}").to_lowercase();
     needs_isolation!(case);
-    let lab = Lab::start(Runtime::Python);
-    let out = lab.case(case, &json!({"mode": "probe"}));
+    let lab = Lab::open(Runtime::Python, None, start);
+    let out = lab.case(&case, &json!({"mode": "probe"}));
     assert_eq!(out.reply.status, 200, "{case}: {}", brief(&out.reply));
     let id = &out.reply.json()["identity"];
-    assert!(
-        id["uid"].as_u64().unwrap_or(0) != 0 && id["gid"].as_u64().unwrap_or(0) != 0,
-        "{case}: the worker runs as uid {} gid {}",
-        id["uid"],
-        id["gid"]
-    );
+    let worker = id["pid"].as_u64().expect("pid") as u32;
+    assert_unprivileged(&case, worker);
     let cgroup = id["cgroup"].as_str().unwrap_or("");
     let mine = format!("hearth-{}/app-faults/w-", lab.pid());
     assert!(
@@ -998,16 +1096,7 @@ fn python_worker_is_confined() {
         "{case}: the worker's cgroups do not contain {mine}: {cgroup}"
     );
     assert_eq!(id["nofile"], 256, "{case}: RLIMIT_NOFILE");
-    let (host, port) = lab.d.addr.rsplit_once(':').expect("host:port");
-    let port: u16 = port.parse().expect("port");
-    let reached = lab.call(&json!({"mode": "connect", "host": host, "port": port}));
-    assert_eq!(
-        reached.json(),
-        "connected",
-        "{case}: with network left at its default the worker reaches the daemon"
-    );
     assert_eq!(id["fsize"], 64 * 1024 * 1024, "{case}: RLIMIT_FSIZE");
-    let worker = id["pid"].as_u64().expect("pid") as u32;
     if let Some(dir) = cgroup_dir(worker, "memory") {
         let limit = std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
             .or_else(|_| std::fs::read_to_string(dir.join("memory.max")))
@@ -1023,8 +1112,26 @@ fn python_worker_is_confined() {
         let max = std::fs::read_to_string(dir.join("pids.max")).unwrap_or_default();
         assert_eq!(max.trim(), "16", "{case}: pids.max of {}", dir.display());
     }
-    lab.settle(case);
-    lab.finish(case);
+    let (host, port) = lab.d.addr.rsplit_once(':').expect("host:port");
+    let port: u16 = port.parse().expect("port");
+    let reached = lab.call(&json!({"mode": "connect", "host": host, "port": port}));
+    assert_eq!(
+        reached.json(),
+        "connected",
+        "{case}: with network left at its default the worker reaches the daemon"
+    );
+    lab.settle(&case);
+    lab.finish(&case);
+}
+
+#[test]
+fn python_worker_from_a_pre_started_interpreter_is_confined() {
+    confinement_case(Start::Generic);
+}
+
+#[test]
+fn python_worker_started_for_its_function_is_confined() {
+    confinement_case(Start::Fresh);
 }
 
 /// Paths the worker must not read, list or write, and a /tmp that is its
@@ -1062,6 +1169,7 @@ fn probe_case(runtime: Runtime) {
     let out = lab.case(&case, &event);
     assert_eq!(out.reply.status, 200, "{case}: {}", brief(&out.reply));
     let got = out.reply.json();
+    assert_unprivileged(&case, got["identity"]["pid"].as_u64().expect("pid") as u32);
     for kind in ["read", "list", "write"] {
         let probes = got[kind].as_object().cloned().unwrap_or_default();
         assert_eq!(

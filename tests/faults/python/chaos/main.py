@@ -29,12 +29,17 @@ def ok(event):
 
 
 def loop(event):
-    """Burn CPU until killed. With `ignore_term`, SIGTERM is noted on stderr
-    and ignored (so only SIGKILL ends it); with `child`, it first starts a
+    """Burn CPU until killed. With `ignore_term`, SIGTERM is noted (in the
+    file `chaos-got-sigterm` of the temp dir, and on stderr) and ignored, so
+    only SIGKILL ends it; with `child`, it first starts a
     child process in a session of its own that shares its stdout and stderr
     (only a whole-tree kill ends that one)."""
     if event.get("ignore_term"):
         def noted(signum, frame):
+            import tempfile
+
+            with open(os.path.join(tempfile.gettempdir(), "chaos-got-sigterm"), "w") as f:
+                f.write("SIGTERM")
             sys.stderr.write("chaos: got SIGTERM, ignoring it\n")
             sys.stderr.flush()
 
