@@ -772,9 +772,13 @@ fn kill_tree_case(runtime: Runtime) {
     let after = ended.saturating_duration_since(out.answered);
     assert!(
         after >= Duration::from_millis(700) && after < Duration::from_secs(5),
-        "{case}: the worker, which ignores SIGTERM, ended {} ms after the 504 (the grace is 1 s; SIGTERM {})",
+        "{case}: the worker, which ignores SIGTERM, ended {} ms after the 504 (the grace is 1 s){}",
         after.as_millis(),
-        if noted { "was noted" } else { "was not noted" }
+        match (runtime, noted) {
+            (Runtime::Python, true) => "; it noted SIGTERM",
+            (Runtime::Python, false) => "; it did not note a SIGTERM",
+            _ => "",
+        }
     );
     if runtime == Runtime::Python {
         // (Node's listener cannot run during its busy loop.)
