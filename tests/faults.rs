@@ -187,6 +187,16 @@ fn describe(pid: u32) -> String {
     format!("{pid} [{state}] {}", cmd.trim())
 }
 
+/// Is `pid` the daemon's cgroup reaper (`hearth reap hearth-<daemon>`)?
+fn is_reaper(pid: u32, daemon: u32) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    args.len() >= 3
+        && args[0] == common::BIN.as_bytes()
+        && args[1] == b"reap"
+        && args[2] == format!("hearth-{daemon}").as_bytes()
+}
+
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -512,15 +522,19 @@ impl Lab {
         let workers = self.workers();
         let under = descendants(self.pid());
         let mut problems = Vec::new();
+        // The daemon's own processes: its workers and its cgroup reaper.
+        let mut expected = workers.clone();
+        expected.extend(under.iter().copied().filter(|&p| is_reaper(p, self.pid())));
         let strays: Vec<String> = self
             .census
-            .running_except(&workers)
+            .running_except(&expected)
             .into_iter()
             .map(describe)
             .collect();
-        if !strays.is_empty() || under.len() != workers.len() {
+        if !strays.is_empty() || under.len() != expected.len() || expected.len() > workers.len() + 1
+        {
             problems.push(format!(
-                "{} processes under the daemon for {} live workers {workers:?}; running and not workers: {strays:?}",
+                "{} processes under the daemon for {} live workers {workers:?} (and at most one reaper); running and not expected: {strays:?}",
                 under.len(),
                 workers.len()
             ));
@@ -563,7 +577,7 @@ impl Lab {
         let settled = eventually(15, || self.unsettled().is_none());
         if !settled {
             panic!(
-                "{case}: leaked after the fault: {}",
+                "{case}: not settled within 15 s: {}",
                 self.unsettled().unwrap_or_default()
             );
         }
