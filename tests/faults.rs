@@ -614,10 +614,12 @@ fn edit(text: &str, from: &str, to: &str) -> String {
 impl Drop for Lab {
     /// A failed case may leave processes behind (that is what it found):
     /// end those the census saw under this lab's daemon, so they do not
-    /// outlive the test.
+    /// outlive the test. The reaper is spared: it empties the daemon's
+    /// cgroups once the daemon is gone.
     fn drop(&mut self) {
+        let daemon = self.pid();
         for pid in self.census.running_except(&BTreeSet::new()) {
-            if pid != self.pid() {
+            if pid != daemon && !is_reaper(pid, daemon) {
                 // SAFETY: kill has no memory-safety preconditions; the pid
                 // was checked to be the process the census saw.
                 unsafe {
