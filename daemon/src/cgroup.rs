@@ -606,6 +606,18 @@ impl WorkerCgroup {
             .is_some_and(|n| n > 0)
     }
 
+    /// Has a fork or thread creation been refused for the pids limit
+    /// (`pids.events` "max" above 0)?
+    pub fn pids_limit_hit(&self) -> bool {
+        let Some(dir) = self.inner.backend.dir(Controller::Pids, &self.rel) else {
+            return false;
+        };
+        fs::read_to_string(dir.join("pids.events"))
+            .ok()
+            .and_then(|text| keyed_value(&text, "max"))
+            .is_some_and(|n| n > 0)
+    }
+
     /// The most memory the cgroup has used at once, in bytes (v1
     /// `memory.max_usage_in_bytes`, v2 `memory.peak`, Linux 5.19+); `None`
     /// without the memory controller or the file.

@@ -512,7 +512,16 @@ impl Pool {
             let Ok(mut idle) = self.idle.lock() else {
                 return;
             };
-            idle.retain_mut(|w| w.is_alive());
+            idle.retain_mut(|w| {
+                if w.hit_process_limit() {
+                    // A fork or thread bomb: its processes go with it.
+                    warn!(function = %self.spec.function, version = self.spec.version, pid = w.pid(),
+                        max_processes = self.spec.limits.max_processes,
+                        "worker reached limits.max_processes; ending it and everything it started");
+                    return false;
+                }
+                w.is_alive()
+            });
             // Oldest idle first (the list is used from its end).
             idle.sort_by_key(|w| std::cmp::Reverse(w.idle_since.elapsed()));
             while idle.len() + busy > min
@@ -698,8 +707,19 @@ impl Pool {
                 }
                 result.timing = timing;
                 self.note_success();
-                self.put_idle(worker);
-                drop(permit);
+                if result.result.is_err() && worker.hit_process_limit() {
+                    // It raised after a fork or thread bomb: end it and all
+                    // it started rather than keep a worker with no room.
+                    warn!(function = %self.spec.function, version = self.spec.version, pid = worker.pid(),
+                        max_processes = self.spec.limits.max_processes,
+                        "worker reached limits.max_processes; ending it and everything it started");
+                    drop(worker);
+                    drop(permit);
+                    self.replace_in_background();
+                } else {
+                    self.put_idle(worker);
+                    drop(permit);
+                }
                 Ok(result)
             }
             Err(e) => {

@@ -299,7 +299,9 @@ impl Worker {
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout_w))
             .stderr(Stdio::from(stderr_w))
-            .kill_on_drop(true);
+            // Dropping a Worker ends its process itself (see Drop): at once,
+            // or SIGTERM first and SIGKILL after the grace at a deadline.
+            .kill_on_drop(false);
         isolation::prepare_worker(&mut cmd, &child_in, &child_out, &confine)
             .map_err(|e| spawn_err(format!("cannot open its temporary directory: {e}")))?;
         let child = cmd
@@ -429,6 +431,12 @@ impl Worker {
             self.cgroup = Some(cg);
         }
         Ok(())
+    }
+
+    /// Did it hit its process limit (a fork or thread bomb)? Such a worker
+    /// is ended: what it started fills its process budget.
+    pub fn hit_process_limit(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(|cg| cg.pids_limit_hit())
     }
 
     /// Resident memory of the worker process, in bytes.
