@@ -148,4 +148,13 @@ fn limits_in_the_manifest_are_checked_with_clear_errors() {
     // The worker was fine: the next call is served by it.
     let reply = d.post("/fn/small-body", r#"{"n": 5}"#);
     assert_eq!(reply.status, 200, "{}", reply.text());
+    // A descriptor limit below what the daemon holds open still starts
+    // (the limit is set last, just before exec).
+    let few = FnDir::new(
+        "name = \"few-files\"\nruntime = \"lua\"\nentry = \"main.handler\"\n[limits]\nmax_open_files = 16\n",
+        &[("main.lua", "return { handler = function(e) return 'ok' end }\n")],
+    );
+    d.ok(&["deploy", few.path()]);
+    let reply = d.post("/fn/few-files", "{}");
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }

@@ -409,18 +409,6 @@ pub fn prepare_worker(
             }
             libc::close(a);
             libc::close(b);
-            for (resource, value) in rlimits {
-                if resource == libc::RLIMIT_NPROC && (value == 0 || identity.is_none()) {
-                    continue;
-                }
-                let lim = libc::rlimit {
-                    rlim_cur: value,
-                    rlim_max: value,
-                };
-                if libc::setrlimit(resource, &lim) < 0 {
-                    return fail();
-                }
-            }
             let mut flags = 0;
             if tmp_path.is_some() {
                 flags |= libc::CLONE_NEWNS;
@@ -489,6 +477,20 @@ pub fn prepare_worker(
                     }
                 }
                 libc::close(TMP_FD);
+            }
+            // The limits come last: the daemon may hold more descriptors
+            // than the worker's own limit, and the steps above open some.
+            for (resource, value) in rlimits {
+                if resource == libc::RLIMIT_NPROC && (value == 0 || identity.is_none()) {
+                    continue;
+                }
+                let lim = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                if libc::setrlimit(resource, &lim) < 0 {
+                    return fail();
+                }
             }
             if let Some((uid, gid)) = identity {
                 // The pipes become the worker's (a runtime may reopen them
