@@ -10,9 +10,10 @@
 //! reports that time as `load_ms`) and times the first call after each; then
 //! times `--warm` sequential calls to the live version on one keep-alive
 //! HTTP/1.1 connection. Prints one table. Then the first call of functions
-//! never called (`--first` per runtime, deployed, the daemon restarted, each
-//! called once with the generic pool warm), and the resident memory of the
-//! idle loaded workers.
+//! never called (`--first` per runtime, deployed without publishing so that
+//! nothing keeps them warm, the daemon restarted, each version called once
+//! with the generic pool warm), and the resident memory of the idle loaded
+//! workers.
 
 mod common;
 
@@ -184,7 +185,9 @@ fn main() {
                     .collect();
                 f.data = renamed.join("\n").into_bytes();
             }
-            deploy(&mut conn, &b, true);
+            // Not published: after the restart nothing keeps it warm (a
+            // live version always keeps one worker started).
+            deploy(&mut conn, &b, false);
             names.push((example.clone(), name));
         }
     }
@@ -200,7 +203,7 @@ fn main() {
     for (example, name) in &names {
         wait_generic_full(&mut conn);
         let t = Instant::now();
-        let (status, out) = conn.post(&format!("/fn/{name}"), br#"{"name":"Ada"}"#);
+        let (status, out) = conn.post(&format!("/fn/{name}@1"), br#"{"name":"Ada"}"#);
         let took = t.elapsed();
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
         match first_rows.iter_mut().find(|(e, _)| e == example) {
@@ -225,9 +228,24 @@ fn main() {
         );
     }
     println!();
-    println!("idle loaded workers, resident memory (VmRSS):");
-    for (function, kb) in rss_rows {
-        println!("{function:<14} {:>8.1} MB", kb as f64 / 1024.0);
+    println!("idle loaded workers, resident memory (VmRSS), per function:");
+    let mut functions: Vec<&str> = rss_rows.iter().map(|(f, _)| f.as_str()).collect();
+    functions.sort();
+    functions.dedup();
+    for function in functions {
+        let mut kbs: Vec<u64> = rss_rows
+            .iter()
+            .filter(|(f, _)| f == function)
+            .map(|(_, kb)| *kb)
+            .collect();
+        kbs.sort();
+        let mb = |kb: u64| kb as f64 / 1024.0;
+        println!(
+            "{function:<14} {} workers: median {:.1} MB, max {:.1} MB",
+            kbs.len(),
+            mb(kbs[kbs.len() / 2]),
+            mb(kbs[kbs.len() - 1])
+        );
     }
     drop(daemon);
 }

@@ -56,6 +56,9 @@ command -v curl >/dev/null 2>&1 || die "curl is required"
 
 # ---------------------------------------------------------------- state / cleanup
 WORK=$(mktemp -d /tmp/hearth-bench.XXXXXX)
+# Workers run as users of their own (hearth serve as root): they must be
+# able to reach the data directory inside.
+chmod 711 "$WORK"
 OUT="$WORK/out"; mkdir -p "$OUT"
 PIDS=()
 
@@ -139,17 +142,21 @@ HEARTH="$ROOT/target/release/hearth"
 HPORT=$(free_port)
 HADDR="127.0.0.1:$HPORT"
 mkdir -p "$WORK/data"
-log "starting hearth on $HADDR (data $WORK/data, log $OUT/hearth.log)"
-HEARTH_LOG=warn "$HEARTH" serve --listen "$HADDR" --data-dir "$WORK/data" \
-  >"$OUT/hearth.stdout" 2>"$OUT/hearth.log" &
-PIDS+=("$!:TERM")
-for _ in $(seq 1 100); do
-  grep -q "hearth listening on" "$OUT/hearth.stdout" 2>/dev/null && break
-  kill -0 "${PIDS[0]%%:*}" 2>/dev/null || die "hearth exited: $(tail -5 "$OUT/hearth.log")"
-  sleep 0.1
-done
-grep -q "hearth listening on" "$OUT/hearth.stdout" || die "hearth did not start"
-log "$(head -1 "$OUT/hearth.stdout")"
+start_hearth() {
+  log "starting hearth on $HADDR (data $WORK/data, log $OUT/hearth.log)"
+  HEARTH_LOG=warn "$HEARTH" serve --listen "$HADDR" --data-dir "$WORK/data" \
+    >"$OUT/hearth.stdout" 2>>"$OUT/hearth.log" &
+  HPID=$!
+  PIDS+=("$HPID:TERM")
+  for _ in $(seq 1 100); do
+    grep -q "hearth listening on" "$OUT/hearth.stdout" 2>/dev/null && break
+    kill -0 "$HPID" 2>/dev/null || die "hearth exited: $(tail -5 "$OUT/hearth.log")"
+    sleep 0.1
+  done
+  grep -q "hearth listening on" "$OUT/hearth.stdout" || die "hearth did not start"
+  log "$(head -1 "$OUT/hearth.stdout")"
+}
+start_hearth
 
 deploy() { "$HEARTH" --addr "$HADDR" deploy "$1" >>"$OUT/deploy.log" 2>&1 || die "deploy $1 failed: $(tail -3 "$OUT/deploy.log")"; }
 
@@ -176,6 +183,46 @@ run_wrk "hearth python hello" "http://$HADDR/fn/hello" bench/wrk/post.lua
 run_wrk "hearth node hello" "http://$HADDR/fn/hello-node" bench/wrk/post.lua
 run_wrk "hearth lua hello" "http://$HADDR/fn/hello-lua" bench/wrk/post.lua
 curl -s --max-time 5 "http://$HADDR/api/v1/workers" >"$OUT/workers-after-hello.json" || true
+
+# ---------------------------------------------------------------- first calls
+# Functions never called: deployed without publishing (a live version keeps
+# a worker started), then hearth restarts, so none has a worker; each is
+# called once (at /fn/NAME@1) with the generic pool full.
+FIRST_N=${FIRST_N:-20}
+log "first calls: deploying $FIRST_N unpublished copies of each hello"
+for rt in python node lua; do
+  for ((i = 0; i < FIRST_N; i++)); do
+    d="$WORK/first/$rt-$i"
+    mkdir -p "$d"
+    cp -r "examples/$rt/hello/." "$d/"
+    sed -i "s/^name *=.*/name = \"first-$rt-$i\"/" "$d/hearth.toml"
+    "$HEARTH" --addr "$HADDR" deploy --no-publish "$d" >>"$OUT/deploy.log" 2>&1 || die "deploy $d failed"
+  done
+done
+log "restarting hearth"
+stop_pid "$HPID" TERM
+start_hearth
+generic_full() { # every generic pool at its target
+  curl -s --max-time 2 "http://$HADDR/api/v1/workers" |
+    python3 -c 'import json,sys; g=json.load(sys.stdin)["generic"]; sys.exit(0 if g and all(x["idle"]==x["target"] for x in g) else 1)'
+}
+for rt in python node lua; do
+  : >"$OUT/first-$rt.txt"
+  for ((i = 0; i < FIRST_N; i++)); do
+    for _ in $(seq 1 100); do generic_full && break; sleep 0.05; done
+    curl -s -o /dev/null -w '%{time_total}\n' --max-time 10 -X POST -H 'Content-Type: application/json' \
+      -d '{"name":"Ada"}' "http://$HADDR/fn/first-$rt-$i@1" >>"$OUT/first-$rt.txt"
+  done
+  label="hearth first call, never-called $rt"
+  sort -n "$OUT/first-$rt.txt" >"$OUT/first-$rt.sorted"
+  n=$(wc -l <"$OUT/first-$rt.sorted")
+  RPS[$label]="-"
+  P50[$label]="$(awk -v n="$n" 'NR == int((n - 1) * 0.5) + 1 {printf "%.2fms", $1 * 1000}' "$OUT/first-$rt.sorted")"
+  P99[$label]="$(awk -v n="$n" 'NR == int((n - 1) * 0.99 + 0.5) + 1 {printf "%.2fms", $1 * 1000}' "$OUT/first-$rt.sorted")"
+  ERRS[$label]="$n calls, one each"
+  ROWS+=("$label")
+  log "  $label: p50 ${P50[$label]}, p99 ${P99[$label]}"
+done
 
 # ---------------------------------------------------------------- many functions
 log "generating $FN_COUNT tiny python functions"
@@ -216,7 +263,7 @@ curl -s --max-time 5 "http://$HADDR/api/v1/workers" >"$OUT/workers-after-rr.json
 
 # Stop hearth before the uWSGI runs so it does not compete for the CPU.
 log "stopping hearth"
-stop_pid "${PIDS[0]%%:*}" TERM
+stop_pid "$HPID" TERM
 
 # ---------------------------------------------------------------- uWSGI
 run_uwsgi() { # label, extra args...

@@ -158,6 +158,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     gateway::serve(listener, gw, shutdown_signal()).await;
     watcher.abort();
     info!("stopping: ending workers");
+    isolation.stop();
     publisher.shutdown();
     store.close().await;
     if let Some(cgroups) = &isolation.cgroups {

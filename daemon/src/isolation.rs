@@ -79,9 +79,21 @@ pub struct Isolation {
     /// Between SIGTERM and SIGKILL when a worker is stopped at its deadline.
     pub kill_grace: Duration,
     pub cgroups: Option<Arc<Cgroups>>,
+    /// The daemon is stopping: no new worker starts.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Isolation {
+    /// From now on no worker starts (the daemon is stopping).
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// No confinement beyond process groups and rlimits (for tools and
     /// benches that start workers outside a daemon).
     pub fn minimal(tmp_root: PathBuf) -> Isolation {
@@ -91,6 +103,7 @@ impl Isolation {
             tmp_root,
             kill_grace: Duration::from_secs(1),
             cgroups: None,
+            stopping: Default::default(),
         }
     }
 
@@ -141,6 +154,7 @@ impl Isolation {
             tmp_root,
             kill_grace,
             cgroups,
+            stopping: Default::default(),
         })
     }
 

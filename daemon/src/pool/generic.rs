@@ -113,7 +113,7 @@ impl GenericPools {
             };
             loop {
                 let have = slot.idle.lock().map(|i| i.len()).unwrap_or(pools.target);
-                if have >= pools.target {
+                if have >= pools.target || slot.spec.isolation.is_stopping() {
                     break;
                 }
                 let deadline = tokio::time::Instant::now() + SPAWN_TIMEOUT;

@@ -503,6 +503,9 @@ impl Pool {
     /// down to the minimum), recycle idle workers past `max_age_ms`, and start
     /// workers up to the minimum.
     fn maintain(self: &Arc<Self>) {
+        if self.spec.isolation.is_stopping() {
+            return;
+        }
         let limits = &self.spec.limits;
         let busy = (limits.max_workers as usize).saturating_sub(self.slots.available_permits());
         let min = self.min_warm();

@@ -193,7 +193,7 @@ pub struct Worker {
     /// Its place in the global worker budget (given back on drop).
     pub place: Option<super::budget::Place>,
     tmp: Option<PrivateTmp>,
-    cgroup: Option<WorkerCgroup>,
+    cgroup: Option<Arc<WorkerCgroup>>,
     /// SIGTERM was sent: on drop it gets the grace period, then SIGKILL.
     terminating: bool,
     /// Spawn to `ready`, in ms.
@@ -272,6 +272,9 @@ impl Worker {
             isolation::pipe().map_err(|e| spawn_err(format!("pipe: {e}")))?;
 
         let iso = &spec.isolation;
+        if iso.is_stopping() {
+            return Err(spawn_err("hearth is stopping".into()));
+        }
         // A worker spawned for its function takes the function's identity
         // now; a generic one stays root (in its namespaces) until `load`.
         let tmp = PrivateTmp::create(&iso.tmp_root, spec.identity).map_err(|e| {
@@ -318,7 +321,7 @@ impl Worker {
                     .worker(&spec.app, &spec.cgroup_limits())
                     .and_then(|cg| cg.add(pid).map(|()| cg));
                 match placed {
-                    Ok(cg) => Some(cg),
+                    Ok(cg) => Some(Arc::new(cg)),
                     Err(e) => {
                         isolation::kill_tree(pid);
                         return Err(spawn_err(e.to_string()));
@@ -423,12 +426,28 @@ impl Worker {
             .apply_to(self.pid)
             .map_err(|e| format!("cannot set its rlimits: {e}"))?;
         if let Some(cgroups) = &spec.isolation.cgroups {
-            let cg = cgroups
-                .worker(&spec.app, &spec.cgroup_limits())
-                .map_err(|e| e.to_string())?;
-            cg.add(self.pid).map_err(|e| e.to_string())?;
-            // The old one is empty now; dropping it removes it.
-            self.cgroup = Some(cg);
+            let limits = spec.cgroup_limits();
+            // The function's limits hold at once, in the cgroup it was
+            // started in...
+            if let Some(old) = &self.cgroup {
+                old.set_limits(&limits).map_err(|e| e.to_string())?;
+            }
+            // ...and it joins its application's cgroup in the background:
+            // on cgroup v1 a move waits for an RCU grace period (7-14 ms
+            // here), which the first call should not pay.
+            let new = Arc::new(cgroups.worker(&spec.app, &limits).map_err(|e| e.to_string())?);
+            let old = self.cgroup.replace(new.clone());
+            let pid = self.pid;
+            let label = spec.label();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = new.add(pid) {
+                    tracing::warn!(function = %label, pid, error = %e,
+                        "cannot move the worker into its application's cgroup; ending it (a worker runs inside its budget or not at all)");
+                }
+                // Empty now (or, if the move failed, holding the worker,
+                // which goes with it): dropping it removes it.
+                drop(old);
+            });
         }
         Ok(())
     }
