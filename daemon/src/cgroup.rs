@@ -324,6 +324,9 @@ struct Inner {
     /// worker's requested quota (µs, -1 = unlimited) is remembered so that
     /// raising an app's budget can give its workers back what they asked.
     cpu: Mutex<HashMap<PathBuf, i64>>,
+    /// Worker cgroups whose removal failed (a process was still exiting):
+    /// tried again whenever a worker cgroup is made, so none piles up.
+    leftover: Mutex<Vec<PathBuf>>,
 }
 
 /// hearth's cgroups: one tree under the daemon's own cgroup, with one cgroup
@@ -506,6 +509,12 @@ impl Cgroups {
     pub fn worker(&self, app: &str, limits: &WorkerLimits) -> Result<WorkerCgroup, CgroupError> {
         let inner = &self.inner;
         inner.check_open()?;
+        let retry: Vec<PathBuf> = std::mem::take(&mut *lock(&inner.leftover));
+        for rel in retry {
+            if !inner.remove_group(&rel, Instant::now()) {
+                lock(&inner.leftover).push(rel);
+            }
+        }
         let app_dir = app_rel(app)?;
         inner.create_group(&app_dir, true)?;
         let n = inner.next_worker.fetch_add(1, Ordering::Relaxed);
@@ -680,10 +689,11 @@ impl Drop for WorkerCgroup {
             debug!("processes still alive in {}", self.path_label());
         }
         if !inner.remove_group(&self.rel, deadline) {
-            warn!(
-                "could not remove cgroup {} (still busy); it is removed at shutdown",
+            debug!(
+                "cgroup {} still busy; removed later (at the next worker's start, or at shutdown)",
                 self.path_label()
             );
+            lock(&inner.leftover).push(self.rel.clone());
         }
         lock(&inner.cpu).remove(&self.rel);
     }
@@ -703,6 +713,7 @@ impl Inner {
             next_worker: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             cpu: Mutex::new(HashMap::new()),
+            leftover: Mutex::new(Vec::new()),
         }
     }
 

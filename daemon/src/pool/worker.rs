@@ -435,7 +435,11 @@ impl Worker {
             // ...and it joins its application's cgroup in the background:
             // on cgroup v1 a move waits for an RCU grace period (7-14 ms
             // here), which the first call should not pay.
-            let new = Arc::new(cgroups.worker(&spec.app, &limits).map_err(|e| e.to_string())?);
+            let new = Arc::new(
+                cgroups
+                    .worker(&spec.app, &limits)
+                    .map_err(|e| e.to_string())?,
+            );
             let old = self.cgroup.replace(new.clone());
             let pid = self.pid;
             let label = spec.label();
