@@ -337,19 +337,6 @@ enum Start {
     Fresh,
 }
 
-/// Pids of the idle pre-started interpreters of `runtime`.
-fn generic_pids(d: &Daemon, runtime: &str) -> Vec<u64> {
-    let w = d.get("/api/v1/workers").json();
-    w["generic"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|g| g["runtime"] == runtime)
-        .flat_map(|g| g["pids"].as_array().cloned().unwrap_or_default())
-        .filter_map(|p| p.as_u64())
-        .collect()
-}
-
 /// What a fault call got, and when.
 struct Outcome {
     reply: Reply,
@@ -412,7 +399,7 @@ impl Lab {
             // hello may have taken the pre-started Python interpreter: wait
             // for its replacement, so that the chaos function's first worker
             // surely is one.
-            let ready = eventually(20, || !generic_pids(&d, runtime.dir()).is_empty());
+            let ready = eventually(20, || !d.generic_pids(runtime.dir()).is_empty());
             assert!(ready, "no pre-started {} interpreter", runtime.dir());
         }
         let fixture = fixture(runtime);

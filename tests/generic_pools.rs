@@ -4,28 +4,14 @@
 
 mod common;
 
-use std::collections::HashSet;
-
 use common::{eventually, Daemon, FnDir};
-
-fn generic_pids(d: &Daemon, runtime: &str) -> HashSet<u64> {
-    let workers = d.get("/api/v1/workers").json();
-    workers["generic"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|g| g["runtime"] == runtime)
-        .flat_map(|g| g["pids"].as_array().cloned().unwrap_or_default())
-        .filter_map(|p| p.as_u64())
-        .collect()
-}
 
 fn check(d: &Daemon, runtime: &str, manifest_runtime: &str, file: &str, code: &str) {
     assert!(
-        eventually(20, || generic_pids(d, runtime).len() == 2),
+        eventually(20, || d.generic_pids(runtime).len() == 2),
         "{runtime} generic pool never filled"
     );
-    let before = generic_pids(d, runtime);
+    let before = d.generic_pids(runtime);
     let name = format!("gen-{runtime}");
     let f = FnDir::new(
         &format!("name = \"{name}\"\nruntime = \"{manifest_runtime}\"\nentry = \"main.handler\"\n"),
@@ -52,7 +38,7 @@ fn check(d: &Daemon, runtime: &str, manifest_runtime: &str, file: &str, code: &s
     // The generic pool is refilled, without the worker that left it.
     assert!(
         eventually(20, || {
-            let now = generic_pids(d, runtime);
+            let now = d.generic_pids(runtime);
             now.len() == 2 && !now.contains(&pid)
         }),
         "{runtime} generic pool was not refilled"
@@ -87,7 +73,7 @@ fn without_generic_workers_functions_still_start() {
     );
     d.ok(&["deploy", f.path()]);
     assert_eq!(d.post("/fn/plain", "{}").json(), "plain");
-    assert!(generic_pids(&d, "python").is_empty());
+    assert!(d.generic_pids("python").is_empty());
 }
 
 #[test]
@@ -108,7 +94,7 @@ fn a_cold_call_reports_its_phases_and_a_warm_one_only_queue_and_run() {
     // After a restart the function has never been called: its first call
     // takes a pre-started interpreter and loads the code.
     let d = Daemon::start_in(&data, &[], &[]);
-    assert!(eventually(20, || generic_pids(&d, "python").len() == 1));
+    assert!(eventually(20, || d.generic_pids("python").len() == 1));
     let first = d.post("/fn/phases", "{}");
     assert_eq!(first.status, 200, "{}", first.text());
     assert_eq!(first.header("x-hearth-start"), Some("generic"));

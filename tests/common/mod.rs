@@ -132,6 +132,19 @@ impl Daemon {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Pids of the idle pre-started interpreters of `runtime`.
+    pub fn generic_pids(&self, runtime: &str) -> std::collections::HashSet<u64> {
+        let workers = self.get("/api/v1/workers").json();
+        workers["generic"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| g["runtime"] == runtime)
+            .flat_map(|g| g["pids"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p.as_u64())
+            .collect()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

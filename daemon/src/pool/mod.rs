@@ -682,10 +682,7 @@ impl Pool {
             Some(w) => w,
             None => {
                 let w = self.start_worker(call.deadline, true).await?;
-                timing.start = if w.from_generic { "generic" } else { "fresh" };
-                timing.spawn_ms = if w.from_generic { 0.0 } else { w.spawn_ms };
-                timing.load_ms = w.load_ms;
-                self.cold_starts.fetch_add(1, Ordering::Relaxed);
+                self.note_cold_start(&mut timing, &w);
                 w
             }
         };
@@ -740,6 +737,14 @@ impl Pool {
         }
     }
 
+    /// A call started its worker: how it came, and its phases.
+    fn note_cold_start(&self, timing: &mut Timing, w: &Worker) {
+        timing.start = if w.from_generic { "generic" } else { "fresh" };
+        timing.spawn_ms = if w.from_generic { 0.0 } else { w.spawn_ms };
+        timing.load_ms = w.load_ms;
+        self.cold_starts.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A call on a shared worker: the least busy one with a free lane, or
     /// a new one while under `max_workers`, or the next lane to come free.
     async fn call_shared(
@@ -790,10 +795,7 @@ impl Pool {
                     self.starting.fetch_sub(1, Ordering::Relaxed);
                     self.lane_freed.notify_waiters();
                     let w = started?;
-                    timing.start = if w.from_generic { "generic" } else { "fresh" };
-                    timing.spawn_ms = if w.from_generic { 0.0 } else { w.spawn_ms };
-                    timing.load_ms = w.load_ms;
-                    self.cold_starts.fetch_add(1, Ordering::Relaxed);
+                    self.note_cold_start(&mut timing, &w);
                     let w = SharedWorker::new(w, now_ms())?;
                     w.in_flight.store(1, Ordering::Relaxed);
                     if let Ok(mut shared) = self.shared.lock() {
