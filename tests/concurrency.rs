@@ -78,18 +78,55 @@ fn a_late_call_stops_its_shared_worker_and_the_pool_recovers() {
 }
 
 #[test]
-fn concurrency_is_only_for_node() {
+fn python_calls_are_pipelined_one_after_another_on_one_worker() {
     let d = Daemon::start();
     let f = FnDir::python_with(
-        "conc-py",
-        "def handler(e):\n    return 1\n",
-        "[limits]\nconcurrency = 2\n",
+        "pipelined",
+        "import os, time\ndef handler(e):\n    t = time.time()\n    time.sleep(e.get('s', 0))\n    return {'pid': os.getpid(), 'start': t, 'end': time.time()}\n",
+        "[limits]\nmax_workers = 1\nconcurrency = 3\ntimeout_ms = 1500\n",
     );
-    let err = d.fails(&["deploy", f.path()]);
-    assert!(
-        err.contains("limits.concurrency") && err.contains("one call at a time"),
-        "{err}"
-    );
+    d.ok(&["deploy", f.path()]);
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = d.addr.clone();
+            std::thread::spawn(move || {
+                common::http(&addr, "POST", "/fn/pipelined", br#"{"s": 0.3}"#)
+            })
+        })
+        .collect();
+    let mut runs: Vec<(f64, f64)> = Vec::new();
+    let mut pids = std::collections::HashSet::new();
+    for c in calls {
+        let r = c.join().expect("call");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        pids.insert(v["pid"].as_u64().expect("pid"));
+        runs.push((
+            v["start"].as_f64().expect("start"),
+            v["end"].as_f64().expect("end"),
+        ));
+    }
+    assert_eq!(pids.len(), 1, "one worker ran them: {pids:?}");
+    // One after another: no two runs overlap.
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for w in runs.windows(2) {
+        assert!(w[1].0 >= w[0].1 - 0.001, "runs overlap: {runs:?}");
+    }
+    // A call still waiting in the pipe when its deadline passes never ran:
+    // 503, while the running one that overran gets 504.
+    let addr = d.addr.clone();
+    let slow =
+        std::thread::spawn(move || common::http(&addr, "POST", "/fn/pipelined", br#"{"s": 3}"#));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let queued = d.post("/fn/pipelined", r#"{"s": 0}"#);
+    let slow = slow.join().expect("slow call");
+    assert_eq!(slow.status, 504, "{}", slow.text());
+    assert_eq!(queued.status, 503, "{}", queued.text());
+    assert_eq!(queued.code(), "overloaded");
+    assert!(common::eventually(10, || d
+        .post("/fn/pipelined", "{}")
+        .status
+        == 200));
 }
 
 #[test]

@@ -112,7 +112,7 @@ fn workers_run_as_their_versions_own_user_with_a_private_tmp() {
 fn limits_in_the_manifest_are_checked_with_clear_errors() {
     let d = Daemon::start();
     let cases = [
-        ("concurrency = 4", "limits.concurrency"), // python: one call at a time
+        ("concurrency = 0", "limits.concurrency"),
         ("max_processes = 1", "limits.max_processes"),
         ("network = \"no\"", "limits.network"),
         ("max_response_kb = 0", "limits.max_response_kb"),

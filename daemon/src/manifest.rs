@@ -96,8 +96,9 @@ pub struct Limits {
     /// Recycle a worker whose resident memory passed this (0: never).
     #[serde(default)]
     pub recycle_memory_mb: u64,
-    /// Calls one worker serves at once (1 for Python and Lua; Node may
-    /// take more: it is asynchronous).
+    /// Calls in flight per worker: Node runs them at once (it is
+    /// asynchronous); Python and Lua run them one after another, the next
+    /// already waiting in the pipe (pipelining). Default 1.
     #[serde(default = "one")]
     pub concurrency: u32,
     /// CPU time per worker, in percent of one core (0: no limit).
@@ -258,7 +259,7 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
 
     let limits = match table.get("limits") {
         None => Limits::default(),
-        Some(toml::Value::Table(t)) => parse_limits(t, runtime)?,
+        Some(toml::Value::Table(t)) => parse_limits(t)?,
         Some(_) => {
             return Err(ManifestError::Invalid {
                 key: "limits",
@@ -281,7 +282,7 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
 /// Every `[limits]` key, as listed in error messages.
 const LIMIT_KEYS: &str = "timeout_ms, memory_mb, max_workers, max_queue, min_workers, idle_timeout_ms, max_requests, max_age_ms, recycle_memory_mb, concurrency, cpu_percent, max_processes, max_open_files, max_file_size_mb, max_request_kb, max_response_kb, network";
 
-fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, ManifestError> {
+fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
     for key in t.keys() {
         if !LIMIT_KEYS.split(", ").any(|k| k == key) {
             return Err(ManifestError::UnknownKey(format!("limits.{key}")));
@@ -324,12 +325,6 @@ fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, Manifes
     let max_age_ms = limit!("max_age_ms", 0, 365 * 24 * 3600 * 1000, 0);
     let recycle_memory_mb = limit!("recycle_memory_mb", 0, MAX_MEMORY_MB, 0);
     let concurrency = limit!("concurrency", 1, u64::from(MAX_CONCURRENCY), 1) as u32;
-    if concurrency > 1 && runtime != RuntimeKind::Node {
-        return Err(ManifestError::Invalid {
-            key: "limits.concurrency",
-            problem: format!("is {concurrency}, but a {runtime} worker runs one call at a time; remove it (or use 1) and raise limits.max_workers instead"),
-        });
-    }
     let cpu_percent = limit!("cpu_percent", 0, 100 * 1024, u64::from(d.cpu_percent)) as u32;
     let max_processes = limit!("max_processes", 4, 65_536, u64::from(d.max_processes)) as u32;
     let max_open_files = limit!("max_open_files", 16, 1 << 20, u64::from(d.max_open_files)) as u32;

@@ -312,6 +312,15 @@ impl From<CallError> for ApiError {
                     "retry shortly; raise the application's budget with `hearth app NAME --max-workers N` if the host has room",
                 )
             },
+            CallError::Worker(WorkerError::QueuedTooLong { .. } | WorkerError::NotRun { .. }) => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    message,
+                    "the function did not run; retry, or raise limits.max_workers (or lower limits.concurrency) in hearth.toml",
+                )
+            },
             CallError::Worker(WorkerError::AtCapacity { .. }) => ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(

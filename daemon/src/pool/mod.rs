@@ -329,6 +329,8 @@ impl Pool {
             WorkerError::AtCapacity { .. }
                 | WorkerError::AppAtCapacity { .. }
                 | WorkerError::Timeout { .. }
+                | WorkerError::QueuedTooLong { .. }
+                | WorkerError::NotRun { .. }
         ) {
             return; // not the function's start failing
         }

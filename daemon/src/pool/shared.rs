@@ -3,11 +3,18 @@
 //! whole frames one at a time; one reader task hands each answer to the
 //! call with its id.
 //!
+//! Python and Lua workers run one call at a time; with `concurrency` > 1
+//! their calls are *pipelined*: the next calls already wait in the pipe, so
+//! a busy worker goes from one call to the next without sleeping, and the
+//! answers come back in order ("sequential" here).
+//!
 //! What changes for such a worker's calls: their output cannot be told
 //! apart, so it goes to the daemon's log (tagged with function, version and
-//! pid) and no call gets a log of its own; and a call past its deadline
-//! stops the worker, so the calls in flight with it fail too (504 for the
-//! late one, 502 for the others).
+//! pid) and no call gets a log of its own; and a call that runs past its
+//! deadline stops the worker, so the calls in flight with it fail too (504
+//! for the late one, 502 for the others). A pipelined call that never ran
+//! (its deadline passed while it waited behind another in the pipe, or the
+//! call ahead of it took the worker down) is answered 503: retry it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -41,6 +48,10 @@ pub struct SharedWorker {
     /// When its last call ended (ms since the daemon's start).
     pub idle_since_ms: AtomicU64,
     reader: tokio::task::JoinHandle<()>,
+    /// Answers come in the order the calls were written (one at a time).
+    sequential: bool,
+    /// Calls written and not yet answered, oldest (the running one) first.
+    order: Mutex<std::collections::VecDeque<String>>,
 }
 
 impl Drop for SharedWorker {
@@ -58,6 +69,7 @@ impl SharedWorker {
         };
         let pid = worker.pid();
         let label = worker.spec().label();
+        let sequential = worker.spec().runtime.kind != crate::manifest::RuntimeKind::Node;
         let started = worker.started;
         Ok(Arc::new_cyclic(|weak: &std::sync::Weak<SharedWorker>| {
             let weak = weak.clone();
@@ -75,6 +87,8 @@ impl SharedWorker {
                 started,
                 idle_since_ms: AtomicU64::new(now_ms),
                 reader: task,
+                sequential,
+                order: Mutex::new(std::collections::VecDeque::new()),
             }
         }))
     }
@@ -109,6 +123,9 @@ impl SharedWorker {
         let written = match frame {
             Ok(frame) => {
                 let mut writer = self.writer.lock().await;
+                if let Ok(mut order) = self.order.lock() {
+                    order.push_back(id.to_owned());
+                }
                 match protocol::write_frame(&mut *writer, &frame).await {
                     Ok(()) => Ok(()),
                     // The reader sees the end too and says how it died.
@@ -129,6 +146,15 @@ impl SharedWorker {
                 timing: Timing::default(),
             }),
             Ok(Err(_)) => Err(self.lost("its answer channel closed")),
+            Err(_) if self.sequential && !self.is_running(id) => {
+                // Still behind another call in the pipe: it never ran. The
+                // worker runs it later and its answer is dropped.
+                self.forget(id);
+                Err(WorkerError::QueuedTooLong {
+                    function: self.label.clone(),
+                    timeout_ms: self.worker.lock().await.spec().limits.timeout_ms,
+                })
+            }
             Err(_) => {
                 self.forget(id);
                 // The late call stops the worker (the others in flight fail).
@@ -140,6 +166,23 @@ impl SharedWorker {
                     function: spec.label(),
                     timeout_ms: spec.limits.timeout_ms,
                 })
+            }
+        }
+    }
+
+    /// Is `id` the call the (sequential) worker is running now?
+    fn is_running(&self, id: &str) -> bool {
+        self.order
+            .lock()
+            .map(|o| o.front().is_some_and(|f| f == id))
+            .unwrap_or(true)
+    }
+
+    /// An answer (or a given-up call) leaves the order.
+    fn answered(&self, id: &str) {
+        if let Ok(mut order) = self.order.lock() {
+            if let Some(i) = order.iter().position(|x| x == id) {
+                order.remove(i);
             }
         }
     }
@@ -173,8 +216,22 @@ impl SharedWorker {
             Ok(mut p) => p.drain().collect(),
             Err(_) => return,
         };
-        for (_, tx) in pending {
-            let _ = tx.send(Err(clone_error(error)));
+        // On a sequential worker only the oldest call was running; the
+        // others never ran and can be retried.
+        let running = if self.sequential {
+            self.order.lock().ok().and_then(|o| o.front().cloned())
+        } else {
+            None
+        };
+        for (id, tx) in pending {
+            let e = match &running {
+                Some(head) if *head != id => WorkerError::NotRun {
+                    function: self.label.clone(),
+                    why: format!("the worker it waited for ({error})"),
+                },
+                _ => clone_error(error),
+            };
+            let _ = tx.send(Err(e));
         }
     }
 }
@@ -224,6 +281,7 @@ async fn read_answers(weak: std::sync::Weak<SharedWorker>, mut reader: pipe::Rec
                 return;
             }
         };
+        shared.answered(&id);
         let tx = shared.pending.lock().ok().and_then(|mut p| p.remove(&id));
         if let Some(tx) = tx {
             let _ = tx.send(reply);

@@ -163,6 +163,14 @@ pub enum WorkerError {
         app: String,
         cap: usize,
     },
+    /// A pipelined call's deadline passed while it waited behind another
+    /// call in its worker's pipe: it did not run.
+    #[error("{function} could not start this call within its timeout of {timeout_ms} ms: it waited behind other calls on its worker (limits.concurrency pipelines calls); retry, or raise limits.max_workers")]
+    QueuedTooLong { function: String, timeout_ms: u64 },
+    /// A pipelined call that never ran: the worker was lost while it
+    /// waited behind another call.
+    #[error("{function} did not run this call: it waited behind another call on the same worker, and {why} was lost")]
+    NotRun { function: String, why: String },
     #[error("the worker running {function} broke the protocol: {reason}")]
     Protocol { function: String, reason: String },
 }
