@@ -170,16 +170,21 @@ elif grep -q '^\[limits\]' "$PYTOML"; then
 else
   printf '\n[limits]\nmax_workers = 2\n' >>"$PYTOML"
 fi
-log "deploying hello (python, max_workers=2), hello-node, hello-lua"
+# The same, pipelined: up to 4 calls in flight per worker's pipe.
+cp -r "$WORK/py-hello" "$WORK/py-hello-pipelined"
+sed -i 's/^name *=.*/name = "hello-pipelined"/; s/^\[limits\]/[limits]\nconcurrency = 4/' "$WORK/py-hello-pipelined/hearth.toml"
+log "deploying hello (python, max_workers=2), hello-pipelined (concurrency=4), hello-node, hello-lua"
 deploy "$WORK/py-hello"
+deploy "$WORK/py-hello-pipelined"
 deploy examples/node/hello
 deploy examples/lua/hello
 
-for fn in hello hello-node hello-lua; do
+for fn in hello hello-pipelined hello-node hello-lua; do
   check_call "http://$HADDR/fn/$fn" '"Hello, Ada!"'
 done
 
 run_wrk "hearth python hello" "http://$HADDR/fn/hello" bench/wrk/post.lua
+run_wrk "hearth python hello, pipelined x4" "http://$HADDR/fn/hello-pipelined" bench/wrk/post.lua
 run_wrk "hearth node hello" "http://$HADDR/fn/hello-node" bench/wrk/post.lua
 run_wrk "hearth lua hello" "http://$HADDR/fn/hello-lua" bench/wrk/post.lua
 curl -s --max-time 5 "http://$HADDR/api/v1/workers" >"$OUT/workers-after-hello.json" || true
@@ -298,10 +303,10 @@ to_ms() { # wrk latency like 850.00us / 1.23ms / 2.01s -> ms
 {
   echo
   echo "hearth throughput, wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
-  printf '%-36s %12s %10s %10s   %s\n' "target" "req/s" "p50 ms" "p99 ms" "errors"
-  printf '%-36s %12s %10s %10s   %s\n' "------" "-----" "------" "------" "------"
+  printf '%-40s %12s %10s %10s   %s\n' "target" "req/s" "p50 ms" "p99 ms" "errors"
+  printf '%-40s %12s %10s %10s   %s\n' "------" "-----" "------" "------" "------"
   for r in "${ROWS[@]}"; do
-    printf '%-36s %12s %10s %10s   %s\n' "$r" "${RPS[$r]}" "$(to_ms "${P50[$r]}")" "$(to_ms "${P99[$r]}")" "${ERRS[$r]}"
+    printf '%-40s %12s %10s %10s   %s\n' "$r" "${RPS[$r]}" "$(to_ms "${P50[$r]}")" "$(to_ms "${P99[$r]}")" "${ERRS[$r]}"
   done
   a=${RPS["uwsgi http-socket"]}; b=${RPS["uwsgi http11-socket+threads"]}
   best_label="uwsgi http-socket"; best=$a
@@ -310,6 +315,8 @@ to_ms() { # wrk latency like 850.00us / 1.23ms / 2.01s -> ms
   echo
   echo "baseline (best uWSGI): $best_label, $best req/s"
   awk -v h="$hp" -v b="$best" 'BEGIN { if (b + 0 > 0) printf "ratio hearth python hello / best uWSGI: %.2f\n", h / b; else print "ratio: n/a" }'
+  hpp=${RPS["hearth python hello, pipelined x4"]}
+  awk -v h="$hpp" -v b="$best" 'BEGIN { if (b + 0 > 0) printf "ratio hearth python hello pipelined x4 / best uWSGI: %.2f\n", h / b }'
   [[ -n $DEPLOY_NOTE ]] && echo "note: $DEPLOY_NOTE"
   echo "deploy of $DEPLOYED functions took ${DEPLOY_S}s"
 } 
