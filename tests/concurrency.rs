@@ -173,3 +173,30 @@ for (let i = 0; i < N; i++) {
         assert!(text.contains(&format!("200 {{\"n\":{i}}}")), "{text}");
     }
 }
+
+#[test]
+fn a_call_alone_on_a_shared_worker_keeps_its_own_log() {
+    let d = Daemon::start();
+    let f = node_fn(
+        "conc-log",
+        "exports.handler = async (e) => {\n  console.log('start ' + e.i);\n  await new Promise((r) => setTimeout(r, e.ms));\n  console.log('end ' + e.i);\n  return e.i;\n};\n",
+        "max_workers = 1",
+    );
+    d.ok(&["deploy", f.path()]);
+    // Node's default: 4 calls at once per worker.
+    for i in 0..3 {
+        let (reply, log) = d.post_logged("/fn/conc-log", &format!(r#"{{"i": {i}, "ms": 1}}"#));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(log, format!("[stdout] start {i}\n[stdout] end {i}\n"));
+    }
+    // Two at once on the one worker: neither can claim the output.
+    let addr = d.addr.clone();
+    let other = std::thread::spawn(move || {
+        common::http(&addr, "POST", "/fn/conc-log", br#"{"i": 8, "ms": 300}"#)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (reply, log) = d.post_logged("/fn/conc-log", r#"{"i": 9, "ms": 1}"#);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(log.contains("at the same time"), "{log}");
+    assert_eq!(other.join().expect("other").status, 200);
+}

@@ -24,6 +24,8 @@ pub const DEFAULT_MAX_PROCESSES: u32 = 64;
 pub const DEFAULT_MAX_OPEN_FILES: u32 = 256;
 pub const DEFAULT_MAX_FILE_SIZE_MB: u64 = 64;
 pub const DEFAULT_MAX_BODY_KB: u64 = 6 * 1024;
+/// Calls a Node worker serves at once by default.
+pub const DEFAULT_NODE_CONCURRENCY: u32 = 4;
 /// Most calls one Node worker may serve at once.
 pub const MAX_CONCURRENCY: u32 = 256;
 
@@ -126,6 +128,15 @@ pub struct Limits {
 
 fn one() -> u32 {
     1
+}
+
+/// Calls in flight per worker unless the manifest says: Node is
+/// asynchronous and takes several; Python and Lua run one at a time.
+pub fn default_concurrency(runtime: RuntimeKind) -> u32 {
+    match runtime {
+        RuntimeKind::Node => DEFAULT_NODE_CONCURRENCY,
+        RuntimeKind::Python | RuntimeKind::Lua => 1,
+    }
 }
 fn yes() -> bool {
     true
@@ -258,8 +269,11 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     let description = optional_str(&table, "description")?.unwrap_or_default();
 
     let limits = match table.get("limits") {
-        None => Limits::default(),
-        Some(toml::Value::Table(t)) => parse_limits(t)?,
+        None => Limits {
+            concurrency: default_concurrency(runtime),
+            ..Limits::default()
+        },
+        Some(toml::Value::Table(t)) => parse_limits(t, runtime)?,
         Some(_) => {
             return Err(ManifestError::Invalid {
                 key: "limits",
@@ -282,7 +296,7 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
 /// Every `[limits]` key, as listed in error messages.
 const LIMIT_KEYS: &str = "timeout_ms, memory_mb, max_workers, max_queue, min_workers, idle_timeout_ms, max_requests, max_age_ms, recycle_memory_mb, concurrency, cpu_percent, max_processes, max_open_files, max_file_size_mb, max_request_kb, max_response_kb, network";
 
-fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
+fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, ManifestError> {
     for key in t.keys() {
         if !LIMIT_KEYS.split(", ").any(|k| k == key) {
             return Err(ManifestError::UnknownKey(format!("limits.{key}")));
@@ -324,7 +338,12 @@ fn parse_limits(t: &toml::Table) -> Result<Limits, ManifestError> {
     let max_requests = limit!("max_requests", 0, u64::MAX >> 1, 0);
     let max_age_ms = limit!("max_age_ms", 0, 365 * 24 * 3600 * 1000, 0);
     let recycle_memory_mb = limit!("recycle_memory_mb", 0, MAX_MEMORY_MB, 0);
-    let concurrency = limit!("concurrency", 1, u64::from(MAX_CONCURRENCY), 1) as u32;
+    let concurrency = limit!(
+        "concurrency",
+        1,
+        u64::from(MAX_CONCURRENCY),
+        u64::from(default_concurrency(runtime))
+    ) as u32;
     let cpu_percent = limit!("cpu_percent", 0, 100 * 1024, u64::from(d.cpu_percent)) as u32;
     let max_processes = limit!("max_processes", 4, 65_536, u64::from(d.max_processes)) as u32;
     let max_open_files = limit!("max_open_files", 16, 1 << 20, u64::from(d.max_open_files)) as u32;

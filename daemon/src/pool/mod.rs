@@ -756,12 +756,14 @@ impl Pool {
     ) -> Result<Answer, CallError> {
         let lanes = self.spec.limits.concurrency;
         let max_workers = self.spec.limits.max_workers as usize;
-        let worker = loop {
+        let (worker, alone) = loop {
             let freed = self.lane_freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             enum Pick {
-                Use(Arc<SharedWorker>),
+                /// A worker, and (if the call is alone on it) the overlap
+                /// count at admission.
+                Use(Arc<SharedWorker>, Option<u64>),
                 Start,
                 Wait,
             }
@@ -780,8 +782,12 @@ impl Pool {
                     .min_by_key(|w| w.in_flight.load(Ordering::Relaxed));
                 match best {
                     Some(w) if w.in_flight.load(Ordering::Relaxed) < lanes => {
-                        w.in_flight.fetch_add(1, Ordering::Relaxed);
-                        Pick::Use(w.clone())
+                        if w.in_flight.fetch_add(1, Ordering::Relaxed) > 0 {
+                            w.overlap.fetch_add(1, Ordering::Relaxed);
+                            Pick::Use(w.clone(), None)
+                        } else {
+                            Pick::Use(w.clone(), Some(w.overlap.load(Ordering::Relaxed)))
+                        }
                     }
                     _ if shared.len() + self.starting.load(Ordering::Relaxed) < max_workers => {
                         self.starting.fetch_add(1, Ordering::Relaxed);
@@ -791,7 +797,7 @@ impl Pool {
                 }
             };
             match pick {
-                Pick::Use(w) => break w,
+                Pick::Use(w, alone) => break (w, alone),
                 Pick::Start => {
                     let started = self.start_worker(call.deadline, true).await;
                     self.starting.fetch_sub(1, Ordering::Relaxed);
@@ -803,7 +809,7 @@ impl Pool {
                     if let Ok(mut shared) = self.shared.lock() {
                         shared.push(w.clone());
                     }
-                    break w;
+                    break (w, Some(0));
                 }
                 Pick::Wait => {
                     if tokio::time::timeout_at(call.deadline, freed).await.is_err() {
@@ -824,6 +830,7 @@ impl Pool {
                 call.payload,
                 call.deadline,
                 call.deadline_ms,
+                alone,
             )
             .await;
         let took = began.elapsed();
@@ -838,6 +845,15 @@ impl Pool {
                 timing.run_ms = ms(took);
                 answer.timing = timing;
                 self.note_success();
+                if answer.result.is_err() && worker.hit_process_limit() {
+                    warn!(function = %self.spec.function, version = self.spec.version, pid = worker.pid(),
+                        max_processes = self.spec.limits.max_processes,
+                        "worker reached limits.max_processes; ending it and everything it started");
+                    worker.retire_now();
+                    drop(worker);
+                    self.tidy_shared(false);
+                    self.replace_in_background();
+                }
                 Ok(answer)
             }
             Err(e) => {

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::output::CallLog;
+use super::output::{CallLog, Output};
 use super::worker::{Answer, FunctionError, Timing, Worker, WorkerError};
 use crate::protocol::{self, FromWorker, ProtocolError, ToWorker};
 
@@ -52,6 +52,10 @@ pub struct SharedWorker {
     sequential: bool,
     /// Calls written and not yet answered, oldest (the running one) first.
     order: Mutex<std::collections::VecDeque<String>>,
+    output: Arc<Output>,
+    /// Counts calls that started while another was in flight: a call that
+    /// began alone keeps its log only if this did not move meanwhile.
+    pub overlap: AtomicU64,
 }
 
 impl Drop for SharedWorker {
@@ -70,6 +74,7 @@ impl SharedWorker {
         let pid = worker.pid();
         let label = worker.spec().label();
         let sequential = worker.spec().runtime.kind != crate::manifest::RuntimeKind::Node;
+        let output = worker.output();
         let started = worker.started;
         Ok(Arc::new_cyclic(|weak: &std::sync::Weak<SharedWorker>| {
             let weak = weak.clone();
@@ -89,6 +94,8 @@ impl SharedWorker {
                 reader: task,
                 sequential,
                 order: Mutex::new(std::collections::VecDeque::new()),
+                output,
+                overlap: AtomicU64::new(0),
             }
         }))
     }
@@ -102,14 +109,52 @@ impl SharedWorker {
     }
 
     /// Run one call on it (the caller has counted it in `in_flight`).
+    /// `alone`: it was the only call in flight when admitted (with the
+    /// `overlap` count then): its output is captured as its log, and kept
+    /// if no other call started before it ended.
     pub async fn invoke(
         &self,
         id: &str,
         payload: rmpv::Value,
         deadline: Instant,
         deadline_ms: u64,
+        alone: Option<u64>,
     ) -> Result<Answer, WorkerError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        if alone.is_some() {
+            self.output.begin_call(id);
+        }
+        let outcome = self.exchange(id, payload, deadline, deadline_ms).await;
+        let overlapped = || {
+            CallLog {
+            text: "[hearth] other calls ran on this worker at the same time: this call's output is in the daemon's log\n".into(),
+            dropped: 0,
+        }
+        };
+        let log = match alone {
+            Some(gen) => {
+                let log = self.output.end_call();
+                if self.overlap.load(Ordering::Relaxed) == gen {
+                    log
+                } else {
+                    overlapped()
+                }
+            }
+            None => overlapped(),
+        };
+        outcome.map(|mut answer| {
+            answer.log = log;
+            answer
+        })
+    }
+
+    async fn exchange(
+        &self,
+        id: &str,
+        payload: rmpv::Value,
+        deadline: Instant,
+        deadline_ms: u64,
+    ) -> Result<Answer, WorkerError> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(id.to_owned(), tx);
@@ -168,6 +213,20 @@ impl SharedWorker {
                 })
             }
         }
+    }
+
+    /// Did it reach its process limit (a fork or thread bomb)?
+    pub fn hit_process_limit(&self) -> bool {
+        self.worker
+            .try_lock()
+            .map(|w| w.hit_process_limit())
+            .unwrap_or(false)
+    }
+
+    /// End it now (its cgroup goes when the last call holding it is done).
+    pub fn retire_now(&self) {
+        self.dead.store(true, Ordering::Relaxed);
+        crate::isolation::kill_tree(self.pid);
     }
 
     /// Is `id` the call the (sequential) worker is running now?

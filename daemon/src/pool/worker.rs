@@ -632,6 +632,12 @@ impl Worker {
         }
     }
 
+    /// Its stdout/stderr reader (a shared worker captures a call's log when
+    /// that call runs alone).
+    pub(super) fn output(&self) -> Arc<Output> {
+        self.output.clone()
+    }
+
     /// Hand the protocol pipes to a shared worker (several calls in
     /// flight: one writer at a time, one reader task).
     pub(super) fn split_io(&mut self) -> Option<(pipe::Sender, pipe::Receiver)> {
