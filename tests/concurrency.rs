@@ -200,3 +200,39 @@ fn a_call_alone_on_a_shared_worker_keeps_its_own_log() {
     assert!(log.contains("at the same time"), "{log}");
     assert_eq!(other.join().expect("other").status, 200);
 }
+
+#[test]
+fn a_client_that_hangs_up_mid_call_does_not_cost_the_worker() {
+    use std::io::Write as _;
+    let d = Daemon::start();
+    let f = FnDir::python_with(
+        "hangup",
+        "import os, time\ndef handler(e):\n    time.sleep(e.get('s', 0))\n    return os.getpid()\n",
+        "[limits]\nmax_workers = 1\n",
+    );
+    d.ok(&["deploy", f.path()]);
+    let pid = d.post("/fn/hangup", "{}").json();
+    let started = |d: &Daemon| {
+        d.get("/api/v1/workers").json()["pools"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["function"] == "hangup"))
+            .map(|p| p["started"].clone())
+    };
+    let before = started(&d);
+    let body = r#"{"s": 0.5}"#;
+    let mut s = std::net::TcpStream::connect(&d.addr).expect("connect");
+    write!(
+        s,
+        "POST /fn/hangup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(s); // hang up while the function runs
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    // The same worker answers the next call; none was started meanwhile.
+    let again = d.post("/fn/hangup", "{}");
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json(), pid);
+    assert_eq!(started(&d), before);
+}
