@@ -131,8 +131,9 @@ fn python_calls_are_pipelined_one_after_another_on_one_worker() {
 
 #[test]
 fn calls_over_http2_share_one_connection() {
-    // Node's HTTP/2 client (curl 7.88 here fails to reuse an h2c
-    // connection with any server).
+    // Node's HTTP/2 client: curl 7.88 on this machine errors ("HTTP2
+    // framing layer") on the second request of a reused h2c connection,
+    // where Node's client multiplexes without error.
     let d = Daemon::start();
     let f = FnDir::python(
         "h2",
