@@ -78,12 +78,7 @@ fn without_generic_workers_functions_still_start() {
 
 #[test]
 fn a_cold_call_reports_its_phases_and_a_warm_one_only_queue_and_run() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )
-    .expect("chmod");
+    let tmp = common::reachable_tempdir();
     let data = tmp.path().join("data");
     let f = FnDir::python("phases", "def handler(event):\n    return 1\n");
     {

@@ -273,7 +273,7 @@ fn an_old_version_stays_warm_for_its_grace_period_then_is_reclaimed() {
 
 #[test]
 fn a_release_made_by_another_process_sharing_the_store_is_picked_up() {
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = common::reachable_tempdir();
     let data = tmp.path().join("data");
     let a = Daemon::start_in(&data, &[], &[]);
     let f = versioned("shared", 1);

@@ -163,7 +163,7 @@ fn rollback_walks_back_and_stops_at_the_first_release() {
 
 #[test]
 fn a_restarted_daemon_serves_what_it_stored() {
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = common::reachable_tempdir();
     let data = tmp.path().join("data");
     let mut d = Daemon::start_in(&data, &[], &[]);
     d.ok(&["deploy", &example("hello")]);

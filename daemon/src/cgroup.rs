@@ -1636,6 +1636,19 @@ mod tests {
             .expect("spawn sh")
     }
 
+    /// A Python in `worker` allocates 200 MB: the OOM killer must end it
+    /// and the cgroup must say so.
+    fn allocate_200_mb_and_be_killed(worker: &WorkerCgroup, python: &str) {
+        let mut child = gated(&format!(
+            "exec {python} -c 'b = bytearray(200 * 1024 * 1024); print(len(b))'"
+        ));
+        worker.add(child.id()).expect("add");
+        go(&mut child);
+        let status = child.wait().expect("wait");
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        assert!(worker.oom_killed());
+    }
+
     fn go(child: &mut Child) {
         let stdin = child.stdin.as_mut().expect("piped stdin");
         stdin.write_all(b"go\n").expect("write to the child");
@@ -1848,14 +1861,7 @@ mod tests {
                 ..WorkerLimits::default()
             })
             .expect("limit");
-        let mut child = gated(&format!(
-            "exec {python} -c 'b = bytearray(200 * 1024 * 1024); print(len(b))'"
-        ));
-        worker.add(child.id()).expect("add");
-        go(&mut child);
-        let status = child.wait().expect("wait");
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
-        assert!(worker.oom_killed());
+        allocate_200_mb_and_be_killed(&worker, &python);
         let peak = worker.memory_peak_bytes().expect("peak");
         assert!(
             peak <= 33 * 1024 * 1024 && peak > 1024 * 1024,
@@ -2023,14 +2029,7 @@ mod tests {
         let worker = cg
             .worker("budget", &WorkerLimits::default())
             .expect("worker");
-        let mut child = gated(&format!(
-            "exec {python} -c 'b = bytearray(200 * 1024 * 1024)'"
-        ));
-        worker.add(child.id()).expect("add");
-        go(&mut child);
-        let status = child.wait().expect("wait");
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
-        assert!(worker.oom_killed());
+        allocate_200_mb_and_be_killed(&worker, &python);
     }
 
     #[test]

@@ -205,26 +205,33 @@ impl Isolation {
         if !self.drops_privileges() {
             return Ok(());
         }
-        let mut dir = Some(path);
-        while let Some(d) = dir {
-            let meta = std::fs::metadata(d).map_err(|source| IsolationError::Io {
-                path: d.to_path_buf(),
-                source,
-            })?;
-            if meta.permissions().mode() & 0o001 == 0 {
-                return Err(IsolationError::Unreachable {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "{} has mode {:o}, which others cannot search",
-                        d.display(),
-                        meta.permissions().mode() & 0o7777
-                    ),
-                });
-            }
-            dir = d.parent();
+        match unsearchable_dir(path) {
+            Ok(None) => Ok(()),
+            Ok(Some((dir, mode))) => Err(IsolationError::Unreachable {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "{} has mode {mode:o}, which others cannot search",
+                    dir.display()
+                ),
+            }),
+            Err((dir, source)) => Err(IsolationError::Io { path: dir, source }),
         }
-        Ok(())
     }
+}
+
+/// The first of `path` and the directories above it that other users
+/// cannot search (with its mode), if any.
+fn unsearchable_dir(path: &Path) -> Result<Option<(PathBuf, u32)>, (PathBuf, std::io::Error)> {
+    for dir in path.ancestors() {
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| (dir.to_path_buf(), e))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Ok(Some((dir.to_path_buf(), mode & 0o7777)));
+        }
+    }
+    Ok(None)
 }
 
 /// Is the file at `path` readable and executable by any user (and every
@@ -236,11 +243,8 @@ pub fn usable_by_others(path: &Path) -> bool {
     if meta.permissions().mode() & 0o005 != 0o005 {
         return false;
     }
-    path.ancestors().skip(1).all(|d| {
-        std::fs::metadata(d)
-            .map(|m| m.permissions().mode() & 0o001 != 0)
-            .unwrap_or(false)
-    })
+    path.parent()
+        .is_none_or(|dir| matches!(unsearchable_dir(dir), Ok(None)))
 }
 
 /// A worker's private temporary directory, removed when dropped.

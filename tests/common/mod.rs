@@ -40,6 +40,19 @@ fn keep_tail(log: &mut String) {
     log.replace_range(..cut, "[earlier log dropped]\n");
 }
 
+/// A temporary directory for a data directory: workers run as other users,
+/// so they must be able to reach the data directory in it (not list it),
+/// whatever the umask.
+pub fn reachable_tempdir() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .expect("chmod tempdir");
+    tmp
+}
+
 impl Daemon {
     /// A daemon with a fresh data directory.
     pub fn start() -> Daemon {
@@ -47,14 +60,7 @@ impl Daemon {
     }
 
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        // Workers run as other users: they must be able to reach the data
-        // directory (not list it).
-        std::fs::set_permissions(
-            tmp.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o711),
-        )
-        .expect("chmod tempdir");
+        let tmp = reachable_tempdir();
         let data = tmp.path().join("data");
         let mut d = Daemon::start_in(&data, args, env);
         d._tmp = Some(tmp);

@@ -766,14 +766,9 @@ fn with_health(p: &Publisher, f: &mut crate::store::FunctionRecord) {
     let Some(pool) = p.router.live(&f.name) else {
         return;
     };
-    let stats = pool.stats();
-    if stats.backoff_ms > 0 {
+    if let Some(backoff) = pool.crash_loop() {
         f.state = "crash-loop".into();
-        f.backoff = Some(serde_json::json!({
-            "crashes": stats.crashes,
-            "retry_in_ms": stats.backoff_ms,
-            "last_error": pool.last_crash(),
-        }));
+        f.backoff = Some(backoff);
     }
 }
 

@@ -266,16 +266,41 @@ impl Pool {
     /// memory (each limit ±10% per worker, so a pool never recycles all its
     /// workers at once)?
     fn needs_recycle(&self, w: &Worker) -> bool {
+        self.recycle_due(w.pid(), w.calls, w.started)
+    }
+
+    /// The recycling limits, for a worker of `pid` that has served `calls`
+    /// since `started` (exclusive and shared workers alike).
+    fn recycle_due(&self, pid: u32, calls: u64, started: std::time::Instant) -> bool {
         let limits = &self.spec.limits;
-        let jitter = 0.9 + f64::from(w.pid() % 21) / 100.0;
-        (limits.max_requests > 0 && w.calls as f64 >= limits.max_requests as f64 * jitter)
+        let jitter = 0.9 + f64::from(pid % 21) / 100.0;
+        (limits.max_requests > 0 && calls as f64 >= limits.max_requests as f64 * jitter)
             || (limits.max_age_ms > 0
-                && w.started.elapsed().as_secs_f64() * 1000.0 >= limits.max_age_ms as f64 * jitter)
+                && started.elapsed().as_secs_f64() * 1000.0 >= limits.max_age_ms as f64 * jitter)
             // Resident memory is read from /proc only when the limit is set.
             || (limits.recycle_memory_mb > 0
-                && w.resident_bytes().is_some_and(|rss| {
+                && crate::isolation::resident_bytes(pid).is_some_and(|rss| {
                     rss as f64 >= (limits.recycle_memory_mb * 1024 * 1024) as f64 * jitter
                 }))
+    }
+
+    /// A worker reached `limits.max_processes` (a fork or thread bomb): it
+    /// is ended with everything it started.
+    fn warn_process_limit(&self, pid: u32) {
+        warn!(function = %self.spec.function, version = self.spec.version, pid,
+            max_processes = self.spec.limits.max_processes,
+            "worker reached limits.max_processes; ending it and everything it started");
+    }
+
+    /// The call ran: its run time, and, for a cold start, the pool keeps
+    /// its phases.
+    fn finish_timing(&self, timing: &mut Timing, took: Duration) {
+        timing.run_ms = ms(took);
+        if timing.start != "warm" {
+            if let Ok(mut last) = self.last_cold_start.lock() {
+                *last = Some(timing.clone());
+            }
+        }
     }
 
     /// Start a replacement for worker `old`; once it is ready, the old one
@@ -356,15 +381,29 @@ impl Pool {
         }
     }
 
-    /// Milliseconds left of a crash-loop pause.
+    /// Milliseconds left of a crash-loop pause (no clock read when there
+    /// is none: this is on every call's path).
     fn backoff_left_ms(&self) -> u64 {
-        self.backoff_until_ms
-            .load(Ordering::Relaxed)
-            .saturating_sub(now_ms())
+        match self.backoff_until_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            until => until.saturating_sub(now_ms()),
+        }
+    }
+
+    /// While paused in a crash loop: `{crashes, retry_in_ms, last_error}`.
+    pub fn crash_loop(&self) -> Option<serde_json::Value> {
+        let left = self.backoff_left_ms();
+        (left > 0).then(|| {
+            serde_json::json!({
+                "crashes": self.crashes.load(Ordering::Relaxed),
+                "retry_in_ms": left,
+                "last_error": self.last_crash(),
+            })
+        })
     }
 
     /// Why the last worker died at start.
-    pub fn last_crash(&self) -> String {
+    fn last_crash(&self) -> String {
         self.last_crash
             .lock()
             .map(|l| l.clone())
@@ -435,16 +474,10 @@ impl Pool {
                     None => break,
                 }
             }
-            // Recycle by calls or age: no new calls; a replacement starts.
-            let limits = &self.spec.limits;
+            // Recycle: it takes no new calls (the next call that finds no
+            // free lane starts a new worker) and leaves when its calls end.
             for w in shared.iter() {
-                let jitter = 0.9 + f64::from(w.pid() % 21) / 100.0;
-                let due = (limits.max_requests > 0
-                    && w.calls.load(Ordering::Relaxed) as f64
-                        >= limits.max_requests as f64 * jitter)
-                    || (limits.max_age_ms > 0
-                        && w.started.elapsed().as_secs_f64() * 1000.0
-                            >= limits.max_age_ms as f64 * jitter);
+                let due = self.recycle_due(w.pid(), w.calls.load(Ordering::Relaxed), w.started);
                 if due && !w.retiring.swap(true, Ordering::Relaxed) {
                     self.recycled.fetch_add(1, Ordering::Relaxed);
                 }
@@ -520,9 +553,7 @@ impl Pool {
             idle.retain_mut(|w| {
                 if w.hit_process_limit() {
                     // A fork or thread bomb: its processes go with it.
-                    warn!(function = %self.spec.function, version = self.spec.version, pid = w.pid(),
-                        max_processes = self.spec.limits.max_processes,
-                        "worker reached limits.max_processes; ending it and everything it started");
+                    self.warn_process_limit(w.pid());
                     return false;
                 }
                 w.is_alive()
@@ -701,20 +732,13 @@ impl Pool {
         self.record_duration(took);
         match outcome {
             Ok(mut result) => {
-                timing.run_ms = ms(took);
-                if timing.start != "warm" {
-                    if let Ok(mut last) = self.last_cold_start.lock() {
-                        *last = Some(timing.clone());
-                    }
-                }
+                self.finish_timing(&mut timing, took);
                 result.timing = timing;
                 self.note_success();
                 if result.result.is_err() && worker.hit_process_limit() {
                     // It raised after a fork or thread bomb: end it and all
                     // it started rather than keep a worker with no room.
-                    warn!(function = %self.spec.function, version = self.spec.version, pid = worker.pid(),
-                        max_processes = self.spec.limits.max_processes,
-                        "worker reached limits.max_processes; ending it and everything it started");
+                    self.warn_process_limit(worker.pid());
                     drop(worker);
                     drop(permit);
                     self.replace_in_background();
@@ -842,13 +866,11 @@ impl Pool {
         self.lane_freed.notify_waiters();
         match outcome {
             Ok(mut answer) => {
-                timing.run_ms = ms(took);
+                self.finish_timing(&mut timing, took);
                 answer.timing = timing;
                 self.note_success();
                 if answer.result.is_err() && worker.hit_process_limit() {
-                    warn!(function = %self.spec.function, version = self.spec.version, pid = worker.pid(),
-                        max_processes = self.spec.limits.max_processes,
-                        "worker reached limits.max_processes; ending it and everything it started");
+                    self.warn_process_limit(worker.pid());
                     worker.retire_now();
                     drop(worker);
                     self.tidy_shared(false);

@@ -288,7 +288,7 @@ impl SharedWorker {
                     function: self.label.clone(),
                     why: format!("the worker it waited for ({error})"),
                 },
-                _ => clone_error(error),
+                _ => error.clone(),
             };
             let _ = tx.send(Err(e));
         }
@@ -345,33 +345,5 @@ async fn read_answers(weak: std::sync::Weak<SharedWorker>, mut reader: pipe::Rec
         if let Some(tx) = tx {
             let _ = tx.send(reply);
         }
-    }
-}
-
-/// The same error for every call that was in flight.
-fn clone_error(e: &WorkerError) -> WorkerError {
-    match e {
-        WorkerError::OutOfMemory { function, limit_mb } => WorkerError::OutOfMemory {
-            function: function.clone(),
-            limit_mb: *limit_mb,
-        },
-        WorkerError::Protocol { function, reason } => WorkerError::Protocol {
-            function: function.clone(),
-            reason: reason.clone(),
-        },
-        WorkerError::Died {
-            function,
-            how,
-            stderr,
-        } => WorkerError::Died {
-            function: function.clone(),
-            how: how.clone(),
-            stderr: stderr.clone(),
-        },
-        other => WorkerError::Died {
-            function: String::new(),
-            how: other.to_string(),
-            stderr: String::new(),
-        },
     }
 }

@@ -132,7 +132,7 @@ pub struct FunctionError {
     pub traceback: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WorkerError {
     #[error("cannot start a {runtime} worker for {function}: {reason}")]
     Spawn {
@@ -468,11 +468,6 @@ impl Worker {
     /// is ended: what it started fills its process budget.
     pub fn hit_process_limit(&self) -> bool {
         self.cgroup.as_ref().is_some_and(|cg| cg.pids_limit_hit())
-    }
-
-    /// Resident memory of the worker process, in bytes.
-    pub fn resident_bytes(&self) -> Option<u64> {
-        isolation::resident_bytes(self.pid)
     }
 
     async fn ready(&mut self) -> Result<(), WorkerError> {
