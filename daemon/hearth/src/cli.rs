@@ -12,16 +12,16 @@ use clap::{Parser, Subcommand};
 use hyper::Method;
 use serde::Deserialize;
 
-use crate::api::{
+use crate::client::{Client, ClientError, DEFAULT_ADDR};
+use crate::daemon::{self, ServeConfig};
+use hearth_api::bundle::Bundle;
+use hearth_api::manifest::MANIFEST_FILE;
+use hearth_api::{
     AliasRequest, BatchItem, BatchPublishRequest, DeployRequest, PublishRequest, RollbackRequest,
     SplitRequest,
 };
-use crate::bundle::Bundle;
-use crate::client::{Client, ClientError, DEFAULT_ADDR};
-use crate::daemon::{self, ServeConfig};
-use crate::manifest::MANIFEST_FILE;
-use crate::publish::{AliasOutcome, DeployOutcome, ReleaseOutcome};
-use crate::runtime::RuntimeOptions;
+use hearth_engine::publish::{AliasOutcome, DeployOutcome, ReleaseOutcome};
+use hearth_engine::runtime::RuntimeOptions;
 
 #[derive(Parser)]
 #[command(
@@ -69,7 +69,7 @@ enum Command {
         max_body: usize,
         /// Seconds a version keeps its warm workers after it stops being live
         /// (rolling back to it within that time is immediate).
-        #[arg(long, default_value_t = crate::publish::DEFAULT_DRAIN_GRACE.as_secs_f64())]
+        #[arg(long, default_value_t = hearth_engine::publish::DEFAULT_DRAIN_GRACE.as_secs_f64())]
         drain_grace: f64,
         /// Idle interpreters kept started per runtime (Python, Node) with no
         /// function loaded, so a new worker only has to load its code.
@@ -85,7 +85,7 @@ enum Command {
         #[arg(long, env = "HEARTH_WORKER_USER")]
         worker_user: Option<String>,
         /// First uid/gid of the per-version worker users.
-        #[arg(long, default_value_t = crate::isolation::DEFAULT_UID_BASE)]
+        #[arg(long, default_value_t = hearth_sandbox::isolation::DEFAULT_UID_BASE)]
         worker_uid_base: u32,
         /// Do not put workers in cgroups (memory, CPU and process limits
         /// then rely on rlimits alone).
@@ -431,7 +431,7 @@ async fn deploy(client: &Client, dir: &Path, message: String, publish: bool) -> 
         );
     };
     if let Some(error) = last.get_mut("error").map(serde_json::Value::take) {
-        let detail: crate::api::ErrorDetail = serde_json::from_value(error)?;
+        let detail: hearth_api::ErrorDetail = serde_json::from_value(error)?;
         if detail.code == "bad_manifest" || detail.code == "bad_bundle" {
             bail!("{}", located(&ClientError::Api(Box::new(detail))));
         }
@@ -711,7 +711,7 @@ async fn versions(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
     #[derive(Deserialize)]
     struct AliasView {
         alias: String,
-        target: crate::store::AliasTarget,
+        target: hearth_store::AliasTarget,
     }
     let aliases: Aliases = client
         .get(&format!("/api/v1/functions/{name}/aliases"))

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::bundle::{Bundle, BundleFile};
-use crate::manifest::Manifest;
+use hearth_api::bundle::{Bundle, BundleFile};
+use hearth_api::manifest::Manifest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -159,7 +159,7 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        sqlx::migrate!("daemon/migrations").run(&pool).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Store { pool })
     }
 
@@ -613,7 +613,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest;
+    use hearth_api::manifest;
 
     fn bundle(code: &str) -> (Manifest, Bundle) {
         let text = "name='hello'\nruntime='python'\nentry='main.handler'\napp='demo'\n";

@@ -17,9 +17,9 @@ use serde::Serialize;
 use tracing::{debug, warn};
 
 use super::worker::{Worker, WorkerSpec};
-use crate::isolation::Isolation;
-use crate::manifest::RuntimeKind;
 use crate::runtime::Runtimes;
+use hearth_api::manifest::RuntimeKind;
+use hearth_sandbox::isolation::Isolation;
 
 /// How long starting one generic worker may take.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -27,7 +27,7 @@ use tracing::warn;
 
 use super::output::{CallLog, Output};
 use super::worker::{Answer, FunctionError, Timing, Worker, WorkerError};
-use crate::protocol::{self, FromWorker, ProtocolError, ToWorker};
+use hearth_protocol::{self as protocol, FromWorker, ProtocolError, ToWorker};
 
 type Reply = Result<Result<rmpv::Value, FunctionError>, WorkerError>;
 
@@ -73,7 +73,7 @@ impl SharedWorker {
         };
         let pid = worker.pid();
         let label = worker.spec().label();
-        let sequential = worker.spec().runtime.kind != crate::manifest::RuntimeKind::Node;
+        let sequential = worker.spec().runtime.kind != hearth_api::manifest::RuntimeKind::Node;
         let output = worker.output();
         let started = worker.started;
         Ok(Arc::new_cyclic(|weak: &std::sync::Weak<SharedWorker>| {
@@ -226,7 +226,7 @@ impl SharedWorker {
     /// End it now (its cgroup goes when the last call holding it is done).
     pub fn retire_now(&self) {
         self.dead.store(true, Ordering::Relaxed);
-        crate::isolation::kill_tree(self.pid);
+        hearth_sandbox::isolation::kill_tree(self.pid);
     }
 
     /// Is `id` the call the (sequential) worker is running now?
@@ -254,7 +254,7 @@ impl SharedWorker {
 
     fn protocol_error(&self, reason: String) -> WorkerError {
         self.dead.store(true, Ordering::Relaxed);
-        crate::isolation::kill_tree(self.pid);
+        hearth_sandbox::isolation::kill_tree(self.pid);
         WorkerError::Protocol {
             function: self.label.clone(),
             reason,

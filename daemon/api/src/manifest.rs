@@ -348,7 +348,7 @@ fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, Manifes
     let max_processes = limit!("max_processes", 4, 65_536, u64::from(d.max_processes)) as u32;
     let max_open_files = limit!("max_open_files", 16, 1 << 20, u64::from(d.max_open_files)) as u32;
     let max_file_size_mb = limit!("max_file_size_mb", 1, 1 << 20, d.max_file_size_mb);
-    let frame_kb = (crate::protocol::MAX_FRAME / 1024) as u64 - 64;
+    let frame_kb = (hearth_protocol::MAX_FRAME / 1024) as u64 - 64;
     let max_request_kb = limit!("max_request_kb", 1, frame_kb, d.max_request_kb);
     let max_response_kb = limit!("max_response_kb", 1, frame_kb, d.max_response_kb);
     let network = match t.get("network") {

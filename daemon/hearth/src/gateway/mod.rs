@@ -21,17 +21,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::api::{
+use base64::Engine as _;
+use hearth_api::bundle::Bundle;
+use hearth_api::manifest::validate_name;
+use hearth_api::{
     AliasRequest, BatchPublishRequest, DeployRequest, ErrorBody, PublishRequest, RollbackRequest,
 };
-use crate::bundle::Bundle;
-use crate::deps::Progress;
-use crate::manifest::validate_name;
-use crate::pool::{Answer, Call, CallLog};
-use crate::protocol;
-use crate::publish::Publisher;
-use crate::store::AliasTarget;
-use base64::Engine as _;
+use hearth_engine::deps::Progress;
+use hearth_engine::pool::{Answer, Call, CallLog};
+use hearth_engine::publish::Publisher;
+use hearth_protocol as protocol;
+use hearth_store::AliasTarget;
 
 /// Largest management request (a deploy carries the code, base64-encoded).
 pub const MAX_API_BODY: usize = 96 * 1024 * 1024;
@@ -233,7 +233,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result
 }
 
 fn unknown_function(name: &str) -> ApiError {
-    ApiError::from(crate::publish::PublishError::UnknownFunction(
+    ApiError::from(hearth_engine::publish::PublishError::UnknownFunction(
         name.to_owned(),
     ))
 }
@@ -335,7 +335,7 @@ fn percent_decode(s: &str) -> String {
 
 /// The call's phases as a `Server-Timing` header (milliseconds), and how
 /// its worker came (`x-hearth-start`: warm, generic or fresh).
-fn add_timing(h: &mut hyper::HeaderMap, t: &crate::pool::Timing) {
+fn add_timing(h: &mut hyper::HeaderMap, t: &hearth_engine::pool::Timing) {
     let value = if t.start == "warm" {
         format!("queue;dur={:.3}, run;dur={:.3}", t.queue_ms, t.run_ms)
     } else {
@@ -531,7 +531,7 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
             Ok(json(StatusCode::OK, &serde_json::json!({ "apps": apps })))
         }
         (Method::PUT | Method::POST, ["apps", name]) => {
-            crate::manifest::validate_name(name).map_err(|problem| {
+            hearth_api::manifest::validate_name(name).map_err(|problem| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
@@ -540,7 +540,7 @@ async fn management(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Result<
                 )
             })?;
             let body = read_body(req, 64 * 1024).await?;
-            let mut app: crate::store::AppRecord = parse_json(&body, "the application budget")?;
+            let mut app: hearth_store::AppRecord = parse_json(&body, "the application budget")?;
             app.name = (*name).to_owned();
             let enforced = p.set_app(&app).await?;
             Ok(json(
@@ -762,7 +762,7 @@ fn deploy_streaming(
 
 /// The function named `name`, or 404.
 /// A live version paused in a crash loop shows it in its function's state.
-fn with_health(p: &Publisher, f: &mut crate::store::FunctionRecord) {
+fn with_health(p: &Publisher, f: &mut hearth_store::FunctionRecord) {
     let Some(pool) = p.router.live(&f.name) else {
         return;
     };
@@ -772,7 +772,7 @@ fn with_health(p: &Publisher, f: &mut crate::store::FunctionRecord) {
     }
 }
 
-async fn existing(p: &Publisher, name: &str) -> Result<crate::store::FunctionRecord, ApiError> {
+async fn existing(p: &Publisher, name: &str) -> Result<hearth_store::FunctionRecord, ApiError> {
     p.store
         .function(name)
         .await
@@ -780,8 +780,8 @@ async fn existing(p: &Publisher, name: &str) -> Result<crate::store::FunctionRec
         .ok_or_else(|| unknown_function(name))
 }
 
-fn store_err(e: crate::store::StoreError) -> ApiError {
-    ApiError::from(crate::publish::PublishError::Store(e))
+fn store_err(e: hearth_store::StoreError) -> ApiError {
+    ApiError::from(hearth_engine::publish::PublishError::Store(e))
 }
 
 #[cfg(test)]

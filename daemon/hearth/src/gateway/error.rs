@@ -3,11 +3,11 @@
 
 use hyper::StatusCode;
 
-use crate::api::{ErrorDetail, FunctionErrorBody};
-use crate::bundle::BundleError;
-use crate::deps::DepsError;
-use crate::pool::{CallError, FunctionError, WorkerError};
-use crate::publish::PublishError;
+use hearth_api::bundle::BundleError;
+use hearth_api::{ErrorDetail, FunctionErrorBody};
+use hearth_engine::deps::DepsError;
+use hearth_engine::pool::{CallError, FunctionError, WorkerError};
+use hearth_engine::publish::PublishError;
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -12,11 +12,11 @@ use tracing::info;
 use std::os::unix::fs::PermissionsExt as _;
 
 use crate::gateway::{self, Gateway};
-use crate::isolation::Isolation;
-use crate::pool::{Budget, GenericPools};
-use crate::publish::Publisher;
-use crate::runtime::{RuntimeOptions, Runtimes};
-use crate::store::Store;
+use hearth_engine::pool::{Budget, GenericPools};
+use hearth_engine::publish::Publisher;
+use hearth_engine::runtime::{RuntimeOptions, Runtimes};
+use hearth_sandbox::isolation::Isolation;
+use hearth_store::Store;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 /// Default largest call body: 16 MiB.
@@ -214,7 +214,7 @@ pub async fn reap(tree: &str) -> anyhow::Result<()> {
             }
         }
     }
-    crate::cgroup::Cgroups::reap(tree);
+    hearth_sandbox::cgroup::Cgroups::reap(tree);
     Ok(())
 }
 

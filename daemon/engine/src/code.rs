@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::bundle::BundleFile;
+use hearth_api::bundle::BundleFile;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the code of {function} version {version} to {path}: {source}; check free space and permissions of the data directory")]

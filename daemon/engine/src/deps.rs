@@ -23,9 +23,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing::info;
 
-use crate::bundle::BundleFile;
-use crate::manifest::RuntimeKind;
-use crate::runtime::Runtime;
+use crate::runtime::{find_on_path, Runtime};
+use hearth_api::bundle::BundleFile;
+use hearth_api::manifest::RuntimeKind;
 
 /// Longest an install may take.
 pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -329,13 +329,6 @@ fn describe(status: std::process::ExitStatus) -> String {
         Some(code) => format!("exited with status {code}"),
         None => "was killed".to_owned(),
     }
-}
-
-pub fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 /// Run an installer in `dir`, passing each output line on as progress (and a

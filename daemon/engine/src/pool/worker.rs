@@ -11,11 +11,11 @@ use tracing::debug;
 
 use super::output::{CallLog, Output};
 
-use crate::cgroup::{WorkerCgroup, WorkerLimits};
-use crate::isolation::{self, Confinement, Isolation, PrivateTmp, Rlimits};
-use crate::manifest::Limits;
-use crate::protocol::{self, FromWorker, ProtocolError, ToWorker, PROTOCOL_VERSION};
 use crate::runtime::Runtime;
+use hearth_api::manifest::Limits;
+use hearth_protocol::{self as protocol, FromWorker, ProtocolError, ToWorker, PROTOCOL_VERSION};
+use hearth_sandbox::cgroup::{WorkerCgroup, WorkerLimits};
+use hearth_sandbox::isolation::{self, Confinement, Isolation, PrivateTmp, Rlimits};
 
 /// Everything needed to start workers of one function version.
 #[derive(Debug)]

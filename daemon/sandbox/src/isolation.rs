@@ -29,7 +29,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cgroup::Cgroups;
-use crate::manifest::Limits;
+use hearth_api::manifest::Limits;
 
 /// fd on which a worker reads the daemon's messages.
 pub const CHILD_IN_FD: i32 = 3;

@@ -6,25 +6,25 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::manifest::RuntimeKind;
+use hearth_api::manifest::RuntimeKind;
 
 const PYTHON_SHIM: &[(&str, &str)] = &[(
     "hearth_worker.py",
-    include_str!("../../shims/python/hearth_worker.py"),
+    include_str!("../../../shims/python/hearth_worker.py"),
 )];
 const NODE_SHIM: &[(&str, &str)] = &[
     (
         "hearth_worker.js",
-        include_str!("../../shims/node/hearth_worker.js"),
+        include_str!("../../../shims/node/hearth_worker.js"),
     ),
-    ("codec.js", include_str!("../../shims/node/codec.js")),
+    ("codec.js", include_str!("../../../shims/node/codec.js")),
 ];
 const LUA_SHIM: &[(&str, &str)] = &[
     (
         "hearth_worker.lua",
-        include_str!("../../shims/lua/hearth_worker.lua"),
+        include_str!("../../../shims/lua/hearth_worker.lua"),
     ),
-    ("hearth.lua", include_str!("../../shims/lua/hearth.lua")),
+    ("hearth.lua", include_str!("../../../shims/lua/hearth.lua")),
 ];
 
 #[derive(Debug, thiserror::Error, Clone)]
@@ -134,13 +134,13 @@ const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
 /// Can a worker of another user run this interpreter and read its shim?
 fn usable_by_others(rt: &Runtime) -> bool {
-    crate::isolation::usable_by_others(&rt.interpreter)
+    hearth_sandbox::isolation::usable_by_others(&rt.interpreter)
         && rt
             .env
             .iter()
             .filter(|(k, _)| k == "PYTHONPATH")
             .flat_map(|(_, v)| v.split(':'))
-            .all(|dir| crate::isolation::usable_by_others(Path::new(dir)))
+            .all(|dir| hearth_sandbox::isolation::usable_by_others(Path::new(dir)))
 }
 
 fn not_usable(rt: &Runtime) -> RuntimeError {
@@ -181,7 +181,7 @@ fn resolve(requested: &Path) -> Option<PathBuf> {
     let found = if requested.components().count() > 1 {
         Some(requested.to_path_buf())
     } else {
-        crate::deps::find_on_path(&requested.to_string_lossy())
+        find_on_path(&requested.to_string_lossy())
     }?;
     std::fs::canonicalize(found).ok()
 }
@@ -379,4 +379,12 @@ async fn python(
         args: vec!["-S".into(), shim.display().to_string()],
         env,
     })
+}
+
+/// The first file called `name` in a directory on PATH.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }

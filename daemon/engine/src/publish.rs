@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::bundle::{Bundle, BundleError};
 use crate::code::{CodeDir, CodeError};
 use crate::deps::{self, Deps, DepsError, Installed, Progress};
-use crate::isolation::{self, Isolation};
 use crate::pool::{
     Budget, BudgetStats, FunctionError, GenericPools, Pool, Shared, WorkerError, WorkerSpec,
 };
 use crate::router::{AliasRoute, Router};
 use crate::runtime::{RuntimeError, Runtimes};
-use crate::store::{AliasTarget, AppRecord, Store, StoreError, VersionRecord};
+use hearth_api::bundle::{Bundle, BundleError};
+use hearth_sandbox::isolation::{self, Isolation};
+use hearth_store::{AliasTarget, AppRecord, Store, StoreError, VersionRecord};
 
 /// How long an old version keeps its warm workers after it stops being
 /// routed (so rolling back to it is immediate), unless `--drain-grace` says.
@@ -551,7 +551,7 @@ impl Publisher {
         match &self.isolation.cgroups {
             Some(cgroups) => match cgroups.app(
                 &app.name,
-                &crate::cgroup::AppBudget {
+                &hearth_sandbox::cgroup::AppBudget {
                     memory_mb: app.memory_mb,
                     cpu_millicores: app.cpu_percent.saturating_mul(10),
                 },
@@ -716,7 +716,7 @@ impl Publisher {
         message: &str,
         actor: &str,
     ) -> Result<AliasOutcome, PublishError> {
-        if crate::manifest::validate_name(alias).is_err()
+        if hearth_api::manifest::validate_name(alias).is_err()
             || alias.bytes().all(|b| b.is_ascii_digit())
         {
             return Err(PublishError::BadAlias(alias.to_owned()));

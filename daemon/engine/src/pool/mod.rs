@@ -279,7 +279,7 @@ impl Pool {
                 && started.elapsed().as_secs_f64() * 1000.0 >= limits.max_age_ms as f64 * jitter)
             // Resident memory is read from /proc only when the limit is set.
             || (limits.recycle_memory_mb > 0
-                && crate::isolation::resident_bytes(pid).is_some_and(|rss| {
+                && hearth_sandbox::isolation::resident_bytes(pid).is_some_and(|rss| {
                     rss as f64 >= (limits.recycle_memory_mb * 1024 * 1024) as f64 * jitter
                 }))
     }

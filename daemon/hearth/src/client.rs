@@ -10,7 +10,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::{ErrorBody, ErrorDetail};
+use hearth_api::{ErrorBody, ErrorDetail};
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7700";
 

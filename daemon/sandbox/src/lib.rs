@@ -1,0 +1,5 @@
+//! hearth's sandbox: how a worker process is confined (cgroups, users,
+//! rlimits, namespaces, private tmp) and how nothing outlives the daemon.
+
+pub mod cgroup;
+pub mod isolation;
