@@ -1,10 +1,32 @@
-//! hearth's API contract: what a function declares (hearth.toml), what a
-//! deploy carries (bundles), and the management API's request and response
-//! types, error codes and routes. The gateway, the CLI and the tests use
-//! these types; nothing here knows of HTTP servers, the store or workers.
+//! hearth's API contract, in one home: what a function declares
+//! (hearth.toml), what a deploy carries (bundles), how a call names its
+//! function, and the management API's routes, request and response types and
+//! error codes. The gateway, the CLI, the engine and the tests use these
+//! types; nothing here knows of HTTP servers, the store or workers.
 
 pub mod bundle;
 pub mod manifest;
-mod types;
 
-pub use types::*;
+mod aliases;
+mod apps;
+mod deploy;
+mod error;
+mod functions;
+mod health;
+mod releases;
+pub mod routes;
+mod target;
+mod workers;
+
+pub use aliases::{AliasInfo, AliasList, AliasOutcome, AliasRequest, AliasTarget, SplitRequest};
+pub use apps::{AppBudgetOutcome, AppBudgetRequest, AppInfo, AppList};
+pub use deploy::{DeployOutcome, DeployRequest};
+pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, FunctionErrorBody};
+pub use functions::{CrashLoopInfo, FunctionInfo, FunctionList, VersionInfo, VersionList};
+pub use health::{HealthInfo, ServiceInfo};
+pub use releases::{
+    BatchFailure, BatchItem, BatchPublishOutcome, BatchPublishRequest, PublishRequest, ReleaseInfo,
+    ReleaseList, ReleaseOutcome, RollbackRequest,
+};
+pub use target::Target;
+pub use workers::{AppUsage, BudgetStats, GenericStats, PoolStats, StartKind, Timing, WorkersInfo};

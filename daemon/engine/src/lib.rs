@@ -1,9 +1,34 @@
 //! hearth's engine: everything between "call function X" and a worker's
-//! answer, knowing nothing of HTTP.
+//! answer, knowing nothing of HTTP. `Engine::invoke` is the one path of
+//! every call; releases, aliases and applications are its parts; typed
+//! events say what happened.
 
+mod aliases;
+mod apps;
+pub mod call;
+mod catalog;
 pub mod code;
+mod deploy;
 pub mod deps;
+mod engine;
+mod error;
+pub mod events;
+mod invoke;
+mod locks;
 pub mod pool;
-pub mod publish;
+mod releases;
 pub mod router;
 pub mod runtime;
+mod versions;
+mod watch;
+
+pub use aliases::Aliases;
+pub use apps::Apps;
+pub use call::{Caller, Dispatch, Invocation, Outcome};
+pub use engine::{Engine, EngineConfig};
+pub use error::{function_error, PublishError};
+pub use events::{Event, EventSink, Events};
+pub use invoke::Resolved;
+pub use releases::Releases;
+pub use versions::{Versions, DEFAULT_DRAIN_GRACE, LOAD_TIMEOUT};
+pub use watch::WATCH_INTERVAL;

@@ -13,10 +13,10 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use crate::gateway::{self, Gateway};
 use hearth_engine::pool::{Budget, GenericPools};
-use hearth_engine::publish::Publisher;
 use hearth_engine::runtime::{RuntimeOptions, Runtimes};
+use hearth_engine::{Engine, EngineConfig};
 use hearth_sandbox::isolation::Isolation;
-use hearth_store::Store;
+use hearth_store::{DynStore, SqliteStore};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 /// Default largest call body: 16 MiB.
@@ -102,7 +102,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         isolation.check_reachable(&data)?;
     }
 
-    let store = Store::open(&data.join("hearth.db")).await?;
+    let store: DynStore = Arc::new(SqliteStore::open(&data.join("hearth.db")).await?);
     if isolation.drops_privileges() {
         restrict_store_files(&data);
     }
@@ -122,22 +122,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         isolation.clone(),
     );
     generic.fill();
-    let publisher = Arc::new(
-        Publisher::new(
-            store.clone(),
-            runtimes,
-            data.join("code"),
-            data.join("deps"),
-            isolation.clone(),
-        )
-        .with_drain_grace(config.drain_grace)
-        .with_generic(generic)
-        .with_budget(Budget::new(config.max_workers_total)),
+    let mut engine = EngineConfig::new(
+        store.clone(),
+        runtimes,
+        data.join("code"),
+        data.join("deps"),
+        isolation.clone(),
     );
-    publisher.apply_app_budgets().await?;
-    let routed = publisher.restore_routes().await?;
+    engine.drain_grace = config.drain_grace;
+    engine.generic = Some(generic);
+    engine.budget = Some(Budget::new(config.max_workers_total));
+    let engine = Engine::new(engine);
+    let routed = engine.start().await?;
     // Releases written to the store by another hearth process sharing it.
-    let watcher = tokio::spawn(publisher.clone().watch_store());
+    let watcher = tokio::spawn(engine.clone().follow_store());
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -154,12 +152,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     );
     let _ = std::io::stdout().flush();
 
-    let gw = Arc::new(Gateway::new(publisher.clone(), config.max_body));
+    let gw = Arc::new(Gateway::new(engine.clone(), config.max_body));
     gateway::serve(listener, gw, shutdown_signal()).await;
     watcher.abort();
     info!("stopping: ending workers");
     isolation.stop();
-    publisher.shutdown();
+    engine.shutdown();
     store.close().await;
     if let Some(cgroups) = &isolation.cgroups {
         // Workers dropped above have been killed; remove what is left.

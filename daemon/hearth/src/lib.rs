@@ -14,7 +14,7 @@ pub mod telemetry;
 
 pub use hearth_api as api;
 pub use hearth_api::{bundle, manifest};
-pub use hearth_engine::{code, deps, pool, publish, router, runtime};
+pub use hearth_engine::{code, deps, pool, router, runtime};
 pub use hearth_protocol as protocol;
 pub use hearth_sandbox::{cgroup, isolation};
 pub use hearth_store as store;

@@ -1,6 +1,124 @@
 //! hearth's store: applications, functions, immutable versions with their
-//! files, releases and aliases.
+//! files, releases and aliases, behind the [`Store`] trait. The SQLite back
+//! end (`sqlite`) is the one there is; a Postgres one (releases announced by
+//! LISTEN/NOTIFY) would implement the same trait and pass the same
+//! [`suite`]. Records here are the store's own; the API's responses are
+//! made from them (`hearth_api`'s `FunctionInfo`, `VersionInfo`, ...).
 
+mod error;
+mod records;
 mod sqlite;
+pub mod suite;
+mod watch;
 
-pub use sqlite::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hearth_api::bundle::{Bundle, BundleFile};
+use hearth_api::manifest::Manifest;
+use hearth_api::AliasTarget;
+
+pub use error::{Result, StoreError};
+pub use records::{
+    AliasRecord, AppRecord, FunctionRecord, PutVersion, ReleaseRecord, VersionRecord,
+};
+pub use sqlite::SqliteStore;
+pub use watch::{StoreChange, StoreWatch};
+
+/// A shared handle on whichever back end the daemon runs on.
+pub type DynStore = Arc<dyn Store>;
+
+/// What hearth keeps, whatever keeps it. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Every application with its budget.
+    async fn apps(&self) -> Result<Vec<AppRecord>>;
+
+    /// Create the application if needed and set its budget.
+    async fn set_app(&self, app: &AppRecord) -> Result<()>;
+
+    /// Every function, by name.
+    async fn list_functions(&self) -> Result<Vec<FunctionRecord>>;
+
+    async fn function(&self, name: &str) -> Result<Option<FunctionRecord>>;
+
+    /// Store `bundle` as the next version of the function it declares,
+    /// creating the application and function on first deploy.
+    /// Byte-identical code returns the existing version instead of making a
+    /// new one.
+    async fn put_version(
+        &self,
+        manifest: &Manifest,
+        bundle: &Bundle,
+        message: &str,
+    ) -> Result<PutVersion>;
+
+    /// A function's versions, oldest first.
+    async fn versions(&self, function: &str) -> Result<Vec<VersionRecord>>;
+
+    async fn version(&self, function: &str, number: u32) -> Result<Option<VersionRecord>>;
+
+    /// A version's files, by path.
+    async fn version_files(&self, function: &str, number: u32) -> Result<Vec<BundleFile>>;
+
+    /// Make several versions live in one transaction: all or none. Each
+    /// release also refreshes its function's runtime, application, category
+    /// and description from that version's manifest. Returns the version
+    /// each function had live before, in order.
+    async fn release_many(
+        &self,
+        releases: &[(String, VersionRecord)],
+        action: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<Vec<Option<u32>>>;
+
+    /// Make one version live (see `release_many`); returns the version that
+    /// was live before.
+    async fn release(
+        &self,
+        function: &str,
+        version: &VersionRecord,
+        action: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<Option<u32>> {
+        let previous = self
+            .release_many(
+                &[(function.to_owned(), version.clone())],
+                action,
+                message,
+                actor,
+            )
+            .await?;
+        Ok(previous.into_iter().next().flatten())
+    }
+
+    /// Point `alias` of `function` at `target` (a release like any other).
+    /// Returns what the alias pointed at before.
+    async fn set_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        target: &AliasTarget,
+        message: &str,
+        actor: &str,
+    ) -> Result<Option<AliasTarget>>;
+
+    /// Every alias of every function.
+    async fn aliases(&self) -> Result<Vec<AliasRecord>>;
+
+    /// A number that changes whenever any release (publish, rollback, alias
+    /// move) is recorded, by this process or another sharing the store.
+    async fn release_mark(&self) -> Result<i64>;
+
+    /// A function's release history, newest first.
+    async fn releases(&self, function: &str) -> Result<Vec<ReleaseRecord>>;
+
+    /// Changes made by anyone sharing the store (this process included):
+    /// SQLite polls the release mark every `every`; Postgres would listen.
+    fn watch(&self, every: Duration) -> StoreWatch;
+
+    async fn close(&self);
+}

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use serde::Serialize;
+pub use hearth_api::{AppUsage, BudgetStats};
 use tracing::debug;
 
 use super::Pool;
@@ -49,19 +49,6 @@ pub enum NoPlace {
     Global { cap: usize },
     /// The application's workers are all busy at its budget.
     App { app: String, cap: usize },
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AppUsage {
-    pub app: String,
-    pub max_workers: usize,
-    pub workers: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BudgetStats {
-    pub cap: usize,
-    pub workers: usize,
 }
 
 impl Budget {

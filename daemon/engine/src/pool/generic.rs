@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+pub use hearth_api::GenericStats;
 use tracing::{debug, warn};
 
 use super::worker::{Worker, WorkerSpec};
@@ -35,14 +35,6 @@ struct Slot {
 pub struct GenericPools {
     target: usize,
     slots: HashMap<RuntimeKind, Slot>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GenericStats {
-    pub runtime: String,
-    pub idle: usize,
-    pub target: usize,
-    pub pids: Vec<u32>,
 }
 
 impl GenericPools {

@@ -18,7 +18,10 @@ pub use output::CallLog;
 pub use worker::{Answer, FunctionError, Timing, Worker, WorkerError, WorkerSpec};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::call::Dispatch;
+use crate::events::{Event, Events};
 use std::time::Duration;
 
 /// Milliseconds on a monotonic clock (for least-recently-used order).
@@ -37,7 +40,8 @@ fn ms(d: Duration) -> f64 {
 /// How often a pool looks after its workers' lifecycle.
 const MAINTAIN_EVERY: Duration = Duration::from_millis(500);
 
-use serde::Serialize;
+pub use hearth_api::PoolStats;
+use hearth_api::{CrashLoopInfo, StartKind};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -92,39 +96,21 @@ const FIRST_BACKOFF_MS: u64 = 500;
 /// Longest pause.
 const MAX_BACKOFF_MS: u64 = 60_000;
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PoolStats {
-    pub function: String,
-    pub version: u32,
-    pub idle: usize,
-    pub busy: usize,
-    pub max_workers: u32,
-    pub calls: u64,
-    pub started: u64,
-    pub waiting: u64,
-    pub avg_call_ms: f64,
-    pub recycled: u64,
-    pub reclaimed: u64,
-    pub pids: Vec<u32>,
-    /// Workers in a row that died before finishing a call.
-    pub crashes: u32,
-    /// Milliseconds left of a crash-loop pause (0: none).
-    pub backoff_ms: u64,
-    /// Calls that had to start their worker.
-    pub cold_starts: u64,
-    /// The phases of the last of them.
-    pub last_cold_start: Option<Timing>,
-}
-
 /// What every pool shares: the generic pools and the global worker budget.
 #[derive(Clone, Default)]
 pub struct Shared {
     pub generic: Option<Arc<GenericPools>>,
     pub budget: Option<Arc<Budget>>,
+    /// Where the pool's events go.
+    pub events: Events,
+    /// The engine, for the nested calls of this pool's workers.
+    pub dispatch: Option<Weak<dyn Dispatch>>,
 }
 
 pub struct Pool {
     spec: Arc<WorkerSpec>,
+    events: Events,
+    dispatch: Option<Weak<dyn Dispatch>>,
     generic: Option<Arc<GenericPools>>,
     budget: Option<Arc<Budget>>,
     /// When a call last came, in ms since the daemon's start (for LRU eviction).
@@ -166,6 +152,8 @@ impl Pool {
         let max = spec.limits.max_workers as usize * spec.limits.concurrency.max(1) as usize;
         let pool = Arc::new(Pool {
             spec: Arc::new(spec),
+            events: shared.events.clone(),
+            dispatch: shared.dispatch.clone(),
             generic: shared.generic.clone(),
             budget: shared.budget.clone(),
             last_used_ms: AtomicU64::new(now_ms()),
@@ -207,6 +195,40 @@ impl Pool {
 
     pub fn spec(&self) -> &WorkerSpec {
         &self.spec
+    }
+
+    /// The engine, to dispatch a nested call of one of this pool's workers.
+    pub fn dispatcher(&self) -> Option<Arc<dyn Dispatch>> {
+        self.dispatch.as_ref().and_then(Weak::upgrade)
+    }
+
+    /// Emit one of this pool's events: it feeds the pool's counters, then
+    /// goes to the engine's events (its log line, and every sink).
+    fn emit(&self, event: Event<'_>) {
+        match &event {
+            Event::WorkerStarted { .. } => {
+                self.started.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::ColdStart { .. } => {
+                self.cold_starts.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::WorkerRecycled { .. } => {
+                self.recycled.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::WorkerReclaimed { .. } => {
+                self.reclaimed.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        self.events.emit(event);
+    }
+
+    fn reclaimed_event(&self, pid: u32) -> Event<'_> {
+        Event::WorkerReclaimed {
+            function: &self.spec.function,
+            version: self.spec.version,
+            pid,
+        }
     }
 
     pub fn is_kept_warm(&self) -> bool {
@@ -296,7 +318,7 @@ impl Pool {
     /// its phases.
     fn finish_timing(&self, timing: &mut Timing, took: Duration) {
         timing.run_ms = ms(took);
-        if timing.start != "warm" {
+        if timing.start != StartKind::Warm {
             if let Ok(mut last) = self.last_cold_start.lock() {
                 *last = Some(timing.clone());
             }
@@ -312,8 +334,12 @@ impl Pool {
                 Instant::now() + Duration::from_millis(pool.spec.limits.timeout_ms.max(10_000));
             match pool.start_worker(deadline, false).await {
                 Ok(new) => {
-                    pool.recycled.fetch_add(1, Ordering::Relaxed);
-                    debug!(function = %pool.spec.function, version = pool.spec.version, old, new = new.pid(), "worker recycled");
+                    pool.emit(Event::WorkerRecycled {
+                        function: &pool.spec.function,
+                        version: pool.spec.version,
+                        old,
+                        new: new.pid(),
+                    });
                     let Ok(mut idle) = pool.idle.lock() else {
                         return;
                     };
@@ -369,8 +395,13 @@ impl Pool {
                 .min(MAX_BACKOFF_MS);
             self.backoff_until_ms
                 .store(now_ms() + pause, Ordering::Relaxed);
-            warn!(function = %self.spec.function, version = self.spec.version, crashes = n, pause_ms = pause,
-                error = %error, "crash loop: no new worker starts until the pause ends");
+            self.emit(Event::CrashLoop {
+                function: &self.spec.function,
+                version: self.spec.version,
+                crashes: n,
+                pause_ms: pause,
+                error: &error.to_string(),
+            });
         }
     }
 
@@ -391,14 +422,12 @@ impl Pool {
     }
 
     /// While paused in a crash loop: `{crashes, retry_in_ms, last_error}`.
-    pub fn crash_loop(&self) -> Option<serde_json::Value> {
+    pub fn crash_loop(&self) -> Option<CrashLoopInfo> {
         let left = self.backoff_left_ms();
-        (left > 0).then(|| {
-            serde_json::json!({
-                "crashes": self.crashes.load(Ordering::Relaxed),
-                "retry_in_ms": left,
-                "last_error": self.last_crash(),
-            })
+        (left > 0).then(|| CrashLoopInfo {
+            crashes: self.crashes.load(Ordering::Relaxed),
+            retry_in_ms: left,
+            last_error: self.last_crash(),
         })
     }
 
@@ -468,8 +497,8 @@ impl Pool {
                     .map(|(i, _)| i);
                 match oldest {
                     Some(i) => {
-                        shared.swap_remove(i);
-                        self.reclaimed.fetch_add(1, Ordering::Relaxed);
+                        let w = shared.swap_remove(i);
+                        self.emit(self.reclaimed_event(w.pid()));
                     }
                     None => break,
                 }
@@ -479,7 +508,13 @@ impl Pool {
             for w in shared.iter() {
                 let due = self.recycle_due(w.pid(), w.calls.load(Ordering::Relaxed), w.started);
                 if due && !w.retiring.swap(true, Ordering::Relaxed) {
-                    self.recycled.fetch_add(1, Ordering::Relaxed);
+                    // Its successor is whichever worker the next call starts.
+                    self.emit(Event::WorkerRecycled {
+                        function: &self.spec.function,
+                        version: self.spec.version,
+                        old: w.pid(),
+                        new: 0,
+                    });
                 }
             }
         }
@@ -499,8 +534,8 @@ impl Pool {
                 .iter()
                 .position(|w| w.in_flight.load(Ordering::Relaxed) == 0);
             if let Some(i) = found {
-                shared.swap_remove(i);
-                self.reclaimed.fetch_add(1, Ordering::Relaxed);
+                let w = shared.swap_remove(i);
+                self.emit(self.reclaimed_event(w.pid()));
                 return true;
             }
             return false;
@@ -515,8 +550,9 @@ impl Pool {
             .map(|(i, _)| i)
         {
             Some(i) => {
-                drop(idle.swap_remove(i));
-                self.reclaimed.fetch_add(1, Ordering::Relaxed);
+                let w = idle.swap_remove(i);
+                self.emit(self.reclaimed_event(w.pid()));
+                drop(w);
                 true
             }
             None => false,
@@ -566,8 +602,7 @@ impl Pool {
                     .is_some_and(|w| w.idle_since.elapsed() >= idle_timeout)
             {
                 let w = idle.remove(0);
-                self.reclaimed.fetch_add(1, Ordering::Relaxed);
-                debug!(function = %self.spec.function, version = self.spec.version, pid = w.pid(), "idle worker reclaimed");
+                self.emit(self.reclaimed_event(w.pid()));
             }
             for w in idle.iter_mut() {
                 if !w.retiring && self.needs_recycle(w) {
@@ -661,7 +696,12 @@ impl Pool {
         let w = started.inspect_err(|e| self.note_crash(e))?;
         let mut w = w;
         w.place = place;
-        self.started.fetch_add(1, Ordering::Relaxed);
+        self.emit(Event::WorkerStarted {
+            function: &self.spec.function,
+            version: self.spec.version,
+            pid: w.pid(),
+            from_generic: w.from_generic,
+        });
         Ok(w)
     }
 
@@ -703,7 +743,7 @@ impl Pool {
         };
         let mut timing = Timing {
             queue_ms: ms(arrived.elapsed()),
-            start: "warm",
+            start: StartKind::Warm,
             ..Timing::default()
         };
         if self.is_shared() {
@@ -749,8 +789,14 @@ impl Pool {
                 Ok(result)
             }
             Err(e) => {
-                warn!(function = %self.spec.function, version = self.spec.version, pid = worker.pid(),
-                    request_id = %call.request_id, error = %e, "worker lost");
+                self.emit(Event::WorkerLost {
+                    function: &self.spec.function,
+                    version: self.spec.version,
+                    pid: worker.pid(),
+                    request_id: &call.request_id,
+                    shared: false,
+                    error: &e.to_string(),
+                });
                 if worker.calls <= 1 {
                     // It died on its first call: the function cannot start.
                     self.note_crash(&e);
@@ -765,10 +811,18 @@ impl Pool {
 
     /// A call started its worker: how it came, and its phases.
     fn note_cold_start(&self, timing: &mut Timing, w: &Worker) {
-        timing.start = if w.from_generic { "generic" } else { "fresh" };
+        timing.start = if w.from_generic {
+            StartKind::Generic
+        } else {
+            StartKind::Fresh
+        };
         timing.spawn_ms = if w.from_generic { 0.0 } else { w.spawn_ms };
         timing.load_ms = w.load_ms;
-        self.cold_starts.fetch_add(1, Ordering::Relaxed);
+        self.emit(Event::ColdStart {
+            function: &self.spec.function,
+            version: self.spec.version,
+            start: timing.start,
+        });
     }
 
     /// A call on a shared worker: the least busy one with a free lane, or
@@ -879,8 +933,14 @@ impl Pool {
                 Ok(answer)
             }
             Err(e) => {
-                warn!(function = %self.spec.function, version = self.spec.version, pid = worker.pid(),
-                    request_id = %call.request_id, error = %e, "shared worker call failed");
+                self.emit(Event::WorkerLost {
+                    function: &self.spec.function,
+                    version: self.spec.version,
+                    pid: worker.pid(),
+                    request_id: &call.request_id,
+                    shared: true,
+                    error: &e.to_string(),
+                });
                 if first_call && worker.is_dead() {
                     self.note_crash(&e);
                 }

@@ -13,6 +13,7 @@ use super::output::{CallLog, Output};
 
 use crate::runtime::Runtime;
 use hearth_api::manifest::Limits;
+pub use hearth_api::Timing;
 use hearth_protocol::{self as protocol, FromWorker, ProtocolError, ToWorker, PROTOCOL_VERSION};
 use hearth_sandbox::cgroup::{WorkerCgroup, WorkerLimits};
 use hearth_sandbox::isolation::{self, Confinement, Isolation, PrivateTmp, Rlimits};
@@ -105,23 +106,6 @@ pub struct Answer {
     pub log: CallLog,
     /// Where the call's time went.
     pub timing: Timing,
-}
-
-/// The phases of one call, in milliseconds. `spawn` and `load` are set
-/// when the call had to start its worker (a cold start).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Timing {
-    /// Waiting for a free worker (admission queue, global cap).
-    pub queue_ms: f64,
-    /// How the worker came: "warm", "generic" (a pre-started interpreter
-    /// loaded the code) or "fresh" (a new process).
-    pub start: &'static str,
-    /// Starting the interpreter and importing the shim, up to `ready`.
-    pub spawn_ms: f64,
-    /// Loading the function's code (its imports), up to `loaded`.
-    pub load_ms: f64,
-    /// The call itself, from sending it to its result.
-    pub run_ms: f64,
 }
 
 /// The function's own error, as reported by its runtime.

@@ -1,0 +1,44 @@
+//! Applications: partitions of the host with a budget of workers, memory and
+//! CPU shared by all their functions (0: no limit).
+
+use serde::{Deserialize, Serialize};
+
+/// `PUT /api/v1/apps/{name}`: the application's budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppBudgetRequest {
+    #[serde(default)]
+    pub max_workers: u32,
+    #[serde(default)]
+    pub memory_mb: u64,
+    #[serde(default)]
+    pub cpu_percent: u32,
+}
+
+/// What setting a budget did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppBudgetOutcome {
+    pub name: String,
+    pub max_workers: u32,
+    pub memory_mb: u64,
+    pub cpu_percent: u32,
+    /// Whether memory and CPU are enforced (the host has usable cgroups).
+    pub memory_cpu_enforced: bool,
+}
+
+/// One application as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppInfo {
+    pub name: String,
+    pub max_workers: u32,
+    pub memory_mb: u64,
+    pub cpu_percent: u32,
+    /// Workers with code loaded now.
+    pub workers: usize,
+    pub memory_cpu_enforced: bool,
+}
+
+/// `GET /api/v1/apps`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppList {
+    pub apps: Vec<AppInfo>,
+}

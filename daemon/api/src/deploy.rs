@@ -1,0 +1,40 @@
+//! `POST /api/v1/deploy`: store a bundle as a version, prove it loads, and
+//! (by default) publish it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::BundleFile;
+
+/// The body of a deploy: the function's files (its hearth.toml among them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub files: Vec<BundleFile>,
+    #[serde(default)]
+    pub message: String,
+    /// Make the version live once it loads (default true).
+    #[serde(default = "yes")]
+    pub publish: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a deploy did: 201 when a new version was stored, 200 when the
+/// same code already was. With `Accept: application/x-ndjson` it comes as
+/// the last line `{"result": ...}` of a stream of `{"progress": "..."}`
+/// lines (or `{"error": ..., "status": N}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployOutcome {
+    pub function: String,
+    pub version: u32,
+    /// false when byte-identical code was already stored as `version`.
+    pub created: bool,
+    pub hash: String,
+    /// Whether `version` is live now.
+    pub live: bool,
+    /// The live version before this deploy.
+    pub previous: Option<u32>,
+    /// Time to start a worker and load the code, when one was started.
+    pub load_ms: Option<f64>,
+}

@@ -1,0 +1,62 @@
+//! Functions and their versions, as the management API lists them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Manifest;
+
+/// One function.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub runtime: String,
+    pub app: String,
+    #[serde(default)]
+    pub category: String,
+    #[serde(default)]
+    pub description: String,
+    /// draft (nothing published yet), live, or crash-loop while the live
+    /// version is paused.
+    pub state: String,
+    pub live_version: Option<u32>,
+    pub versions: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Present while the live version is paused in a crash loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<CrashLoopInfo>,
+}
+
+/// A crash-loop pause: how many workers died in a row, how long until the
+/// next try, and why the last one died.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrashLoopInfo {
+    pub crashes: u32,
+    pub retry_in_ms: u64,
+    pub last_error: String,
+}
+
+/// `GET /api/v1/functions`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionList {
+    pub functions: Vec<FunctionInfo>,
+}
+
+/// One stored version (without its files).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: u32,
+    pub hash: String,
+    pub message: String,
+    pub size_bytes: u64,
+    pub file_count: u32,
+    pub created_at: i64,
+    pub manifest: Manifest,
+}
+
+/// `GET /api/v1/functions/{name}/versions`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionList {
+    pub function: String,
+    pub live_version: Option<u32>,
+    pub versions: Vec<VersionInfo>,
+}

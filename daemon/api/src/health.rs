@@ -1,0 +1,21 @@
+//! `GET /` and `GET /api/v1/health`.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /`: what is served here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub service: String,
+    pub version: String,
+    pub call: String,
+    pub api: String,
+}
+
+/// `GET /api/v1/health`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthInfo {
+    pub status: String,
+    pub version: String,
+    /// One line per runtime found (or missing, with how to install it).
+    pub runtimes: Vec<String>,
+}

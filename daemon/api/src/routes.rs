@@ -1,0 +1,351 @@
+//! The route table of the HTTP API: every route with its method, path,
+//! request and response types. The gateway dispatches from it (a path that
+//! matches with another method is a 405 naming the methods that it takes),
+//! docs/API.md describes it, and an OpenAPI document can be generated from it.
+//! Access control (issue: tokens and scopes) adds the scope each route needs.
+
+/// An HTTP method the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+
+    pub fn parse(method: &str) -> Option<Method> {
+        match method {
+            "GET" => Some(Method::Get),
+            "POST" => Some(Method::Post),
+            "PUT" => Some(Method::Put),
+            _ => None,
+        }
+    }
+}
+
+/// Which handler serves a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    /// `/fn/{target}`: call a function.
+    Call,
+    Health,
+    Workers,
+    ListApps,
+    SetApp,
+    ListFunctions,
+    GetFunction,
+    ListVersions,
+    ListReleases,
+    Publish,
+    Rollback,
+    BatchPublish,
+    ListAliases,
+    SetAlias,
+    Deploy,
+}
+
+/// One route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub id: RouteId,
+    pub method: Method,
+    /// Segments in braces are parameters: `/api/v1/functions/{name}`.
+    pub path: &'static str,
+    /// The request body's type in this crate (None: no body, or the event).
+    pub request: Option<&'static str>,
+    /// The 2xx answer's type in this crate.
+    pub response: &'static str,
+    pub summary: &'static str,
+}
+
+const fn route(
+    id: RouteId,
+    method: Method,
+    path: &'static str,
+    request: Option<&'static str>,
+    response: &'static str,
+    summary: &'static str,
+) -> Route {
+    Route {
+        id,
+        method,
+        path,
+        request,
+        response,
+        summary,
+    }
+}
+
+use Method::{Get, Post, Put};
+use RouteId::*;
+
+/// Every route, in the order they are documented.
+pub const ROUTES: &[Route] = &[
+    route(
+        Call,
+        Post,
+        "/fn/{target}",
+        None,
+        "the function's result",
+        "call a function (NAME, NAME@VERSION or NAME@ALIAS) with the JSON body as the event",
+    ),
+    route(
+        Call,
+        Get,
+        "/fn/{target}",
+        None,
+        "the function's result",
+        "call a function with the query parameters as the event",
+    ),
+    route(
+        Health,
+        Get,
+        "/api/v1/health",
+        None,
+        "HealthInfo",
+        "status, version, runtimes found",
+    ),
+    route(
+        Workers,
+        Get,
+        "/api/v1/workers",
+        None,
+        "WorkersInfo",
+        "pools, pre-started workers and the global budget",
+    ),
+    route(
+        ListApps,
+        Get,
+        "/api/v1/apps",
+        None,
+        "AppList",
+        "applications with their budgets and workers",
+    ),
+    route(
+        SetApp,
+        Put,
+        "/api/v1/apps/{name}",
+        Some("AppBudgetRequest"),
+        "AppBudgetOutcome",
+        "set an application's budget (creates it if new)",
+    ),
+    route(
+        SetApp,
+        Post,
+        "/api/v1/apps/{name}",
+        Some("AppBudgetRequest"),
+        "AppBudgetOutcome",
+        "the same as PUT",
+    ),
+    route(
+        ListFunctions,
+        Get,
+        "/api/v1/functions",
+        None,
+        "FunctionList",
+        "every function",
+    ),
+    route(
+        GetFunction,
+        Get,
+        "/api/v1/functions/{name}",
+        None,
+        "FunctionInfo",
+        "one function",
+    ),
+    route(
+        ListVersions,
+        Get,
+        "/api/v1/functions/{name}/versions",
+        None,
+        "VersionList",
+        "a function's versions",
+    ),
+    route(
+        ListReleases,
+        Get,
+        "/api/v1/functions/{name}/releases",
+        None,
+        "ReleaseList",
+        "a function's release history, newest first",
+    ),
+    route(
+        Publish,
+        Post,
+        "/api/v1/functions/{name}/publish",
+        Some("PublishRequest"),
+        "ReleaseOutcome",
+        "make a version live",
+    ),
+    route(
+        Rollback,
+        Post,
+        "/api/v1/functions/{name}/rollback",
+        Some("RollbackRequest"),
+        "ReleaseOutcome",
+        "make the version live that was live before the current one",
+    ),
+    route(
+        BatchPublish,
+        Post,
+        "/api/v1/publish",
+        Some("BatchPublishRequest"),
+        "BatchPublishOutcome",
+        "several versions live at once, all or none",
+    ),
+    route(
+        ListAliases,
+        Get,
+        "/api/v1/functions/{name}/aliases",
+        None,
+        "AliasList",
+        "a function's aliases",
+    ),
+    route(
+        SetAlias,
+        Put,
+        "/api/v1/functions/{name}/aliases/{alias}",
+        Some("AliasRequest"),
+        "AliasOutcome",
+        "create or move an alias",
+    ),
+    route(
+        SetAlias,
+        Post,
+        "/api/v1/functions/{name}/aliases/{alias}",
+        Some("AliasRequest"),
+        "AliasOutcome",
+        "the same as PUT",
+    ),
+    route(
+        Deploy,
+        Post,
+        "/api/v1/deploy",
+        Some("DeployRequest"),
+        "DeployOutcome",
+        "store a bundle as a version and (by default) publish it",
+    ),
+];
+
+/// What a request's method and path come to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Matched<'a> {
+    /// A route, with its parameters in path order.
+    Route(&'static Route, Vec<&'a str>),
+    /// The path is served, with other methods (listed as "GET or POST").
+    WrongMethod(String),
+    NotFound,
+}
+
+/// Match a path (trailing slashes ignored) against the table.
+pub fn find<'a>(method: &str, path: &'a str) -> Matched<'a> {
+    let path = match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    };
+    let mut allowed: Vec<&'static str> = Vec::new();
+    for route in ROUTES {
+        let Some(params) = match_path(route.path, path) else {
+            continue;
+        };
+        if route.method.as_str() == method {
+            return Matched::Route(route, params);
+        }
+        if !allowed.contains(&route.method.as_str()) {
+            allowed.push(route.method.as_str());
+        }
+    }
+    if allowed.is_empty() {
+        Matched::NotFound
+    } else {
+        Matched::WrongMethod(allowed.join(" or "))
+    }
+}
+
+/// The parameters of `path` if it has the shape of `pattern`. The last
+/// parameter of `/fn/{target}` takes the rest of the path.
+fn match_path<'a>(pattern: &str, path: &'a str) -> Option<Vec<&'a str>> {
+    let mut params = Vec::new();
+    let mut rest = path.strip_prefix('/')?;
+    let segments: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let (here, after) = if last {
+            (rest, "")
+        } else {
+            let (h, a) = rest.split_once('/')?;
+            (h, a)
+        };
+        if segment.starts_with('{') {
+            if here.is_empty() || (here.contains('/') && *segment != "{target}") {
+                return None;
+            }
+            params.push(here);
+        } else if *segment != here {
+            return None;
+        }
+        rest = after;
+    }
+    Some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(m: Matched<'_>) -> Option<(RouteId, Vec<String>)> {
+        match m {
+            Matched::Route(r, p) => Some((r.id, p.into_iter().map(String::from).collect())),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn paths_match_their_routes() {
+        assert_eq!(
+            id(find("GET", "/api/v1/functions/hello/versions/")),
+            Some((ListVersions, vec!["hello".into()]))
+        );
+        assert_eq!(
+            id(find("PUT", "/api/v1/functions/hello/aliases/prod")),
+            Some((SetAlias, vec!["hello".into(), "prod".into()]))
+        );
+        assert_eq!(
+            id(find("POST", "/fn/hello@3")),
+            Some((Call, vec!["hello@3".into()]))
+        );
+        assert_eq!(
+            find("DELETE", "/api/v1/functions"),
+            Matched::WrongMethod("GET".into())
+        );
+        assert_eq!(
+            find("GET", "/api/v1/deploy"),
+            Matched::WrongMethod("POST".into())
+        );
+        assert_eq!(find("GET", "/api/v1/nothing"), Matched::NotFound);
+        assert_eq!(find("GET", "/api/v1/functions/a/b/c"), Matched::NotFound);
+    }
+
+    #[test]
+    fn every_route_is_reachable() {
+        for route in ROUTES {
+            let path = route
+                .path
+                .replace("{name}", "hello")
+                .replace("{alias}", "prod")
+                .replace("{target}", "hello");
+            match find(route.method.as_str(), &path) {
+                Matched::Route(found, _) => assert_eq!(found.id, route.id, "{}", route.path),
+                other => panic!("{} {}: {other:?}", route.method.as_str(), route.path),
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! A call as the engine takes it, whoever makes it: the target, the
+//! invocation (payload, request id, deadline, caller, parent) and the
+//! outcome. The pool reaches back into the engine through [`Dispatch`], so a
+//! worker's nested call can be dispatched without the pool knowing the
+//! engine.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use hearth_api::{ApiError, Target, Timing};
+
+use crate::pool::CallLog;
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A client over HTTP (`/fn/...`).
+    Http,
+    /// Another function, through its worker's protocol channel.
+    Nested,
+    /// A member of a page.
+    Page,
+    /// A trigger (cron, queue).
+    Trigger,
+}
+
+impl Caller {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Caller::Http => "http",
+            Caller::Nested => "nested",
+            Caller::Page => "page",
+            Caller::Trigger => "trigger",
+        }
+    }
+}
+
+/// One call's input.
+#[derive(Debug)]
+pub struct Invocation {
+    pub payload: rmpv::Value,
+    pub request_id: String,
+    /// When the call arrived: its function's timeout counts from here.
+    pub arrived: tokio::time::Instant,
+    /// When the caller gives up, if earlier than the function's own timeout
+    /// (a nested call inherits its caller's remaining time).
+    pub deadline: Option<tokio::time::Instant>,
+    pub caller: Caller,
+    /// The request id of the call that made this one.
+    pub parent: Option<String>,
+}
+
+impl Invocation {
+    pub fn new(payload: rmpv::Value, request_id: String, caller: Caller) -> Invocation {
+        Invocation {
+            arrived: tokio::time::Instant::now(),
+            payload,
+            request_id,
+            deadline: None,
+            caller,
+            parent: None,
+        }
+    }
+}
+
+/// What a call came to, when the function answered (its value or its own
+/// error). Failures of the platform (queue full, timeout, dead worker) are
+/// an `Err(ApiError)` of [`crate::Engine::invoke`].
+#[derive(Debug)]
+pub struct Outcome {
+    pub function: String,
+    pub version: u32,
+    pub request_id: String,
+    pub result: Result<rmpv::Value, ApiError>,
+    pub log: CallLog,
+    pub timing: Timing,
+    /// The function's `limits.max_response_kb` (a caller that serialises
+    /// the value checks it).
+    pub max_response_kb: u64,
+    pub elapsed: Duration,
+}
+
+/// A boxed future, for [`Dispatch`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The engine as a pool sees it: a way to make a call (a nested call from a
+/// worker) without depending on the engine.
+pub trait Dispatch: Send + Sync {
+    fn dispatch(
+        &self,
+        target: Target,
+        invocation: Invocation,
+    ) -> BoxFuture<'_, Result<Outcome, ApiError>>;
+}

@@ -1,0 +1,77 @@
+//! What is stored, as the management API lists it: functions (with the
+//! health of their live version), versions, releases and aliases.
+
+use hearth_api::{
+    AliasInfo, AliasList, FunctionInfo, FunctionList, ReleaseList, VersionInfo, VersionList,
+};
+
+use crate::engine::Engine;
+use crate::error::PublishError;
+
+impl Engine {
+    pub async fn functions(&self) -> Result<FunctionList, PublishError> {
+        let records = self.store().list_functions().await?;
+        Ok(FunctionList {
+            functions: records
+                .into_iter()
+                .map(|f| self.with_health(f.into()))
+                .collect(),
+        })
+    }
+
+    /// One function, or `UnknownFunction`.
+    pub async fn function(&self, name: &str) -> Result<FunctionInfo, PublishError> {
+        let record = self
+            .store()
+            .function(name)
+            .await?
+            .ok_or_else(|| PublishError::UnknownFunction(name.to_owned()))?;
+        Ok(self.with_health(record.into()))
+    }
+
+    /// A live version paused in a crash loop shows it in its function's state.
+    fn with_health(&self, mut f: FunctionInfo) -> FunctionInfo {
+        if let Some(backoff) = self
+            .versions
+            .router
+            .live(&f.name)
+            .and_then(|pool| pool.crash_loop())
+        {
+            f.state = "crash-loop".into();
+            f.backoff = Some(backoff);
+        }
+        f
+    }
+
+    pub async fn versions(&self, name: &str) -> Result<VersionList, PublishError> {
+        let f = self.function(name).await?;
+        let versions = self.store().versions(name).await?;
+        Ok(VersionList {
+            function: f.name,
+            live_version: f.live_version,
+            versions: versions.into_iter().map(VersionInfo::from).collect(),
+        })
+    }
+
+    pub async fn releases(&self, name: &str) -> Result<ReleaseList, PublishError> {
+        self.function(name).await?;
+        let releases = self.store().releases(name).await?;
+        Ok(ReleaseList {
+            function: name.to_owned(),
+            releases: releases.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    pub async fn aliases(&self, name: &str) -> Result<AliasList, PublishError> {
+        self.function(name).await?;
+        let aliases = self.store().aliases().await?;
+        Ok(AliasList {
+            function: name.to_owned(),
+            aliases: aliases
+                .into_iter()
+                .filter(|a| a.function == name)
+                .map(AliasInfo::from)
+                .collect(),
+        })
+    }
+}

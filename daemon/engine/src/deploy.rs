@@ -1,0 +1,111 @@
+//! Deploy: store a bundle as a version of its function, prove it loads, and
+//! (unless told not to) make it live.
+
+use hearth_api::bundle::Bundle;
+use hearth_api::DeployOutcome;
+
+use crate::deps::Progress;
+use crate::error::PublishError;
+use crate::events::Event;
+use crate::releases::Releases;
+
+impl Releases {
+    /// Store the bundle as a version of its function and, if `publish`,
+    /// make it live once a worker has loaded it.
+    pub async fn deploy(
+        &self,
+        bundle: Bundle,
+        message: &str,
+        publish: bool,
+        actor: &str,
+        progress: &Progress,
+    ) -> Result<DeployOutcome, PublishError> {
+        let v = &self.versions;
+        let manifest = bundle.validate()?;
+        let runtime = v.runtimes.get(manifest.runtime)?;
+        let function = manifest.name.clone();
+        let lock = self.locks.of(&function);
+        let _guard = lock.lock().await;
+
+        let put = v.store.put_version(&manifest, &bundle, message).await?;
+        progress.say(if put.created {
+            format!("stored {function} version {}", put.version)
+        } else {
+            format!("same code as {function} version {}", put.version)
+        });
+        let live_before = v
+            .store
+            .function(&function)
+            .await?
+            .and_then(|f| f.live_version);
+        v.shared.events.emit(Event::VersionStored {
+            function: &function,
+            version: put.version,
+            created: put.created,
+            runtime: runtime.kind.as_str(),
+        });
+
+        let mut outcome = DeployOutcome {
+            function: function.clone(),
+            version: put.version,
+            created: put.created,
+            hash: put.hash,
+            live: live_before == Some(put.version),
+            previous: live_before,
+            load_ms: None,
+        };
+        let pool = match v.pool_with_progress(&function, put.version, progress).await {
+            Err(PublishError::Deps(error)) => {
+                return Err(PublishError::DepsFailed {
+                    version: put.version,
+                    live: live_before,
+                    error,
+                })
+            }
+            other => other?,
+        };
+        if outcome.live {
+            return Ok(outcome);
+        }
+        // Even without publishing, prove the code loads (so the deploy
+        // reports an import error now) and keep that worker warm for a
+        // publish within the grace period.
+        progress.say("starting a worker and loading the code…");
+        outcome.load_ms = match v.prove_loads(&pool, &function, put.version).await {
+            Ok(ms) => ms,
+            Err(PublishError::LoadFailed { error, .. }) => {
+                v.shared.events.emit(Event::LoadFailed {
+                    function: &function,
+                    version: put.version,
+                    kind: &error.kind,
+                });
+                return Err(PublishError::LoadFailed {
+                    function,
+                    version: put.version,
+                    created: put.created,
+                    live: live_before,
+                    error,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if !publish {
+            v.retire(pool);
+            return Ok(outcome);
+        }
+        let record = v.record(&function, put.version).await?;
+        outcome.previous = v
+            .store
+            .release(&function, &record, "publish", message, actor)
+            .await?;
+        v.route(vec![(function.clone(), pool)]);
+        outcome.live = true;
+        v.shared.events.emit(Event::Released {
+            function: &function,
+            version: put.version,
+            previous: outcome.previous,
+            action: "publish",
+        });
+        Ok(outcome)
+    }
+}

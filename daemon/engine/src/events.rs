@@ -1,0 +1,239 @@
+//! Typed events: each is emitted in one place, and emitting it writes its
+//! tracing line and feeds whatever listens (the pools' own counters are fed
+//! where the pool emits; call records and Prometheus metrics will be sinks
+//! here). In the spirit of vector's internal_events: one event, one log
+//! line, its metrics.
+
+use std::sync::{Arc, RwLock};
+
+use hearth_api::StartKind;
+use tracing::{debug, info, warn};
+
+use crate::call::Caller;
+
+/// Something that happened in the engine.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A call got its answer (or error), by whatever path it came.
+    CallFinished {
+        function: &'a str,
+        version: u32,
+        request_id: &'a str,
+        caller: Caller,
+        /// `ok`, `function_error`, or the error code it failed with.
+        outcome: &'a str,
+        ms: f64,
+        start: StartKind,
+        error: Option<&'a str>,
+    },
+    /// A worker was started and its code loaded.
+    WorkerStarted {
+        function: &'a str,
+        version: u32,
+        pid: u32,
+        from_generic: bool,
+    },
+    /// A call started its worker (a cold start).
+    ColdStart {
+        function: &'a str,
+        version: u32,
+        start: StartKind,
+    },
+    /// A worker left for a younger one (max_requests, max_age_ms, memory).
+    WorkerRecycled {
+        function: &'a str,
+        version: u32,
+        old: u32,
+        new: u32,
+    },
+    /// An idle worker was ended (idle timeout, eviction, old version).
+    WorkerReclaimed {
+        function: &'a str,
+        version: u32,
+        pid: u32,
+    },
+    /// A worker died or broke during a call.
+    WorkerLost {
+        function: &'a str,
+        version: u32,
+        pid: u32,
+        request_id: &'a str,
+        shared: bool,
+        error: &'a str,
+    },
+    /// Too many workers in a row died at start: the function is paused.
+    CrashLoop {
+        function: &'a str,
+        version: u32,
+        crashes: u32,
+        pause_ms: u64,
+        error: &'a str,
+    },
+    /// A version was stored (or found already stored) by a deploy.
+    VersionStored {
+        function: &'a str,
+        version: u32,
+        created: bool,
+        runtime: &'a str,
+    },
+    /// A version's code failed to load at deploy or publish.
+    LoadFailed {
+        function: &'a str,
+        version: u32,
+        kind: &'a str,
+    },
+    /// A version went live (publish, rollback), alone or in a batch.
+    Released {
+        function: &'a str,
+        version: u32,
+        previous: Option<u32>,
+        action: &'a str,
+    },
+    /// A batch of versions went live together.
+    BatchReleased { count: usize },
+    /// An alias was created or moved.
+    AliasMoved {
+        function: &'a str,
+        alias: &'a str,
+        version: u32,
+        split: Option<(u32, u8)>,
+    },
+    /// A release made by another process sharing the store was routed.
+    ReleaseSeen { function: &'a str, version: u32 },
+    /// A version that stopped being routed had its workers ended.
+    VersionReclaimed { function: &'a str, version: u32 },
+    /// A line of progress of a long operation (deploy, dependency install).
+    Progress { message: &'a str },
+}
+
+impl Event<'_> {
+    /// The event's tracing line.
+    fn log(&self) {
+        match *self {
+            Event::CallFinished {
+                ms, outcome, error, ..
+            } => match (outcome, error) {
+                ("ok", _) => debug!(ms, "call ok"),
+                ("function_error", Some(kind)) => info!(ms, kind, "call raised"),
+                (_, Some(error)) => warn!(ms, error, "call failed"),
+                (_, None) => warn!(ms, outcome, "call failed"),
+            },
+            Event::WorkerStarted {
+                function,
+                version,
+                pid,
+                from_generic,
+            } => debug!(function, version, pid, from_generic, "worker started"),
+            Event::ColdStart { .. } => {}
+            Event::WorkerRecycled {
+                function,
+                version,
+                old,
+                new,
+            } => debug!(function, version, old, new, "worker recycled"),
+            Event::WorkerReclaimed {
+                function,
+                version,
+                pid,
+            } => debug!(function, version, pid, "idle worker reclaimed"),
+            Event::WorkerLost {
+                function,
+                version,
+                pid,
+                request_id,
+                shared,
+                error,
+            } => {
+                if shared {
+                    warn!(
+                        function,
+                        version, pid, request_id, error, "shared worker call failed"
+                    )
+                } else {
+                    warn!(function, version, pid, request_id, error, "worker lost")
+                }
+            }
+            Event::CrashLoop {
+                function,
+                version,
+                crashes,
+                pause_ms,
+                error,
+            } => warn!(
+                function,
+                version,
+                crashes,
+                pause_ms,
+                error,
+                "crash loop: no new worker starts until the pause ends"
+            ),
+            Event::VersionStored {
+                function,
+                version,
+                created,
+                runtime,
+            } => info!(function, version, created, runtime, "version stored"),
+            Event::LoadFailed {
+                function,
+                version,
+                kind,
+            } => warn!(
+                function,
+                version, kind, "code failed to load; not published"
+            ),
+            Event::Released {
+                function,
+                version,
+                previous,
+                action,
+            } => info!(function, version, previous = ?previous, action, "released"),
+            Event::BatchReleased { count } => info!(count, "batch published"),
+            Event::AliasMoved {
+                function,
+                alias,
+                version,
+                split,
+            } => info!(function, alias, version, split = ?split, "alias moved"),
+            Event::ReleaseSeen { function, version } => {
+                info!(function, version, "release made elsewhere picked up")
+            }
+            Event::VersionReclaimed { function, version } => {
+                info!(function, version, "old version's workers reclaimed")
+            }
+            Event::Progress { message } => info!(target: "hearth::progress", "{message}"),
+        }
+    }
+}
+
+/// Listens to events (call records, metrics).
+pub trait EventSink: Send + Sync {
+    fn on_event(&self, event: &Event<'_>);
+}
+
+/// Where events go: their log line, then every sink.
+#[derive(Clone, Default)]
+pub struct Events {
+    sinks: Arc<RwLock<Vec<Arc<dyn EventSink>>>>,
+}
+
+impl Events {
+    pub fn new() -> Events {
+        Events::default()
+    }
+
+    /// Add a listener for every event from now on.
+    pub fn subscribe(&self, sink: Arc<dyn EventSink>) {
+        if let Ok(mut sinks) = self.sinks.write() {
+            sinks.push(sink);
+        }
+    }
+
+    pub fn emit(&self, event: Event<'_>) {
+        event.log();
+        if let Ok(sinks) = self.sinks.read() {
+            for sink in sinks.iter() {
+                sink.on_event(&event);
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The one path of every call: `Engine::invoke(target, invocation)`. HTTP,
+//! and later nested calls, pages and triggers, all come through here:
+//! routing to the live version, an alias or a version; the deadline; the
+//! call itself on a worker of the pool (admission, budgets, isolation); its
+//! outcome and its `CallFinished` event.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hearth_api::manifest::Limits;
+use hearth_api::{ApiError, ErrorCode, Target};
+use tracing::{info_span, Instrument};
+
+use crate::call::{Invocation, Outcome};
+use crate::engine::Engine;
+use crate::error::function_error;
+use crate::events::Event;
+use crate::pool::{Answer, Call, Pool};
+
+/// A target resolved to the pool of one version (before the call's body is
+/// read, so its limits apply to it).
+pub struct Resolved {
+    pool: Arc<Pool>,
+}
+
+impl Resolved {
+    pub fn function(&self) -> &str {
+        &self.pool.spec().function
+    }
+
+    pub fn version(&self) -> u32 {
+        self.pool.spec().version
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.pool.spec().limits
+    }
+}
+
+impl Engine {
+    /// Call a function.
+    pub async fn invoke(
+        &self,
+        target: &Target,
+        invocation: Invocation,
+    ) -> Result<Outcome, ApiError> {
+        let resolved = self
+            .resolve(target)
+            .await
+            .map_err(|e| e.request_id(&invocation.request_id))?;
+        self.invoke_resolved(resolved, invocation).await
+    }
+
+    /// The pool a target names: the live version, a version, or the
+    /// version an alias picks for this call.
+    pub async fn resolve(&self, target: &Target) -> Result<Resolved, ApiError> {
+        let pool = match target {
+            Target::Live(name) => self.releases.live_pool(name).await?,
+            Target::Version(name, v) => self.versions.pool_for(name, *v).await?,
+            Target::Alias(name, alias) => match self.versions.router.alias(name, alias) {
+                Some(route) => route.pick().clone(),
+                None => return Err(ApiError::alias_not_found(name, alias)),
+            },
+        };
+        Ok(Resolved { pool })
+    }
+
+    /// Call the version `resolved` names.
+    pub async fn invoke_resolved(
+        &self,
+        resolved: Resolved,
+        invocation: Invocation,
+    ) -> Result<Outcome, ApiError> {
+        let pool = resolved.pool;
+        let spec = pool.spec();
+        let (function, version) = (spec.function.clone(), spec.version);
+        let request_id = invocation.request_id;
+        let span = info_span!("call", function = %function, version, request_id = %request_id);
+        let timeout = Duration::from_millis(spec.limits.timeout_ms);
+        let max_response_kb = spec.limits.max_response_kb;
+        let own_deadline = invocation.arrived + timeout;
+        let deadline = invocation
+            .deadline
+            .map_or(own_deadline, |d| d.min(own_deadline));
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let deadline_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+            + left.as_millis() as u64;
+        let call = Call {
+            request_id: request_id.clone(),
+            payload: invocation.payload,
+            deadline,
+            deadline_ms,
+        };
+        let caller = invocation.caller;
+        let events = &self.versions.shared.events;
+        async move {
+            // The call runs in its own task: a caller that goes away mid-call
+            // does not abandon a worker half-way through a frame.
+            let outcome = tokio::spawn(pool.call(call)).await.map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Internal,
+                    format!("call task failed: {e}"),
+                    "report this as a bug",
+                )
+            })?;
+            let elapsed = invocation.arrived.elapsed();
+            let ms = elapsed.as_secs_f64() * 1000.0;
+            match outcome {
+                Ok(Answer {
+                    result,
+                    log,
+                    timing,
+                }) => {
+                    let result = result.map_err(|fe| {
+                        events.emit(Event::CallFinished {
+                            function: &function,
+                            version,
+                            request_id: &request_id,
+                            caller,
+                            outcome: "function_error",
+                            ms,
+                            start: timing.start,
+                            error: Some(&fe.kind),
+                        });
+                        function_error(&function, version, fe)
+                    });
+                    if result.is_ok() {
+                        events.emit(Event::CallFinished {
+                            function: &function,
+                            version,
+                            request_id: &request_id,
+                            caller,
+                            outcome: "ok",
+                            ms,
+                            start: timing.start,
+                            error: None,
+                        });
+                    }
+                    Ok(Outcome {
+                        function,
+                        version,
+                        request_id,
+                        result,
+                        log,
+                        timing,
+                        max_response_kb,
+                        elapsed,
+                    })
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    let err = ApiError::from(e).function(&function, Some(version));
+                    events.emit(Event::CallFinished {
+                        function: &function,
+                        version,
+                        request_id: &request_id,
+                        caller,
+                        outcome: err.code.as_str(),
+                        ms,
+                        start: Default::default(),
+                        error: Some(&text),
+                    });
+                    Err(err.request_id(&request_id))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,242 @@
+//! Releases: which version of each function is live. Publish a version
+//! (after proving it loads), roll back, publish several at once (all or
+//! none), and route from what the store says is live.
+
+use std::sync::Arc;
+
+use hearth_api::{BatchFailure, ReleaseOutcome};
+use hearth_store::StoreError;
+
+use crate::error::PublishError;
+use crate::events::Event;
+use crate::locks::FunctionLocks;
+use crate::pool::Pool;
+use crate::versions::Versions;
+
+pub struct Releases {
+    pub(crate) versions: Arc<Versions>,
+    pub(crate) locks: Arc<FunctionLocks>,
+}
+
+impl Releases {
+    /// Route every function's live version (workers start on first call).
+    pub async fn restore_routes(&self) -> Result<usize, StoreError> {
+        let mut routed = 0;
+        for f in self.versions.store.list_functions().await? {
+            let Some(version) = f.live_version else {
+                continue;
+            };
+            match self.versions.pool_for(&f.name, version).await {
+                Ok(pool) => {
+                    self.versions.route(vec![(f.name.clone(), pool)]);
+                    routed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(function = %f.name, version, error = %e, "cannot route the live version")
+                }
+            }
+        }
+        Ok(routed)
+    }
+
+    /// The live version of `function`, as the store has it.
+    pub(crate) async fn live_version_of(&self, function: &str) -> Result<u32, PublishError> {
+        let record = self
+            .versions
+            .store
+            .function(function)
+            .await?
+            .ok_or_else(|| PublishError::UnknownFunction(function.to_owned()))?;
+        record
+            .live_version
+            .ok_or_else(|| PublishError::NotPublished {
+                function: function.to_owned(),
+            })
+    }
+
+    /// The pool of `function`'s live version: from the routing table, or
+    /// (first call after start, or an error to explain) from the store.
+    pub async fn live_pool(&self, function: &str) -> Result<Arc<Pool>, PublishError> {
+        if let Some(pool) = self.versions.router.live(function) {
+            return Ok(pool);
+        }
+        Ok(self.route_from_store(function).await?.0)
+    }
+
+    /// Route `function` to the version the store has live now, unless it
+    /// already is (then `false`). Holds the function's lock, like every
+    /// release in this process, so it can never put back a route that a
+    /// release made while the store was being read.
+    pub(crate) async fn route_from_store(
+        &self,
+        function: &str,
+    ) -> Result<(Arc<Pool>, bool), PublishError> {
+        let lock = self.locks.of(function);
+        let _guard = lock.lock().await;
+        let version = self.live_version_of(function).await?;
+        if let Some(pool) = self.versions.router.live(function) {
+            if pool.spec().version == version {
+                return Ok((pool, false));
+            }
+        }
+        let pool = self.versions.pool_for(function, version).await?;
+        self.versions
+            .route(vec![(function.to_owned(), pool.clone())]);
+        Ok((pool, true))
+    }
+
+    /// Make `version` live (after proving it loads).
+    pub async fn publish(
+        &self,
+        function: &str,
+        version: u32,
+        action: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<ReleaseOutcome, PublishError> {
+        let lock = self.locks.of(function);
+        let _guard = lock.lock().await;
+        self.release_locked(function, version, action, message, actor)
+            .await
+    }
+
+    async fn release_locked(
+        &self,
+        function: &str,
+        version: u32,
+        action: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<ReleaseOutcome, PublishError> {
+        let v = &self.versions;
+        let record = v.record(function, version).await?;
+        let pool = v.pool_for(function, version).await?;
+        if let Err(PublishError::LoadFailed { error, .. }) =
+            v.prove_loads(&pool, function, version).await
+        {
+            let live = v
+                .store
+                .function(function)
+                .await?
+                .and_then(|f| f.live_version);
+            return Err(PublishError::LoadFailed {
+                function: function.to_owned(),
+                version,
+                created: false,
+                live,
+                error,
+            });
+        }
+        let previous = v
+            .store
+            .release(function, &record, action, message, actor)
+            .await?;
+        v.route(vec![(function.to_owned(), pool)]);
+        v.shared.events.emit(Event::Released {
+            function,
+            version,
+            previous,
+            action,
+        });
+        Ok(ReleaseOutcome {
+            function: function.to_owned(),
+            version,
+            previous,
+            action: action.to_owned(),
+        })
+    }
+
+    /// Make the version live that was live before the current one came in:
+    /// the `from_version` of the latest publish that made the current
+    /// version live. Repeated rollbacks walk further back.
+    pub async fn rollback(
+        &self,
+        function: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<ReleaseOutcome, PublishError> {
+        let lock = self.locks.of(function);
+        let _guard = lock.lock().await;
+        let live = self.live_version_of(function).await?;
+        let releases = self.versions.store.releases(function).await?;
+        let target = releases
+            .iter()
+            .find(|r| r.version == live && r.action == "publish")
+            .and_then(|r| r.from_version)
+            .filter(|v| *v != live)
+            .ok_or_else(|| PublishError::NothingToRollBack {
+                function: function.to_owned(),
+                live,
+            })?;
+        self.release_locked(function, target, "rollback", message, actor)
+            .await
+    }
+
+    /// Make several (function, version) pairs live at once: every version is
+    /// proven to load first, then all go live in one store transaction and
+    /// one route swap. All or none.
+    pub async fn publish_batch(
+        &self,
+        items: &[(String, u32)],
+        message: &str,
+        actor: &str,
+    ) -> Result<Vec<ReleaseOutcome>, PublishError> {
+        let v = &self.versions;
+        let mut names: Vec<&String> = items.iter().map(|(f, _)| f).collect();
+        names.sort();
+        names.dedup();
+        if names.len() != items.len() {
+            return Err(PublishError::BatchDuplicate);
+        }
+        // Lock in name order so two batches cannot deadlock.
+        let locks: Vec<_> = names.iter().map(|n| self.locks.of(n)).collect();
+        let mut guards = Vec::with_capacity(locks.len());
+        for lock in &locks {
+            guards.push(lock.lock().await);
+        }
+        let mut records = Vec::with_capacity(items.len());
+        let mut pools = Vec::with_capacity(items.len());
+        let mut failures = Vec::new();
+        for (function, version) in items {
+            let prepared = async {
+                let record = v.record(function, *version).await?;
+                let pool = v.pool_for(function, *version).await?;
+                v.prove_loads(&pool, function, *version).await?;
+                Ok::<_, PublishError>((record, pool))
+            }
+            .await;
+            match prepared {
+                Ok((record, pool)) => {
+                    records.push((function.clone(), record));
+                    pools.push((function.clone(), pool));
+                }
+                Err(e) => failures.push(BatchFailure {
+                    function: function.clone(),
+                    version: *version,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(PublishError::BatchFailed { failures });
+        }
+        let previous = v
+            .store
+            .release_many(&records, "publish", message, actor)
+            .await?;
+        v.route(pools);
+        v.shared
+            .events
+            .emit(Event::BatchReleased { count: items.len() });
+        Ok(items
+            .iter()
+            .zip(previous)
+            .map(|((function, version), previous)| ReleaseOutcome {
+                function: function.clone(),
+                version: *version,
+                previous,
+                action: "publish".into(),
+            })
+            .collect())
+    }
+}

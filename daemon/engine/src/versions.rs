@@ -1,0 +1,236 @@
+//! The versions the engine can run: one pool per (function, version),
+//! created on first need (code written to disk, dependencies installed), the
+//! routing swap that makes pools live, and the retiring of pools that stop
+//! being routed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hearth_sandbox::isolation::{self, Isolation};
+use hearth_store::{DynStore, VersionRecord};
+
+use crate::code::{CodeDir, CodeError};
+use crate::deps::{self, Deps, Installed, Progress};
+use crate::error::PublishError;
+use crate::events::Event;
+use crate::pool::{Pool, Shared, WorkerError, WorkerSpec};
+use crate::router::Router;
+use crate::runtime::Runtimes;
+
+/// How long an old version keeps its warm workers after it stops being
+/// routed (so rolling back to it is immediate), unless `--drain-grace` says.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(120);
+
+/// Longest a version may take to start and load its code at deploy/publish.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every pool that exists, by (function, version).
+type PoolMap = HashMap<(String, u32), Arc<Pool>>;
+
+pub struct Versions {
+    pub(crate) store: DynStore,
+    pub(crate) runtimes: Runtimes,
+    pub(crate) router: Arc<Router>,
+    code: CodeDir,
+    deps: Deps,
+    pools: Arc<Mutex<PoolMap>>,
+    /// How long a version that stops being routed keeps its warm workers.
+    drain_grace: Duration,
+    /// What every pool shares (generic pools, the global worker budget,
+    /// events).
+    pub(crate) shared: Shared,
+    pub(crate) isolation: Arc<Isolation>,
+}
+
+impl Versions {
+    pub(crate) fn new(
+        store: DynStore,
+        runtimes: Runtimes,
+        code_root: PathBuf,
+        deps_root: PathBuf,
+        isolation: Arc<Isolation>,
+        shared: Shared,
+        drain_grace: Duration,
+    ) -> Versions {
+        Versions {
+            store,
+            runtimes,
+            router: Arc::new(Router::new()),
+            code: CodeDir::new(code_root),
+            deps: Deps::new(deps_root),
+            pools: Arc::new(Mutex::new(HashMap::new())),
+            drain_grace,
+            shared,
+            isolation,
+        }
+    }
+
+    /// A version's record, or why there is none.
+    pub(crate) async fn record(
+        &self,
+        function: &str,
+        version: u32,
+    ) -> Result<VersionRecord, PublishError> {
+        if let Some(v) = self.store.version(function, version).await? {
+            return Ok(v);
+        }
+        let versions = self.store.versions(function).await?;
+        match versions.last() {
+            None => Err(PublishError::UnknownFunction(function.to_owned())),
+            Some(last) => Err(PublishError::UnknownVersion {
+                function: function.to_owned(),
+                version,
+                latest: last.version,
+            }),
+        }
+    }
+
+    /// The pool of one version, created (code written to disk,
+    /// dependencies installed) on first need.
+    pub async fn pool_for(&self, function: &str, version: u32) -> Result<Arc<Pool>, PublishError> {
+        self.pool_with_progress(function, version, &Progress::none())
+            .await
+    }
+
+    pub(crate) async fn pool_with_progress(
+        &self,
+        function: &str,
+        version: u32,
+        progress: &Progress,
+    ) -> Result<Arc<Pool>, PublishError> {
+        let key = (function.to_owned(), version);
+        if let Some(pool) = self.pools.lock().ok().and_then(|p| p.get(&key).cloned()) {
+            return Ok(pool);
+        }
+        let record = self.record(function, version).await?;
+        let runtime = self.runtimes.get(record.manifest.runtime)?.clone();
+        let files = self.store.version_files(function, version).await?;
+        let installed = match deps::plan(&runtime, &files) {
+            Some(plan) => {
+                self.deps
+                    .ensure(function, &runtime, &plan, progress)
+                    .await?
+            }
+            None => Installed::default(),
+        };
+        let dir =
+            self.code
+                .materialize(function, version, &record.hash, &files, &installed.links)?;
+        let identity = self.isolation.identity(record.id);
+        if let Some((_, gid)) = identity {
+            // Only this version's workers may enter its code directory.
+            isolation::restrict_code_dir(&dir, gid).map_err(|source| CodeError {
+                function: function.to_owned(),
+                version,
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let spec = WorkerSpec {
+            function: function.to_owned(),
+            version,
+            dir,
+            entry: record.manifest.entry.clone(),
+            limits: record.manifest.limits.clone(),
+            runtime,
+            env: installed.env,
+            app: record.manifest.app.clone(),
+            identity,
+            isolation: self.isolation.clone(),
+        };
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(pools
+            .entry(key)
+            .or_insert_with(|| Pool::new(spec, &self.shared))
+            .clone())
+    }
+
+    /// Start a worker of the version and load its code (unless one is
+    /// already waiting). Load errors come back with the runtime's traceback.
+    /// Returns the time it took when a worker was started.
+    pub(crate) async fn prove_loads(
+        &self,
+        pool: &Arc<Pool>,
+        function: &str,
+        version: u32,
+    ) -> Result<Option<f64>, PublishError> {
+        let started = Instant::now();
+        let before = pool.stats().started;
+        match pool.warm(LOAD_TIMEOUT).await {
+            Ok(()) => {
+                Ok((pool.stats().started > before)
+                    .then(|| started.elapsed().as_secs_f64() * 1000.0))
+            }
+            Err(WorkerError::LoadFailed { error, .. }) => Err(PublishError::LoadFailed {
+                function: function.to_owned(),
+                version,
+                created: false,
+                live: None,
+                error,
+            }),
+            Err(source) => Err(PublishError::Start {
+                function: function.to_owned(),
+                version,
+                source,
+            }),
+        }
+    }
+
+    /// Swap routes in (one atomic step) and retire the pools they replace.
+    pub(crate) fn route(&self, routes: Vec<(String, Arc<Pool>)>) {
+        for old in self.router.set_live_many(routes).into_iter().flatten() {
+            self.retire(old);
+        }
+    }
+
+    /// A pool that stopped being routed: calls already running on it finish
+    /// there; after the grace period, unless it is routed again, its idle
+    /// workers are ended and the pool forgotten.
+    pub(crate) fn retire(&self, pool: Arc<Pool>) {
+        if self.router.is_routed(&pool) {
+            return;
+        }
+        let router = self.router.clone();
+        let pools = self.pools.clone();
+        let grace = self.drain_grace;
+        let events = self.shared.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if router.is_routed(&pool) {
+                return;
+            }
+            let spec = pool.spec();
+            let key = (spec.function.clone(), spec.version);
+            if let Ok(mut map) = pools.lock() {
+                if map.get(&key).is_some_and(|p| Arc::ptr_eq(p, &pool)) {
+                    map.remove(&key);
+                }
+            }
+            pool.shutdown();
+            events.emit(Event::VersionReclaimed {
+                function: &key.0,
+                version: key.1,
+            });
+        });
+    }
+
+    /// Pools that exist now (live or not).
+    pub fn pools(&self) -> Vec<Arc<Pool>> {
+        self.pools
+            .lock()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Kill every idle worker; used at shutdown.
+    pub fn shutdown(&self) {
+        if let Some(g) = &self.shared.generic {
+            g.shutdown();
+        }
+        for pool in self.pools() {
+            pool.shutdown();
+        }
+    }
+}

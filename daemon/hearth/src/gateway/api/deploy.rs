@@ -1,0 +1,104 @@
+//! `POST /api/v1/deploy`: one JSON answer, or with `Accept:
+//! application/x-ndjson` a stream of progress lines ending in the result.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+
+use hearth_api::bundle::Bundle;
+use hearth_api::{ApiError, DeployRequest};
+use hearth_engine::deps::Progress;
+use hearth_engine::Engine;
+
+use super::{actor, MAX_API_BODY};
+use crate::gateway::http::{json, parse_json, read_body, ChannelBody, Resp};
+use crate::gateway::Gateway;
+
+pub async fn deploy(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let actor = actor(&req);
+    let stream = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    let body: DeployRequest =
+        parse_json(&read_body(req, MAX_API_BODY).await?, "the deploy request")?;
+    let bundle = Bundle { files: body.files };
+    if stream {
+        return Ok(deploy_streaming(
+            gw.engine.clone(),
+            bundle,
+            body.message,
+            body.publish,
+            actor,
+        ));
+    }
+    let out = gw
+        .engine
+        .releases
+        .deploy(
+            bundle,
+            &body.message,
+            body.publish,
+            &actor,
+            &Progress::none(),
+        )
+        .await?;
+    let status = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json(status, &out))
+}
+
+/// Deploy with progress: an NDJSON stream of `{"progress": "..."}` lines,
+/// then one `{"result": ...}` or `{"error": ..., "status": N}` line.
+fn deploy_streaming(
+    engine: Arc<Engine>,
+    bundle: Bundle,
+    message: String,
+    publish: bool,
+    actor: String,
+) -> Resp {
+    let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let line = |value: serde_json::Value| {
+        let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
+        bytes.push(b'\n');
+        Bytes::from(bytes)
+    };
+    let forward_tx = out_tx.clone();
+    let forwarder = tokio::spawn(async move {
+        while let Some(message) = progress_rx.recv().await {
+            let _ = forward_tx.send(line(serde_json::json!({ "progress": message })));
+        }
+    });
+    tokio::spawn(async move {
+        let progress = Progress::new(progress_tx);
+        let outcome = engine
+            .releases
+            .deploy(bundle, &message, publish, &actor, &progress)
+            .await;
+        drop(progress);
+        let _ = forwarder.await;
+        let last = match outcome {
+            Ok(out) => serde_json::json!({ "result": out }),
+            Err(e) => {
+                let e = ApiError::from(e);
+                serde_json::json!({ "error": *e.detail, "status": e.status })
+            }
+        };
+        let _ = out_tx.send(line(last));
+    });
+    let mut resp = Response::new(Either::Right(ChannelBody(out_rx)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp
+}

@@ -1,0 +1,133 @@
+//! What the store keeps, as the store keeps it; the API's responses are
+//! made from these (`From` impls below), never the records themselves.
+
+use hearth_api::manifest::Manifest;
+use hearth_api::{AliasInfo, AliasTarget, FunctionInfo, ReleaseInfo, VersionInfo};
+
+/// A function.
+#[derive(Debug, Clone)]
+pub struct FunctionRecord {
+    pub id: i64,
+    pub name: String,
+    pub runtime: String,
+    pub app: String,
+    pub category: String,
+    pub description: String,
+    /// draft until a version is published, then live.
+    pub state: String,
+    pub live_version: Option<u32>,
+    pub versions: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An application and its budget (0: no limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppRecord {
+    pub name: String,
+    pub max_workers: u32,
+    pub memory_mb: u64,
+    pub cpu_percent: u32,
+}
+
+/// One stored version (without its files).
+#[derive(Debug, Clone)]
+pub struct VersionRecord {
+    /// The version's row id: unique across functions (workers of the
+    /// version run as a user and group derived from it).
+    pub id: i64,
+    pub version: u32,
+    pub hash: String,
+    pub message: String,
+    pub size_bytes: u64,
+    pub file_count: u32,
+    pub created_at: i64,
+    pub manifest: Manifest,
+}
+
+/// One release: publish, rollback, or alias move.
+#[derive(Debug, Clone)]
+pub struct ReleaseRecord {
+    pub version: u32,
+    pub from_version: Option<u32>,
+    pub action: String,
+    /// The alias moved, for `alias` releases ('' otherwise).
+    pub alias: String,
+    /// The traffic split set with an alias move: (version, percent).
+    pub split: Option<(u32, u8)>,
+    pub message: String,
+    pub actor: String,
+    pub created_at: i64,
+}
+
+/// An alias of a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    pub function: String,
+    pub alias: String,
+    pub target: AliasTarget,
+}
+
+/// What `put_version` did.
+#[derive(Debug, Clone)]
+pub struct PutVersion {
+    pub version: u32,
+    pub created: bool,
+    pub hash: String,
+}
+
+impl From<FunctionRecord> for FunctionInfo {
+    fn from(f: FunctionRecord) -> FunctionInfo {
+        FunctionInfo {
+            name: f.name,
+            runtime: f.runtime,
+            app: f.app,
+            category: f.category,
+            description: f.description,
+            state: f.state,
+            live_version: f.live_version,
+            versions: f.versions,
+            created_at: f.created_at,
+            updated_at: f.updated_at,
+            backoff: None,
+        }
+    }
+}
+
+impl From<VersionRecord> for VersionInfo {
+    fn from(v: VersionRecord) -> VersionInfo {
+        VersionInfo {
+            version: v.version,
+            hash: v.hash,
+            message: v.message,
+            size_bytes: v.size_bytes,
+            file_count: v.file_count,
+            created_at: v.created_at,
+            manifest: v.manifest,
+        }
+    }
+}
+
+impl From<ReleaseRecord> for ReleaseInfo {
+    fn from(r: ReleaseRecord) -> ReleaseInfo {
+        ReleaseInfo {
+            version: r.version,
+            from_version: r.from_version,
+            action: r.action,
+            alias: r.alias,
+            split: r.split,
+            message: r.message,
+            actor: r.actor,
+            created_at: r.created_at,
+        }
+    }
+}
+
+impl From<AliasRecord> for AliasInfo {
+    fn from(a: AliasRecord) -> AliasInfo {
+        AliasInfo {
+            alias: a.alias,
+            target: a.target,
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The tests every store back end must pass, written against the [`Store`]
+//! trait. A back end's own tests open a fresh, empty store and call
+//! [`run_all`] (SQLite: in `sqlite.rs`; a Postgres back end would do the same
+//! against a real server).
+
+use std::time::Duration;
+
+use hearth_api::bundle::{Bundle, BundleFile};
+use hearth_api::manifest::{self, Manifest};
+use hearth_api::AliasTarget;
+
+use crate::{AppRecord, Store, StoreChange};
+
+/// Every case, in order, on one fresh store.
+pub async fn run_all(store: &dyn Store) {
+    versions_are_numbered_and_deduplicated(store).await;
+    releases_move_the_live_version(store).await;
+    batch_releases_are_all_or_none(store).await;
+    aliases_are_releases(store).await;
+    apps_keep_their_budgets(store).await;
+    the_watch_sees_releases(store).await;
+}
+
+fn bundle(name: &str, app: &str, code: &str) -> (Manifest, Bundle) {
+    let text = format!("name='{name}'\nruntime='python'\nentry='main.handler'\napp='{app}'\n");
+    let b = Bundle {
+        files: vec![
+            BundleFile {
+                path: "hearth.toml".into(),
+                data: text.as_bytes().to_vec(),
+                executable: false,
+            },
+            BundleFile {
+                path: "main.py".into(),
+                data: code.as_bytes().to_vec(),
+                executable: false,
+            },
+        ],
+    };
+    (manifest::parse(&text).expect("manifest"), b)
+}
+
+async fn versions_are_numbered_and_deduplicated(store: &dyn Store) {
+    let (m, b1) = bundle("hello", "demo", "def handler(e): return 1");
+    let (_, b2) = bundle("hello", "demo", "def handler(e): return 2");
+    let v1 = store.put_version(&m, &b1, "first").await.expect("put");
+    let again = store.put_version(&m, &b1, "again").await.expect("put");
+    let v2 = store.put_version(&m, &b2, "").await.expect("put");
+    assert_eq!((v1.version, v1.created), (1, true));
+    assert_eq!((again.version, again.created), (1, false));
+    assert_eq!((v2.version, v2.created), (2, true));
+    assert_eq!(v1.hash, b1.hash());
+    let files = store.version_files("hello", 1).await.expect("files");
+    assert_eq!(files, b1.files);
+    let versions = store.versions("hello").await.expect("versions");
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(versions[0].message, "first");
+    assert_eq!(versions[0].file_count, 2);
+    assert_eq!(versions[0].manifest.app, "demo");
+    assert_ne!(versions[0].id, versions[1].id);
+    assert!(store.version("hello", 3).await.expect("q").is_none());
+    assert!(store.function("nope").await.expect("q").is_none());
+    let f = store.function("hello").await.expect("q").expect("exists");
+    assert_eq!(
+        (f.state.as_str(), f.live_version, f.versions),
+        ("draft", None, 2)
+    );
+}
+
+async fn releases_move_the_live_version(store: &dyn Store) {
+    let rec = store.version("hello", 2).await.expect("q").expect("exists");
+    let mark = store.release_mark().await.expect("mark");
+    assert_eq!(
+        store
+            .release("hello", &rec, "publish", "go", "ada")
+            .await
+            .expect("release"),
+        None
+    );
+    assert_ne!(store.release_mark().await.expect("mark"), mark);
+    let rec1 = store.version("hello", 1).await.expect("q").expect("exists");
+    assert_eq!(
+        store
+            .release("hello", &rec1, "rollback", "", "")
+            .await
+            .expect("release"),
+        Some(2)
+    );
+    let f = store.function("hello").await.expect("q").expect("exists");
+    assert_eq!(
+        (f.live_version, f.versions, f.app.as_str(), f.state.as_str()),
+        (Some(1), 2, "demo", "live")
+    );
+    let history = store.releases("hello").await.expect("history");
+    assert_eq!(history.len(), 2);
+    assert_eq!((history[0].version, history[0].from_version), (1, Some(2)));
+    assert_eq!(history[0].action, "rollback");
+    assert_eq!(
+        (history[1].message.as_str(), history[1].actor.as_str()),
+        ("go", "ada")
+    );
+}
+
+async fn batch_releases_are_all_or_none(store: &dyn Store) {
+    let (m, b) = bundle("other", "demo", "def handler(e): return 3");
+    store.put_version(&m, &b, "").await.expect("put");
+    let hello2 = store.version("hello", 2).await.expect("q").expect("exists");
+    let other1 = store.version("other", 1).await.expect("q").expect("exists");
+    let previous = store
+        .release_many(
+            &[("hello".into(), hello2.clone()), ("other".into(), other1)],
+            "publish",
+            "both",
+            "",
+        )
+        .await
+        .expect("batch");
+    assert_eq!(previous, [Some(1), None]);
+    // A batch naming a function that does not exist changes nothing.
+    let failed = store
+        .release_many(
+            &[("hello".into(), hello2.clone()), ("ghost".into(), hello2)],
+            "publish",
+            "",
+            "",
+        )
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(store.releases("hello").await.expect("history").len(), 3);
+    let names: Vec<String> = store
+        .list_functions()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, ["hello", "other"]);
+}
+
+async fn aliases_are_releases(store: &dyn Store) {
+    let prod = AliasTarget {
+        version: 1,
+        split: Some((2, 10)),
+    };
+    let before = store
+        .set_alias("hello", "prod", &prod, "canary", "ada")
+        .await
+        .expect("alias");
+    assert_eq!(before, None);
+    let moved = AliasTarget {
+        version: 2,
+        split: None,
+    };
+    let before = store
+        .set_alias("hello", "prod", &moved, "", "")
+        .await
+        .expect("alias");
+    assert_eq!(before, Some(prod));
+    let aliases = store.aliases().await.expect("aliases");
+    assert_eq!(aliases.len(), 1);
+    assert_eq!(
+        (aliases[0].function.as_str(), aliases[0].alias.as_str()),
+        ("hello", "prod")
+    );
+    assert_eq!(aliases[0].target, moved);
+    let history = store.releases("hello").await.expect("history");
+    assert_eq!(
+        (history[0].action.as_str(), history[0].alias.as_str()),
+        ("alias", "prod")
+    );
+    assert_eq!(history[1].split, Some((2, 10)));
+}
+
+async fn apps_keep_their_budgets(store: &dyn Store) {
+    let budget = AppRecord {
+        name: "demo".into(),
+        max_workers: 3,
+        memory_mb: 512,
+        cpu_percent: 150,
+    };
+    store.set_app(&budget).await.expect("set");
+    store
+        .set_app(&AppRecord {
+            name: "fresh".into(),
+            ..AppRecord::default()
+        })
+        .await
+        .expect("set");
+    let apps = store.apps().await.expect("apps");
+    assert_eq!(apps.len(), 2);
+    assert_eq!(apps[0], budget);
+    assert_eq!(apps[1].name, "fresh");
+}
+
+async fn the_watch_sees_releases(store: &dyn Store) {
+    let mut watch = store.watch(Duration::from_millis(20));
+    let first = tokio::time::timeout(Duration::from_secs(5), watch.recv())
+        .await
+        .expect("the first event comes at once");
+    let Some(StoreChange::Releases { mark }) = first else {
+        panic!("watch ended");
+    };
+    let rec = store.version("other", 1).await.expect("q").expect("exists");
+    store
+        .release("other", &rec, "publish", "", "")
+        .await
+        .expect("release");
+    let next = tokio::time::timeout(Duration::from_secs(5), watch.recv())
+        .await
+        .expect("a release is seen");
+    match next {
+        Some(StoreChange::Releases { mark: after }) => assert_ne!(after, mark),
+        None => panic!("watch ended"),
+    }
+}
