@@ -17,9 +17,9 @@
 //! cgroup must first hand the controllers down (see [`Cgroups::detect`]).
 //!
 //! This file holds the vocabulary: the public handles ([`Cgroups`],
-//! [`WorkerCgroup`]) and limits, and the [`Backend`] trait that the two
+//! [`WorkerCgroup`]) and limits, and the `Backend` trait that the two
 //! versions implement. Where the rest is:
-//! - `detect.rs`: finding the host's cgroups (and [`Cgroups::detect_at`],
+//! - `detect.rs`: finding the host's cgroups (and `Cgroups::detect_at`,
 //!   the same on given texts and a fixture root);
 //! - `mount.rs`: pure parsers of `/proc/self/mountinfo` and `/proc/self/cgroup`;
 //! - `v1.rs`, `v2.rs`: the two back ends;

@@ -270,7 +270,7 @@ impl Backend for V2 {
     }
 }
 
-/// `cpu.max` is "<quota> <period>", with "max" for no quota.
+/// `cpu.max` is `"<quota> <period>"`, with `max` for no quota.
 fn set_cpu(dir: &Path, millicores: u32) -> Result<(), CgroupError> {
     let quota = quota_us(millicores);
     let value = if quota < 0 {
