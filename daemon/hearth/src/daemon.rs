@@ -82,7 +82,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     )?);
     info!("isolation: {}", isolation.describe());
     let _reaper = if isolation.cgroups.is_some() {
-        match start_reaper() {
+        match hearth_sandbox::reaper::start_reaper() {
             Ok(child) => Some(child),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the reaper; if this daemon is killed, workers that changed user may outlive it until the next start");
@@ -165,54 +165,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         cgroups.cleanup();
     }
     info!("stopped");
-    Ok(())
-}
-
-/// A small process of this binary that outlives the daemon only to empty
-/// its cgroups: a worker that changed user has lost its parent-death
-/// signal, so if the daemon is killed the reaper ends it.
-fn start_reaper() -> std::io::Result<tokio::process::Child> {
-    let daemon_pid = std::process::id() as libc::pid_t;
-    let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
-    cmd.args(["reap", &format!("hearth-{daemon_pid}")])
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(false);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != daemon_pid {
-                libc::_exit(0);
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
-}
-
-/// `hearth reap TREE`: wait for the daemon (our parent) to end, then empty
-/// and remove its cgroup tree.
-pub async fn reap(tree: &str) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    // The parent-death signal is SIGTERM; Ctrl-C in a terminal reaches the
-    // whole group, and the daemon needs its time to stop: only SIGTERM
-    // (or the parent vanishing) ends the wait.
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => continue,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
-                if nix::unistd::getppid().as_raw() == 1 {
-                    break;
-                }
-            }
-        }
-    }
-    hearth_sandbox::cgroup::Cgroups::reap(tree);
     Ok(())
 }
 

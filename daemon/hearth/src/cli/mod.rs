@@ -225,7 +225,7 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Reap { tree } = &cli.command {
-        return crate::daemon::reap(tree).await;
+        return Ok(hearth_sandbox::reaper::reap(tree).await?);
     }
     if let Command::Serve {
         listen,
