@@ -20,6 +20,8 @@ pub struct Daemon {
     pub data: std::path::PathBuf,
     /// Remove the data directory when dropped.
     pub remove_data: bool,
+    /// Its local admin token (sent by `Conn` on /api/ requests).
+    pub token: String,
 }
 
 impl Daemon {
@@ -49,10 +51,17 @@ impl Daemon {
             .and_then(|r| r.split_whitespace().next())
             .expect("address")
             .to_owned();
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .map(|t| t.trim().to_owned())
+            .expect("the daemon's admin token");
+        if let Ok(mut tokens) = TOKENS.lock() {
+            tokens.push((addr.clone(), token.clone()));
+        }
         Daemon {
             child,
             addr,
             data,
+            token,
             remove_data: true,
         }
     }
@@ -74,11 +83,16 @@ impl Drop for Daemon {
     }
 }
 
+/// Each started daemon's admin token, by address (sent by `Conn` on /api/).
+static TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
 /// One keep-alive HTTP/1.1 connection.
 pub struct Conn {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     addr: String,
+    /// `Authorization: ...\r\n` for management requests, or empty.
+    auth: String,
 }
 
 impl Conn {
@@ -92,20 +106,39 @@ impl Conn {
             reader: BufReader::new(stream.try_clone().expect("clone")),
             writer: stream,
             addr: addr.to_owned(),
+            auth: TOKENS
+                .lock()
+                .ok()
+                .and_then(|t| t.iter().rev().find(|(a, _)| a == addr).map(|(_, t)| t.clone()))
+                .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn auth_for(&self, path: &str) -> &str {
+        if path.starts_with("/api/") {
+            &self.auth
+        } else {
+            ""
         }
     }
 
     pub fn get(&mut self, path: &str) -> Vec<u8> {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n{}\r\n",
+            self.addr,
+            self.auth_for(path)
+        );
         self.writer.write_all(req.as_bytes()).expect("send");
         self.read_answer().1
     }
 
     pub fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
             self.addr,
-            body.len()
+            body.len(),
+            self.auth_for(path)
         );
         let mut req = head.into_bytes();
         req.extend_from_slice(body);

@@ -31,7 +31,7 @@ HPID=$!
 for _ in $(seq 1 100); do grep -q listening "$WORK/out" 2>/dev/null && break; sleep 0.1; done
 cp -r examples/python/hello "$WORK/hello"
 sed -i 's/^max_workers *=.*/max_workers = 2/' "$WORK/hello/hearth.toml"
-"$HEARTH" --addr "$ADDR" deploy "$WORK/hello" >&2
+HEARTH_DATA="$WORK/data" "$HEARTH" --addr "$ADDR" deploy "$WORK/hello" >&2
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 log "wrk -t2 -c64 -d10s against /fn/hello"

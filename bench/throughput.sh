@@ -158,7 +158,7 @@ start_hearth() {
 }
 start_hearth
 
-deploy() { "$HEARTH" --addr "$HADDR" deploy "$1" >>"$OUT/deploy.log" 2>&1 || die "deploy $1 failed: $(tail -3 "$OUT/deploy.log")"; }
+deploy() { HEARTH_DATA="$WORK/data" "$HEARTH" --addr "$HADDR" deploy "$1" >>"$OUT/deploy.log" 2>&1 || die "deploy $1 failed: $(tail -3 "$OUT/deploy.log")"; }
 
 # Python hello with max_workers = 2.
 cp -r examples/python/hello "$WORK/py-hello"
@@ -187,7 +187,7 @@ run_wrk "hearth python hello" "http://$HADDR/fn/hello" bench/wrk/post.lua
 run_wrk "hearth python hello, pipelined x4" "http://$HADDR/fn/hello-pipelined" bench/wrk/post.lua
 run_wrk "hearth node hello" "http://$HADDR/fn/hello-node" bench/wrk/post.lua
 run_wrk "hearth lua hello" "http://$HADDR/fn/hello-lua" bench/wrk/post.lua
-curl -s --max-time 5 "http://$HADDR/api/v1/workers" >"$OUT/workers-after-hello.json" || true
+curl -s --max-time 5 -H "Authorization: Bearer $(cat "$WORK/data/admin.token")" "http://$HADDR/api/v1/workers" >"$OUT/workers-after-hello.json" || true
 
 # ---------------------------------------------------------------- first calls
 # Functions never called: deployed without publishing (a live version keeps
@@ -201,14 +201,14 @@ for rt in python node lua; do
     mkdir -p "$d"
     cp -r "examples/$rt/hello/." "$d/"
     sed -i "s/^name *=.*/name = \"first-$rt-$i\"/" "$d/hearth.toml"
-    "$HEARTH" --addr "$HADDR" deploy --no-publish "$d" >>"$OUT/deploy.log" 2>&1 || die "deploy $d failed"
+    HEARTH_DATA="$WORK/data" "$HEARTH" --addr "$HADDR" deploy --no-publish "$d" >>"$OUT/deploy.log" 2>&1 || die "deploy $d failed"
   done
 done
 log "restarting hearth"
 stop_pid "$HPID" TERM
 start_hearth
 generic_full() { # every generic pool at its target
-  curl -s --max-time 2 "http://$HADDR/api/v1/workers" |
+  curl -s --max-time 2 -H "Authorization: Bearer $(cat "$WORK/data/admin.token")" "http://$HADDR/api/v1/workers" |
     python3 -c 'import json,sys; g=json.load(sys.stdin)["generic"]; sys.exit(0 if g and all(x["idle"]==x["target"] for x in g) else 1)'
 }
 for rt in python node lua; do
@@ -264,7 +264,7 @@ check_call "http://$HADDR/fn/f-0000" '"Hello, Ada!"'
 RR_LABEL="hearth $DEPLOYED functions round robin"
 export RR_COUNT=$DEPLOYED
 run_wrk "$RR_LABEL" "http://$HADDR" bench/wrk/round_robin.lua
-curl -s --max-time 5 "http://$HADDR/api/v1/workers" >"$OUT/workers-after-rr.json" || true
+curl -s --max-time 5 -H "Authorization: Bearer $(cat "$WORK/data/admin.token")" "http://$HADDR/api/v1/workers" >"$OUT/workers-after-rr.json" || true
 
 # Stop hearth before the uWSGI runs so it does not compete for the CPU.
 log "stopping hearth"

@@ -12,6 +12,21 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hearth");
 
+/// The local admin token of each daemon the tests started, by address:
+/// requests under /api/ made through these helpers carry it, unless they
+/// send an Authorization header of their own (or use `http_anon`).
+static TOKENS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+fn token_for(addr: &str) -> Option<String> {
+    TOKENS
+        .lock()
+        .ok()?
+        .iter()
+        .rev()
+        .find(|(a, _)| a == addr)
+        .map(|(_, t)| t.clone())
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -20,6 +35,8 @@ pub struct Daemon {
     child: Option<Child>,
     pub addr: String,
     pub data: PathBuf,
+    /// The local admin token it made in its data directory.
+    pub token: String,
     log: Arc<Mutex<String>>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -125,10 +142,17 @@ impl Daemon {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_owned();
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_else(|e| panic!("the daemon wrote no admin token in {}: {e}", data.display()));
+        if let Ok(mut tokens) = TOKENS.lock() {
+            tokens.push((addr.clone(), token.clone()));
+        }
         Daemon {
             child: Some(child),
             addr,
             data: data.to_path_buf(),
+            token,
             log,
             _tmp: None,
         }
@@ -160,6 +184,9 @@ impl Daemon {
         Command::new(BIN)
             .args(args)
             .env("HEARTH_ADDR", &self.addr)
+            // Where the CLI finds the daemon's admin token.
+            .env("HEARTH_DATA", &self.data)
+            .env_remove("HEARTH_TOKEN")
             .stdin(Stdio::null())
             .output()
             .expect("run hearth")
@@ -305,12 +332,43 @@ pub fn http_with(
     body: &[u8],
     headers: &[(&str, &str)],
 ) -> Reply {
+    let own = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+    let bearer = match token_for(addr) {
+        Some(token) if path.starts_with("/api/") && !own => Some(format!("Bearer {token}")),
+        _ => None,
+    };
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(b) = &bearer {
+        all.push(("Authorization", b));
+    }
+    http_anon(addr, method, path, body, &all)
+}
+
+/// A request with exactly the headers given (no token added).
+pub fn http_anon(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Reply {
     let mut stream = TcpStream::connect(addr).expect("connect to hearth");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
+    // Host and Content-Type unless the caller sends its own.
+    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let mut defaults = String::new();
+    if !has("host") {
+        defaults.push_str(&format!("Host: {addr}\r\n"));
+    }
+    if !has("content-type") {
+        defaults.push_str("Content-Type: application/json\r\n");
+    }
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
+        "{method} {path} HTTP/1.1\r\n{defaults}Content-Length: {}\r\nConnection: close\r\n{}\r\n",
         body.len(),
         headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>()
     );

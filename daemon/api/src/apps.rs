@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::InvokeMode;
+
 /// `PUT /api/v1/apps/{name}`: the application's budget.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppBudgetRequest {
@@ -12,6 +14,10 @@ pub struct AppBudgetRequest {
     pub memory_mb: u64,
     #[serde(default)]
     pub cpu_percent: u32,
+    /// `open` or `key` (calls need an `invoke` token); absent: unchanged
+    /// (`open` for a new application).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoke: Option<InvokeMode>,
 }
 
 /// What setting a budget did.
@@ -21,6 +27,8 @@ pub struct AppBudgetOutcome {
     pub max_workers: u32,
     pub memory_mb: u64,
     pub cpu_percent: u32,
+    #[serde(default)]
+    pub invoke: InvokeMode,
     /// Whether memory and CPU are enforced (the host has usable cgroups).
     pub memory_cpu_enforced: bool,
 }
@@ -32,6 +40,8 @@ pub struct AppInfo {
     pub max_workers: u32,
     pub memory_mb: u64,
     pub cpu_percent: u32,
+    #[serde(default)]
+    pub invoke: InvokeMode,
     /// Workers with code loaded now.
     pub workers: usize,
     pub memory_cpu_enforced: bool,

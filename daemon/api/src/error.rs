@@ -38,6 +38,12 @@ pub enum ErrorCode {
     Overloaded,
     CrashLoop,
     Timeout,
+    Unauthorized,
+    Forbidden,
+    TokenNotFound,
+    RateLimited,
+    UnsupportedMediaType,
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -71,6 +77,12 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::CrashLoop,
         ErrorCode::Timeout,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::TokenNotFound,
+        ErrorCode::RateLimited,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::TooManyConnections,
     ];
 
     /// The code as it appears in `error.code`.
@@ -105,6 +117,12 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::CrashLoop => "crash_loop",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TokenNotFound => "token_not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 
@@ -123,14 +141,18 @@ impl ErrorCode {
             | ErrorCode::VersionNotFound
             | ErrorCode::NotPublished
             | ErrorCode::AliasNotFound
-            | ErrorCode::RouteNotFound => 404,
+            | ErrorCode::RouteNotFound
+            | ErrorCode::TokenNotFound => 404,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::NothingToRollBack => 409,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::BatchFailed | ErrorCode::DependencyInstallFailed | ErrorCode::LoadFailed => {
                 422
             }
-            ErrorCode::QueueFull | ErrorCode::AppOverBudget => 429,
+            ErrorCode::QueueFull | ErrorCode::AppOverBudget | ErrorCode::RateLimited => 429,
             ErrorCode::FunctionError | ErrorCode::Internal => 500,
             ErrorCode::WorkerDied
             | ErrorCode::ProtocolError
@@ -139,7 +161,8 @@ impl ErrorCode {
             ErrorCode::RuntimeUnavailable
             | ErrorCode::WorkerStartFailed
             | ErrorCode::Overloaded
-            | ErrorCode::CrashLoop => 503,
+            | ErrorCode::CrashLoop
+            | ErrorCode::TooManyConnections => 503,
             ErrorCode::Timeout => 504,
         }
     }

@@ -4,6 +4,7 @@
 //! error codes. The gateway, the CLI, the engine and the tests use these
 //! types; nothing here knows of HTTP servers, the store or workers.
 
+pub mod auth;
 pub mod bundle;
 pub mod manifest;
 
@@ -19,6 +20,7 @@ mod target;
 mod workers;
 
 pub use aliases::{AliasInfo, AliasList, AliasOutcome, AliasRequest, AliasTarget, SplitRequest};
+pub use auth::{Access, InvokeMode, Scope, TokenCreated, TokenInfo, TokenList, TokenRequest, TokenRevoked};
 pub use apps::{AppBudgetOutcome, AppBudgetRequest, AppInfo, AppList};
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, FunctionErrorBody};

@@ -2,7 +2,10 @@
 //! request and response types. The gateway dispatches from it (a path that
 //! matches with another method is a 405 naming the methods that it takes),
 //! docs/API.md describes it, and an OpenAPI document can be generated from it.
-//! Access control (issue: tokens and scopes) adds the scope each route needs.
+//! Each route's [`Access`] (the scope its token needs) comes from
+//! [`access_of`]: the gateway checks it before any handler runs.
+
+use crate::auth::{Access, Scope};
 
 /// An HTTP method the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,6 +13,7 @@ pub enum Method {
     Get,
     Post,
     Put,
+    Delete,
 }
 
 impl Method {
@@ -18,6 +22,7 @@ impl Method {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Put => "PUT",
+            Method::Delete => "DELETE",
         }
     }
 
@@ -26,6 +31,7 @@ impl Method {
             "GET" => Some(Method::Get),
             "POST" => Some(Method::Post),
             "PUT" => Some(Method::Put),
+            "DELETE" => Some(Method::Delete),
             _ => None,
         }
     }
@@ -50,6 +56,34 @@ pub enum RouteId {
     ListAliases,
     SetAlias,
     Deploy,
+    ListTokens,
+    CreateToken,
+    RevokeToken,
+}
+
+/// What each route asks of its caller's token. `deploy` routes limited to
+/// some applications are checked again by their handler against the
+/// function's application.
+pub const fn access_of(id: RouteId) -> Access {
+    match id {
+        RouteId::Call => Access::Call,
+        RouteId::Health => Access::Public,
+        RouteId::Workers
+        | RouteId::ListApps
+        | RouteId::ListFunctions
+        | RouteId::GetFunction
+        | RouteId::ListVersions
+        | RouteId::ListReleases
+        | RouteId::ListAliases => Access::Scope(Scope::Read),
+        RouteId::Publish
+        | RouteId::Rollback
+        | RouteId::BatchPublish
+        | RouteId::SetAlias
+        | RouteId::Deploy => Access::Scope(Scope::Deploy),
+        RouteId::SetApp | RouteId::ListTokens | RouteId::CreateToken | RouteId::RevokeToken => {
+            Access::Scope(Scope::Admin)
+        }
+    }
 }
 
 /// One route.
@@ -64,6 +98,8 @@ pub struct Route {
     /// The 2xx answer's type in this crate.
     pub response: &'static str,
     pub summary: &'static str,
+    /// The scope the route needs (from [`access_of`]).
+    pub access: Access,
 }
 
 const fn route(
@@ -81,10 +117,11 @@ const fn route(
         request,
         response,
         summary,
+        access: access_of(id),
     }
 }
 
-use Method::{Get, Post, Put};
+use Method::{Delete, Get, Post, Put};
 use RouteId::*;
 
 /// Every route, in the order they are documented.
@@ -233,6 +270,30 @@ pub const ROUTES: &[Route] = &[
         "DeployOutcome",
         "store a bundle as a version and (by default) publish it",
     ),
+    route(
+        ListTokens,
+        Get,
+        "/api/v1/tokens",
+        None,
+        "TokenList",
+        "every token (names, scopes, last use; never the secrets)",
+    ),
+    route(
+        CreateToken,
+        Post,
+        "/api/v1/tokens",
+        Some("TokenRequest"),
+        "TokenCreated",
+        "create a token; the answer holds it, shown this once",
+    ),
+    route(
+        RevokeToken,
+        Delete,
+        "/api/v1/tokens/{name}",
+        None,
+        "TokenRevoked",
+        "revoke a token at once",
+    ),
 ];
 
 /// What a request's method and path come to.
@@ -323,7 +384,7 @@ mod tests {
             Some((Call, vec!["hello@3".into()]))
         );
         assert_eq!(
-            find("DELETE", "/api/v1/functions"),
+            find("PATCH", "/api/v1/functions"),
             Matched::WrongMethod("GET".into())
         );
         assert_eq!(

@@ -2,9 +2,10 @@
 //! (counted by the global worker budget), memory and CPU (applied to its
 //! cgroup where the host has cgroups).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-use hearth_api::{AppBudgetOutcome, AppBudgetRequest, AppInfo};
+use hearth_api::{AppBudgetOutcome, AppBudgetRequest, AppInfo, InvokeMode};
 use hearth_sandbox::cgroup::AppBudget;
 use hearth_sandbox::isolation::Isolation;
 use hearth_store::{AppRecord, DynStore, StoreError};
@@ -17,6 +18,9 @@ pub struct Apps {
     store: DynStore,
     budget: Option<Arc<Budget>>,
     isolation: Arc<Isolation>,
+    /// How each application's functions may be called, for the call path
+    /// (applications not here are open).
+    invoke: RwLock<HashMap<String, InvokeMode>>,
 }
 
 impl Apps {
@@ -29,6 +33,7 @@ impl Apps {
             store,
             budget,
             isolation,
+            invoke: RwLock::new(HashMap::new()),
         }
     }
 
@@ -39,11 +44,16 @@ impl Apps {
         name: &str,
         budget: &AppBudgetRequest,
     ) -> Result<AppBudgetOutcome, PublishError> {
+        let invoke = match budget.invoke {
+            Some(mode) => mode,
+            None => self.invoke_mode(name),
+        };
         let app = AppRecord {
             name: name.to_owned(),
             max_workers: budget.max_workers,
             memory_mb: budget.memory_mb,
             cpu_percent: budget.cpu_percent,
+            invoke,
         };
         self.store.set_app(&app).await?;
         let enforced = self.apply(&app);
@@ -52,6 +62,7 @@ impl Apps {
             max_workers: app.max_workers,
             memory_mb: app.memory_mb,
             cpu_percent: app.cpu_percent,
+            invoke: app.invoke,
             memory_cpu_enforced: enforced,
         })
     }
@@ -64,8 +75,36 @@ impl Apps {
         Ok(())
     }
 
+    /// Re-read how each application is invoked (another process sharing
+    /// the store may have changed it).
+    pub async fn refresh_invoke_modes(&self) -> Result<(), StoreError> {
+        let modes: HashMap<String, InvokeMode> = self
+            .store
+            .apps()
+            .await?
+            .into_iter()
+            .map(|a| (a.name, a.invoke))
+            .collect();
+        if let Ok(mut map) = self.invoke.write() {
+            *map = modes;
+        }
+        Ok(())
+    }
+
+    /// How `app`'s functions may be called (open if unknown).
+    pub fn invoke_mode(&self, app: &str) -> InvokeMode {
+        self.invoke
+            .read()
+            .ok()
+            .and_then(|m| m.get(app).copied())
+            .unwrap_or_default()
+    }
+
     /// Returns whether memory and CPU are enforced.
     fn apply(&self, app: &AppRecord) -> bool {
+        if let Ok(mut map) = self.invoke.write() {
+            map.insert(app.name.clone(), app.invoke);
+        }
         if let Some(budget) = &self.budget {
             budget.set_app_budget(&app.name, app.max_workers as usize);
         }
@@ -110,6 +149,7 @@ impl Apps {
                 max_workers: a.max_workers,
                 memory_mb: a.memory_mb,
                 cpu_percent: a.cpu_percent,
+                invoke: a.invoke,
                 memory_cpu_enforced: enforced,
             })
             .collect())

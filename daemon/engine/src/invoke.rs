@@ -32,6 +32,11 @@ impl Resolved {
         self.pool.spec().version
     }
 
+    /// The application the function belongs to.
+    pub fn app(&self) -> &str {
+        &self.pool.spec().app
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.pool.spec().limits
     }

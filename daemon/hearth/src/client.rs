@@ -63,7 +63,11 @@ pub struct Response {
 pub struct Client {
     addr: String,
     base: String,
-    actor: String,
+    /// Sent as `Authorization: Bearer` (the daemon names the actor of a
+    /// release after the token).
+    token: Option<String>,
+    /// Where the token came from, or files that could not be read.
+    token_note: String,
     http: HyperClient<HttpConnector, Full<Bytes>>,
 }
 
@@ -74,22 +78,21 @@ impl Client {
         if host.is_empty() || host.contains('/') || !host.contains(':') {
             return Err(ClientError::BadAddr(addr.to_owned()));
         }
-        let actor = std::env::var("USER")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .or_else(|| {
-                nix::unistd::User::from_uid(nix::unistd::getuid())
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name)
-            })
-            .unwrap_or_default();
         Ok(Client {
             addr: host.to_owned(),
             base: format!("http://{host}"),
-            actor,
+            token: None,
+            token_note: String::new(),
             http: HyperClient::builder(TokioExecutor::new()).build_http(),
         })
+    }
+
+    /// Send `token` with every request; `note` says where it came from
+    /// (or, with no token, where none could be read).
+    pub fn with_token(mut self, token: Option<String>, note: String) -> Client {
+        self.token = token;
+        self.token_note = note;
+        self
     }
 
     pub fn addr(&self) -> &str {
@@ -147,8 +150,8 @@ impl Client {
         if body.is_some() {
             req = req.header(CONTENT_TYPE, "application/json");
         }
-        if !self.actor.is_empty() {
-            req = req.header("x-hearth-actor", &self.actor);
+        if let Some(token) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
@@ -168,7 +171,12 @@ impl Client {
             return Ok(resp);
         }
         match serde_json::from_slice::<ErrorBody>(&resp.body) {
-            Ok(e) => Err(ClientError::Api(Box::new(e.error))),
+            Ok(mut e) => {
+                if e.error.code == "unauthorized" && !self.token_note.is_empty() {
+                    e.error.hint = format!("{} ({})", e.error.hint, self.token_note);
+                }
+                Err(ClientError::Api(Box::new(e.error)))
+            }
             Err(_) => Err(self.bad_response(&resp)),
         }
     }
@@ -250,6 +258,11 @@ impl Client {
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self.send(Method::GET, path, None).await?;
+        self.decode(resp)
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self.send(Method::DELETE, path, None).await?;
         self.decode(resp)
     }
 

@@ -11,7 +11,9 @@ use tracing::info;
 
 use std::os::unix::fs::PermissionsExt as _;
 
+use crate::gateway::guard::{AllowedHosts, Guard};
 use crate::gateway::{self, Gateway};
+use hearth_auth::TokenBook;
 use hearth_engine::pool::{Budget, GenericPools};
 use hearth_engine::runtime::{RuntimeOptions, Runtimes};
 use hearth_engine::{Engine, EngineConfig};
@@ -41,7 +43,18 @@ pub struct ServeConfig {
     pub cgroups: bool,
     /// Between SIGTERM and SIGKILL at a deadline.
     pub kill_grace: std::time::Duration,
+    /// Management requests per token (0: no limit).
+    pub api_rate: hearth_auth::Rate,
+    /// Host names the management API answers to, besides IP addresses and
+    /// localhost (`*`: any).
+    pub allowed_hosts: Vec<String>,
 }
+
+/// The file in the data directory with the address the daemon listens on.
+pub const ADDRESS_FILE: &str = "daemon.addr";
+
+/// Default rate of management requests per token.
+pub const DEFAULT_API_RATE: &str = "100/s burst 200";
 
 /// `--data-dir`, else HEARTH_DATA (both handled by clap), else
 /// `$XDG_DATA_HOME/hearth`, else `~/.local/share/hearth`, else `./hearth-data`.
@@ -106,6 +119,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if isolation.drops_privileges() {
         restrict_store_files(&data);
     }
+    let tokens = TokenBook::open(store.clone()).await?;
+    let local = tokens.ensure_local_admin(&data).await?;
+    if !isolation.drops_privileges() {
+        tracing::warn!(
+            "workers run as this daemon's own user, so function code could read {}; run `hearth serve` as root to give each version a user of its own",
+            local.path.display()
+        );
+    }
     let runtimes = Runtimes::discover(
         &data.join("runtimes"),
         &config.runtimes,
@@ -144,6 +165,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         )
     })?;
     let addr = listener.local_addr()?;
+    // Where the CLI on this host looks to tell whose admin token is whose.
+    if let Err(e) = std::fs::write(data.join(ADDRESS_FILE), format!("{addr}\n")) {
+        tracing::warn!(error = %e, "cannot record the listen address in the data directory; the CLI will need HEARTH_DATA or HEARTH_TOKEN");
+    }
     info!(%addr, data = %data.display(), functions = routed, "hearth listening");
     // One line on stdout for scripts and tests that wait for the daemon.
     println!(
@@ -152,9 +177,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     );
     let _ = std::io::stdout().flush();
 
-    let gw = Arc::new(Gateway::new(engine.clone(), config.max_body));
+    let guard = Guard::new(
+        tokens.clone(),
+        config.api_rate,
+        AllowedHosts(config.allowed_hosts.clone()),
+    );
+    let gw = Arc::new(Gateway::new(engine.clone(), config.max_body, guard));
+    let refresher = tokio::spawn(refresh_access(gw.clone()));
     gateway::serve(listener, gw, shutdown_signal()).await;
     watcher.abort();
+    refresher.abort();
+    tokens.flush_used().await;
     info!("stopping: ending workers");
     isolation.stop();
     engine.shutdown();
@@ -166,6 +199,30 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Every 2 s: tokens and invoke modes as stored (another process sharing
+/// the store, or a revocation, is seen within that time) and the last uses
+/// of tokens written back.
+async fn refresh_access(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    let mut rounds: u64 = 0;
+    loop {
+        tick.tick().await;
+        rounds += 1;
+        if let Err(e) = gw.guard.tokens.refresh().await {
+            tracing::warn!(error = %e, "cannot re-read the tokens; the ones known stay valid");
+        }
+        if let Err(e) = gw.engine.apps.refresh_invoke_modes().await {
+            tracing::warn!(error = %e, "cannot re-read the applications' invoke modes");
+        }
+        if rounds % 5 == 0 {
+            gw.guard.tokens.flush_used().await;
+        }
+        if rounds % 30 == 0 {
+            gw.guard.limits.forget_idle();
+        }
+    }
 }
 
 /// The store and its journal files: the daemon's only (mode 0600).

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod credentials;
 pub mod daemon;
 pub mod gateway;
 pub mod telemetry;

@@ -21,7 +21,7 @@ use hearth_api::AliasTarget;
 
 pub use error::{Result, StoreError};
 pub use records::{
-    AliasRecord, AppRecord, FunctionRecord, PutVersion, ReleaseRecord, VersionRecord,
+    AliasRecord, AppRecord, FunctionRecord, PutVersion, ReleaseRecord, TokenRecord, VersionRecord,
 };
 pub use sqlite::SqliteStore;
 pub use watch::{StoreChange, StoreWatch};
@@ -119,6 +119,18 @@ pub trait Store: Send + Sync + 'static {
     /// Changes made by anyone sharing the store (this process included):
     /// SQLite polls the release mark every `every`; Postgres would listen.
     fn watch(&self, every: Duration) -> StoreWatch;
+
+    /// Every API token.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    /// Add a token; false (nothing written) if one has that name already.
+    async fn put_token(&self, token: &TokenRecord) -> Result<bool>;
+
+    /// Remove a token; false if there was none of that name.
+    async fn revoke_token(&self, name: &str) -> Result<bool>;
+
+    /// Record when tokens were last used (milliseconds since the epoch).
+    async fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()>;
 
     async fn close(&self);
 }

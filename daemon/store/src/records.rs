@@ -2,6 +2,7 @@
 //! made from these (`From` impls below), never the records themselves.
 
 use hearth_api::manifest::Manifest;
+use hearth_api::{InvokeMode, Scope};
 use hearth_api::{AliasInfo, AliasTarget, FunctionInfo, ReleaseInfo, VersionInfo};
 
 /// A function.
@@ -28,6 +29,25 @@ pub struct AppRecord {
     pub max_workers: u32,
     pub memory_mb: u64,
     pub cpu_percent: u32,
+    pub invoke: InvokeMode,
+}
+
+/// An API token as kept: never the token, only its public id and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub name: String,
+    /// The public part of the token, by which it is found.
+    pub id: String,
+    /// SHA-256 of the whole token, hex.
+    pub sha256: String,
+    pub scopes: Vec<Scope>,
+    /// Applications a `deploy`/`invoke` token is limited to (empty: all).
+    pub apps: Vec<String>,
+    /// `api`, `local` or `config` (see `hearth_api::TokenInfo`).
+    pub origin: String,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    pub last_used: Option<i64>,
 }
 
 /// One stored version (without its files).

@@ -15,8 +15,9 @@ use hearth_api::AliasTarget;
 
 use crate::{
     AliasRecord, AppRecord, FunctionRecord, PutVersion, ReleaseRecord, Result, Store, StoreError,
-    StoreWatch, VersionRecord,
+    StoreWatch, TokenRecord, VersionRecord,
 };
+use hearth_api::{InvokeMode, Scope};
 
 /// The SQLite back end: one file, WAL mode, migrations at open.
 #[derive(Clone)]
@@ -65,10 +66,81 @@ impl Store for SqliteStore {
         self.pool.close().await;
     }
 
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, id, sha256, scopes, apps, origin, created_at, last_used FROM tokens ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let list = |s: String| -> Vec<String> {
+                    s.split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                };
+                Ok(TokenRecord {
+                    name: r.try_get("name")?,
+                    id: r.try_get("id")?,
+                    sha256: r.try_get("sha256")?,
+                    // A scope this build does not know grants nothing.
+                    scopes: list(r.try_get("scopes")?)
+                        .iter()
+                        .filter_map(|s| Scope::parse(s))
+                        .collect(),
+                    apps: list(r.try_get("apps")?),
+                    origin: r.try_get("origin")?,
+                    created_at: r.try_get("created_at")?,
+                    last_used: r.try_get("last_used")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<bool> {
+        let scopes: Vec<&str> = token.scopes.iter().map(|s| s.as_str()).collect();
+        let done = sqlx::query(
+            "INSERT INTO tokens (name, id, sha256, scopes, apps, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&token.name)
+        .bind(&token.id)
+        .bind(&token.sha256)
+        .bind(scopes.join(","))
+        .bind(token.apps.join(","))
+        .bind(&token.origin)
+        .bind(token.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tokens WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (name, at) in used {
+            sqlx::query("UPDATE tokens SET last_used = MAX(COALESCE(last_used, 0), ?) WHERE name = ?")
+                .bind(at)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every application with its budget.
     async fn apps(&self) -> Result<Vec<AppRecord>> {
         let rows = sqlx::query(
-            "SELECT name, max_workers, memory_mb, cpu_percent FROM applications ORDER BY name",
+            "SELECT name, max_workers, memory_mb, cpu_percent, invoke FROM applications ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -79,6 +151,8 @@ impl Store for SqliteStore {
                     max_workers: r.try_get::<i64, _>("max_workers")?.max(0) as u32,
                     memory_mb: r.try_get::<i64, _>("memory_mb")?.max(0) as u64,
                     cpu_percent: r.try_get::<i64, _>("cpu_percent")?.max(0) as u32,
+                    // Anything unknown is the safer of the two.
+                    invoke: InvokeMode::parse(r.try_get("invoke")?).unwrap_or(InvokeMode::Key),
                 })
             })
             .collect()
@@ -87,14 +161,15 @@ impl Store for SqliteStore {
     /// Create the application if needed and set its budget.
     async fn set_app(&self, app: &AppRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO applications (name, created_at, max_workers, memory_mb, cpu_percent) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT(name) DO UPDATE SET max_workers = excluded.max_workers, memory_mb = excluded.memory_mb, cpu_percent = excluded.cpu_percent",
+            "INSERT INTO applications (name, created_at, max_workers, memory_mb, cpu_percent, invoke) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET max_workers = excluded.max_workers, memory_mb = excluded.memory_mb, cpu_percent = excluded.cpu_percent, invoke = excluded.invoke",
         )
         .bind(&app.name)
         .bind(now_ms())
         .bind(i64::from(app.max_workers))
         .bind(app.memory_mb as i64)
         .bind(i64::from(app.cpu_percent))
+        .bind(app.invoke.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())

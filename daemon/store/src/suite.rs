@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use hearth_api::bundle::{Bundle, BundleFile};
 use hearth_api::manifest::{self, Manifest};
-use hearth_api::AliasTarget;
+use hearth_api::{AliasTarget, InvokeMode, Scope};
 
-use crate::{AppRecord, Store, StoreChange};
+use crate::{AppRecord, Store, StoreChange, TokenRecord};
 
 /// Every case, in order, on one fresh store.
 pub async fn run_all(store: &dyn Store) {
@@ -19,6 +19,7 @@ pub async fn run_all(store: &dyn Store) {
     aliases_are_releases(store).await;
     apps_keep_their_budgets(store).await;
     the_watch_sees_releases(store).await;
+    tokens_are_kept_by_hash(store).await;
 }
 
 fn bundle(name: &str, app: &str, code: &str) -> (Manifest, Bundle) {
@@ -180,6 +181,7 @@ async fn apps_keep_their_budgets(store: &dyn Store) {
         max_workers: 3,
         memory_mb: 512,
         cpu_percent: 150,
+        invoke: InvokeMode::Key,
     };
     store.set_app(&budget).await.expect("set");
     store
@@ -215,4 +217,36 @@ async fn the_watch_sees_releases(store: &dyn Store) {
         Some(StoreChange::Releases { mark: after }) => assert_ne!(after, mark),
         None => panic!("watch ended"),
     }
+}
+
+async fn tokens_are_kept_by_hash(store: &dyn Store) {
+    let token = TokenRecord {
+        name: "ci".into(),
+        id: "0123456789ab".into(),
+        sha256: "ab".repeat(32),
+        scopes: vec![Scope::Deploy, Scope::Read],
+        apps: vec!["shop".into(), "video".into()],
+        origin: "api".into(),
+        created_at: 1_000,
+        last_used: None,
+    };
+    assert!(store.put_token(&token).await.expect("put"));
+    let again = TokenRecord {
+        id: "ffffffffffff".into(),
+        ..token.clone()
+    };
+    assert!(
+        !store.put_token(&again).await.expect("put"),
+        "a second token of the same name is refused"
+    );
+    assert_eq!(store.tokens().await.expect("tokens"), vec![token.clone()]);
+    store
+        .touch_tokens(&[("ci".into(), 5_000), ("ci".into(), 4_000)])
+        .await
+        .expect("touch");
+    let listed = store.tokens().await.expect("tokens");
+    assert_eq!(listed[0].last_used, Some(5_000), "last use never goes back");
+    assert!(store.revoke_token("ci").await.expect("revoke"));
+    assert!(!store.revoke_token("ci").await.expect("revoke"));
+    assert!(store.tokens().await.expect("tokens").is_empty());
 }

@@ -19,6 +19,7 @@ mod invoke;
 mod list;
 mod publish;
 mod table;
+mod token;
 mod versions;
 
 mod alias;
@@ -36,6 +37,10 @@ pub struct Cli {
     /// Address of the daemon the client commands talk to.
     #[arg(long, global = true, env = "HEARTH_ADDR", default_value = DEFAULT_ADDR)]
     addr: String,
+    /// API token [default: `token` in ~/.config/hearth/client.toml, else
+    /// the local admin token of a daemon on this host, when readable].
+    #[arg(long, global = true, env = "HEARTH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -98,6 +103,13 @@ enum Command {
         /// stopped at its deadline.
         #[arg(long, default_value_t = 1000)]
         kill_grace_ms: u64,
+        /// Management requests allowed per token: N/s, N/m or "N/s burst M" (0: no limit).
+        #[arg(long, default_value = daemon::DEFAULT_API_RATE, value_parser = hearth_auth::Rate::parse)]
+        api_rate: hearth_auth::Rate,
+        /// A host name the management API answers to, besides IP addresses
+        /// and localhost (repeat for more; `*` for any).
+        #[arg(long = "allowed-host")]
+        allowed_hosts: Vec<String>,
     },
     /// Store a function directory (with its hearth.toml) as a new version and publish it.
     Deploy {
@@ -176,6 +188,15 @@ enum Command {
         /// CPU of all its workers together, in percent of one core (needs cgroups).
         #[arg(long)]
         cpu_percent: Option<u32>,
+        /// `open`: anyone may call its functions; `key`: calls need a token
+        /// with scope invoke for it (`Authorization: Bearer`).
+        #[arg(long, value_parser = ["open", "key"])]
+        invoke: Option<String>,
+    },
+    /// Manage API tokens (admin): create, list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
     },
     /// Watch a function directory and deploy and publish it on every saved change.
     Dev {
@@ -241,6 +262,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         worker_uid_base,
         no_cgroups,
         kill_grace_ms,
+        api_rate,
+        allowed_hosts,
     } = cli.command
     {
         crate::telemetry::init();
@@ -256,10 +279,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             worker_uid_base,
             cgroups: !no_cgroups,
             kill_grace: Duration::from_millis(kill_grace_ms),
+            api_rate,
+            allowed_hosts,
         })
         .await;
     }
-    let client = Client::new(&cli.addr)?;
+    if let Command::Token {
+        command: token::TokenCommand::Hash,
+    } = &cli.command
+    {
+        return token::hash();
+    }
+    let search = crate::credentials::find(cli.token.as_deref(), &cli.addr).map_err(anyhow::Error::msg)?;
+    let note = match (&search.found, search.unreadable.is_empty()) {
+        (Some(found), _) => format!("the token sent came from {}", found.from),
+        (None, false) => format!(
+            "no token was sent: {} could not be read by this user",
+            search.unreadable.join(", ")
+        ),
+        (None, true) => String::new(),
+    };
+    let client = Client::new(&cli.addr)?.with_token(search.found.map(|f| f.token), note);
     match cli.command {
         Command::Serve { .. } | Command::Reap { .. } => Ok(()),
         Command::Deploy {
@@ -287,7 +327,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_workers,
             memory_mb,
             cpu_percent,
-        } => app::app(&client, name, max_workers, memory_mb, cpu_percent).await,
+            invoke,
+        } => {
+            let invoke = invoke.as_deref().and_then(hearth_api::InvokeMode::parse);
+            app::app(&client, name, max_workers, memory_mb, cpu_percent, invoke).await
+        }
+        Command::Token { command } => token::run(&client, command).await,
         Command::Alias {
             name,
             alias,

@@ -37,6 +37,10 @@ pub async fn call(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<
         .map_err(|e| e.request_id(&request_id))?;
     let function = resolved.function().to_owned();
     let version = resolved.version();
+    let app = resolved.app();
+    gw.guard
+        .call(app, gw.engine.apps.invoke_mode(app), req.headers())
+        .map_err(|e| e.function(&function, Some(version)).request_id(&request_id))?;
     let max_request_kb = resolved.limits().max_request_kb;
     let want_log = req.headers().contains_key("x-hearth-log");
     let located = |e: ApiError| e.function(&function, Some(version)).request_id(&request_id);

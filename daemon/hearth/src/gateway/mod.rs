@@ -6,6 +6,7 @@
 
 mod api;
 mod call;
+pub mod guard;
 pub mod http;
 
 use std::convert::Infallible;
@@ -24,20 +25,23 @@ use hearth_api::{ApiError, ServiceInfo};
 use hearth_engine::Engine;
 
 pub use api::MAX_API_BODY;
+use guard::Guard;
 use http::{error_response, json, RequestIds, Resp};
 
 pub struct Gateway {
     pub engine: Arc<Engine>,
     /// Largest function call body.
     pub max_body: usize,
+    pub guard: Guard,
     ids: RequestIds,
 }
 
 impl Gateway {
-    pub fn new(engine: Arc<Engine>, max_body: usize) -> Gateway {
+    pub fn new(engine: Arc<Engine>, max_body: usize, guard: Guard) -> Gateway {
         Gateway {
             engine,
             max_body,
+            guard,
             ids: RequestIds::new(),
         }
     }
@@ -108,7 +112,10 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Resp {
             Matched::Route(route, params) => {
                 let params: Vec<String> = params.into_iter().map(str::to_owned).collect();
                 let params: Vec<&str> = params.iter().map(String::as_str).collect();
-                api::handle(&gw, route.id, &params, req).await
+                match gw.guard.management(route.access, req.method(), req.headers()) {
+                    Ok(who) => api::handle(&gw, route.id, &params, who.as_ref(), req).await,
+                    Err(e) => Err(e),
+                }
             }
             Matched::WrongMethod(allowed) => Err(ApiError::method_not_allowed(&path, &allowed)),
             Matched::NotFound => Err(ApiError::route_not_found(&path)),

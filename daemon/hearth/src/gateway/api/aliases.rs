@@ -6,7 +6,9 @@ use hyper::Request;
 
 use hearth_api::{AliasRequest, ApiError};
 
-use super::{actor, MAX_API_BODY};
+use hearth_auth::Principal;
+
+use super::{require_deploy, MAX_API_BODY};
 use crate::gateway::http::{ok, parse_json, read_body, Resp};
 use crate::gateway::Gateway;
 
@@ -16,11 +18,13 @@ pub async fn list(gw: &Gateway, name: &str) -> Result<Resp, ApiError> {
 
 pub async fn set(
     gw: &Gateway,
+    who: &Principal,
     name: &str,
     alias: &str,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    let actor = actor(&req);
+    require_deploy(gw, who, name).await?;
+    let actor = who.name.clone();
     let body: AliasRequest = parse_json(&read_body(req, MAX_API_BODY).await?, "the alias request")?;
     let out = gw
         .engine

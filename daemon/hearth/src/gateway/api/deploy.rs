@@ -14,12 +14,14 @@ use hearth_api::{ApiError, DeployRequest};
 use hearth_engine::deps::Progress;
 use hearth_engine::Engine;
 
-use super::{actor, MAX_API_BODY};
+use hearth_auth::Principal;
+
+use super::{require_deploy, MAX_API_BODY};
 use crate::gateway::http::{json, parse_json, read_body, ChannelBody, Resp};
 use crate::gateway::Gateway;
 
-pub async fn deploy(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let actor = actor(&req);
+pub async fn deploy(gw: &Gateway, who: &Principal, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let actor = who.name.clone();
     let stream = req
         .headers()
         .get(hyper::header::ACCEPT)
@@ -28,6 +30,7 @@ pub async fn deploy(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiErr
     let body: DeployRequest =
         parse_json(&read_body(req, MAX_API_BODY).await?, "the deploy request")?;
     let bundle = Bundle { files: body.files };
+    require_deploy_bundle(gw, who, &bundle).await?;
     if stream {
         return Ok(deploy_streaming(
             gw.engine.clone(),
@@ -54,6 +57,27 @@ pub async fn deploy(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiErr
         StatusCode::OK
     };
     Ok(json(status, &out))
+}
+
+/// An application-limited token may deploy only into its applications:
+/// the one the bundle's hearth.toml names and the one the function is in
+/// now. (A bundle without a readable hearth.toml is refused by the deploy
+/// itself, with nothing stored.)
+async fn require_deploy_bundle(gw: &Gateway, who: &Principal, bundle: &Bundle) -> Result<(), ApiError> {
+    if who.apps.is_empty() {
+        return Ok(());
+    }
+    let manifest = bundle
+        .files
+        .iter()
+        .find(|f| f.path == "hearth.toml")
+        .and_then(|f| std::str::from_utf8(&f.data).ok())
+        .and_then(|text| hearth_api::manifest::parse(text).ok());
+    let Some(manifest) = manifest else {
+        return Ok(());
+    };
+    who.require(hearth_api::Scope::Deploy, Some(&manifest.app))?;
+    require_deploy(gw, who, &manifest.name).await
 }
 
 /// Deploy with progress: an NDJSON stream of `{"progress": "..."}` lines,

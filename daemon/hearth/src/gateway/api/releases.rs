@@ -8,7 +8,9 @@ use hearth_api::{
     ApiError, BatchPublishOutcome, BatchPublishRequest, PublishRequest, RollbackRequest,
 };
 
-use super::{actor, MAX_API_BODY};
+use hearth_auth::Principal;
+
+use super::{require_deploy, MAX_API_BODY};
 use crate::gateway::http::{ok, parse_json, read_body, Resp};
 use crate::gateway::Gateway;
 
@@ -16,8 +18,14 @@ pub async fn list(gw: &Gateway, name: &str) -> Result<Resp, ApiError> {
     Ok(ok(&gw.engine.releases(name).await?))
 }
 
-pub async fn publish(gw: &Gateway, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let actor = actor(&req);
+pub async fn publish(
+    gw: &Gateway,
+    who: &Principal,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    require_deploy(gw, who, name).await?;
+    let actor = who.name.clone();
     let body: PublishRequest =
         parse_json(&read_body(req, MAX_API_BODY).await?, "the publish request")?;
     let out = gw
@@ -28,8 +36,14 @@ pub async fn publish(gw: &Gateway, name: &str, req: Request<Incoming>) -> Result
     Ok(ok(&out))
 }
 
-pub async fn rollback(gw: &Gateway, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let actor = actor(&req);
+pub async fn rollback(
+    gw: &Gateway,
+    who: &Principal,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    require_deploy(gw, who, name).await?;
+    let actor = who.name.clone();
     let body: RollbackRequest =
         parse_json(&read_body(req, MAX_API_BODY).await?, "the rollback request")?;
     let out = gw
@@ -40,8 +54,12 @@ pub async fn rollback(gw: &Gateway, name: &str, req: Request<Incoming>) -> Resul
     Ok(ok(&out))
 }
 
-pub async fn publish_batch(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let actor = actor(&req);
+pub async fn publish_batch(
+    gw: &Gateway,
+    who: &Principal,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    let actor = who.name.clone();
     let body: BatchPublishRequest = parse_json(
         &read_body(req, MAX_API_BODY).await?,
         "the batch publish request",
@@ -51,6 +69,9 @@ pub async fn publish_batch(gw: &Gateway, req: Request<Incoming>) -> Result<Resp,
         .into_iter()
         .map(|r| (r.function, r.version))
         .collect();
+    for (function, _) in &items {
+        require_deploy(gw, who, function).await?;
+    }
     let releases = gw
         .engine
         .releases
