@@ -192,6 +192,18 @@ impl Daemon {
             .expect("run hearth")
     }
 
+    /// Run the CLI with HEARTH_TOKEN set to `token` (no local admin token).
+    pub fn cli_with_token(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("HEARTH_ADDR", &self.addr)
+            .env("HEARTH_TOKEN", token)
+            .env_remove("HEARTH_DATA")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hearth")
+    }
+
     /// Run the CLI and insist that it succeeds; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);

@@ -124,6 +124,14 @@ pub struct Limits {
     /// false: the worker gets a network namespace of its own (no network).
     #[serde(default = "yes")]
     pub network: bool,
+    /// Calls per second the function accepts, by every path (0: no limit);
+    /// past it, 429 `rate_limited` with Retry-After.
+    #[serde(default)]
+    pub rate_per_second: u32,
+    /// Calls that may come at once above the rate (0: as many as
+    /// `rate_per_second`).
+    #[serde(default)]
+    pub rate_burst: u32,
 }
 
 fn one() -> u32 {
@@ -185,6 +193,8 @@ impl Default for Limits {
             max_request_kb: DEFAULT_MAX_BODY_KB,
             max_response_kb: DEFAULT_MAX_BODY_KB,
             network: true,
+            rate_per_second: 0,
+            rate_burst: 0,
         }
     }
 }
@@ -294,7 +304,7 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
 }
 
 /// Every `[limits]` key, as listed in error messages.
-const LIMIT_KEYS: &str = "timeout_ms, memory_mb, max_workers, max_queue, min_workers, idle_timeout_ms, max_requests, max_age_ms, recycle_memory_mb, concurrency, cpu_percent, max_processes, max_open_files, max_file_size_mb, max_request_kb, max_response_kb, network";
+const LIMIT_KEYS: &str = "timeout_ms, memory_mb, max_workers, max_queue, min_workers, idle_timeout_ms, max_requests, max_age_ms, recycle_memory_mb, concurrency, cpu_percent, max_processes, max_open_files, max_file_size_mb, max_request_kb, max_response_kb, network, rate_per_second, rate_burst";
 
 fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, ManifestError> {
     for key in t.keys() {
@@ -351,6 +361,8 @@ fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, Manifes
     let frame_kb = (hearth_protocol::MAX_FRAME / 1024) as u64 - 64;
     let max_request_kb = limit!("max_request_kb", 1, frame_kb, d.max_request_kb);
     let max_response_kb = limit!("max_response_kb", 1, frame_kb, d.max_response_kb);
+    let rate_per_second = limit!("rate_per_second", 0, 1_000_000, 0) as u32;
+    let rate_burst = limit!("rate_burst", 0, 1_000_000, 0) as u32;
     let network = match t.get("network") {
         None => true,
         Some(toml::Value::Boolean(b)) => *b,
@@ -362,6 +374,8 @@ fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, Manifes
         }
     };
     Ok(Limits {
+        rate_per_second,
+        rate_burst,
         recycle_memory_mb,
         concurrency,
         cpu_percent,

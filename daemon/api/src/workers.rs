@@ -96,4 +96,7 @@ pub struct WorkersInfo {
     pub generic: Vec<GenericStats>,
     pub pools: Vec<PoolStats>,
     pub budget: Option<BudgetStats>,
+    /// Calls refused since the start for their function's rate limit.
+    #[serde(default)]
+    pub throttled: u64,
 }

@@ -17,6 +17,7 @@ use crate::call::{BoxFuture, Dispatch, Invocation, Outcome};
 use crate::events::Events;
 use crate::locks::FunctionLocks;
 use crate::pool::{Budget, GenericPools, Shared};
+use crate::rates::RateGates;
 use crate::releases::Releases;
 use crate::runtime::Runtimes;
 use crate::versions::{Versions, DEFAULT_DRAIN_GRACE};
@@ -66,6 +67,8 @@ pub struct Engine {
     pub releases: Releases,
     pub aliases: Aliases,
     pub apps: Apps,
+    /// Per-function rate limits, checked on every call.
+    pub rates: RateGates,
 }
 
 impl Engine {
@@ -95,6 +98,7 @@ impl Engine {
                 },
                 aliases: Aliases::new(versions.clone(), locks),
                 apps: Apps::new(config.store, config.budget, config.isolation),
+                rates: RateGates::default(),
                 versions,
             }
         })
@@ -137,6 +141,7 @@ impl Engine {
                 .unwrap_or_default(),
             pools: v.pools().iter().map(|pool| pool.stats()).collect(),
             budget: self.budget(),
+            throttled: self.rates.throttled(),
         }
     }
 

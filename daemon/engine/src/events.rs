@@ -104,6 +104,9 @@ pub enum Event<'a> {
     VersionReclaimed { function: &'a str, version: u32 },
     /// A line of progress of a long operation (deploy, dependency install).
     Progress { message: &'a str },
+    /// A request refused for a rate limit: `limit` is `function` or
+    /// `token`, `key` the function's or the token's name.
+    Throttled { limit: &'a str, key: &'a str },
 }
 
 impl Event<'_> {
@@ -201,6 +204,7 @@ impl Event<'_> {
                 info!(function, version, "old version's workers reclaimed")
             }
             Event::Progress { message } => info!(target: "hearth::progress", "{message}"),
+            Event::Throttled { limit, key } => debug!(limit, key, "rate limited"),
         }
     }
 }

@@ -80,6 +80,13 @@ impl Engine {
         let spec = pool.spec();
         let (function, version) = (spec.function.clone(), spec.version);
         let request_id = invocation.request_id;
+        if let Err(e) = self.rates.check(&function, &spec.limits) {
+            self.versions.shared.events.emit(Event::Throttled {
+                limit: "function",
+                key: &function,
+            });
+            return Err(e.function(&function, Some(version)).request_id(&request_id));
+        }
         let span = info_span!("call", function = %function, version, request_id = %request_id);
         let timeout = Duration::from_millis(spec.limits.timeout_ms);
         let max_response_kb = spec.limits.max_response_kb;

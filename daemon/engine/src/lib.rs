@@ -16,6 +16,7 @@ pub mod events;
 mod invoke;
 mod locks;
 pub mod pool;
+pub mod rates;
 mod releases;
 pub mod router;
 pub mod runtime;

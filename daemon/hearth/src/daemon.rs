@@ -181,6 +181,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tokens.clone(),
         config.api_rate,
         AllowedHosts(config.allowed_hosts.clone()),
+        engine.events().clone(),
     );
     let gw = Arc::new(Gateway::new(engine.clone(), config.max_body, guard));
     let refresher = tokio::spawn(refresh_access(gw.clone()));

@@ -12,6 +12,7 @@ use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
 
 use hearth_api::{Access, ApiError, ErrorCode, InvokeMode, Scope};
 use hearth_auth::{unauthorized, Principal, Rate, RateLimits, TokenBook};
+use hearth_engine::events::{Event, Events};
 
 /// Host names (besides IP literals and `localhost`) the management API
 /// answers to; `*` in the list: any.
@@ -43,14 +44,16 @@ pub struct Guard {
     pub tokens: Arc<TokenBook>,
     pub limits: RateLimits,
     hosts: RwLock<AllowedHosts>,
+    events: Events,
 }
 
 impl Guard {
-    pub fn new(tokens: Arc<TokenBook>, rate: Rate, hosts: AllowedHosts) -> Guard {
+    pub fn new(tokens: Arc<TokenBook>, rate: Rate, hosts: AllowedHosts, events: Events) -> Guard {
         Guard {
             tokens,
             limits: RateLimits::new(rate),
             hosts: RwLock::new(hosts),
+            events,
         }
     }
 
@@ -136,6 +139,10 @@ impl Guard {
         };
         who.require(needed, None)?;
         if let Err(wait) = self.limits.check(&who.name) {
+            self.events.emit(Event::Throttled {
+                limit: "token",
+                key: &who.name,
+            });
             return Err(ApiError::new(
                 ErrorCode::RateLimited,
                 format!(
