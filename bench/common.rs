@@ -109,7 +109,12 @@ impl Conn {
             auth: TOKENS
                 .lock()
                 .ok()
-                .and_then(|t| t.iter().rev().find(|(a, _)| a == addr).map(|(_, t)| t.clone()))
+                .and_then(|t| {
+                    t.iter()
+                        .rev()
+                        .find(|(a, _)| a == addr)
+                        .map(|(_, t)| t.clone())
+                })
                 .map(|t| format!("Authorization: Bearer {t}\r\n"))
                 .unwrap_or_default(),
         }

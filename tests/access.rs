@@ -56,7 +56,11 @@ fn every_management_route_needs_a_token_and_nothing_changes_without_one() {
         ("GET", "/api/v1/functions", ""),
         ("GET", "/api/v1/workers", ""),
         ("POST", "/api/v1/functions/victim/rollback", "{}"),
-        ("POST", "/api/v1/functions/victim/publish", r#"{"version":1}"#),
+        (
+            "POST",
+            "/api/v1/functions/victim/publish",
+            r#"{"version":1}"#,
+        ),
         (
             "PUT",
             "/api/v1/functions/victim/aliases/prod",
@@ -85,12 +89,18 @@ fn every_management_route_needs_a_token_and_nothing_changes_without_one() {
             method,
             path,
             body.as_bytes(),
-            &[("Authorization", "Bearer hearth_madeupmadeupmadeupmadeupmadeupmadeupmad")],
+            &[(
+                "Authorization",
+                "Bearer hearth_madeupmadeupmadeupmadeupmadeupmadeupmad",
+            )],
         );
         assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
     }
     // Health stays open (for probes); calls to open applications too.
-    assert_eq!(http_anon(&d.addr, "GET", "/api/v1/health", b"", &[]).status, 200);
+    assert_eq!(
+        http_anon(&d.addr, "GET", "/api/v1/health", b"", &[]).status,
+        200
+    );
     assert_eq!(d.post("/fn/victim", "{}").json()["v"], 2);
     assert_eq!(live_of(&d, "victim"), 2);
     assert_eq!(versions_of(&d, "victim"), 2);
@@ -125,8 +135,14 @@ fn scopes_decide_and_the_error_names_the_scope_needed() {
     );
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.code(), "forbidden");
-    let message = r.json()["error"]["message"].as_str().unwrap_or("").to_owned();
-    assert!(message.contains("scope deploy") && message.contains("reader"), "{message}");
+    let message = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        message.contains("scope deploy") && message.contains("reader"),
+        "{message}"
+    );
 
     // deploy limited to another application: 403 naming the application.
     let r = http_with(
@@ -217,7 +233,13 @@ fn tokens_are_listed_without_secrets_and_revoked_at_once() {
         );
     }
     let auth = bearer(&t);
-    let ok = http_with(&d.addr, "GET", "/api/v1/functions", b"", &[("Authorization", &auth)]);
+    let ok = http_with(
+        &d.addr,
+        "GET",
+        "/api/v1/functions",
+        b"",
+        &[("Authorization", &auth)],
+    );
     assert_eq!(ok.status, 200);
     // The last use is recorded.
     let listed = d.get("/api/v1/tokens").json();
@@ -228,7 +250,13 @@ fn tokens_are_listed_without_secrets_and_revoked_at_once() {
     assert!(ci["last_used"].as_i64().is_some(), "{ci}");
 
     d.ok(&["token", "revoke", "ci"]);
-    let r = http_with(&d.addr, "GET", "/api/v1/functions", b"", &[("Authorization", &auth)]);
+    let r = http_with(
+        &d.addr,
+        "GET",
+        "/api/v1/functions",
+        b"",
+        &[("Authorization", &auth)],
+    );
     assert_eq!(r.status, 401, "a revoked token is refused at once");
     let err = d.fails(&["token", "revoke", "ci"]);
     assert!(err.contains("no token named"), "{err}");
@@ -341,7 +369,9 @@ def handler(event, context):
     if nix::unistd::getuid().is_root() {
         assert_eq!(out["token_file"], "PermissionError", "{out}");
     } else {
-        eprintln!("not root: workers run as this user and could read the token file; skipping that check");
+        eprintln!(
+            "not root: workers run as this user and could read the token file; skipping that check"
+        );
     }
     assert_eq!(live_of(&d, "victim"), 2);
     assert_eq!(versions_of(&d, "victim"), 2);
@@ -408,7 +438,10 @@ fn browser_borne_requests_are_refused_even_with_a_token() {
         "GET",
         "/api/v1/functions",
         b"",
-        &[("Authorization", &bearer(&d2.token)), ("Host", "hearth.internal:7700")],
+        &[
+            ("Authorization", &bearer(&d2.token)),
+            ("Host", "hearth.internal:7700"),
+        ],
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }

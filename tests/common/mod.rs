@@ -144,7 +144,9 @@ impl Daemon {
             .to_owned();
         let token = std::fs::read_to_string(data.join("admin.token"))
             .map(|t| t.trim().to_owned())
-            .unwrap_or_else(|e| panic!("the daemon wrote no admin token in {}: {e}", data.display()));
+            .unwrap_or_else(|e| {
+                panic!("the daemon wrote no admin token in {}: {e}", data.display())
+            });
         if let Ok(mut tokens) = TOKENS.lock() {
             tokens.push((addr.clone(), token.clone()));
         }
@@ -379,7 +381,8 @@ pub fn http_anon(
     if !has("content-type") {
         defaults.push_str("Content-Type: application/json\r\n");
     }
-    let head = format!(
+    let head =
+        format!(
         "{method} {path} HTTP/1.1\r\n{defaults}Content-Length: {}\r\nConnection: close\r\n{}\r\n",
         body.len(),
         headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>()

@@ -20,8 +20,10 @@ mod target;
 mod workers;
 
 pub use aliases::{AliasInfo, AliasList, AliasOutcome, AliasRequest, AliasTarget, SplitRequest};
-pub use auth::{Access, InvokeMode, Scope, TokenCreated, TokenInfo, TokenList, TokenRequest, TokenRevoked};
 pub use apps::{AppBudgetOutcome, AppBudgetRequest, AppInfo, AppList};
+pub use auth::{
+    Access, InvokeMode, Scope, TokenCreated, TokenInfo, TokenList, TokenRequest, TokenRevoked,
+};
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, FunctionErrorBody};
 pub use functions::{CrashLoopInfo, FunctionInfo, FunctionList, VersionInfo, VersionList};

@@ -25,7 +25,9 @@ impl From<AuthError> for ApiError {
             ),
             AuthError::Exists(name) => ApiError::bad_request(
                 format!("a token named \"{name}\" exists already"),
-                format!("choose another name, or revoke it first with `hearth token revoke {name}`"),
+                format!(
+                    "choose another name, or revoke it first with `hearth token revoke {name}`"
+                ),
             ),
             other => ApiError::internal(other.to_string()),
         }

@@ -93,6 +93,9 @@ mod tests {
             .require(Scope::Deploy, Some("video"))
             .expect_err("403");
         assert_eq!(e.status, 403);
-        assert!(e.detail.message.contains("scope deploy for application video"));
+        assert!(e
+            .detail
+            .message
+            .contains("scope deploy for application video"));
     }
 }

@@ -53,7 +53,9 @@ pub fn matches(token: &str, sha256: &str) -> bool {
 
 /// Whether `s` looks like a hex SHA-256 (64 lowercase hex digits).
 pub fn is_digest(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]

@@ -64,11 +64,17 @@ fn local_token_files(addr: &str) -> Vec<PathBuf> {
 /// Whether a daemon listening on `listen` is the one at `addr` (a daemon
 /// on 0.0.0.0 or [::] answers on every address of its port).
 fn same_address(listen: &str, addr: &str) -> bool {
-    let addr = addr.trim().trim_start_matches("http://").trim_end_matches('/');
+    let addr = addr
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
     if listen == addr {
         return true;
     }
-    let port = |a: &str| a.rsplit_once(':').map(|(h, p)| (h.to_owned(), p.to_owned()));
+    let port = |a: &str| {
+        a.rsplit_once(':')
+            .map(|(h, p)| (h.to_owned(), p.to_owned()))
+    };
     match (port(listen), port(addr)) {
         (Some((host, p1)), Some((other, p2))) => {
             p1 == p2

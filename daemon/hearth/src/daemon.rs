@@ -48,6 +48,12 @@ pub struct ServeConfig {
     /// Host names the management API answers to, besides IP addresses and
     /// localhost (`*`: any).
     pub allowed_hosts: Vec<String>,
+    /// Most open connections (past it, 64 more for the management API).
+    pub max_connections: usize,
+    /// A request's head must arrive within this.
+    pub header_timeout: std::time::Duration,
+    /// A connection idle this long (no request in flight) is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// The file in the data directory with the address the daemon listens on.
@@ -183,7 +189,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         AllowedHosts(config.allowed_hosts.clone()),
         engine.events().clone(),
     );
-    let gw = Arc::new(Gateway::new(engine.clone(), config.max_body, guard));
+    let conns = gateway::ConnSettings {
+        limits: gateway::conn::ConnLimits::new(
+            fit_connections(config.max_connections),
+            gateway::RESERVED_CONNECTIONS,
+        ),
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+    };
+    let gw = Arc::new(Gateway::new(engine.clone(), config.max_body, guard, conns));
     let refresher = tokio::spawn(refresh_access(gw.clone()));
     gateway::serve(listener, gw, shutdown_signal()).await;
     watcher.abort();
@@ -200,6 +214,32 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Raise the descriptor limit to its hard maximum, and keep connections
+/// well below it: workers' pipes, the store and deploys need descriptors
+/// too ("Too many open files" must not reach them).
+fn fit_connections(wanted: usize) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return wanted;
+    };
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    let have = getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(s, _)| s)
+        .unwrap_or(soft);
+    // Half the descriptors at most, less the management reserve.
+    let room = (have / 2).saturating_sub(gateway::RESERVED_CONNECTIONS as u64) as usize;
+    if wanted > room {
+        tracing::warn!(
+            wanted,
+            room,
+            nofile = have,
+            "max_connections lowered to fit the descriptor limit (raise LimitNOFILE / ulimit -n)"
+        );
+        return room.max(16);
+    }
+    wanted
 }
 
 /// Every 2 s: tokens and invoke modes as stored (another process sharing

@@ -2,8 +2,8 @@
 //! made from these (`From` impls below), never the records themselves.
 
 use hearth_api::manifest::Manifest;
-use hearth_api::{InvokeMode, Scope};
 use hearth_api::{AliasInfo, AliasTarget, FunctionInfo, ReleaseInfo, VersionInfo};
+use hearth_api::{InvokeMode, Scope};
 
 /// A function.
 #[derive(Debug, Clone)]

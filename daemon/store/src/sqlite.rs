@@ -127,11 +127,13 @@ impl Store for SqliteStore {
     async fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for (name, at) in used {
-            sqlx::query("UPDATE tokens SET last_used = MAX(COALESCE(last_used, 0), ?) WHERE name = ?")
-                .bind(at)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE tokens SET last_used = MAX(COALESCE(last_used, 0), ?) WHERE name = ?",
+            )
+            .bind(at)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -110,6 +110,17 @@ enum Command {
         /// and localhost (repeat for more; `*` for any).
         #[arg(long = "allowed-host")]
         allowed_hosts: Vec<String>,
+        /// Most open connections; past it 64 more are served for the
+        /// management API only, and others get 503.
+        #[arg(long, default_value_t = crate::gateway::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// Seconds a request's head may take to arrive (also how long an
+        /// HTTP/1.1 keep-alive connection waits for its next request).
+        #[arg(long, default_value_t = crate::gateway::DEFAULT_HEADER_TIMEOUT.as_secs_f64())]
+        header_timeout: f64,
+        /// Seconds a connection with no request in flight may stay silent.
+        #[arg(long, default_value_t = crate::gateway::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
+        idle_timeout: f64,
     },
     /// Store a function directory (with its hearth.toml) as a new version and publish it.
     Deploy {
@@ -264,6 +275,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         kill_grace_ms,
         api_rate,
         allowed_hosts,
+        max_connections,
+        header_timeout,
+        idle_timeout,
     } = cli.command
     {
         crate::telemetry::init();
@@ -281,6 +295,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             kill_grace: Duration::from_millis(kill_grace_ms),
             api_rate,
             allowed_hosts,
+            max_connections,
+            header_timeout: Duration::from_secs_f64(header_timeout.max(0.1)),
+            idle_timeout: Duration::from_secs_f64(idle_timeout.max(0.1)),
         })
         .await;
     }
@@ -290,7 +307,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         return token::hash();
     }
-    let search = crate::credentials::find(cli.token.as_deref(), &cli.addr).map_err(anyhow::Error::msg)?;
+    let search =
+        crate::credentials::find(cli.token.as_deref(), &cli.addr).map_err(anyhow::Error::msg)?;
     let note = match (&search.found, search.unreadable.is_empty()) {
         (Some(found), _) => format!("the token sent came from {}", found.from),
         (None, false) => format!(

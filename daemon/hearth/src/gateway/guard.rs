@@ -24,8 +24,15 @@ impl AllowedHosts {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         // An IP literal cannot be rebound by DNS; `localhost` resolves here.
         host == "localhost"
-            || host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok()
-            || self.0.iter().any(|h| h == "*" || h.eq_ignore_ascii_case(&host))
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok()
+            || self
+                .0
+                .iter()
+                .any(|h| h == "*" || h.eq_ignore_ascii_case(&host))
     }
 }
 
@@ -68,7 +75,10 @@ impl Guard {
     /// Refuse what a browser on another site could send: a Host that is
     /// not ours (DNS rebinding) and an Origin that is not the Host's.
     fn check_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let host = headers.get(HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let host = headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let allowed = self.hosts.read().map(|h| h.clone()).unwrap_or_default();
         if !host.is_empty() && !allowed.allows(host_of(host)) {
             return Err(ApiError::new(
@@ -158,7 +168,13 @@ impl Guard {
             let json = headers
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+                .map(|v| {
+                    v.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                })
                 .is_some_and(|v| v == "application/json");
             if !json {
                 return Err(ApiError::new(
@@ -172,12 +188,7 @@ impl Guard {
     }
 
     /// A call to a function of `app`, invoked as `mode`.
-    pub fn call(
-        &self,
-        app: &str,
-        mode: InvokeMode,
-        headers: &HeaderMap,
-    ) -> Result<(), ApiError> {
+    pub fn call(&self, app: &str, mode: InvokeMode, headers: &HeaderMap) -> Result<(), ApiError> {
         // Like an open function URL elsewhere: the header is not looked at.
         if mode == InvokeMode::Open {
             return Ok(());

@@ -16,7 +16,11 @@ use hearth_api::ApiError;
 pub type Resp = Response<Either<Full<Bytes>, ChannelBody>>;
 
 /// A response body fed chunk by chunk from a channel (deploy progress).
-pub struct ChannelBody(pub tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+/// It keeps its connection busy (never cut as idle) until it ends.
+pub struct ChannelBody(
+    pub tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    pub Option<super::conn::Busy>,
+);
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;

@@ -6,6 +6,7 @@
 
 mod api;
 mod call;
+pub mod conn;
 pub mod guard;
 pub mod http;
 
@@ -14,17 +15,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::warn;
 
 use hearth_api::routes::{self, Matched};
-use hearth_api::{ApiError, ServiceInfo};
+use hearth_api::{ApiError, ErrorCode, ServiceInfo};
 use hearth_engine::Engine;
 
 pub use api::MAX_API_BODY;
+use conn::{Admit, ConnLimits, InFlight, Watched};
 use guard::Guard;
 use http::{error_response, json, RequestIds, Resp};
 
@@ -33,15 +36,46 @@ pub struct Gateway {
     /// Largest function call body.
     pub max_body: usize,
     pub guard: Guard,
+    pub conns: ConnSettings,
     ids: RequestIds,
 }
 
+/// How connections are bounded.
+pub struct ConnSettings {
+    pub limits: Arc<ConnLimits>,
+    /// A request's head must arrive within this (HTTP/1.1 keep-alive
+    /// connections waiting for their next request are closed after it too).
+    pub header_timeout: Duration,
+    /// A connection with no request in flight and no byte either way for
+    /// this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// Default most open connections (past it, RESERVED_CONNECTIONS more are
+/// taken for the management API only).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Connections kept for the management API past `max_connections`.
+pub const RESERVED_CONNECTIONS: usize = 64;
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for ConnSettings {
+    fn default() -> ConnSettings {
+        ConnSettings {
+            limits: ConnLimits::new(DEFAULT_MAX_CONNECTIONS, RESERVED_CONNECTIONS),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
 impl Gateway {
-    pub fn new(engine: Arc<Engine>, max_body: usize, guard: Guard) -> Gateway {
+    pub fn new(engine: Arc<Engine>, max_body: usize, guard: Guard, conns: ConnSettings) -> Gateway {
         Gateway {
             engine,
             max_body,
             guard,
+            conns,
             ids: RequestIds::new(),
         }
     }
@@ -55,12 +89,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(gateway.conns.header_timeout);
+    builder.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (mut stream, _) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
                         warn!(error = %e, "accept failed");
@@ -68,16 +107,38 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let slot = gateway.conns.limits.admit();
+                if slot.admit == Admit::Refused {
+                    let answer = conn::refusal(gateway.conns.limits.max());
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt as _;
+                        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
+                        drop(slot);
+                    });
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
+                let in_flight = InFlight::default();
+                let io = Watched::new(stream, gateway.conns.idle_timeout, in_flight.clone());
+                let management_only = slot.admit == Admit::ManagementOnly;
                 let gw = gateway.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(handle(gw, req).await) }
+                    let busy = in_flight.busy();
+                    async move {
+                        let mut resp = handle(gw, req, management_only).await;
+                        // A streamed answer keeps the connection busy until it ends.
+                        if let Either::Right(body) = resp.body_mut() {
+                            body.1 = Some(busy);
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,
@@ -92,10 +153,20 @@ pub async fn serve(
     }
 }
 
-async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Resp {
+async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, management_only: bool) -> Resp {
     let path = req.uri().path().to_owned();
     // Calls first, without the table: they are the hot path.
-    let result = if let Some(target) = path.strip_prefix("/fn/") {
+    let result = if management_only && !path.starts_with("/api/") {
+        Err(ApiError::new(
+            ErrorCode::TooManyConnections,
+            format!(
+                "the daemon has {} connections open, past its limit; this one may reach the management API only",
+                gw.conns.limits.open()
+            ),
+            "retry shortly; raise max_connections in the [server] section of the configuration (or --max-connections) if the host has room",
+        )
+        .retry_after(1))
+    } else if let Some(target) = path.strip_prefix("/fn/") {
         call::call(&gw, req, target).await
     } else if path == "/" {
         Ok(json(
@@ -112,7 +183,10 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Resp {
             Matched::Route(route, params) => {
                 let params: Vec<String> = params.into_iter().map(str::to_owned).collect();
                 let params: Vec<&str> = params.iter().map(String::as_str).collect();
-                match gw.guard.management(route.access, req.method(), req.headers()) {
+                match gw
+                    .guard
+                    .management(route.access, req.method(), req.headers())
+                {
                     Ok(who) => api::handle(&gw, route.id, &params, who.as_ref(), req).await,
                     Err(e) => Err(e),
                 }

@@ -20,7 +20,11 @@ use super::{require_deploy, MAX_API_BODY};
 use crate::gateway::http::{json, parse_json, read_body, ChannelBody, Resp};
 use crate::gateway::Gateway;
 
-pub async fn deploy(gw: &Gateway, who: &Principal, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn deploy(
+    gw: &Gateway,
+    who: &Principal,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let actor = who.name.clone();
     let stream = req
         .headers()
@@ -63,7 +67,11 @@ pub async fn deploy(gw: &Gateway, who: &Principal, req: Request<Incoming>) -> Re
 /// the one the bundle's hearth.toml names and the one the function is in
 /// now. (A bundle without a readable hearth.toml is refused by the deploy
 /// itself, with nothing stored.)
-async fn require_deploy_bundle(gw: &Gateway, who: &Principal, bundle: &Bundle) -> Result<(), ApiError> {
+async fn require_deploy_bundle(
+    gw: &Gateway,
+    who: &Principal,
+    bundle: &Bundle,
+) -> Result<(), ApiError> {
     if who.apps.is_empty() {
         return Ok(());
     }
@@ -119,7 +127,7 @@ fn deploy_streaming(
         };
         let _ = out_tx.send(line(last));
     });
-    let mut resp = Response::new(Either::Right(ChannelBody(out_rx)));
+    let mut resp = Response::new(Either::Right(ChannelBody(out_rx, None)));
     resp.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),

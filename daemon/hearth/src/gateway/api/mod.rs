@@ -36,11 +36,8 @@ pub async fn handle(
 ) -> Result<Resp, ApiError> {
     let param = |i: usize| params.get(i).copied().unwrap_or_default();
     // Every route but health has checked its token (guard.rs).
-    let who = || {
-        who.ok_or_else(|| {
-            hearth_auth::unauthorized("no token was sent", routes_scope(route))
-        })
-    };
+    let who =
+        || who.ok_or_else(|| hearth_auth::unauthorized("no token was sent", routes_scope(route)));
     match route {
         RouteId::Health => Ok(health::health(gw)),
         RouteId::Workers => Ok(workers::list(gw)),
