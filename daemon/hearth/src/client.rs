@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
@@ -26,8 +27,10 @@ pub enum ClientError {
         status: StatusCode,
         body: String,
     },
-    #[error("invalid daemon address \"{0}\"; use HOST:PORT, for example 127.0.0.1:7700")]
+    #[error("invalid daemon address \"{0}\"; use HOST:PORT, for example 127.0.0.1:7700, or https://HOST:PORT")]
     BadAddr(String),
+    #[error("cannot read the CA certificate {path} (HEARTH_CA_CERT): {reason}; give a PEM file")]
+    BadCa { path: String, reason: String },
 }
 
 fn describe(e: &ErrorDetail) -> String {
@@ -68,22 +71,69 @@ pub struct Client {
     token: Option<String>,
     /// Where the token came from, or files that could not be read.
     token_note: String,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// The TLS roots the CLI trusts: the system's, and the PEM certificates in
+/// HEARTH_CA_CERT (for a daemon with a certificate of its own making).
+fn tls_config(https: bool) -> Result<rustls::ClientConfig, ClientError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    if https {
+        for cert in rustls_native_certs_or_empty() {
+            let _ = roots.add(cert);
+        }
+    }
+    let ca = std::env::var_os("HEARTH_CA_CERT").filter(|p| https && !p.is_empty());
+    if let Some(path) = ca {
+        let bad = |reason: String| ClientError::BadCa {
+            path: std::path::Path::new(&path).display().to_string(),
+            reason,
+        };
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(&path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad(e.to_string()))?;
+        for cert in certs {
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::BadCa {
+            path: String::new(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+fn rustls_native_certs_or_empty() -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    rustls_native_certs::load_native_certs().certs
 }
 
 impl Client {
     pub fn new(addr: &str) -> Result<Client, ClientError> {
         let trimmed = addr.trim().trim_end_matches('/');
-        let host = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+        let (scheme, host) = match trimmed.strip_prefix("https://") {
+            Some(host) => ("https", host),
+            None => ("http", trimmed.strip_prefix("http://").unwrap_or(trimmed)),
+        };
         if host.is_empty() || host.contains('/') || !host.contains(':') {
             return Err(ClientError::BadAddr(addr.to_owned()));
         }
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(scheme == "https")?)
+            .https_or_http()
+            .enable_http1()
+            .build();
         Ok(Client {
             addr: host.to_owned(),
-            base: format!("http://{host}"),
+            base: format!("{scheme}://{host}"),
             token: None,
             token_note: String::new(),
-            http: HyperClient::builder(TokioExecutor::new()).build_http(),
+            http: HyperClient::builder(TokioExecutor::new()).build(connector),
         })
     }
 

@@ -54,6 +54,8 @@ pub struct ServeConfig {
     pub header_timeout: std::time::Duration,
     /// A connection idle this long (no request in flight) is closed.
     pub idle_timeout: std::time::Duration,
+    /// Certificate chain and private key (PEM): HTTPS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The file in the data directory with the address the daemon listens on.
@@ -178,7 +180,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     info!(%addr, data = %data.display(), functions = routed, "hearth listening");
     // One line on stdout for scripts and tests that wait for the daemon.
     println!(
-        "hearth listening on http://{addr} (data: {})",
+        "hearth listening on {}://{addr} (data: {})",
+        if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         data.display()
     );
     let _ = std::io::stdout().flush();
@@ -196,6 +203,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ),
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,
+        tls: match &config.tls {
+            Some((cert, key)) => Some(gateway::tls::acceptor(cert, key)?),
+            None => None,
+        },
     };
     let gw = Arc::new(Gateway::new(engine.clone(), config.max_body, guard, conns));
     let refresher = tokio::spawn(refresh_access(gw.clone()));

@@ -121,6 +121,12 @@ enum Command {
         /// Seconds a connection with no request in flight may stay silent.
         #[arg(long, default_value_t = crate::gateway::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
         idle_timeout: f64,
+        /// Serve HTTPS only, with this PEM certificate chain (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Store a function directory (with its hearth.toml) as a new version and publish it.
     Deploy {
@@ -278,6 +284,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         max_connections,
         header_timeout,
         idle_timeout,
+        tls_cert,
+        tls_key,
     } = cli.command
     {
         crate::telemetry::init();
@@ -298,6 +306,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_connections,
             header_timeout: Duration::from_secs_f64(header_timeout.max(0.1)),
             idle_timeout: Duration::from_secs_f64(idle_timeout.max(0.1)),
+            tls: tls_cert.zip(tls_key),
         })
         .await;
     }

@@ -9,6 +9,7 @@ mod call;
 pub mod conn;
 pub mod guard;
 pub mod http;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -49,6 +50,8 @@ pub struct ConnSettings {
     /// A connection with no request in flight and no byte either way for
     /// this long is closed.
     pub idle_timeout: Duration,
+    /// HTTPS only, when set.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Default most open connections (past it, RESERVED_CONNECTIONS more are
@@ -65,6 +68,7 @@ impl Default for ConnSettings {
             limits: ConnLimits::new(DEFAULT_MAX_CONNECTIONS, RESERVED_CONNECTIONS),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -134,12 +138,29 @@ pub async fn serve(
                         Ok::<_, Infallible>(resp)
                     }
                 });
-                let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                    drop(slot);
-                });
+                match gateway.conns.tls.clone() {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                            drop(slot);
+                        });
+                    }
+                    Some(acceptor) => {
+                        // The handshake is bounded like a request's head.
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        let limit = gateway.conns.header_timeout;
+                        tokio::spawn(async move {
+                            if let Ok(Ok(tls)) = tokio::time::timeout(limit, acceptor.accept(io)).await {
+                                let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                                let _ = watcher.watch(conn).await;
+                            }
+                            drop(slot);
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }
