@@ -8,8 +8,10 @@
 
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod daemon;
 pub mod gateway;
+pub mod service;
 pub mod telemetry;
 
 pub use hearth_api as api;
