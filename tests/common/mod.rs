@@ -97,13 +97,19 @@ impl Daemon {
             } else {
                 &["--generic-workers", "1"][..]
             })
-            .env("HEARTH_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("HEARTH_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Daemon::spawn(cmd, data)
+    }
+
+    /// Start `cmd` (a `hearth serve`, or something that execs one) and wait
+    /// for its "listening" line; `data` is its data directory.
+    pub fn spawn(mut cmd: Command, data: &Path) -> Daemon {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start hearth serve");
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
@@ -130,6 +136,7 @@ impl Daemon {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
+                std::thread::sleep(Duration::from_millis(200));
                 panic!(
                     "hearth serve did not start; its log:\n{}",
                     log.lock().map(|l| l.clone()).unwrap_or_default()
@@ -158,6 +165,36 @@ impl Daemon {
             log,
             _tmp: None,
         }
+    }
+
+    /// Send `signal` (libc::SIGTERM, SIGHUP, ...) to the daemon.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
+    /// Wait up to `secs` for the daemon to exit; its status, if it did.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait up to `secs` for `text` to appear in the daemon's log.
+    pub fn wait_log(&self, secs: u64, text: &str) -> bool {
+        eventually(secs, || self.log().contains(text))
     }
 
     pub fn log(&self) -> String {
@@ -346,6 +383,19 @@ pub fn http_with(
     body: &[u8],
     headers: &[(&str, &str)],
 ) -> Reply {
+    try_http_with(addr, method, path, body, headers).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The same, returning a failure (cannot connect, no HTTP answer) instead
+/// of panicking. Requests under /api/ carry the daemon's admin token unless
+/// they send an Authorization header of their own.
+pub fn try_http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
     let own = headers
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
@@ -357,7 +407,7 @@ pub fn http_with(
     if let Some(b) = &bearer {
         all.push(("Authorization", b));
     }
-    http_anon(addr, method, path, body, &all)
+    try_http_anon(addr, method, path, body, &all)
 }
 
 /// A request with exactly the headers given (no token added).
@@ -368,10 +418,21 @@ pub fn http_anon(
     body: &[u8],
     headers: &[(&str, &str)],
 ) -> Reply {
-    let mut stream = TcpStream::connect(addr).expect("connect to hearth");
+    try_http_anon(addr, method, path, body, headers).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn try_http_anon(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let mut stream =
+        TcpStream::connect(addr).map_err(|e| format!("cannot connect to hearth at {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
+        .map_err(|e| format!("set_read_timeout: {e}"))?;
     // Host and Content-Type unless the caller sends its own.
     let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
     let mut defaults = String::new();
@@ -387,12 +448,20 @@ pub fn http_anon(
         body.len(),
         headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>()
     );
-    stream.write_all(head.as_bytes()).expect("write head");
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| format!("cannot send the request: {e}"))?;
     // The server may answer (413) before reading a large body.
     let _ = stream.write_all(body);
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    parse_reply(&raw)
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(format!(
+            "no HTTP answer to {method} {path}: {:?}",
+            String::from_utf8_lossy(&raw)
+        ));
+    }
+    Ok(parse_reply(&raw))
 }
 
 fn parse_reply(raw: &[u8]) -> Reply {

@@ -80,19 +80,7 @@ impl TokenBook {
             if map.values().any(|r| r.name == t.name) {
                 continue;
             }
-            map.insert(
-                t.sha256.clone(),
-                Arc::new(TokenRecord {
-                    name: t.name,
-                    id: String::new(),
-                    sha256: t.sha256,
-                    scopes: t.scopes,
-                    apps: t.apps,
-                    origin: "config".into(),
-                    created_at: 0,
-                    last_used: None,
-                }),
-            );
+            map.insert(t.sha256.clone(), Arc::new(config_record(t)));
         }
         if let Ok(mut book) = self.by_hash.write() {
             *book = map;
@@ -130,6 +118,31 @@ impl TokenBook {
             *config = tokens;
         }
         self.refresh().await
+    }
+
+    /// Replace the configuration file's tokens at once (SIGHUP; checked
+    /// before with `check_config_tokens`). Stored tokens are untouched.
+    pub fn replace_config_tokens(&self, tokens: Vec<ConfigToken>) {
+        let names: Vec<String> = match self.by_hash.read() {
+            Ok(map) => map
+                .values()
+                .filter(|r| r.origin != "config")
+                .map(|r| r.name.clone())
+                .collect(),
+            Err(_) => return,
+        };
+        if let Ok(mut config) = self.config.write() {
+            *config = tokens.clone();
+        }
+        if let Ok(mut map) = self.by_hash.write() {
+            map.retain(|_, r| r.origin != "config");
+            for t in tokens {
+                if names.contains(&t.name) {
+                    continue;
+                }
+                map.insert(t.sha256.clone(), Arc::new(config_record(t)));
+            }
+        }
     }
 
     /// Who presents `bearer`, if it is a valid token.
@@ -303,6 +316,19 @@ impl TokenBook {
             path,
             created: true,
         })
+    }
+}
+
+fn config_record(t: ConfigToken) -> TokenRecord {
+    TokenRecord {
+        name: t.name,
+        id: String::new(),
+        sha256: t.sha256,
+        scopes: t.scopes,
+        apps: t.apps,
+        origin: "config".into(),
+        created_at: 0,
+        last_used: None,
     }
 }
 

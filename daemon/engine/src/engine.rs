@@ -64,6 +64,8 @@ impl EngineConfig {
 
 pub struct Engine {
     pub(crate) versions: Arc<Versions>,
+    /// Calls being served now (HTTP and nested), for status reports.
+    pub(crate) in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub releases: Releases,
     pub aliases: Aliases,
     pub apps: Apps,
@@ -100,6 +102,7 @@ impl Engine {
                 apps: Apps::new(config.store, config.budget, config.isolation),
                 rates: RateGates::default(),
                 versions,
+                in_flight: Default::default(),
             }
         })
     }
@@ -143,6 +146,16 @@ impl Engine {
             budget: self.budget(),
             throttled: self.rates.throttled(),
         }
+    }
+
+    /// Calls being served right now (HTTP and nested calls).
+    pub fn calls_in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many functions have a live version routed.
+    pub fn live_functions(&self) -> usize {
+        self.versions.router.live_count()
     }
 
     pub fn budget(&self) -> Option<BudgetStats> {

@@ -108,7 +108,9 @@ impl Engine {
         };
         let caller = invocation.caller;
         let events = &self.versions.shared.events;
+        let in_flight = InFlight::enter(&self.in_flight);
         async move {
+            let _in_flight = in_flight;
             // The call runs in its own task: a caller that goes away mid-call
             // does not abandon a worker half-way through a frame.
             let outcome = tokio::spawn(pool.call(call)).await.map_err(|e| {
@@ -181,5 +183,21 @@ impl Engine {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// One call counted in `Engine::calls_in_flight` until dropped.
+struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> InFlight {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

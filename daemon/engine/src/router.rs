@@ -38,6 +38,11 @@ impl Router {
         Router::default()
     }
 
+    /// How many functions have a live version routed.
+    pub fn live_count(&self) -> usize {
+        self.live.load().len()
+    }
+
     /// The pool of `function`'s live version.
     pub fn live(&self, function: &str) -> Option<Arc<Pool>> {
         self.live.load().get(function).cloned()

@@ -48,7 +48,7 @@ fn local_token_files(addr: &str) -> Vec<PathBuf> {
     }
     for dir in [
         PathBuf::from("hearth-data"),
-        crate::daemon::default_data_dir(),
+        crate::config::default_data_dir(),
         PathBuf::from("/var/lib/hearth"),
     ] {
         let listens = std::fs::read_to_string(dir.join(crate::daemon::ADDRESS_FILE))

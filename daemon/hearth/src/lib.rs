@@ -8,9 +8,11 @@
 
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod gateway;
+pub mod service;
 pub mod telemetry;
 
 pub use hearth_api as api;

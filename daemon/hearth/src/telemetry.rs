@@ -1,17 +1,47 @@
-//! Logs: tracing to stderr, filtered by HEARTH_LOG (or RUST_LOG), default info.
-//! Call spans carry function, version and request id.
+//! Logs: tracing to stderr, filtered by the configuration's `log.level`
+//! (HEARTH_LOG or RUST_LOG over it), default `info`; the filter can be
+//! replaced while running (a SIGHUP reload). Call spans carry function,
+//! version and request id.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
-pub fn init() {
-    let filter = std::env::var("HEARTH_LOG")
-        .ok()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info,sqlx=warn".to_owned());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(filter))
+/// Replaces the log filter of the running daemon.
+#[derive(Clone)]
+pub struct LogHandle(reload::Handle<EnvFilter, Registry>);
+
+impl LogHandle {
+    pub fn set(&self, filter: &str) -> Result<(), String> {
+        let filter = parse(filter)?;
+        self.0.reload(filter).map_err(|e| e.to_string())
+    }
+}
+
+fn parse(filter: &str) -> Result<EnvFilter, String> {
+    EnvFilter::builder()
+        .parse(filter)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `filter` is a valid log filter.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    parse(filter).map(|_| ())
+}
+
+/// Log to stderr with `filter` (an invalid one falls back to `info`).
+/// None if a subscriber was already installed.
+pub fn init(filter: &str) -> Option<LogHandle> {
+    let filter = parse(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (layer, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(fmt)
+        .try_init()
+        .ok()
+        .map(|()| LogHandle(handle))
 }

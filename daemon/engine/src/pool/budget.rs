@@ -17,7 +17,8 @@ use tracing::debug;
 use super::Pool;
 
 pub struct Budget {
-    cap: usize,
+    /// Changed at run time by `set_cap` (a configuration reload).
+    cap: AtomicUsize,
     /// Per application: (budget, workers now); 0 budget = no limit.
     apps: Mutex<std::collections::HashMap<String, (usize, usize)>>,
     live: AtomicUsize,
@@ -54,7 +55,7 @@ pub enum NoPlace {
 impl Budget {
     pub fn new(cap: usize) -> Arc<Budget> {
         Arc::new(Budget {
-            cap: cap.max(1),
+            cap: AtomicUsize::new(cap.max(1)),
             apps: Mutex::new(Default::default()),
             live: AtomicUsize::new(0),
             pools: Mutex::new(Vec::new()),
@@ -63,7 +64,19 @@ impl Budget {
     }
 
     pub fn is_full(&self) -> bool {
-        self.live.load(Ordering::Acquire) >= self.cap
+        self.live.load(Ordering::Acquire) >= self.cap()
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap.load(Ordering::Acquire)
+    }
+
+    /// Change the cap (at least 1). Workers over a lowered cap are not
+    /// ended: new workers wait until enough have left; a raised cap lets
+    /// waiting starts go at once.
+    pub fn set_cap(&self, cap: usize) {
+        self.cap.store(cap.max(1), Ordering::Release);
+        self.freed.notify_waiters();
     }
 
     pub fn register(&self, pool: &Arc<Pool>) {
@@ -157,14 +170,14 @@ impl Budget {
         may_evict: bool,
         deadline: tokio::time::Instant,
     ) -> Result<Place, NoPlace> {
-        let no_place = NoPlace::Global { cap: self.cap };
+        let no_place = || NoPlace::Global { cap: self.cap() };
         loop {
             // Register for wake-ups before looking, so none is missed.
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             let now = self.live.load(Ordering::Acquire);
-            if now < self.cap {
+            if now < self.cap() {
                 if self
                     .live
                     .compare_exchange(now, now + 1, Ordering::AcqRel, Ordering::Acquire)
@@ -178,13 +191,13 @@ impl Budget {
                 continue;
             }
             if !may_evict {
-                return Err(no_place);
+                return Err(no_place());
             }
             if self.evict_one(asking, None) {
                 continue;
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                return Err(no_place);
+                return Err(no_place());
             }
         }
     }
@@ -215,7 +228,7 @@ impl Budget {
 
     pub fn stats(&self) -> BudgetStats {
         BudgetStats {
-            cap: self.cap,
+            cap: self.cap(),
             workers: self.live.load(Ordering::Acquire),
         }
     }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,7 +33,8 @@ struct Slot {
 }
 
 pub struct GenericPools {
-    target: usize,
+    /// Changed at run time by `set_target` (a configuration reload).
+    target: AtomicUsize,
     slots: HashMap<RuntimeKind, Slot>,
 }
 
@@ -63,7 +64,28 @@ impl GenericPools {
                 );
             }
         }
-        Arc::new(GenericPools { target, slots })
+        Arc::new(GenericPools {
+            target: AtomicUsize::new(target),
+            slots,
+        })
+    }
+
+    pub fn target(&self) -> usize {
+        self.target.load(Ordering::Acquire)
+    }
+
+    /// Keep `target` idle workers per runtime from now on: more are
+    /// started in the background, the surplus idle ones are ended at once.
+    pub fn set_target(self: &Arc<Self>, target: usize) {
+        self.target.store(target, Ordering::Release);
+        for slot in self.slots.values() {
+            let surplus: Vec<Worker> = match slot.idle.lock() {
+                Ok(mut idle) if idle.len() > target => idle.drain(target..).collect(),
+                _ => Vec::new(),
+            };
+            drop(surplus);
+        }
+        self.fill();
     }
 
     /// Start filling every generic pool (in the background).
@@ -95,7 +117,7 @@ impl GenericPools {
         let Some(slot) = self.slots.get(&kind) else {
             return;
         };
-        if self.target == 0 || slot.refilling.swap(true, Ordering::AcqRel) {
+        if self.target() == 0 || slot.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
         let pools = self.clone();
@@ -104,8 +126,9 @@ impl GenericPools {
                 return;
             };
             loop {
-                let have = slot.idle.lock().map(|i| i.len()).unwrap_or(pools.target);
-                if have >= pools.target || slot.spec.isolation.is_stopping() {
+                let target = pools.target();
+                let have = slot.idle.lock().map(|i| i.len()).unwrap_or(target);
+                if have >= target || slot.spec.isolation.is_stopping() {
                     break;
                 }
                 let deadline = tokio::time::Instant::now() + SPAWN_TIMEOUT;
@@ -139,7 +162,7 @@ impl GenericPools {
                 GenericStats {
                     runtime: kind.to_string(),
                     idle: idle.len(),
-                    target: self.target,
+                    target: self.target(),
                     pids: idle,
                 }
             })

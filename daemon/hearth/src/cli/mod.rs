@@ -23,9 +23,9 @@ mod token;
 mod versions;
 
 mod alias;
-use crate::daemon::{self, ServeConfig};
+use crate::config::{self, ServeArgs};
+use crate::daemon;
 use hearth_api::SplitRequest;
-use hearth_engine::runtime::RuntimeOptions;
 
 #[derive(Parser)]
 #[command(
@@ -55,78 +55,27 @@ enum Command {
         /// The daemon's cgroup tree, `hearth-<pid>`.
         tree: String,
     },
-    /// Run the daemon: gateway, pools and store.
+    /// Run the daemon: gateway, pools and store. Settings come from the
+    /// configuration file, environment variables and flags, each over the
+    /// one before (docs/CONFIG.md).
     Serve {
-        /// Address to listen on (port 0 picks a free port).
-        #[arg(long, default_value = daemon::DEFAULT_LISTEN)]
-        listen: SocketAddr,
-        /// Where the store and the code live [default: ~/.local/share/hearth].
-        #[arg(long, env = "HEARTH_DATA")]
-        data_dir: Option<PathBuf>,
-        /// Python interpreter for workers [default: python3 on PATH, resolved to its real path].
-        #[arg(long, env = "HEARTH_PYTHON")]
-        python: Option<PathBuf>,
-        /// Node.js for workers [default: node on PATH].
-        #[arg(long, env = "HEARTH_NODE")]
-        node: Option<PathBuf>,
-        /// Lua 5.4 for workers [default: lua5.4 on PATH].
-        #[arg(long, env = "HEARTH_LUA")]
-        lua: Option<PathBuf>,
-        /// Largest function call body, in bytes.
-        #[arg(long, default_value_t = daemon::DEFAULT_MAX_BODY)]
-        max_body: usize,
-        /// Seconds a version keeps its warm workers after it stops being live
-        /// (rolling back to it within that time is immediate).
-        #[arg(long, default_value_t = hearth_engine::DEFAULT_DRAIN_GRACE.as_secs_f64())]
-        drain_grace: f64,
-        /// Idle interpreters kept started per runtime (Python, Node) with no
-        /// function loaded, so a new worker only has to load its code.
-        #[arg(long, default_value_t = 2)]
-        generic_workers: usize,
-        /// Most workers with code loaded across every function; past it, the
-        /// least recently used function's idle workers make room.
-        #[arg(long, default_value_t = 256)]
-        max_workers_total: usize,
-        /// Run every worker as this user. By default (daemon running as
-        /// root) each version's workers get a user and group of their own,
-        /// uid = gid = --worker-uid-base + the version's id.
-        #[arg(long, env = "HEARTH_WORKER_USER")]
-        worker_user: Option<String>,
-        /// First uid/gid of the per-version worker users.
-        #[arg(long, default_value_t = hearth_sandbox::isolation::DEFAULT_UID_BASE)]
-        worker_uid_base: u32,
-        /// Do not put workers in cgroups (memory, CPU and process limits
-        /// then rely on rlimits alone).
+        #[command(flatten)]
+        args: Box<ServeArgs>,
+    },
+    /// Install hearth as a systemd service: the binary, hearth.service and
+    /// hearth.socket, /etc/hearth/hearth.toml (kept if present) and
+    /// /var/lib/hearth (docs/SERVICE.md).
+    InstallService {
+        /// Install under this directory instead of / (to look at the files,
+        /// or to build a package); systemctl is not run.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Print what would be written, write nothing.
         #[arg(long)]
-        no_cgroups: bool,
-        /// Milliseconds between SIGTERM and SIGKILL when a worker is
-        /// stopped at its deadline.
-        #[arg(long, default_value_t = 1000)]
-        kill_grace_ms: u64,
-        /// Management requests allowed per token: N/s, N/m or "N/s burst M" (0: no limit).
-        #[arg(long, default_value = daemon::DEFAULT_API_RATE, value_parser = hearth_auth::Rate::parse)]
-        api_rate: hearth_auth::Rate,
-        /// A host name the management API answers to, besides IP addresses
-        /// and localhost (repeat for more; `*` for any).
-        #[arg(long = "allowed-host")]
-        allowed_hosts: Vec<String>,
-        /// Most open connections; past it 64 more are served for the
-        /// management API only, and others get 503.
-        #[arg(long, default_value_t = crate::gateway::DEFAULT_MAX_CONNECTIONS)]
-        max_connections: usize,
-        /// Seconds a request's head may take to arrive (also how long an
-        /// HTTP/1.1 keep-alive connection waits for its next request).
-        #[arg(long, default_value_t = crate::gateway::DEFAULT_HEADER_TIMEOUT.as_secs_f64())]
-        header_timeout: f64,
-        /// Seconds a connection with no request in flight may stay silent.
-        #[arg(long, default_value_t = crate::gateway::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
-        idle_timeout: f64,
-        /// Serve HTTPS only, with this PEM certificate chain (needs --tls-key).
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The PEM private key of --tls-cert.
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
+        dry_run: bool,
+        /// Listen address of hearth.socket.
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: SocketAddr,
     },
     /// Store a function directory (with its hearth.toml) as a new version and publish it.
     Deploy {
@@ -238,6 +187,18 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The socket a service manager passed (socket activation) is taken
+    // before any other thread starts: it unsets LISTEN_FDS and LISTEN_PID.
+    let socket = match &cli.command {
+        Command::Serve { args } if !args.check_config => match crate::service::take_listener() {
+            Ok(socket) => socket,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -248,7 +209,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, socket)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let text = match e.downcast_ref::<ClientError>() {
@@ -261,60 +222,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Reap { tree } = &cli.command {
-        return Ok(hearth_sandbox::reaper::reap(tree).await?);
-    }
-    if let Command::Serve {
-        listen,
-        data_dir,
-        python,
-        node,
-        lua,
-        max_body,
-        drain_grace,
-        generic_workers,
-        max_workers_total,
-        worker_user,
-        worker_uid_base,
-        no_cgroups,
-        kill_grace_ms,
-        api_rate,
-        allowed_hosts,
-        max_connections,
-        header_timeout,
-        idle_timeout,
-        tls_cert,
-        tls_key,
-    } = cli.command
-    {
-        crate::telemetry::init();
-        return daemon::serve(ServeConfig {
+async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Reap { tree } => return Ok(hearth_sandbox::reaper::reap(&tree).await?),
+        Command::Serve { args } => return serve(*args, socket).await,
+        Command::InstallService {
+            root,
+            dry_run,
             listen,
-            data_dir: data_dir.unwrap_or_else(daemon::default_data_dir),
-            runtimes: RuntimeOptions { python, node, lua },
-            max_body,
-            drain_grace: Duration::from_secs_f64(drain_grace.max(0.0)),
-            generic_workers,
-            max_workers_total,
-            worker_user,
-            worker_uid_base,
-            cgroups: !no_cgroups,
-            kill_grace: Duration::from_millis(kill_grace_ms),
-            api_rate,
-            allowed_hosts,
-            max_connections,
-            header_timeout: Duration::from_secs_f64(header_timeout.max(0.1)),
-            idle_timeout: Duration::from_secs_f64(idle_timeout.max(0.1)),
-            tls: tls_cert.zip(tls_key),
-        })
-        .await;
-    }
-    if let Command::Token {
-        command: token::TokenCommand::Hash,
-    } = &cli.command
-    {
-        return token::hash();
+        } => {
+            return crate::service::install::install(&crate::service::install::Plan {
+                root,
+                dry_run,
+                listen,
+            })
+        }
+        Command::Token {
+            command: token::TokenCommand::Hash,
+        } => return token::hash(),
+        _ => {}
     }
     let search =
         crate::credentials::find(cli.token.as_deref(), &cli.addr).map_err(anyhow::Error::msg)?;
@@ -328,7 +254,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let client = Client::new(&cli.addr)?.with_token(search.found.map(|f| f.token), note);
     match cli.command {
-        Command::Serve { .. } | Command::Reap { .. } => Ok(()),
+        Command::Serve { .. } | Command::Reap { .. } | Command::InstallService { .. } => Ok(()),
         Command::Deploy {
             dir,
             message,
@@ -379,4 +305,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rollback { name, message } => publish::rollback(&client, &name, message).await,
         Command::History { name, json } => history::history(&client, &name, json).await,
     }
+}
+
+/// `hearth serve`, or `hearth serve --check-config`.
+async fn serve(args: ServeArgs, socket: Option<std::net::TcpListener>) -> anyhow::Result<()> {
+    let loaded = config::load(&args)?;
+    if args.check_config {
+        print!("{}", loaded.config.to_toml());
+        eprintln!("configuration OK: {}", loaded.describe_source());
+        return Ok(());
+    }
+    let log = crate::telemetry::init(&loaded.config.log.level);
+    daemon::serve(daemon::Start {
+        loaded,
+        args,
+        socket,
+        log,
+    })
+    .await
 }

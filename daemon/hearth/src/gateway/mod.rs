@@ -27,6 +27,7 @@ use hearth_api::routes::{self, Matched};
 use hearth_api::{ApiError, ErrorCode, ServiceInfo};
 use hearth_engine::Engine;
 
+use crate::service::Heartbeat;
 pub use api::MAX_API_BODY;
 use conn::{Admit, ConnLimits, InFlight, Watched};
 use guard::Guard;
@@ -86,11 +87,14 @@ impl Gateway {
 }
 
 /// Accept connections until `shutdown` resolves, then let open connections
-/// finish (up to 10 s).
+/// finish their calls for up to `grace`. The loop beats `heartbeat` while it
+/// turns (the service watchdog's keep-alives depend on it).
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    heartbeat: Heartbeat,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -100,8 +104,10 @@ pub async fn serve(
         .header_read_timeout(gateway.conns.header_timeout);
     builder.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
+    let mut beat = tokio::time::interval(heartbeat.every());
     loop {
         tokio::select! {
+            _ = beat.tick() => heartbeat.beat(),
             accepted = listener.accept() => {
                 let (mut stream, _) = match accepted {
                     Ok(conn) => conn,
@@ -165,12 +171,17 @@ pub async fn serve(
             _ = &mut shutdown => break,
         }
     }
+    // Connections not accepted yet stay queued on the socket when the
+    // service manager holds it (socket activation) for the next daemon.
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        warn!("connections still open after 10 s; closing them");
+        warn!(
+            "calls still in flight after the shutdown grace ({}); ending them",
+            humantime::format_duration(grace)
+        );
     }
 }
 
