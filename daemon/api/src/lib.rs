@@ -12,6 +12,7 @@ mod apps;
 mod deploy;
 mod error;
 mod functions;
+mod gc;
 mod health;
 mod releases;
 pub mod routes;
@@ -23,6 +24,7 @@ pub use apps::{AppBudgetOutcome, AppBudgetRequest, AppInfo, AppList};
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, FunctionErrorBody};
 pub use functions::{CrashLoopInfo, FunctionInfo, FunctionList, VersionInfo, VersionList};
+pub use gc::{GcDir, GcReport, GcRequest, GcVersion};
 pub use health::{HealthInfo, ServiceInfo};
 pub use releases::{
     BatchFailure, BatchItem, BatchPublishOutcome, BatchPublishRequest, PublishRequest, ReleaseInfo,

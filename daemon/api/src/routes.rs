@@ -50,6 +50,7 @@ pub enum RouteId {
     ListAliases,
     SetAlias,
     Deploy,
+    Gc,
 }
 
 /// One route.
@@ -232,6 +233,14 @@ pub const ROUTES: &[Route] = &[
         Some("DeployRequest"),
         "DeployOutcome",
         "store a bundle as a version and (by default) publish it",
+    ),
+    route(
+        Gc,
+        Post,
+        "/api/v1/gc",
+        Some("GcRequest"),
+        "GcReport",
+        "remove stored versions no retention rule keeps and directories no kept version needs (dry_run: only list them)",
     ),
 ];
 

@@ -11,23 +11,52 @@ use tracing::info;
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use crate::gateway::{self, Gateway};
+use crate::gateway::{self, ApiLimits, Gateway};
 use hearth_engine::pool::{Budget, GenericPools};
 use hearth_engine::runtime::{RuntimeOptions, Runtimes};
-use hearth_engine::{Engine, EngineConfig};
+use hearth_engine::{Engine, EngineConfig, Retention};
 use hearth_sandbox::isolation::Isolation;
 use hearth_store::{DynStore, SqliteStore};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 /// Default largest call body: 16 MiB.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// Default largest management request body: 96 MiB (a deploy of 64 MiB of
+/// files, base64-encoded).
+pub const DEFAULT_MAX_API_BODY: usize = crate::gateway::DEFAULT_MAX_API_BODY;
+/// Default most deploys received at once: 2.
+pub const DEFAULT_MAX_CONCURRENT_DEPLOYS: usize = crate::gateway::DEFAULT_MAX_CONCURRENT_DEPLOYS;
+/// Default longest wait of a deploy for its turn: 30 s.
+pub const DEFAULT_DEPLOY_WAIT: std::time::Duration = crate::gateway::DEFAULT_DEPLOY_WAIT;
+/// Default versions of each function gc keeps (beyond live, aliased and
+/// recently released ones): 10.
+pub const DEFAULT_KEEP_VERSIONS: u32 = hearth_engine::DEFAULT_KEEP_VERSIONS;
+/// Default release-history entries of each function whose versions gc
+/// keeps: 20.
+pub const DEFAULT_KEEP_RELEASES: u32 = hearth_engine::DEFAULT_KEEP_RELEASES;
+/// Default time between gc runs of the daemon: an hour.
+pub const DEFAULT_GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub runtimes: RuntimeOptions,
+    /// Largest function call body, in bytes.
     pub max_body: usize,
+    /// Largest management request body (a deploy carries its code), in bytes.
+    pub max_api_body: usize,
+    /// Most deploys whose bodies are received (and held in memory) at once.
+    pub max_concurrent_deploys: usize,
+    /// How long a deploy waits for its turn before it is refused with 503.
+    pub deploy_wait: std::time::Duration,
+    /// gc keeps the last this many versions of each function (at least 1).
+    pub keep_versions: u32,
+    /// gc keeps every version named in the last this many entries of each
+    /// function's release history.
+    pub keep_releases: u32,
+    /// Time between the daemon's own gc runs (zero: only `hearth gc`).
+    pub gc_interval: std::time::Duration,
     /// How long a version that stops being live keeps its warm workers.
     pub drain_grace: std::time::Duration,
     /// Idle pre-started workers kept per runtime (Python, Node).
@@ -81,6 +110,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.kill_grace,
     )?);
     info!("isolation: {}", isolation.describe());
+    // Before any worker starts: what a daemon killed mid-write left behind.
+    for dir in hearth_engine::leftovers::remove_at_start(
+        &data.join("code"),
+        &data.join("deps"),
+        &isolation.tmp_root,
+    ) {
+        info!(kind = %dir.kind, path = %dir.path, "removed a leftover of an interrupted daemon");
+    }
     let _reaper = if isolation.cgroups.is_some() {
         match hearth_sandbox::reaper::start_reaper() {
             Ok(child) => Some(child),
@@ -132,10 +169,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     engine.drain_grace = config.drain_grace;
     engine.generic = Some(generic);
     engine.budget = Some(Budget::new(config.max_workers_total));
+    engine.retention = Retention {
+        keep_versions: config.keep_versions.max(1),
+        keep_releases: config.keep_releases,
+    };
     let engine = Engine::new(engine);
     let routed = engine.start().await?;
     // Releases written to the store by another hearth process sharing it.
     let watcher = tokio::spawn(engine.clone().follow_store());
+    let collector = (!config.gc_interval.is_zero())
+        .then(|| tokio::spawn(collect_garbage(engine.clone(), config.gc_interval)));
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -152,9 +195,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     );
     let _ = std::io::stdout().flush();
 
-    let gw = Arc::new(Gateway::new(engine.clone(), config.max_body));
+    let gw = Arc::new(
+        Gateway::new(engine.clone(), config.max_body).with_api_limits(ApiLimits::new(
+            config.max_api_body,
+            config.max_concurrent_deploys,
+            config.deploy_wait,
+        )),
+    );
     gateway::serve(listener, gw, shutdown_signal()).await;
     watcher.abort();
+    if let Some(collector) = collector {
+        collector.abort();
+    }
     info!("stopping: ending workers");
     isolation.stop();
     engine.shutdown();
@@ -166,6 +218,27 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Run gc every `every` (the first time one `every` after start).
+async fn collect_garbage(engine: Arc<Engine>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match engine.gc(false).await {
+            Ok(report) if report.versions.is_empty() && report.dirs.is_empty() => {}
+            Ok(report) => info!(
+                versions = report.versions.len(),
+                dirs = report.dirs.len(),
+                bytes = report.bytes,
+                "gc removed what no kept version needs"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "gc failed; it runs again in --gc-interval, or run `hearth gc`")
+            }
+        }
+    }
 }
 
 /// The store and its journal files: the daemon's only (mode 0600).

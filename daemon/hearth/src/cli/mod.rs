@@ -14,6 +14,7 @@ use crate::client::{Client, ClientError, DEFAULT_ADDR};
 mod app;
 mod deploy;
 mod dev;
+mod gc;
 mod history;
 mod invoke;
 mod list;
@@ -70,6 +71,31 @@ enum Command {
         /// Largest function call body, in bytes.
         #[arg(long, default_value_t = daemon::DEFAULT_MAX_BODY)]
         max_body: usize,
+        /// Largest management request body, in bytes (a deploy carries its
+        /// code, base64-encoded: 64 MiB of files need about 86 MiB).
+        #[arg(long, default_value_t = daemon::DEFAULT_MAX_API_BODY)]
+        max_api_body: usize,
+        /// Most deploys received at once (each holds its body, up to
+        /// --max-api-body, in memory until its version is stored); more
+        /// wait for their turn.
+        #[arg(long, default_value_t = daemon::DEFAULT_MAX_CONCURRENT_DEPLOYS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+        max_concurrent_deploys: u64,
+        /// Seconds a deploy waits for its turn (see --max-concurrent-deploys)
+        /// before it is refused with 503 and Retry-After.
+        #[arg(long, default_value_t = daemon::DEFAULT_DEPLOY_WAIT.as_secs())]
+        deploy_wait: u64,
+        /// gc keeps the last this many versions of each function (and
+        /// always its live version, the versions its aliases point at and
+        /// those of --keep-releases).
+        #[arg(long, default_value_t = daemon::DEFAULT_KEEP_VERSIONS, value_parser = clap::value_parser!(u32).range(1..))]
+        keep_versions: u32,
+        /// gc keeps every version named in the last this many entries of
+        /// each function's release history (so recent rollbacks work).
+        #[arg(long, default_value_t = daemon::DEFAULT_KEEP_RELEASES)]
+        keep_releases: u32,
+        /// Seconds between the daemon's own gc runs (0: only `hearth gc`).
+        #[arg(long, default_value_t = daemon::DEFAULT_GC_INTERVAL.as_secs())]
+        gc_interval: u64,
         /// Seconds a version keeps its warm workers after it stops being live
         /// (rolling back to it within that time is immediate).
         #[arg(long, default_value_t = hearth_engine::DEFAULT_DRAIN_GRACE.as_secs_f64())]
@@ -196,6 +222,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete the stored versions the retention policy does not keep (see
+    /// hearth serve --keep-versions and --keep-releases) and the code
+    /// directories, dependency installs and leftovers no kept version needs.
+    Gc {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -234,6 +270,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         node,
         lua,
         max_body,
+        max_api_body,
+        max_concurrent_deploys,
+        deploy_wait,
+        keep_versions,
+        keep_releases,
+        gc_interval,
         drain_grace,
         generic_workers,
         max_workers_total,
@@ -249,6 +291,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir: data_dir.unwrap_or_else(daemon::default_data_dir),
             runtimes: RuntimeOptions { python, node, lua },
             max_body,
+            max_api_body,
+            max_concurrent_deploys: usize::try_from(max_concurrent_deploys).unwrap_or(usize::MAX),
+            deploy_wait: Duration::from_secs(deploy_wait),
+            keep_versions,
+            keep_releases,
+            gc_interval: Duration::from_secs(gc_interval),
             drain_grace: Duration::from_secs_f64(drain_grace.max(0.0)),
             generic_workers,
             max_workers_total,
@@ -306,5 +354,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rollback { name, message } => publish::rollback(&client, &name, message).await,
         Command::History { name, json } => history::history(&client, &name, json).await,
+        Command::Gc { dry_run, json } => gc::gc(&client, dry_run, json).await,
     }
 }

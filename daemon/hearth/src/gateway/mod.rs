@@ -23,13 +23,17 @@ use hearth_api::routes::{self, Matched};
 use hearth_api::{ApiError, ServiceInfo};
 use hearth_engine::Engine;
 
-pub use api::MAX_API_BODY;
+pub use api::{
+    ApiLimits, DEFAULT_DEPLOY_WAIT, DEFAULT_MAX_API_BODY, DEFAULT_MAX_CONCURRENT_DEPLOYS,
+};
 use http::{error_response, json, RequestIds, Resp};
 
 pub struct Gateway {
     pub engine: Arc<Engine>,
     /// Largest function call body.
     pub max_body: usize,
+    /// The management API's limits (request bodies, deploys at once).
+    pub api: ApiLimits,
     ids: RequestIds,
 }
 
@@ -38,8 +42,15 @@ impl Gateway {
         Gateway {
             engine,
             max_body,
+            api: ApiLimits::default(),
             ids: RequestIds::new(),
         }
+    }
+
+    /// The same gateway with these management API limits.
+    pub fn with_api_limits(mut self, api: ApiLimits) -> Gateway {
+        self.api = api;
+        self
     }
 }
 

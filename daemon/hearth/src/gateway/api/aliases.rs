@@ -6,8 +6,8 @@ use hyper::Request;
 
 use hearth_api::{AliasRequest, ApiError};
 
-use super::{actor, MAX_API_BODY};
-use crate::gateway::http::{ok, parse_json, read_body, Resp};
+use super::{actor, read_api_body};
+use crate::gateway::http::{ok, parse_json, Resp};
 use crate::gateway::Gateway;
 
 pub async fn list(gw: &Gateway, name: &str) -> Result<Resp, ApiError> {
@@ -21,7 +21,7 @@ pub async fn set(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let actor = actor(&req);
-    let body: AliasRequest = parse_json(&read_body(req, MAX_API_BODY).await?, "the alias request")?;
+    let body: AliasRequest = parse_json(&read_api_body(gw, req).await?, "the alias request")?;
     let out = gw
         .engine
         .aliases

@@ -8,14 +8,15 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
+use tokio::sync::OwnedSemaphorePermit;
 
 use hearth_api::bundle::Bundle;
 use hearth_api::{ApiError, DeployRequest};
 use hearth_engine::deps::Progress;
 use hearth_engine::Engine;
 
-use super::{actor, MAX_API_BODY};
-use crate::gateway::http::{json, parse_json, read_body, ChannelBody, Resp};
+use super::{actor, read_api_body};
+use crate::gateway::http::{json, parse_json, ChannelBody, Resp};
 use crate::gateway::Gateway;
 
 pub async fn deploy(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiError> {
@@ -25,8 +26,12 @@ pub async fn deploy(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiErr
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-ndjson"));
-    let body: DeployRequest =
-        parse_json(&read_body(req, MAX_API_BODY).await?, "the deploy request")?;
+    // A slot before the body is read: it bounds the deploy bodies in
+    // memory; the engine gives it back once the version is stored.
+    let slot = gw.api.deploy_slot().await?;
+    let raw = read_api_body(gw, req).await?;
+    let body: DeployRequest = parse_json(&raw, "the deploy request")?;
+    drop(raw);
     let bundle = Bundle { files: body.files };
     if stream {
         return Ok(deploy_streaming(
@@ -35,6 +40,7 @@ pub async fn deploy(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiErr
             body.message,
             body.publish,
             actor,
+            slot,
         ));
     }
     let out = gw
@@ -46,6 +52,7 @@ pub async fn deploy(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiErr
             body.publish,
             &actor,
             &Progress::none(),
+            Some(slot),
         )
         .await?;
     let status = if out.created {
@@ -64,6 +71,7 @@ fn deploy_streaming(
     message: String,
     publish: bool,
     actor: String,
+    slot: OwnedSemaphorePermit,
 ) -> Resp {
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -82,7 +90,7 @@ fn deploy_streaming(
         let progress = Progress::new(progress_tx);
         let outcome = engine
             .releases
-            .deploy(bundle, &message, publish, &actor, &progress)
+            .deploy(bundle, &message, publish, &actor, &progress, Some(slot))
             .await;
         drop(progress);
         let _ = forwarder.await;

@@ -8,8 +8,8 @@ use hearth_api::{
     ApiError, BatchPublishOutcome, BatchPublishRequest, PublishRequest, RollbackRequest,
 };
 
-use super::{actor, MAX_API_BODY};
-use crate::gateway::http::{ok, parse_json, read_body, Resp};
+use super::{actor, read_api_body};
+use crate::gateway::http::{ok, parse_json, Resp};
 use crate::gateway::Gateway;
 
 pub async fn list(gw: &Gateway, name: &str) -> Result<Resp, ApiError> {
@@ -18,8 +18,7 @@ pub async fn list(gw: &Gateway, name: &str) -> Result<Resp, ApiError> {
 
 pub async fn publish(gw: &Gateway, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let actor = actor(&req);
-    let body: PublishRequest =
-        parse_json(&read_body(req, MAX_API_BODY).await?, "the publish request")?;
+    let body: PublishRequest = parse_json(&read_api_body(gw, req).await?, "the publish request")?;
     let out = gw
         .engine
         .releases
@@ -30,8 +29,7 @@ pub async fn publish(gw: &Gateway, name: &str, req: Request<Incoming>) -> Result
 
 pub async fn rollback(gw: &Gateway, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let actor = actor(&req);
-    let body: RollbackRequest =
-        parse_json(&read_body(req, MAX_API_BODY).await?, "the rollback request")?;
+    let body: RollbackRequest = parse_json(&read_api_body(gw, req).await?, "the rollback request")?;
     let out = gw
         .engine
         .releases
@@ -42,10 +40,8 @@ pub async fn rollback(gw: &Gateway, name: &str, req: Request<Incoming>) -> Resul
 
 pub async fn publish_batch(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let actor = actor(&req);
-    let body: BatchPublishRequest = parse_json(
-        &read_body(req, MAX_API_BODY).await?,
-        "the batch publish request",
-    )?;
+    let body: BatchPublishRequest =
+        parse_json(&read_api_body(gw, req).await?, "the batch publish request")?;
     let items: Vec<(String, u32)> = body
         .releases
         .into_iter()
