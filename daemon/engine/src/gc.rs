@@ -4,8 +4,9 @@
 //! keeps its last `keep_versions` versions, its live version, every version
 //! an alias points at (or splits traffic to), every version named in its
 //! last `keep_releases` release-history entries (so recent rollbacks keep
-//! working), and every version that has a pool in this daemon (warm or
-//! draining) or is having one made. The rest are deleted from the store.
+//! working), and every version of this daemon that is routed, running
+//! calls or having its pool made. The rest are deleted from the store (the
+//! idle workers of their pools, if any, are ended first).
 //! Then every directory that no stored version needs goes: version code
 //! directories, dependency installs, and leftovers of interrupted writes
 //! and of workers of a daemon that is gone.
@@ -141,6 +142,10 @@ impl Engine {
             let removed: HashSet<u32> = if dry_run {
                 numbers.into_iter().collect()
             } else {
+                let numbers: Vec<u32> = numbers
+                    .into_iter()
+                    .filter(|n| v.reclaim(&f.name, *n))
+                    .collect();
                 v.store
                     .delete_versions(&f.name, &numbers)
                     .await?
@@ -193,9 +198,13 @@ impl Engine {
                 }
             }
         }
-        // Pools hold their directories whatever the store says.
+        // Pools hold their directories whatever the store says (but for
+        // those of the versions that go: in a dry run, still there).
         for pool in v.pools() {
             let spec = pool.spec();
+            if dropped.contains(&(spec.function.clone(), spec.version)) {
+                continue;
+            }
             if let Some(name) = code::file_name(&spec.dir) {
                 code_kept.insert((spec.function.clone(), name.to_owned()));
             }

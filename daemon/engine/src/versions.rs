@@ -255,17 +255,43 @@ impl Versions {
         });
     }
 
-    /// Versions that have a pool now, or are having one made: gc keeps them.
+    /// Versions gc must keep whatever its policy says: those having a pool
+    /// made, and those whose pool is routed or running calls. (A pool that
+    /// only has idle workers is let go by [`Versions::reclaim`] instead.)
     pub(crate) fn in_use(&self) -> std::collections::HashSet<(String, u32)> {
         let mut used: std::collections::HashSet<(String, u32)> = self
-            .pools
-            .lock()
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default();
+            .pools()
+            .into_iter()
+            .filter(|pool| self.router.is_routed(pool) || pool.stats().busy > 0)
+            .map(|pool| (pool.spec().function.clone(), pool.spec().version))
+            .collect();
         if let Ok(map) = self.in_flight.lock() {
             used.extend(map.keys().cloned());
         }
         used
+    }
+
+    /// Let go of a version's pool (its idle workers end) before gc deletes
+    /// the version. False if it is routed or running calls after all.
+    pub(crate) fn reclaim(&self, function: &str, version: u32) -> bool {
+        let key = (function.to_owned(), version);
+        let pool = {
+            let mut map = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&key) {
+                None => return true,
+                Some(pool) if !self.router.is_routed(pool) && pool.stats().busy == 0 => {
+                    map.remove(&key)
+                }
+                Some(_) => return false,
+            }
+        };
+        if let Some(pool) = pool {
+            pool.shutdown();
+            self.shared
+                .events
+                .emit(Event::VersionReclaimed { function, version });
+        }
+        true
     }
 
     /// Pools that exist now (live or not).

@@ -79,6 +79,8 @@ pub trait Store: Send + Sync + 'static {
     /// The live version and any version an alias points at (or splits
     /// traffic to) are never deleted: they are skipped. Returns the numbers
     /// deleted, in order. The release history keeps naming deleted versions.
+    /// A function left with no versions, releases or aliases (a first
+    /// deploy taken back) is deleted too.
     async fn delete_versions(&self, function: &str, numbers: &[u32]) -> Result<Vec<u32>>;
 
     /// Make several versions live in one transaction: all or none. Each

@@ -322,6 +322,17 @@ impl Store for SqliteStore {
                 .await?;
             deleted.push(number);
         }
+        // A function left with no version and no history was never more
+        // than the deploy that was just taken back: it goes too.
+        sqlx::query(
+            "DELETE FROM functions WHERE name = ? \
+             AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.function_id = functions.id) \
+             AND NOT EXISTS (SELECT 1 FROM releases r WHERE r.function_id = functions.id) \
+             AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.function_id = functions.id)",
+        )
+        .bind(function)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(deleted)
     }

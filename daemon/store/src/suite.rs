@@ -279,4 +279,16 @@ async fn versions_are_deleted_but_never_live_or_aliased(store: &dyn Store) {
         store.delete_versions("gc-me", &[5]).await.expect("delete"),
         [5]
     );
+    // A first deploy taken back leaves no function behind.
+    let (m, b) = bundle("taken-back", "demo", "def handler(e): return 0");
+    let put = store.put_version(&m, &b, "").await.expect("put");
+    assert_eq!(
+        store
+            .delete_versions("taken-back", &[put.version])
+            .await
+            .expect("delete"),
+        [1]
+    );
+    assert!(store.function("taken-back").await.expect("q").is_none());
+    assert!(store.function("gc-me").await.expect("q").is_some());
 }
