@@ -300,6 +300,26 @@ impl Daemon {
         http(&self.addr, "GET", path, b"")
     }
 
+    /// Run the CLI against this daemon without waiting for it.
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(BIN)
+            .args(args)
+            .env("HEARTH_ADDR", &self.addr)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run hearth")
+    }
+
+    /// Kill with SIGKILL (no clean-up of any kind) and wait for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stop with SIGTERM and wait; returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
         let Some(mut child) = self.child.take() else {
@@ -462,6 +482,67 @@ pub fn try_http_anon(
         ));
     }
     Ok(parse_reply(&raw))
+}
+
+/// Start a request on a fresh connection and send only its head (and the
+/// first bytes of its body, if any); the test sends the rest on the stream
+/// it gets back and reads the answer with [`read_reply`].
+pub fn start_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_length: usize,
+    headers: &[(&str, &str)],
+    body_start: &[u8],
+) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect to hearth");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {content_length}\r\nConnection: close\r\n{}\r\n",
+        headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>()
+    );
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body_start).expect("write body");
+    stream
+}
+
+/// Read an interim `100 Continue` answer (the server has begun to read the
+/// body). Returns false if something else came.
+pub fn read_continue(stream: &mut TcpStream) -> bool {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => return false,
+        }
+    }
+    got.starts_with(b"HTTP/1.1 100")
+}
+
+/// Read the whole answer of a request started with [`start_request`].
+pub fn read_reply(mut stream: TcpStream) -> Reply {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_reply(&raw)
+}
+
+/// A deploy request body (as `POST /api/v1/deploy` takes it) of these files,
+/// sent as they are, without the CLI's own checks.
+pub fn deploy_body(files: &[(&str, &[u8])]) -> String {
+    use base64::Engine as _;
+    let files: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(path, data)| {
+            serde_json::json!({
+                "path": path,
+                "data": base64::engine::general_purpose::STANDARD.encode(data),
+            })
+        })
+        .collect();
+    serde_json::json!({ "files": files }).to_string()
 }
 
 fn parse_reply(raw: &[u8]) -> Reply {

@@ -12,6 +12,15 @@ use crate::manifest::{self, Manifest, ManifestError, MANIFEST_FILE};
 pub const MAX_FILES: usize = 5_000;
 /// Most bytes one version may hold, all files together.
 pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Longest part of a file path (a file or directory name), in bytes: what
+/// Linux file systems take (NAME_MAX).
+pub const MAX_NAME_BYTES: usize = 255;
+/// Longest file path in a bundle, in bytes (it is written under the data
+/// directory, whose own path must fit in PATH_MAX with it).
+pub const MAX_PATH_BYTES: usize = 1024;
+/// Where hearth links a Node version's installed packages; a bundle cannot
+/// hold a file there.
+pub const DEPENDENCY_LINK: &str = "node_modules";
 
 /// Directory and file names never taken into a bundle.
 const SKIPPED: &[&str] = &[
@@ -46,10 +55,12 @@ pub enum BundleError {
     Manifest(#[from] ManifestError),
     #[error("there is no {MANIFEST_FILE} among the files; every function directory needs one (name, runtime, entry)")]
     NoManifest,
-    #[error("file path \"{0}\" is not allowed: paths must be relative, use '/', and contain no '..' or empty parts")]
-    BadPath(String),
-    #[error("file \"{0}\" appears twice")]
+    #[error("file path \"{}\" is not allowed: {reason}", .path.escape_debug())]
+    BadPath { path: String, reason: String },
+    #[error("file \"{}\" appears twice; give each path once", .0.escape_debug())]
     Duplicate(String),
+    #[error("file \"{}\" cannot be written: \"{}\" is a file of the bundle too, so it cannot also be a directory; rename one of them", .path.escape_debug(), .file.escape_debug())]
+    FileIsDirectory { path: String, file: String },
     #[error("the code has {0} files, over the limit of {MAX_FILES}; leave build output and caches out of the directory")]
     TooManyFiles(usize),
     #[error("the code is {0} bytes, over the limit of {MAX_BYTES} bytes; leave large data and dependencies out of the directory")]
@@ -94,11 +105,23 @@ impl Bundle {
         }
         let mut seen = std::collections::HashSet::new();
         for f in &self.files {
-            if !safe_path(&f.path) {
-                return Err(BundleError::BadPath(f.path.clone()));
-            }
+            check_path(&f.path).map_err(|reason| BundleError::BadPath {
+                path: f.path.clone(),
+                reason: reason.to_owned(),
+            })?;
             if !seen.insert(f.path.as_str()) {
                 return Err(BundleError::Duplicate(f.path.clone()));
+            }
+        }
+        // A path is a file or a directory, not both: "a" and "a/b" cannot
+        // both be files.
+        for f in &self.files {
+            let dirs = f.path.match_indices('/').map(|(at, _)| &f.path[..at]);
+            if let Some(file) = dirs.into_iter().find(|dir| seen.contains(dir)) {
+                return Err(BundleError::FileIsDirectory {
+                    path: f.path.clone(),
+                    file: file.to_owned(),
+                });
             }
         }
         let manifest_file = self.file(MANIFEST_FILE).ok_or(BundleError::NoManifest)?;
@@ -147,14 +170,43 @@ impl Bundle {
     }
 }
 
-fn safe_path(path: &str) -> bool {
-    !path.is_empty()
-        && !path.starts_with('/')
-        && !path.contains('\\')
-        && !path.contains('\0')
-        && path
-            .split('/')
-            .all(|part| !part.is_empty() && part != "." && part != "..")
+/// Why a bundle path cannot be written as a file under the version's
+/// directory (and only there), if it cannot.
+fn check_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("it is empty");
+    }
+    if path.starts_with('/') {
+        return Err("paths must be relative to the function's directory, not start with '/'");
+    }
+    if path.contains('\0') {
+        return Err("it contains a NUL byte");
+    }
+    if path.contains('\\') {
+        return Err("it contains '\\'; separate directories with '/'");
+    }
+    if path.chars().any(char::is_control) {
+        return Err("it contains a control character");
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err("it is longer than 1024 bytes (the most a bundle path may have)");
+    }
+    for part in path.split('/') {
+        match part {
+            "" => return Err("it has an empty part ('//' or a trailing '/')"),
+            "." | ".." => return Err("'.' and '..' are not allowed in paths"),
+            _ if part.len() > MAX_NAME_BYTES => {
+                return Err(
+                    "one of its parts is longer than 255 bytes (the most a file name may have)",
+                )
+            }
+            _ => {}
+        }
+    }
+    if path.split('/').next() == Some(DEPENDENCY_LINK) {
+        return Err("node_modules is where hearth links the installed dependencies; leave it out (hearth installs them from package.json)");
+    }
+    Ok(())
 }
 
 fn walk(
@@ -195,9 +247,10 @@ fn walk(
         if out.len() >= MAX_FILES {
             return Err(BundleError::TooManyFiles(out.len() + 1));
         }
-        let rel = path
-            .strip_prefix(root)
-            .map_err(|_| BundleError::BadPath(path.display().to_string()))?;
+        let rel = path.strip_prefix(root).map_err(|_| BundleError::BadPath {
+            path: path.display().to_string(),
+            reason: format!("it is not under {}", root.display()),
+        })?;
         let rel = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -277,21 +330,76 @@ mod tests {
         assert_eq!(ok.validate().expect("valid").name, "hello");
     }
 
+    fn with(extra: &[&str]) -> Bundle {
+        let mut files = vec![file(MANIFEST_FILE, MANIFEST), file("main.py", "")];
+        files.extend(extra.iter().map(|p| file(p, "")));
+        Bundle { files }
+    }
+
     #[test]
     fn unsafe_paths_are_refused() {
-        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", ""] {
-            let b = Bundle {
-                files: vec![
-                    file(MANIFEST_FILE, MANIFEST),
-                    file("main.py", ""),
-                    file(bad, ""),
-                ],
-            };
-            assert!(
-                matches!(b.validate(), Err(BundleError::BadPath(_))),
-                "{bad}"
-            );
+        let long_name = "n".repeat(MAX_NAME_BYTES + 1);
+        let long_path = ["d"; MAX_PATH_BYTES / 2 + 1].join("/");
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "a/./b",
+            "a/",
+            "",
+            "a\\b",
+            "a\0b",
+            "a\nb",
+            long_name.as_str(),
+            long_path.as_str(),
+            "node_modules/x.js",
+        ] {
+            match with(&[bad]).validate() {
+                Err(BundleError::BadPath { path, .. }) => assert_eq!(path, bad),
+                other => panic!("{bad:?}: {other:?}"),
+            }
         }
+        let longest = "n".repeat(MAX_NAME_BYTES);
+        assert!(with(&[&longest, "lib/node_modules/x.js"])
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn a_file_cannot_also_be_a_directory() {
+        for (extra, path, dir) in [
+            (&["a", "a/b"][..], "a/b", "a"),
+            (&["main.py/x"][..], "main.py/x", "main.py"),
+            (&["x/y/z", "x/y"][..], "x/y/z", "x/y"),
+        ] {
+            match with(extra).validate() {
+                Err(BundleError::FileIsDirectory { path: p, file }) => {
+                    assert_eq!((p.as_str(), file.as_str()), (path, dir))
+                }
+                other => panic!("{extra:?}: {other:?}"),
+            }
+        }
+        assert!(with(&["a/b", "a/c", "ab"]).validate().is_ok());
+    }
+
+    #[test]
+    fn counts_and_sizes_are_bounded() {
+        let many: Vec<String> = (0..MAX_FILES).map(|i| format!("f{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(matches!(
+            with(&many).validate(),
+            Err(BundleError::TooManyFiles(n)) if n == MAX_FILES + 2
+        ));
+        let mut big = with(&[]);
+        big.files.push(BundleFile {
+            path: "data.bin".into(),
+            data: vec![0; MAX_BYTES as usize + 1],
+            executable: false,
+        });
+        assert!(matches!(big.validate(), Err(BundleError::TooLarge(_))));
+        let dup = with(&["main.py"]);
+        assert!(matches!(dup.validate(), Err(BundleError::Duplicate(p)) if p == "main.py"));
     }
 
     #[test]

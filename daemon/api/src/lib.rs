@@ -13,6 +13,7 @@ mod apps;
 mod deploy;
 mod error;
 mod functions;
+mod gc;
 mod health;
 mod releases;
 pub mod routes;
@@ -27,6 +28,7 @@ pub use auth::{
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, FunctionErrorBody};
 pub use functions::{CrashLoopInfo, FunctionInfo, FunctionList, VersionInfo, VersionList};
+pub use gc::{GcDir, GcReport, GcRequest, GcVersion};
 pub use health::{HealthInfo, ServiceInfo};
 pub use releases::{
     BatchFailure, BatchItem, BatchPublishOutcome, BatchPublishRequest, PublishRequest, ReleaseInfo,

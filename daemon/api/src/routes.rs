@@ -59,6 +59,7 @@ pub enum RouteId {
     ListTokens,
     CreateToken,
     RevokeToken,
+    Gc,
 }
 
 /// What each route asks of its caller's token. `deploy` routes limited to
@@ -80,9 +81,11 @@ pub const fn access_of(id: RouteId) -> Access {
         | RouteId::BatchPublish
         | RouteId::SetAlias
         | RouteId::Deploy => Access::Scope(Scope::Deploy),
-        RouteId::SetApp | RouteId::ListTokens | RouteId::CreateToken | RouteId::RevokeToken => {
-            Access::Scope(Scope::Admin)
-        }
+        RouteId::SetApp
+        | RouteId::ListTokens
+        | RouteId::CreateToken
+        | RouteId::RevokeToken
+        | RouteId::Gc => Access::Scope(Scope::Admin),
     }
 }
 
@@ -293,6 +296,14 @@ pub const ROUTES: &[Route] = &[
         None,
         "TokenRevoked",
         "revoke a token at once",
+    ),
+    route(
+        Gc,
+        Post,
+        "/api/v1/gc",
+        Some("GcRequest"),
+        "GcReport",
+        "remove stored versions no retention rule keeps and directories no kept version needs (dry_run: only list them)",
     ),
 ];
 

@@ -3,6 +3,7 @@
 
 use hearth_api::bundle::Bundle;
 use hearth_api::DeployOutcome;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::deps::Progress;
 use crate::error::PublishError;
@@ -11,7 +12,10 @@ use crate::releases::Releases;
 
 impl Releases {
     /// Store the bundle as a version of its function and, if `publish`,
-    /// make it live once a worker has loaded it.
+    /// make it live once a worker has loaded it. Every path of the bundle
+    /// is checked before anything is stored. `slot` (the gateway's bound on
+    /// deploy bodies in memory) is released, with the bundle, as soon as
+    /// the version is stored.
     pub async fn deploy(
         &self,
         bundle: Bundle,
@@ -19,6 +23,7 @@ impl Releases {
         publish: bool,
         actor: &str,
         progress: &Progress,
+        slot: Option<OwnedSemaphorePermit>,
     ) -> Result<DeployOutcome, PublishError> {
         let v = &self.versions;
         let manifest = bundle.validate()?;
@@ -28,6 +33,9 @@ impl Releases {
         let _guard = lock.lock().await;
 
         let put = v.store.put_version(&manifest, &bundle, message).await?;
+        // From here on the code is read back from the store.
+        drop(bundle);
+        drop(slot);
         progress.say(if put.created {
             format!("stored {function} version {}", put.version)
         } else {
@@ -61,6 +69,18 @@ impl Releases {
                     live: live_before,
                     error,
                 })
+            }
+            // A version whose code cannot be written to disk could never
+            // run: take it back, so the deploy stores nothing.
+            Err(PublishError::Code(error)) if put.created => {
+                let taken_back = match v.store.delete_versions(&function, &[put.version]).await {
+                    Ok(deleted) => deleted == [put.version],
+                    Err(e) => {
+                        tracing::warn!(function = %function, version = put.version, error = %e, "cannot take back a version whose code could not be written");
+                        false
+                    }
+                };
+                return Err(PublishError::Unwritable { error, taken_back });
             }
             other => other?,
         };

@@ -11,7 +11,11 @@
 //! key being a hash of the dependency files (and, for Python, the
 //! interpreter's minor version): redeploying unchanged dependencies costs
 //! nothing, and two versions with different dependency files never share
-//! (or disturb) each other's packages.
+//! (or disturb) each other's packages. An install is made in
+//! `<key>.tmp<pid>` next to its final directory and renamed into place when
+//! it is complete; those of a daemon that is gone are removed at start and
+//! by gc ([`Deps::leftovers`]), and gc removes the installs no stored
+//! version needs ([`Deps::installs`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -95,6 +99,18 @@ pub struct Installed {
     pub links: Vec<(String, PathBuf)>,
 }
 
+/// The files that declare dependencies, of any runtime: all [`plan`] reads.
+pub const DEPENDENCY_FILES: &[&str] = &["requirements.txt", "package.json", "package-lock.json"];
+
+/// An install found on disk.
+#[derive(Debug, Clone)]
+pub struct FoundInstall {
+    /// `python` or `node`.
+    pub runtime: String,
+    pub key: String,
+    pub path: PathBuf,
+}
+
 /// Decide from a version's files whether it has dependencies to install.
 pub fn plan(runtime: &Runtime, files: &[BundleFile]) -> Option<Plan> {
     let find = |name: &str| files.iter().find(|f| f.path == name).cloned();
@@ -149,6 +165,59 @@ impl Deps {
             root,
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The key of a plan (its directory's name under `<runtime>/`).
+    pub fn key(plan: &Plan) -> (&'static str, &str) {
+        (plan.runtime.as_str(), &plan.key)
+    }
+
+    /// Every finished install on disk.
+    pub fn installs(&self) -> Vec<FoundInstall> {
+        let mut found = Vec::new();
+        for runtime_dir in crate::code::entries(&self.root) {
+            let Some(runtime) = crate::code::file_name(&runtime_dir).map(str::to_owned) else {
+                continue;
+            };
+            for path in crate::code::entries(&runtime_dir) {
+                let Some(name) = crate::code::file_name(&path) else {
+                    continue;
+                };
+                if !name.contains('.') && path.is_dir() {
+                    found.push(FoundInstall {
+                        runtime: runtime.clone(),
+                        key: name.to_owned(),
+                        path: path.clone(),
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// Unfinished installs (`<key>.tmp<pid>`) of a daemon that is gone (at
+    /// start, this daemon's own pid counts as gone).
+    pub fn leftovers(&self, at_start: bool) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for runtime_dir in crate::code::entries(&self.root) {
+            for path in crate::code::entries(&runtime_dir) {
+                let Some(name) = crate::code::file_name(&path) else {
+                    continue;
+                };
+                let Some((_, pid)) = name.split_once(".tmp") else {
+                    continue;
+                };
+                let pid = pid.parse::<u32>().ok();
+                if pid.is_none_or(|pid| crate::leftovers::gone(pid, at_start)) {
+                    found.push(path);
+                }
+            }
+        }
+        found
     }
 
     fn dir(&self, plan: &Plan) -> PathBuf {

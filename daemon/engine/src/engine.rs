@@ -15,6 +15,7 @@ use crate::aliases::Aliases;
 use crate::apps::Apps;
 use crate::call::{BoxFuture, Dispatch, Invocation, Outcome};
 use crate::events::Events;
+use crate::gc::Retention;
 use crate::locks::FunctionLocks;
 use crate::pool::{Budget, GenericPools, Shared};
 use crate::rates::RateGates;
@@ -37,6 +38,8 @@ pub struct EngineConfig {
     pub budget: Option<Arc<Budget>>,
     /// How long a version that stops being live keeps its warm workers.
     pub drain_grace: Duration,
+    /// Which stored versions gc keeps.
+    pub retention: Retention,
     pub events: Events,
 }
 
@@ -57,6 +60,7 @@ impl EngineConfig {
             generic: None,
             budget: None,
             drain_grace: DEFAULT_DRAIN_GRACE,
+            retention: Retention::default(),
             events: Events::new(),
         }
     }
@@ -83,7 +87,7 @@ impl Engine {
                 events: config.events,
                 dispatch: Some(dispatch),
             };
-            let versions = Arc::new(Versions::new(
+            let mut versions = Versions::new(
                 config.store.clone(),
                 config.runtimes,
                 config.code_root,
@@ -91,7 +95,9 @@ impl Engine {
                 config.isolation.clone(),
                 shared,
                 config.drain_grace,
-            ));
+            );
+            versions.retention = config.retention;
+            let versions = Arc::new(versions);
             let locks = Arc::new(FunctionLocks::default());
             Engine {
                 releases: Releases {

@@ -20,6 +20,8 @@ pub enum PublishError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Code(#[from] CodeError),
+    #[error("{error}; {}", if *.taken_back { "the deploy stored nothing" } else { "the version stays stored but cannot run" })]
+    Unwritable { error: CodeError, taken_back: bool },
     #[error("no function named \"{0}\"")]
     UnknownFunction(String),
     #[error("{function} has no version {version} (latest is {latest})")]
@@ -91,6 +93,12 @@ impl From<PublishError> for ApiError {
                 message,
                 "check the daemon's log and its data directory",
             ),
+            PublishError::Unwritable { error, .. } => ApiError::new(
+                ErrorCode::Internal,
+                message,
+                format!("free space or fix the permissions of {} (the daemon's data directory), then deploy again", error.path.display()),
+            )
+            .function(&error.function, None),
             PublishError::UnknownFunction(name) => ApiError::new(
                 ErrorCode::FunctionNotFound,
                 message,

@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hearth_sandbox::isolation::{self, Isolation};
+use hearth_sandbox::isolation::Isolation;
 use hearth_store::{DynStore, VersionRecord};
 
-use crate::code::{CodeDir, CodeError};
+use crate::code::CodeDir;
 use crate::deps::{self, Deps, Installed, Progress};
 use crate::error::PublishError;
 use crate::events::Event;
+use crate::gc::Retention;
 use crate::pool::{Pool, Shared, WorkerError, WorkerSpec};
 use crate::router::Router;
 use crate::runtime::Runtimes;
@@ -29,13 +30,42 @@ pub const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Every pool that exists, by (function, version).
 type PoolMap = HashMap<(String, u32), Arc<Pool>>;
 
+/// Versions whose pool is being made right now (code written, dependencies
+/// installed), with how many are making it.
+type InFlightMap = HashMap<(String, u32), usize>;
+
+/// A pool being made; it leaves the in-flight map when dropped.
+struct InFlight {
+    map: Arc<Mutex<InFlightMap>>,
+    key: (String, u32),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
 pub struct Versions {
     pub(crate) store: DynStore,
     pub(crate) runtimes: Runtimes,
     pub(crate) router: Arc<Router>,
-    code: CodeDir,
-    deps: Deps,
+    pub(crate) code: CodeDir,
+    pub(crate) deps: Deps,
     pools: Arc<Mutex<PoolMap>>,
+    in_flight: Arc<Mutex<InFlightMap>>,
+    /// Held by gc while it decides and removes, and (briefly) by every pool
+    /// being made as it enters the in-flight map: gc never removes what a
+    /// pool being made needs.
+    pub(crate) gate: tokio::sync::Mutex<()>,
+    /// Which stored versions gc keeps.
+    pub(crate) retention: Retention,
     /// How long a version that stops being routed keeps its warm workers.
     drain_grace: Duration,
     /// What every pool shares (generic pools, the global worker budget,
@@ -61,6 +91,9 @@ impl Versions {
             code: CodeDir::new(code_root),
             deps: Deps::new(deps_root),
             pools: Arc::new(Mutex::new(HashMap::new())),
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
+            gate: tokio::sync::Mutex::new(()),
+            retention: Retention::default(),
             drain_grace,
             shared,
             isolation,
@@ -104,6 +137,15 @@ impl Versions {
         if let Some(pool) = self.pools.lock().ok().and_then(|p| p.get(&key).cloned()) {
             return Ok(pool);
         }
+        let _in_flight = {
+            let _gate = self.gate.lock().await;
+            let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            *map.entry(key.clone()).or_default() += 1;
+            InFlight {
+                map: self.in_flight.clone(),
+                key: key.clone(),
+            }
+        };
         let record = self.record(function, version).await?;
         let runtime = self.runtimes.get(record.manifest.runtime)?.clone();
         let files = self.store.version_files(function, version).await?;
@@ -115,19 +157,16 @@ impl Versions {
             }
             None => Installed::default(),
         };
-        let dir =
-            self.code
-                .materialize(function, version, &record.hash, &files, &installed.links)?;
         let identity = self.isolation.identity(record.id);
-        if let Some((_, gid)) = identity {
-            // Only this version's workers may enter its code directory.
-            isolation::restrict_code_dir(&dir, gid).map_err(|source| CodeError {
-                function: function.to_owned(),
-                version,
-                path: dir.clone(),
-                source,
-            })?;
-        }
+        // Only this version's workers may enter its code directory.
+        let dir = self.code.materialize(
+            function,
+            version,
+            &record.hash,
+            &files,
+            &installed.links,
+            identity.map(|(_, gid)| gid),
+        )?;
         let spec = WorkerSpec {
             function: function.to_owned(),
             version,
@@ -214,6 +253,45 @@ impl Versions {
                 version: key.1,
             });
         });
+    }
+
+    /// Versions gc must keep whatever its policy says: those having a pool
+    /// made, and those whose pool is routed or running calls. (A pool that
+    /// only has idle workers is let go by [`Versions::reclaim`] instead.)
+    pub(crate) fn in_use(&self) -> std::collections::HashSet<(String, u32)> {
+        let mut used: std::collections::HashSet<(String, u32)> = self
+            .pools()
+            .into_iter()
+            .filter(|pool| self.router.is_routed(pool) || pool.stats().busy > 0)
+            .map(|pool| (pool.spec().function.clone(), pool.spec().version))
+            .collect();
+        if let Ok(map) = self.in_flight.lock() {
+            used.extend(map.keys().cloned());
+        }
+        used
+    }
+
+    /// Let go of a version's pool (its idle workers end) before gc deletes
+    /// the version. False if it is routed or running calls after all.
+    pub(crate) fn reclaim(&self, function: &str, version: u32) -> bool {
+        let key = (function.to_owned(), version);
+        let pool = {
+            let mut map = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&key) {
+                None => return true,
+                Some(pool) if !self.router.is_routed(pool) && pool.stats().busy == 0 => {
+                    map.remove(&key)
+                }
+                Some(_) => return false,
+            }
+        };
+        if let Some(pool) = pool {
+            pool.shutdown();
+            self.shared
+                .events
+                .emit(Event::VersionReclaimed { function, version });
+        }
+        true
     }
 
     /// Pools that exist now (live or not).

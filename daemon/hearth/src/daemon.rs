@@ -20,13 +20,13 @@ use std::os::unix::fs::PermissionsExt as _;
 use crate::config::reload::{Hook, Reloader};
 use crate::config::{self, Config, Loaded, ServeArgs};
 use crate::gateway::guard::{AllowedHosts, Guard};
-use crate::gateway::{self, Gateway};
+use crate::gateway::{self, ApiLimits, Gateway};
 use crate::service::{self, Heartbeat, Notifier};
 use crate::telemetry::LogHandle;
 use hearth_auth::TokenBook;
 use hearth_engine::pool::{Budget, GenericPools};
 use hearth_engine::runtime::{RuntimeOptions, Runtimes};
-use hearth_engine::{Engine, EngineConfig};
+use hearth_engine::{Engine, EngineConfig, Retention};
 use hearth_sandbox::isolation::Isolation;
 use hearth_store::{DynStore, SqliteStore};
 
@@ -82,6 +82,14 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         iso.kill_grace,
     )?);
     info!("isolation: {}", isolation.describe());
+    // Before any worker starts: what a daemon killed mid-write left behind.
+    for dir in hearth_engine::leftovers::remove_at_start(
+        &data.join("code"),
+        &data.join("deps"),
+        &isolation.tmp_root,
+    ) {
+        info!(kind = %dir.kind, path = %dir.path, "removed a leftover of an interrupted daemon");
+    }
     let _reaper = if isolation.cgroups.is_some() {
         match hearth_sandbox::reaper::start_reaper() {
             Ok(child) => Some(child),
@@ -149,10 +157,17 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
     engine.drain_grace = config.pools.drain_grace;
     engine.generic = Some(generic.clone());
     engine.budget = Some(budget.clone());
+    engine.retention = Retention {
+        keep_versions: config.retention.keep_versions.max(1),
+        keep_releases: config.retention.keep_releases,
+    };
     let engine = Engine::new(engine);
     let routed = engine.start().await?;
     // Releases written to the store by another hearth process sharing it.
     let watcher = tokio::spawn(engine.clone().follow_store());
+    let gc_every = config.retention.gc_interval;
+    let collector =
+        (!gc_every.is_zero()).then(|| tokio::spawn(collect_garbage(engine.clone(), gc_every)));
 
     let listener = match start.socket {
         Some(socket) => {
@@ -229,7 +244,15 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         idle_timeout: server.idle_timeout,
         tls,
     };
-    let gw = Arc::new(Gateway::new(engine.clone(), server.max_body, guard, conns));
+    let gw = Arc::new(
+        Gateway::new(engine.clone(), server.max_body, guard, conns).with_api_limits(
+            ApiLimits::new(
+                server.max_api_body,
+                server.max_concurrent_deploys,
+                server.deploy_wait,
+            ),
+        ),
+    );
     let refresher = tokio::spawn(refresh_access(gw.clone()));
 
     let mut reloader = Reloader::default();
@@ -273,6 +296,9 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
     control.abort();
     watcher.abort();
     refresher.abort();
+    if let Some(collector) = collector {
+        collector.abort();
+    }
     tokens.flush_used().await;
     supervisor.abort();
     info!("stopping: ending workers");
@@ -292,6 +318,27 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Run gc every `every` (the first time one `every` after start).
+async fn collect_garbage(engine: Arc<Engine>, every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match engine.gc(false).await {
+            Ok(report) if report.versions.is_empty() && report.dirs.is_empty() => {}
+            Ok(report) => info!(
+                versions = report.versions.len(),
+                dirs = report.dirs.len(),
+                bytes = report.bytes,
+                "gc removed what no kept version needs"
+            ),
+            Err(e) => {
+                warn!(error = %e, "gc failed; it runs again after retention.gc_interval, or run `hearth gc`")
+            }
+        }
+    }
 }
 
 /// Access settings on reload: the per-token rate, the allowed hosts, the

@@ -62,6 +62,27 @@ pub trait Store: Send + Sync + 'static {
     /// A version's files, by path.
     async fn version_files(&self, function: &str, number: u32) -> Result<Vec<BundleFile>>;
 
+    /// Those of a version's files whose path is in `paths` (those it has),
+    /// by path: what gc reads to know a version's dependency install.
+    async fn version_files_named(
+        &self,
+        function: &str,
+        number: u32,
+        paths: &[&str],
+    ) -> Result<Vec<BundleFile>> {
+        let mut files = self.version_files(function, number).await?;
+        files.retain(|f| paths.contains(&f.path.as_str()));
+        Ok(files)
+    }
+
+    /// Delete versions of `function` and their files, in one transaction.
+    /// The live version and any version an alias points at (or splits
+    /// traffic to) are never deleted: they are skipped. Returns the numbers
+    /// deleted, in order. The release history keeps naming deleted versions.
+    /// A function left with no versions, releases or aliases (a first
+    /// deploy taken back) is deleted too.
+    async fn delete_versions(&self, function: &str, numbers: &[u32]) -> Result<Vec<u32>>;
+
     /// Make several versions live in one transaction: all or none. Each
     /// release also refreshes its function's runtime, application, category
     /// and description from that version's manifest. Returns the version

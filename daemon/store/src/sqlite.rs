@@ -336,6 +336,84 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn version_files_named(
+        &self,
+        function: &str,
+        number: u32,
+        paths: &[&str],
+    ) -> Result<Vec<BundleFile>> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT vf.path, vf.executable, vf.content FROM version_files vf \
+             JOIN versions v ON v.id = vf.version_id JOIN functions f ON f.id = v.function_id \
+             WHERE f.name = ? AND v.number = ? AND vf.path IN ({}) ORDER BY vf.path",
+            vec!["?"; paths.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(function).bind(i64::from(number));
+        for path in paths {
+            query = query.bind(*path);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BundleFile {
+                    path: r.try_get("path")?,
+                    executable: r.try_get("executable")?,
+                    data: r.try_get("content")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_versions(&self, function: &str, numbers: &[u32]) -> Result<Vec<u32>> {
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = Vec::new();
+        let mut sorted = numbers.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for number in sorted {
+            // Never the live version, nor one an alias needs.
+            let id: Option<i64> = sqlx::query_scalar(
+                "SELECT v.id FROM versions v JOIN functions f ON f.id = v.function_id \
+                 WHERE f.name = ? AND v.number = ? \
+                 AND v.number IS NOT f.live_version \
+                 AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.function_id = f.id \
+                     AND (a.version = v.number OR a.split_version = v.number))",
+            )
+            .bind(function)
+            .bind(i64::from(number))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                continue;
+            };
+            sqlx::query("DELETE FROM version_files WHERE version_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM versions WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            deleted.push(number);
+        }
+        // A function left with no version and no history was never more
+        // than the deploy that was just taken back: it goes too.
+        sqlx::query(
+            "DELETE FROM functions WHERE name = ? \
+             AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.function_id = functions.id) \
+             AND NOT EXISTS (SELECT 1 FROM releases r WHERE r.function_id = functions.id) \
+             AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.function_id = functions.id)",
+        )
+        .bind(function)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     /// Make several versions live in one transaction: all or none. Returns
     /// the version each function had live before, in order.
     async fn release_many(
@@ -594,6 +672,6 @@ mod tests {
             .await
             .expect("reopen");
         assert_eq!(store.versions("hello").await.expect("versions").len(), 2);
-        assert_eq!(store.aliases().await.expect("aliases").len(), 1);
+        assert_eq!(store.aliases().await.expect("aliases").len(), 2);
     }
 }

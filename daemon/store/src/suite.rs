@@ -20,6 +20,7 @@ pub async fn run_all(store: &dyn Store) {
     apps_keep_their_budgets(store).await;
     the_watch_sees_releases(store).await;
     tokens_are_kept_by_hash(store).await;
+    versions_are_deleted_but_never_live_or_aliased(store).await;
 }
 
 fn bundle(name: &str, app: &str, code: &str) -> (Manifest, Bundle) {
@@ -249,4 +250,79 @@ async fn tokens_are_kept_by_hash(store: &dyn Store) {
     assert!(store.revoke_token("ci").await.expect("revoke"));
     assert!(!store.revoke_token("ci").await.expect("revoke"));
     assert!(store.tokens().await.expect("tokens").is_empty());
+}
+
+async fn versions_are_deleted_but_never_live_or_aliased(store: &dyn Store) {
+    for n in 1..=5 {
+        let (m, mut b) = bundle("gc-me", "demo", &format!("def handler(e): return {n}"));
+        b.files.push(BundleFile {
+            path: "requirements.txt".into(),
+            data: format!("six=={n}\n").into_bytes(),
+            executable: false,
+        });
+        store.put_version(&m, &b, "").await.expect("put");
+    }
+    let named = store
+        .version_files_named("gc-me", 2, &["requirements.txt", "package.json"])
+        .await
+        .expect("files");
+    assert_eq!(named.len(), 1);
+    assert_eq!(named[0].data, b"six==2\n");
+    assert!(store
+        .version_files_named("gc-me", 2, &[])
+        .await
+        .expect("files")
+        .is_empty());
+    let v3 = store.version("gc-me", 3).await.expect("q").expect("exists");
+    store
+        .release("gc-me", &v3, "publish", "", "")
+        .await
+        .expect("release");
+    let canary = AliasTarget {
+        version: 4,
+        split: Some((1, 5)),
+    };
+    store
+        .set_alias("gc-me", "canary", &canary, "", "")
+        .await
+        .expect("alias");
+    let deleted = store
+        .delete_versions("gc-me", &[4, 1, 2, 3, 2, 9])
+        .await
+        .expect("delete");
+    assert_eq!(deleted, [2], "live 3 and aliased 4 and 1 stay; 9 never was");
+    let left: Vec<u32> = store
+        .versions("gc-me")
+        .await
+        .expect("versions")
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(left, [1, 3, 4, 5]);
+    assert!(store
+        .version_files("gc-me", 2)
+        .await
+        .expect("files")
+        .is_empty());
+    let f = store.function("gc-me").await.expect("q").expect("exists");
+    assert_eq!((f.versions, f.live_version), (4, Some(3)));
+    // Numbers are never given again: the next version is 6.
+    let (m, b) = bundle("gc-me", "demo", "def handler(e): return 6");
+    assert_eq!(store.put_version(&m, &b, "").await.expect("put").version, 6);
+    assert_eq!(
+        store.delete_versions("gc-me", &[5]).await.expect("delete"),
+        [5]
+    );
+    // A first deploy taken back leaves no function behind.
+    let (m, b) = bundle("taken-back", "demo", "def handler(e): return 0");
+    let put = store.put_version(&m, &b, "").await.expect("put");
+    assert_eq!(
+        store
+            .delete_versions("taken-back", &[put.version])
+            .await
+            .expect("delete"),
+        [1]
+    );
+    assert!(store.function("taken-back").await.expect("q").is_none());
+    assert!(store.function("gc-me").await.expect("q").is_some());
 }

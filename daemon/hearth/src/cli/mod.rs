@@ -14,6 +14,7 @@ use crate::client::{Client, ClientError, DEFAULT_ADDR};
 mod app;
 mod deploy;
 mod dev;
+mod gc;
 mod history;
 mod invoke;
 mod list;
@@ -159,6 +160,15 @@ enum Command {
         #[arg(long, value_parser = ["open", "key"])]
         invoke: Option<String>,
     },
+    /// Remove stored versions no retention rule keeps (and the code and
+    /// dependency directories only they needed); --dry-run lists them.
+    Gc {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage API tokens (admin): create, list, revoke.
     Token {
         #[command(subcommand)]
@@ -286,6 +296,7 @@ async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<
             app::app(&client, name, max_workers, memory_mb, cpu_percent, invoke).await
         }
         Command::Token { command } => token::run(&client, command).await,
+        Command::Gc { dry_run, json } => gc::gc(&client, dry_run, json).await,
         Command::Alias {
             name,
             alias,

@@ -98,6 +98,28 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert [server.tls_key].
     #[arg(long, env = "HEARTH_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Largest management request body, in bytes [server.max_api_body; default 96 MiB].
+    #[arg(long, env = "HEARTH_MAX_API_BODY")]
+    pub max_api_body: Option<usize>,
+    /// Deploys whose bodies are received (and held in memory) at once
+    /// [server.max_concurrent_deploys; default 2].
+    #[arg(long, env = "HEARTH_MAX_CONCURRENT_DEPLOYS")]
+    pub max_concurrent_deploys: Option<usize>,
+    /// Seconds a deploy waits for its turn before a 503
+    /// [server.deploy_wait; default 30].
+    #[arg(long, env = "HEARTH_DEPLOY_WAIT")]
+    pub deploy_wait: Option<f64>,
+    /// gc keeps the last N versions of each function [retention.keep_versions; default 10].
+    #[arg(long, env = "HEARTH_KEEP_VERSIONS")]
+    pub keep_versions: Option<u32>,
+    /// gc keeps every version in each function's last M release entries
+    /// [retention.keep_releases; default 20].
+    #[arg(long, env = "HEARTH_KEEP_RELEASES")]
+    pub keep_releases: Option<u32>,
+    /// Seconds between the daemon's gc runs; 0: only `hearth gc`
+    /// [retention.gc_interval; default 3600].
+    #[arg(long, env = "HEARTH_GC_INTERVAL")]
+    pub gc_interval: Option<f64>,
     /// Log filter, e.g. info or debug [log.level; default info; RUST_LOG is read when HEARTH_LOG is not set].
     #[arg(long, env = "HEARTH_LOG")]
     pub log_level: Option<String>,
@@ -145,6 +167,32 @@ const ORIGINS: &[(&str, &str, &str)] = &[
     ),
     ("log.level", "--log-level", "HEARTH_LOG (or RUST_LOG)"),
     ("auth.api_rate", "--api-rate", "HEARTH_API_RATE"),
+    (
+        "server.max_api_body",
+        "--max-api-body",
+        "HEARTH_MAX_API_BODY",
+    ),
+    (
+        "server.max_concurrent_deploys",
+        "--max-concurrent-deploys",
+        "HEARTH_MAX_CONCURRENT_DEPLOYS",
+    ),
+    ("server.deploy_wait", "--deploy-wait", "HEARTH_DEPLOY_WAIT"),
+    (
+        "retention.keep_versions",
+        "--keep-versions",
+        "HEARTH_KEEP_VERSIONS",
+    ),
+    (
+        "retention.keep_releases",
+        "--keep-releases",
+        "HEARTH_KEEP_RELEASES",
+    ),
+    (
+        "retention.gc_interval",
+        "--gc-interval",
+        "HEARTH_GC_INTERVAL",
+    ),
     ("server.allowed_hosts", "--allowed-host", ""),
     (
         "server.max_connections",
@@ -242,6 +290,38 @@ impl ServeArgs {
             config.isolation.kill_grace
         );
         over!("auth.api_rate", self.api_rate.clone(), config.auth.api_rate);
+        over!(
+            "server.max_api_body",
+            self.max_api_body,
+            config.server.max_api_body
+        );
+        over!(
+            "server.max_concurrent_deploys",
+            self.max_concurrent_deploys,
+            config.server.max_concurrent_deploys
+        );
+        over!(
+            "server.deploy_wait",
+            self.deploy_wait
+                .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e6))),
+            config.server.deploy_wait
+        );
+        over!(
+            "retention.keep_versions",
+            self.keep_versions,
+            config.retention.keep_versions
+        );
+        over!(
+            "retention.keep_releases",
+            self.keep_releases,
+            config.retention.keep_releases
+        );
+        over!(
+            "retention.gc_interval",
+            self.gc_interval
+                .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9))),
+            config.retention.gc_interval
+        );
         over!(
             "server.allowed_hosts",
             (!self.allowed_hosts.is_empty()).then(|| self.allowed_hosts.clone()),

@@ -34,6 +34,33 @@ pub struct Config {
     pub isolation: Isolation,
     pub log: Log,
     pub auth: Auth,
+    pub retention: Retention,
+}
+
+/// `[retention]`: which stored versions `hearth gc` (and the daemon, every
+/// `gc_interval`) keeps. Always kept: the live version, aliased versions
+/// (canaries too), and versions routed or running calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// The last this many versions of each function (at least 1).
+    pub keep_versions: u32,
+    /// Every version named in the last this many entries of each
+    /// function's release history.
+    pub keep_releases: u32,
+    /// Time between the daemon's own gc runs (`"0s"`: only `hearth gc`).
+    #[serde(with = "duration")]
+    pub gc_interval: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_versions: hearth_engine::DEFAULT_KEEP_VERSIONS,
+            keep_releases: hearth_engine::DEFAULT_KEEP_RELEASES,
+            gc_interval: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// `[server]`: the HTTP listener and stopping.
@@ -68,6 +95,14 @@ pub struct Server {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Largest management request body, in bytes (a deploy carries its
+    /// code, base64-encoded).
+    pub max_api_body: usize,
+    /// Deploys whose bodies are received (and held in memory) at once.
+    pub max_concurrent_deploys: usize,
+    /// How long a deploy waits for its turn before a 503.
+    #[serde(with = "duration")]
+    pub deploy_wait: Duration,
 }
 
 impl Default for Server {
@@ -82,6 +117,9 @@ impl Default for Server {
             allowed_hosts: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            max_api_body: crate::gateway::DEFAULT_MAX_API_BODY,
+            max_concurrent_deploys: crate::gateway::DEFAULT_MAX_CONCURRENT_DEPLOYS,
+            deploy_wait: crate::gateway::DEFAULT_DEPLOY_WAIT,
         }
     }
 }
@@ -450,6 +488,24 @@ impl Loaded {
         }
         if let Err(e) = hearth_auth::TokenBook::check_config_tokens(&c.auth.tokens()) {
             return Err(invalid("auth.tokens", e.to_string()));
+        }
+        if c.server.max_concurrent_deploys == 0 {
+            return Err(invalid(
+                "server.max_concurrent_deploys",
+                "is 0; it must be at least 1".into(),
+            ));
+        }
+        if c.server.max_api_body < 1024 {
+            return Err(invalid(
+                "server.max_api_body",
+                "must be at least 1024 (bytes)".into(),
+            ));
+        }
+        if c.retention.keep_versions == 0 {
+            return Err(invalid(
+                "retention.keep_versions",
+                "is 0; it must be at least 1".into(),
+            ));
         }
         if c.server.max_connections == 0 {
             return Err(invalid(

@@ -28,7 +28,9 @@ use hearth_api::{ApiError, ErrorCode, ServiceInfo};
 use hearth_engine::Engine;
 
 use crate::service::Heartbeat;
-pub use api::MAX_API_BODY;
+pub use api::{
+    ApiLimits, DEFAULT_DEPLOY_WAIT, DEFAULT_MAX_API_BODY, DEFAULT_MAX_CONCURRENT_DEPLOYS,
+};
 use conn::{Admit, ConnLimits, InFlight, Watched};
 use guard::Guard;
 use http::{error_response, json, RequestIds, Resp};
@@ -39,6 +41,8 @@ pub struct Gateway {
     pub max_body: usize,
     pub guard: Guard,
     pub conns: ConnSettings,
+    /// The management API's limits (request bodies, deploys at once).
+    pub api: ApiLimits,
     ids: RequestIds,
 }
 
@@ -81,8 +85,15 @@ impl Gateway {
             max_body,
             guard,
             conns,
+            api: ApiLimits::default(),
             ids: RequestIds::new(),
         }
+    }
+
+    /// The same gateway with these management API limits.
+    pub fn with_api_limits(mut self, api: ApiLimits) -> Gateway {
+        self.api = api;
+        self
     }
 }
 

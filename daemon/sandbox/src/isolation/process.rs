@@ -18,6 +18,23 @@ pub fn signal_tree(pgid: u32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pgid as i32), signal);
 }
 
+/// Is there a process with this pid (of any user)? Leftovers named after
+/// the pid of the daemon that made them are removed once it is gone.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    if raw <= 0 {
+        return false;
+    }
+    match nix::sys::signal::kill(Pid::from_raw(raw), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::ESRCH) => false,
+        // EPERM: it exists, as another user's.
+        Err(_) => true,
+    }
+}
+
 /// Resident memory of a process, in bytes (from /proc).
 pub fn resident_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -8,8 +8,8 @@ use hearth_api::{AliasRequest, ApiError};
 
 use hearth_auth::Principal;
 
-use super::{require_deploy, MAX_API_BODY};
-use crate::gateway::http::{ok, parse_json, read_body, Resp};
+use super::{read_api_body, require_deploy};
+use crate::gateway::http::{ok, parse_json, Resp};
 use crate::gateway::Gateway;
 
 pub async fn list(gw: &Gateway, name: &str) -> Result<Resp, ApiError> {
@@ -25,7 +25,7 @@ pub async fn set(
 ) -> Result<Resp, ApiError> {
     require_deploy(gw, who, name).await?;
     let actor = who.name.clone();
-    let body: AliasRequest = parse_json(&read_body(req, MAX_API_BODY).await?, "the alias request")?;
+    let body: AliasRequest = parse_json(&read_api_body(gw, req).await?, "the alias request")?;
     let out = gw
         .engine
         .aliases

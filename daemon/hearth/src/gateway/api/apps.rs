@@ -7,7 +7,8 @@ use hearth_api::manifest::validate_name;
 use hearth_api::{ApiError, AppBudgetRequest, AppList};
 use hearth_engine::PublishError;
 
-use crate::gateway::http::{ok, parse_json, read_body, Resp};
+use super::read_api_body;
+use crate::gateway::http::{ok, parse_json, Resp};
 use crate::gateway::Gateway;
 
 pub async fn list(gw: &Gateway) -> Result<Resp, ApiError> {
@@ -22,7 +23,7 @@ pub async fn set(gw: &Gateway, name: &str, req: Request<Incoming>) -> Result<Res
             "use 1 to 63 characters of a-z, 0-9 and -",
         )
     })?;
-    let body = read_body(req, 64 * 1024).await?;
+    let body = read_api_body(gw, req).await?;
     let budget: AppBudgetRequest = parse_json(&body, "the application budget")?;
     Ok(ok(&gw.engine.apps.set(name, &budget).await?))
 }

@@ -8,6 +8,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
+use tokio::sync::OwnedSemaphorePermit;
 
 use hearth_api::bundle::Bundle;
 use hearth_api::{ApiError, DeployRequest};
@@ -16,8 +17,8 @@ use hearth_engine::Engine;
 
 use hearth_auth::Principal;
 
-use super::{require_deploy, MAX_API_BODY};
-use crate::gateway::http::{json, parse_json, read_body, ChannelBody, Resp};
+use super::{read_api_body, require_deploy};
+use crate::gateway::http::{json, parse_json, ChannelBody, Resp};
 use crate::gateway::Gateway;
 
 pub async fn deploy(
@@ -31,8 +32,12 @@ pub async fn deploy(
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-ndjson"));
-    let body: DeployRequest =
-        parse_json(&read_body(req, MAX_API_BODY).await?, "the deploy request")?;
+    // A slot before the body is read: it bounds the deploy bodies in
+    // memory; the engine gives it back once the version is stored.
+    let slot = gw.api.deploy_slot().await?;
+    let raw = read_api_body(gw, req).await?;
+    let body: DeployRequest = parse_json(&raw, "the deploy request")?;
+    drop(raw);
     let bundle = Bundle { files: body.files };
     require_deploy_bundle(gw, who, &bundle).await?;
     if stream {
@@ -42,6 +47,7 @@ pub async fn deploy(
             body.message,
             body.publish,
             actor,
+            slot,
         ));
     }
     let out = gw
@@ -53,6 +59,7 @@ pub async fn deploy(
             body.publish,
             &actor,
             &Progress::none(),
+            Some(slot),
         )
         .await?;
     let status = if out.created {
@@ -96,6 +103,7 @@ fn deploy_streaming(
     message: String,
     publish: bool,
     actor: String,
+    slot: OwnedSemaphorePermit,
 ) -> Resp {
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -114,7 +122,7 @@ fn deploy_streaming(
         let progress = Progress::new(progress_tx);
         let outcome = engine
             .releases
-            .deploy(bundle, &message, publish, &actor, &progress)
+            .deploy(bundle, &message, publish, &actor, &progress, Some(slot))
             .await;
         drop(progress);
         let _ = forwarder.await;

@@ -7,24 +7,107 @@ mod aliases;
 mod apps;
 mod deploy;
 mod functions;
+mod gc;
 mod health;
 mod releases;
 mod tokens;
 mod versions;
 mod workers;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::Request;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use hearth_api::routes::RouteId;
-use hearth_api::{ApiError, Scope};
+use hearth_api::{ApiError, ErrorCode, Scope};
 use hearth_auth::Principal;
 
-use super::http::Resp;
+use super::http::{read_body, Resp};
 use super::Gateway;
 
-/// Largest management request (a deploy carries the code, base64-encoded).
-pub const MAX_API_BODY: usize = 96 * 1024 * 1024;
+/// Default largest management request (`hearth serve --max-api-body`): a
+/// deploy carries the code, base64-encoded (up to 64 MiB of files).
+pub const DEFAULT_MAX_API_BODY: usize = 96 * 1024 * 1024;
+/// Default of `hearth serve --max-concurrent-deploys`.
+pub const DEFAULT_MAX_CONCURRENT_DEPLOYS: usize = 2;
+/// Default of `hearth serve --deploy-wait`.
+pub const DEFAULT_DEPLOY_WAIT: Duration = Duration::from_secs(30);
+
+/// The management API's own limits.
+pub struct ApiLimits {
+    /// Largest management request body, in bytes.
+    pub max_body: usize,
+    /// Deploy bodies being received or held in memory at once: a deploy
+    /// takes a slot before it reads its body and gives it back once its
+    /// version is stored.
+    deploy_slots: Arc<Semaphore>,
+    max_deploys: usize,
+    /// How long a deploy waits for a slot before a 503.
+    deploy_wait: Duration,
+}
+
+impl Default for ApiLimits {
+    fn default() -> ApiLimits {
+        ApiLimits::new(
+            DEFAULT_MAX_API_BODY,
+            DEFAULT_MAX_CONCURRENT_DEPLOYS,
+            DEFAULT_DEPLOY_WAIT,
+        )
+    }
+}
+
+impl ApiLimits {
+    pub fn new(max_body: usize, max_deploys: usize, deploy_wait: Duration) -> ApiLimits {
+        let max_deploys = max_deploys.max(1);
+        ApiLimits {
+            max_body,
+            deploy_slots: Arc::new(Semaphore::new(max_deploys)),
+            max_deploys,
+            deploy_wait,
+        }
+    }
+
+    /// A deploy slot, waiting up to `deploy_wait` for one; else a 503
+    /// naming the setting.
+    pub async fn deploy_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        let slots = self.deploy_slots.clone();
+        match tokio::time::timeout(self.deploy_wait, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                let wait = self.deploy_wait.as_secs().max(1);
+                Err(ApiError::new(
+                    ErrorCode::Overloaded,
+                    format!(
+                        "{} deploys are already being received, the most at once (hearth serve --max-concurrent-deploys {}); this one waited {wait} s (--deploy-wait) for its turn and was not read",
+                        self.max_deploys, self.max_deploys
+                    ),
+                    "retry after the Retry-After header's seconds; if deploys often overlap, raise hearth serve --max-concurrent-deploys (each deploy in transit may hold up to --max-api-body bytes, a few times over, in memory)",
+                )
+                .retry_after(wait))
+            }
+        }
+    }
+}
+
+/// A management request's body, within `--max-api-body`.
+pub async fn read_api_body(gw: &Gateway, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let limit = gw.api.max_body;
+    read_body(req, limit).await.map_err(|e| {
+        if e.code == ErrorCode::BodyTooLarge {
+            ApiError::new(
+                ErrorCode::BodyTooLarge,
+                format!("the management request body is over the limit of {limit} bytes (hearth serve --max-api-body)"),
+                "send a smaller request (a deploy carries its code: leave large data and dependencies out of the directory), or raise the limit with `hearth serve --max-api-body BYTES`",
+            )
+        } else {
+            e
+        }
+    })
+}
 
 /// Serve one management route.
 pub async fn handle(
@@ -56,6 +139,7 @@ pub async fn handle(
         RouteId::ListAliases => aliases::list(gw, param(0)).await,
         RouteId::SetAlias => aliases::set(gw, who()?, param(0), param(1), req).await,
         RouteId::Deploy => deploy::deploy(gw, who()?, req).await,
+        RouteId::Gc => gc::gc(gw, req).await,
         RouteId::Call => Err(ApiError::route_not_found(req.uri().path())),
     }
 }

@@ -10,8 +10,8 @@ use hearth_api::{
 
 use hearth_auth::Principal;
 
-use super::{require_deploy, MAX_API_BODY};
-use crate::gateway::http::{ok, parse_json, read_body, Resp};
+use super::{read_api_body, require_deploy};
+use crate::gateway::http::{ok, parse_json, Resp};
 use crate::gateway::Gateway;
 
 pub async fn list(gw: &Gateway, name: &str) -> Result<Resp, ApiError> {
@@ -26,8 +26,7 @@ pub async fn publish(
 ) -> Result<Resp, ApiError> {
     require_deploy(gw, who, name).await?;
     let actor = who.name.clone();
-    let body: PublishRequest =
-        parse_json(&read_body(req, MAX_API_BODY).await?, "the publish request")?;
+    let body: PublishRequest = parse_json(&read_api_body(gw, req).await?, "the publish request")?;
     let out = gw
         .engine
         .releases
@@ -44,8 +43,7 @@ pub async fn rollback(
 ) -> Result<Resp, ApiError> {
     require_deploy(gw, who, name).await?;
     let actor = who.name.clone();
-    let body: RollbackRequest =
-        parse_json(&read_body(req, MAX_API_BODY).await?, "the rollback request")?;
+    let body: RollbackRequest = parse_json(&read_api_body(gw, req).await?, "the rollback request")?;
     let out = gw
         .engine
         .releases
@@ -60,10 +58,8 @@ pub async fn publish_batch(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let actor = who.name.clone();
-    let body: BatchPublishRequest = parse_json(
-        &read_body(req, MAX_API_BODY).await?,
-        "the batch publish request",
-    )?;
+    let body: BatchPublishRequest =
+        parse_json(&read_api_body(gw, req).await?, "the batch publish request")?;
     let items: Vec<(String, u32)> = body
         .releases
         .into_iter()
