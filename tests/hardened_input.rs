@@ -247,7 +247,7 @@ fn leftovers_of_an_interrupted_daemon_are_removed_at_start() {
         assert!(!dir.exists(), "{} is still there", dir.display());
     }
     assert!(running.exists());
-    assert!(d.log().contains("removed a leftover"), "{}", d.log());
+    assert!(d.wait_log(5, "removed a leftover"), "{}", d.log());
     assert_eq!(d.post("/fn/hello", "{}").status, 200);
     std::fs::remove_dir_all(&running).expect("clean up");
 }

@@ -392,9 +392,7 @@ fn socket_activated_restart_refuses_no_call() {
 
     let mut first = activated(&listener, &data);
     assert_eq!(first.addr, addr, "the daemon did not use the passed socket");
-    assert!(first
-        .log()
-        .contains("listening on the socket passed by the service manager"));
+    assert!(first.wait_log(5, "listening on the socket passed by the service manager"));
     deploy_echo(&first);
     assert_eq!(first.post("/fn/svc-echo", "{\"n\": 0}").status, 200);
 
@@ -509,9 +507,7 @@ fn systemd_socket_activate_starts_a_daemon_that_serves() {
         .expect("first caller")
         .expect("the first connection failed");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(d
-        .log()
-        .contains("listening on the socket passed by the service manager"));
+    assert!(d.wait_log(5, "listening on the socket passed by the service manager"));
     deploy_echo(&d);
     let r = d.post("/fn/svc-echo", "{\"n\": 7}");
     assert_eq!(r.status, 200, "{}", r.text());

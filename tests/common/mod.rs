@@ -499,8 +499,12 @@ pub fn start_request(
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
+    let auth = match token_for(addr) {
+        Some(token) if path.starts_with("/api/") => format!("Authorization: Bearer {token}\r\n"),
+        _ => String::new(),
+    };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {content_length}\r\nConnection: close\r\n{}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {content_length}\r\nConnection: close\r\n{auth}{}\r\n",
         headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>()
     );
     stream.write_all(head.as_bytes()).expect("write head");

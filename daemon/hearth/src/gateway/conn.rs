@@ -84,28 +84,70 @@ impl ConnLimits {
     }
 }
 
-/// Requests in flight on one connection (while any is, it is never idle).
+#[derive(Default)]
+struct Counts {
+    now: AtomicUsize,
+    ever: AtomicUsize,
+}
+
+/// Requests in flight on one connection (while any is, it is never idle),
+/// and whether it has had any.
 #[derive(Clone, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<Counts>);
 
 /// Held while a request (and its streamed answer) is in flight.
-pub struct Busy(Arc<AtomicUsize>);
+pub struct Busy(Arc<Counts>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl InFlight {
     pub fn busy(&self) -> Busy {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.now.fetch_add(1, Ordering::Relaxed);
+        self.0.ever.fetch_add(1, Ordering::Relaxed);
         Busy(self.0.clone())
     }
 
     fn idle(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == 0
+        self.0.now.load(Ordering::Relaxed) == 0
     }
+
+    fn fresh(&self) -> bool {
+        self.0.ever.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// How long, at a graceful stop, a connection accepted but with no request
+/// yet is given for its first one (its bytes may already be on their way):
+/// closing it at once would drop a call the client already sent.
+const FIRST_REQUEST_AT_STOP: Duration = Duration::from_secs(2);
+
+/// Serve one connection until it ends; once `stop` turns true, let the
+/// request in flight (or, on a fresh connection, its first request) finish,
+/// then close it.
+pub async fn drive<C>(conn: C, mut stop: tokio::sync::watch::Receiver<bool>, in_flight: InFlight)
+where
+    C: hyper_util::server::graceful::GracefulConnection,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.wait_for(|stopping| *stopping) => {}
+    }
+    if in_flight.fresh() {
+        let until = tokio::time::Instant::now() + FIRST_REQUEST_AT_STOP;
+        while in_flight.fresh() && tokio::time::Instant::now() < until {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 /// A stream that fails reads with `TimedOut` once it has been idle (no

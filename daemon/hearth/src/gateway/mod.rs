@@ -107,7 +107,9 @@ pub async fn serve(
     grace: Duration,
     heartbeat: Heartbeat,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Every connection holds a receiver: the sender's `closed()` is all of
+    // them gone.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -141,6 +143,8 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let in_flight = InFlight::default();
                 let io = Watched::new(stream, gateway.conns.idle_timeout, in_flight.clone());
+                let drive_flight = in_flight.clone();
+                let stopping = stopping.clone();
                 let management_only = slot.admit == Admit::ManagementOnly;
                 let gw = gateway.clone();
                 let service = hyper::service::service_fn(move |req| {
@@ -158,21 +162,19 @@ pub async fn serve(
                 match gateway.conns.tls.clone() {
                     None => {
                         let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
-                        let conn = graceful.watch(conn);
                         tokio::spawn(async move {
-                            let _ = conn.await;
+                            conn::drive(conn, stopping, drive_flight).await;
                             drop(slot);
                         });
                     }
                     Some(acceptor) => {
                         // The handshake is bounded like a request's head.
                         let builder = builder.clone();
-                        let watcher = graceful.watcher();
                         let limit = gateway.conns.header_timeout;
                         tokio::spawn(async move {
                             if let Ok(Ok(tls)) = tokio::time::timeout(limit, acceptor.accept(io)).await {
                                 let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
-                                let _ = watcher.watch(conn).await;
+                                conn::drive(conn, stopping, drive_flight).await;
                             }
                             drop(slot);
                         });
@@ -185,10 +187,9 @@ pub async fn serve(
     // Connections not accepted yet stay queued on the socket when the
     // service manager holds it (socket activation) for the next daemon.
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drop(stopping);
+    let _ = stop.send(true);
+    if tokio::time::timeout(grace, stop.closed()).await.is_err() {
         warn!(
             "calls still in flight after the shutdown grace ({}); ending them",
             humantime::format_duration(grace)
