@@ -140,3 +140,35 @@ fn past_max_connections_the_management_api_still_answers() {
         "calls are served again once connections close"
     );
 }
+
+#[test]
+fn a_stalled_body_is_refused_and_frees_its_deploy_slot() {
+    let d = Daemon::start_with(
+        &[
+            "--header-timeout",
+            "1",
+            "--max-concurrent-deploys",
+            "1",
+            "--deploy-wait",
+            "20",
+        ],
+        &[],
+    );
+    // A deploy whose body stops after a few bytes holds the only slot...
+    let mut stalled =
+        common::start_request(&d.addr, "POST", "/api/v1/deploy", 1000, &[], b"{\"files\"");
+    // ... until the body times out: 408 naming the setting.
+    let reply = common::read_reply(stalled.try_clone().expect("clone"));
+    assert_eq!(reply.status, 408, "{}", reply.text());
+    assert_eq!(reply.code(), "body_timeout");
+    assert!(reply.text().contains("header_timeout"), "{}", reply.text());
+    let _ = stalled.write_all(b"x");
+    // The slot is free again: a deploy goes through.
+    let f = FnDir::python("after", "def handler(e, c):\n    return 1\n");
+    d.ok(&["deploy", f.path()]);
+    // A call body that stalls is refused the same way.
+    let mut call = common::start_request(&d.addr, "POST", "/fn/after", 100, &[], b"{");
+    let reply = common::read_reply(call.try_clone().expect("clone"));
+    assert_eq!(reply.status, 408, "{}", reply.text());
+    let _ = call.write_all(b"}");
+}

@@ -44,6 +44,7 @@ pub enum ErrorCode {
     RateLimited,
     UnsupportedMediaType,
     TooManyConnections,
+    BodyTimeout,
 }
 
 impl ErrorCode {
@@ -83,6 +84,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::TooManyConnections,
+        ErrorCode::BodyTimeout,
     ];
 
     /// The code as it appears in `error.code`.
@@ -123,6 +125,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::BodyTimeout => "body_timeout",
         }
     }
 
@@ -146,6 +149,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::BodyTimeout => 408,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::NothingToRollBack => 409,
             ErrorCode::BodyTooLarge => 413,

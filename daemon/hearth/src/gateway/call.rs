@@ -48,7 +48,7 @@ pub async fn call(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<
         query_event(req.uri().query())
     } else {
         let fn_limit = usize::try_from(max_request_kb.saturating_mul(1024)).unwrap_or(usize::MAX);
-        let body = read_body(req, gw.max_body.min(fn_limit))
+        let body = read_body(req, gw.max_body.min(fn_limit), gw.conns.header_timeout)
             .await
             .map_err(|e| {
                 if e.code == ErrorCode::BodyTooLarge && fn_limit <= gw.max_body {

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
-use hearth_api::ApiError;
+use hearth_api::{ApiError, ErrorCode};
 
 pub type Resp = Response<Either<Full<Bytes>, ChannelBody>>;
 
@@ -62,8 +62,14 @@ pub fn error_response(e: ApiError) -> Resp {
     resp
 }
 
-/// Read a whole body, refusing (413) anything over `limit`.
-pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+/// Read a whole body, refusing (413) anything over `limit`, and (408) a
+/// body that stalls: no byte for `stall` (a slow client must not hold a
+/// deploy slot or a connection for good).
+pub async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    stall: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -72,19 +78,38 @@ pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Ap
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::body_too_large(limit));
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::body_too_large(limit))
+    let mut body = req.into_body();
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(stall, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::BodyTimeout,
+                    format!(
+                        "the request body stopped coming: nothing for {} s ({} bytes received)",
+                        stall.as_secs(),
+                        out.len()
+                    ),
+                    "send the whole body without pausing; the wait is server.header_timeout in the configuration (--header-timeout)",
+                ))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::bad_request(
+                    format!("cannot read the request body: {e}"),
+                    "send the whole body again",
+                ))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > limit {
+                return Err(ApiError::body_too_large(limit));
+            }
+            out.extend_from_slice(data);
         }
-        Err(e) => Err(ApiError::bad_request(
-            format!("cannot read the request body: {e}"),
-            "send the whole body again",
-        )),
     }
+    Ok(out.freeze())
 }
 
 /// A JSON body (an empty one is `{}`) as the route's request type.

@@ -96,7 +96,7 @@ impl ApiLimits {
 /// A management request's body, within `--max-api-body`.
 pub async fn read_api_body(gw: &Gateway, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = gw.api.max_body;
-    read_body(req, limit).await.map_err(|e| {
+    read_body(req, limit, gw.conns.header_timeout).await.map_err(|e| {
         if e.code == ErrorCode::BodyTooLarge {
             ApiError::new(
                 ErrorCode::BodyTooLarge,

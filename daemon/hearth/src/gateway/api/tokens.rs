@@ -15,7 +15,10 @@ pub async fn list(gw: &Gateway) -> Result<Resp, ApiError> {
 }
 
 pub async fn create(gw: &Gateway, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let body: TokenRequest = parse_json(&read_body(req, 64 * 1024).await?, "the token request")?;
+    let body: TokenRequest = parse_json(
+        &read_body(req, 64 * 1024, gw.conns.header_timeout).await?,
+        "the token request",
+    )?;
     let made = gw.guard.tokens.create(&body).await?;
     tracing::info!(token = %made.info.name, scopes = ?made.info.scopes, apps = ?made.info.apps, "token created");
     Ok(json(StatusCode::CREATED, &made))
