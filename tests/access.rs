@@ -494,6 +494,11 @@ fn rate_limits_answer_429_with_retry_after_and_are_counted() {
     }
     assert!(statuses.contains(&429), "{statuses:?}");
     assert!(retry.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
+    // Counted (read once the allowance is back).
+    assert!(common::eventually(5, || {
+        let r = d.get("/api/v1/workers");
+        r.status == 200 && r.json()["api_throttled"].as_u64().unwrap_or(0) >= 1
+    }));
     // Another token has its own allowance.
     let r = http_anon(&d.addr, "GET", "/api/v1/health", b"", &[]);
     assert_eq!(r.status, 200);

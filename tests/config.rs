@@ -359,3 +359,47 @@ fn sighup_applies_a_good_file_and_keeps_the_old_one_on_a_bad_one() {
     assert_eq!(d.get("/api/v1/workers").json()["budget"]["cap"], 5);
     assert!(generic_target(&d).iter().all(|t| *t == 2));
 }
+
+/// `[limits]` in the configuration: defaults for what a function's
+/// hearth.toml does not set; its own keys win; a reload swaps in pools with
+/// the new limits; a bad value keeps the old ones.
+#[test]
+fn limit_defaults_apply_to_unset_keys_and_reload_into_live_pools() {
+    let tmp = reachable_tempdir();
+    let data = tmp.path().join("data");
+    let conf = |timeout: u64| {
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n[pools]\ngeneric_workers = 1\n[limits]\ntimeout_ms = {timeout}\n")
+    };
+    let file = write(tmp.path(), "hearth.toml", &conf(300));
+    let d = daemon_from_file(&file, &data);
+    let slow = "import time\ndef handler(e, c):\n    time.sleep(1)\n    return 'done'\n";
+    let plain = common::FnDir::python("plain-slow", slow);
+    let own = common::FnDir::python_with("own-slow", slow, "[limits]\ntimeout_ms = 5000\n");
+    d.ok(&["deploy", plain.path()]);
+    d.ok(&["deploy", own.path()]);
+    let r = d.post("/fn/plain-slow", "{}");
+    assert_eq!(r.status, 504, "the daemon's default applies: {}", r.text());
+    assert!(r.text().contains("300"), "{}", r.text());
+    assert_eq!(
+        d.post("/fn/own-slow", "{}").status,
+        200,
+        "its own limit wins"
+    );
+
+    // Reload: the live pool is made again with the new default.
+    write(tmp.path(), "hearth.toml", &conf(4000));
+    d.signal(libc::SIGHUP);
+    assert!(d.wait_log(10, "configuration reloaded"), "{}", d.log());
+    assert!(
+        eventually(20, || d.post("/fn/plain-slow", "{}").status == 200),
+        "the new default did not reach the live pool:\n{}",
+        d.log()
+    );
+
+    // A bad value: nothing changes, the log says why.
+    write(tmp.path(), "hearth.toml", &conf(0));
+    d.signal(libc::SIGHUP);
+    assert!(d.wait_log(10, "configuration not reloaded"), "{}", d.log());
+    assert!(d.log().contains("limits.timeout_ms"), "{}", d.log());
+    assert_eq!(d.post("/fn/plain-slow", "{}").status, 200);
+}

@@ -209,9 +209,48 @@ pub struct Manifest {
     pub category: String,
     pub description: String,
     pub limits: Limits,
+    /// The `[limits]` keys its hearth.toml sets; the others take the
+    /// daemon's defaults (`[limits]` of its configuration), else hearth's.
+    /// None: stored before this was kept; every limit is its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits_set: Option<Vec<String>>,
 }
 
 impl Manifest {
+    /// The limits this version runs with under the daemon's `defaults` (a
+    /// `[limits]` table, checked by [`check_limit_defaults`]): its own for
+    /// every key its hearth.toml sets, the daemon's for the others, hearth's
+    /// built-in default where neither says.
+    pub fn effective_limits(&self, defaults: &toml::Table) -> Result<Limits, ManifestError> {
+        let Some(set) = &self.limits_set else {
+            return Ok(self.limits.clone());
+        };
+        if defaults.is_empty() {
+            return Ok(self.limits.clone());
+        }
+        let own = match toml::Value::try_from(&self.limits) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => return Ok(self.limits.clone()),
+        };
+        let mut table = defaults.clone();
+        for key in set {
+            if let Some(v) = own.get(key) {
+                table.insert(key.clone(), v.clone());
+            }
+        }
+        // A daemon-wide min_workers cannot ask for more than a function's
+        // own max_workers.
+        if let (Some(min), Some(max)) = (
+            table.get("min_workers").and_then(|v| v.as_integer()),
+            table.get("max_workers").and_then(|v| v.as_integer()),
+        ) {
+            if min > max && !set.iter().any(|k| k == "min_workers") {
+                table.insert("min_workers".into(), toml::Value::Integer(max));
+            }
+        }
+        parse_limits(&table, self.runtime)
+    }
+
     /// `main.handler` → (`main`, `handler`).
     pub fn entry_parts(&self) -> (&str, &str) {
         self.entry.rsplit_once('.').unwrap_or((&self.entry, ""))
@@ -278,6 +317,10 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     let category = optional_str(&table, "category")?.unwrap_or_default();
     let description = optional_str(&table, "description")?.unwrap_or_default();
 
+    let limits_set: Vec<String> = match table.get("limits") {
+        Some(toml::Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
     let limits = match table.get("limits") {
         None => Limits {
             concurrency: default_concurrency(runtime),
@@ -300,7 +343,14 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         category,
         description,
         limits,
+        limits_set: Some(limits_set),
     })
+}
+
+/// Check a daemon's `[limits]` defaults (its configuration): the same keys
+/// and ranges as a hearth.toml's `[limits]`.
+pub fn check_limit_defaults(defaults: &toml::Table) -> Result<(), ManifestError> {
+    parse_limits(defaults, RuntimeKind::Python).map(|_| ())
 }
 
 /// Every `[limits]` key, as listed in error messages.
@@ -483,6 +533,39 @@ fn validate_entry(entry: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod defaults_tests {
+    use super::*;
+
+    #[test]
+    fn a_function_s_own_limits_win_over_the_daemon_s_defaults() {
+        let m = parse("name='a'\nruntime='python'\nentry='main.h'\n[limits]\nmemory_mb = 512\n")
+            .expect("manifest");
+        let defaults: toml::Table =
+            "timeout_ms = 300\nmemory_mb = 64\nmax_workers = 1\nmin_workers = 3\n"
+                .parse()
+                .expect("table");
+        check_limit_defaults(&defaults).expect_err("min_workers over max_workers");
+        let defaults: toml::Table = "timeout_ms = 300\nmemory_mb = 64\n".parse().expect("table");
+        check_limit_defaults(&defaults).expect("valid");
+        let l = m.effective_limits(&defaults).expect("limits");
+        assert_eq!((l.timeout_ms, l.memory_mb), (300, 512));
+        assert_eq!(l.max_workers, DEFAULT_MAX_WORKERS);
+        assert_eq!(
+            m.effective_limits(&toml::Table::new()).expect("limits"),
+            m.limits
+        );
+        // A manifest stored before limits_set was kept keeps all of its own.
+        let old = Manifest {
+            limits_set: None,
+            ..m.clone()
+        };
+        assert_eq!(old.effective_limits(&defaults).expect("limits"), m.limits);
+        let bad: toml::Table = "timeout_ms = 0\n".parse().expect("table");
+        assert!(check_limit_defaults(&bad).is_err());
+    }
 }
 
 #[cfg(test)]

@@ -99,4 +99,7 @@ pub struct WorkersInfo {
     /// Calls refused since the start for their function's rate limit.
     #[serde(default)]
     pub throttled: u64,
+    /// Management requests refused since the start for their token's rate.
+    #[serde(default)]
+    pub api_throttled: u64,
 }

@@ -151,6 +151,7 @@ impl Engine {
             pools: v.pools().iter().map(|pool| pool.stats()).collect(),
             budget: self.budget(),
             throttled: self.rates.throttled(),
+            api_throttled: 0,
         }
     }
 
@@ -166,6 +167,37 @@ impl Engine {
 
     pub fn budget(&self) -> Option<BudgetStats> {
         self.versions.shared.budget.as_ref().map(|b| b.stats())
+    }
+
+    /// New `[limits]` defaults (at start and on reload). Pools whose
+    /// version's limits they change are made again and swapped in, as a
+    /// publish would; returns those versions as `name@N`.
+    pub async fn set_limit_defaults(&self, defaults: toml::Table) -> Vec<String> {
+        self.versions.set_limit_defaults(defaults);
+        let mut replaced = Vec::new();
+        let mut refreshed = Vec::new();
+        for pool in self.versions.pools() {
+            let (function, version) = (pool.spec().function.clone(), pool.spec().version);
+            match self.releases.refresh_pool(&function, version).await {
+                Ok(Some(old)) => {
+                    replaced.push(old);
+                    refreshed.push(format!("{function}@{version}"));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(function = %function, version, error = %e, "cannot apply the new [limits] defaults to this version; it keeps its limits until it is published again")
+                }
+            }
+        }
+        if !replaced.is_empty() {
+            if let Err(e) = self.aliases.sync().await {
+                tracing::warn!(error = %e, "cannot rebuild the alias routes after new [limits] defaults");
+            }
+            for old in replaced {
+                self.versions.retire(old);
+            }
+        }
+        refreshed
     }
 
     /// Kill every idle worker; used at shutdown.

@@ -85,6 +85,48 @@ impl Releases {
         Ok((pool, true))
     }
 
+    /// Make a new pool for a version whose limits the daemon's defaults
+    /// changed: proven to load, then swapped in for the live route (calls
+    /// running on the old pool finish there). Returns the pool it replaced
+    /// (to retire once alias routes are rebuilt), None if nothing changed.
+    pub(crate) async fn refresh_pool(
+        &self,
+        function: &str,
+        version: u32,
+    ) -> Result<Option<Arc<Pool>>, PublishError> {
+        let lock = self.locks.of(function);
+        let _guard = lock.lock().await;
+        let v = &self.versions;
+        let Some(old) = v.existing_pool(function, version) else {
+            return Ok(None);
+        };
+        let record = v.record(function, version).await?;
+        if v.effective_limits(&record) == old.spec().limits {
+            return Ok(None);
+        }
+        let live = v
+            .router
+            .live(function)
+            .is_some_and(|p| Arc::ptr_eq(&p, &old));
+        v.set_pool(function, version, None);
+        let new = match v.pool_for(function, version).await {
+            Ok(p) => p,
+            Err(e) => {
+                v.set_pool(function, version, Some(old));
+                return Err(e);
+            }
+        };
+        if live {
+            if let Err(e) = v.prove_loads(&new, function, version).await {
+                new.shutdown();
+                v.set_pool(function, version, Some(old));
+                return Err(e);
+            }
+            v.route(vec![(function.to_owned(), new)]);
+        }
+        Ok(Some(old))
+    }
+
     /// Make `version` live (after proving it loads).
     pub async fn publish(
         &self,

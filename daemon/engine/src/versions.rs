@@ -3,6 +3,7 @@
 //! routing swap that makes pools live, and the retiring of pools that stop
 //! being routed.
 
+use hearth_api::manifest::Limits;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -72,6 +73,9 @@ pub struct Versions {
     /// events).
     pub(crate) shared: Shared,
     pub(crate) isolation: Arc<Isolation>,
+    /// The daemon's `[limits]` defaults: what a version's hearth.toml does
+    /// not set.
+    limit_defaults: std::sync::RwLock<toml::Table>,
 }
 
 impl Versions {
@@ -97,6 +101,50 @@ impl Versions {
             drain_grace,
             shared,
             isolation,
+            limit_defaults: std::sync::RwLock::new(toml::Table::new()),
+        }
+    }
+
+    pub(crate) fn set_limit_defaults(&self, defaults: toml::Table) {
+        if let Ok(mut d) = self.limit_defaults.write() {
+            *d = defaults;
+        }
+    }
+
+    /// The limits a version runs with under the daemon's defaults.
+    pub(crate) fn effective_limits(&self, record: &VersionRecord) -> Limits {
+        let defaults = self
+            .limit_defaults
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        record
+            .manifest
+            .effective_limits(&defaults)
+            .unwrap_or_else(|e| {
+                tracing::warn!(function = %record.manifest.name, version = record.version, error = %e, "the daemon's [limits] defaults do not fit this version; it keeps its own limits");
+                record.manifest.limits.clone()
+            })
+    }
+
+    /// The pool a version has now, if any.
+    pub(crate) fn existing_pool(&self, function: &str, version: u32) -> Option<Arc<Pool>> {
+        let key = (function.to_owned(), version);
+        self.pools.lock().ok().and_then(|p| p.get(&key).cloned())
+    }
+
+    /// Forget `pool` as its version's pool (the next `pool_for` makes a new
+    /// one), or put it back.
+    pub(crate) fn set_pool(&self, function: &str, version: u32, pool: Option<Arc<Pool>>) {
+        let key = (function.to_owned(), version);
+        let mut map = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        match pool {
+            Some(pool) => {
+                map.insert(key, pool);
+            }
+            None => {
+                map.remove(&key);
+            }
         }
     }
 
@@ -172,7 +220,7 @@ impl Versions {
             version,
             dir,
             entry: record.manifest.entry.clone(),
-            limits: record.manifest.limits.clone(),
+            limits: self.effective_limits(&record),
             runtime,
             env: installed.env,
             app: record.manifest.app.clone(),

@@ -162,6 +162,7 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         keep_releases: config.retention.keep_releases,
     };
     let engine = Engine::new(engine);
+    engine.set_limit_defaults(config.limits.clone()).await;
     let routed = engine.start().await?;
     // Releases written to the store by another hearth process sharing it.
     let watcher = tokio::spawn(engine.clone().follow_store());
@@ -257,6 +258,7 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
 
     let mut reloader = Reloader::default();
     reloader.hook(AccessHook(gw.clone()));
+    reloader.hook(LimitsHook(engine.clone()));
     reloader.hook(PoolsHook {
         generic: generic.clone(),
         budget,
@@ -338,6 +340,37 @@ async fn collect_garbage(engine: Arc<Engine>, every: Duration) {
                 warn!(error = %e, "gc failed; it runs again after retention.gc_interval, or run `hearth gc`")
             }
         }
+    }
+}
+
+/// `[limits]` defaults on reload: pools whose limits change are made again
+/// and swapped in (in the background: a reload does not wait for workers).
+struct LimitsHook(Arc<Engine>);
+
+impl Hook for LimitsHook {
+    fn name(&self) -> &'static str {
+        "limits"
+    }
+
+    fn check(&self, new: &Config) -> Result<(), String> {
+        hearth_api::manifest::check_limit_defaults(&new.limits).map_err(|e| e.to_string())
+    }
+
+    fn apply(&self, current: &Config, new: &Config) {
+        if current.limits == new.limits {
+            return;
+        }
+        let engine = self.0.clone();
+        let defaults = new.limits.clone();
+        tokio::spawn(async move {
+            let refreshed = engine.set_limit_defaults(defaults).await;
+            if !refreshed.is_empty() {
+                info!(
+                    versions = %refreshed.join(", "),
+                    "new [limits] defaults applied: these versions' pools were made again"
+                );
+            }
+        });
     }
 }
 

@@ -35,6 +35,11 @@ pub struct Config {
     pub log: Log,
     pub auth: Auth,
     pub retention: Retention,
+    /// `[limits]`: defaults for the `[limits]` keys a function's
+    /// hearth.toml does not set (same keys and ranges); unset here:
+    /// hearth's built-in defaults. Reloadable: pools whose limits change are
+    /// made again and swapped in, as a publish would.
+    pub limits: toml::Table,
 }
 
 /// `[retention]`: which stored versions `hearth gc` (and the daemon, every
@@ -300,6 +305,8 @@ pub enum ConfigError {
         line: Option<usize>,
         message: String,
     },
+    #[error("[limits] of the configuration: {problem} ({origin})")]
+    Limits { problem: String, origin: String },
     #[error("`{key}` {problem} ({origin})")]
     Invalid {
         key: &'static str,
@@ -482,6 +489,21 @@ impl Loaded {
                 "isolation.worker_user",
                 "is empty; name a user, or leave the key out for a user per version".into(),
             ));
+        }
+        if let Err(e) = hearth_api::manifest::check_limit_defaults(&c.limits) {
+            let problem = e.to_string().replace("hearth.toml: ", "");
+            let key = c
+                .limits
+                .keys()
+                .find(|k| problem.contains(&format!("limits.{k}")))
+                .map(|k| format!("limits.{k}"))
+                .unwrap_or_else(|| "limits".into());
+            let origin = match (&self.file, text.and_then(|t| line_of(t, &key))) {
+                (Some(f), Some(line)) => format!("{}, line {line}", f.display()),
+                (Some(f), None) => f.display().to_string(),
+                _ => "the configuration".into(),
+            };
+            return Err(ConfigError::Limits { problem, origin });
         }
         if let Err(problem) = c.auth.rate() {
             return Err(invalid("auth.api_rate", problem));

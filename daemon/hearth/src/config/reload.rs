@@ -22,6 +22,11 @@ pub const RELOADABLE: &[&str] = &[
     "server.max_connections",
 ];
 
+/// Whether a reload applies `key` (`[limits]` defaults all are).
+pub fn is_reloadable(key: &str) -> bool {
+    RELOADABLE.contains(&key) || key.starts_with("limits.") || key == "limits"
+}
+
 /// Applies part of a new configuration.
 pub trait Hook: Send + Sync {
     /// What it applies, for log lines.
@@ -80,7 +85,7 @@ impl Reloader {
         for hook in &self.hooks {
             hook.apply(current, new);
         }
-        let reloadable = |k: &String| RELOADABLE.contains(&k.as_str());
+        let reloadable = |k: &String| is_reloadable(k);
         Ok(Outcome {
             applied: changed_keys(current, new)
                 .into_iter()

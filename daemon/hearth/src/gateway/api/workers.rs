@@ -4,5 +4,7 @@ use crate::gateway::http::{ok, Resp};
 use crate::gateway::Gateway;
 
 pub fn list(gw: &Gateway) -> Resp {
-    ok(&gw.engine.workers())
+    let mut info = gw.engine.workers();
+    info.api_throttled = gw.guard.limits.throttled();
+    ok(&info)
 }
