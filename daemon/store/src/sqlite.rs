@@ -325,15 +325,7 @@ impl Store for SqliteStore {
         .bind(i64::from(number))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(BundleFile {
-                    path: r.try_get("path")?,
-                    executable: r.try_get("executable")?,
-                    data: r.try_get("content")?,
-                })
-            })
-            .collect()
+        rows.iter().map(file_from_row).collect()
     }
 
     async fn version_files_named(
@@ -356,15 +348,7 @@ impl Store for SqliteStore {
             query = query.bind(*path);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(BundleFile {
-                    path: r.try_get("path")?,
-                    executable: r.try_get("executable")?,
-                    data: r.try_get("content")?,
-                })
-            })
-            .collect()
+        rows.iter().map(file_from_row).collect()
     }
 
     async fn delete_versions(&self, function: &str, numbers: &[u32]) -> Result<Vec<u32>> {
@@ -603,6 +587,14 @@ const FUNCTION_COLUMNS: &str =
      f.live_version, f.created_at, f.updated_at, \
      (SELECT COUNT(*) FROM versions v WHERE v.function_id = f.id) AS versions \
      FROM functions f JOIN applications a ON a.id = f.app_id";
+
+fn file_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<BundleFile> {
+    Ok(BundleFile {
+        path: r.try_get("path")?,
+        executable: r.try_get("executable")?,
+        data: r.try_get("content")?,
+    })
+}
 
 fn function_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<FunctionRecord> {
     Ok(FunctionRecord {
