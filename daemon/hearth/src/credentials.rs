@@ -61,6 +61,19 @@ fn local_token_files(addr: &str) -> Vec<PathBuf> {
     files
 }
 
+/// The data directories looked in for a daemon's admin token (besides
+/// HEARTH_DATA's), for error messages.
+pub fn searched_dirs() -> Vec<String> {
+    [
+        PathBuf::from("./hearth-data"),
+        crate::config::default_data_dir(),
+        PathBuf::from("/var/lib/hearth"),
+    ]
+    .iter()
+    .map(|d| d.display().to_string())
+    .collect()
+}
+
 /// Whether a daemon listening on `listen` is the one at `addr` (a daemon
 /// on 0.0.0.0 or [::] answers on every address of its port).
 fn same_address(listen: &str, addr: &str) -> bool {

@@ -260,7 +260,14 @@ async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<
             "no token was sent: {} could not be read by this user",
             search.unreadable.join(", ")
         ),
-        (None, true) => String::new(),
+        (None, true) => format!(
+            "no token was found: none in HEARTH_TOKEN, --token or {}, and no daemon data directory here ({}) records {} as its address; set HEARTH_DATA to the daemon's data directory, or HEARTH_TOKEN",
+            crate::credentials::client_config_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "~/.config/hearth/client.toml".into()),
+            crate::credentials::searched_dirs().join(", "),
+            cli.addr
+        ),
     };
     let client = Client::new(&cli.addr)?.with_token(search.found.map(|f| f.token), note);
     match cli.command {
