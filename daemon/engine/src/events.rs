@@ -18,8 +18,12 @@ pub enum Event<'a> {
     CallFinished {
         function: &'a str,
         version: u32,
+        /// The application the function belongs to.
+        app: &'a str,
         request_id: &'a str,
         caller: Caller,
+        /// The HTTP status the outcome answers with (200 for `ok`).
+        status: u16,
         /// `ok`, `function_error`, or the error code it failed with.
         outcome: &'a str,
         ms: f64,

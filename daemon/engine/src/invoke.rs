@@ -79,11 +79,25 @@ impl Engine {
         let pool = resolved.pool;
         let spec = pool.spec();
         let (function, version) = (spec.function.clone(), spec.version);
+        let app = spec.app.clone();
         let request_id = invocation.request_id;
         if let Err(e) = self.rates.check(&function, &spec.limits) {
-            self.versions.shared.events.emit(Event::Throttled {
+            let events = &self.versions.shared.events;
+            events.emit(Event::Throttled {
                 limit: "function",
                 key: &function,
+            });
+            events.emit(Event::CallFinished {
+                function: &function,
+                version,
+                app: &spec.app,
+                request_id: &request_id,
+                caller: invocation.caller,
+                status: e.status,
+                outcome: e.code.as_str(),
+                ms: invocation.arrived.elapsed().as_secs_f64() * 1000.0,
+                start: Default::default(),
+                error: Some(&e.detail.message),
             });
             return Err(e.function(&function, Some(version)).request_id(&request_id));
         }
@@ -132,8 +146,10 @@ impl Engine {
                         events.emit(Event::CallFinished {
                             function: &function,
                             version,
+                            app: &app,
                             request_id: &request_id,
                             caller,
+                            status: ErrorCode::FunctionError.status(),
                             outcome: "function_error",
                             ms,
                             start: timing.start,
@@ -145,8 +161,10 @@ impl Engine {
                         events.emit(Event::CallFinished {
                             function: &function,
                             version,
+                            app: &app,
                             request_id: &request_id,
                             caller,
+                            status: 200,
                             outcome: "ok",
                             ms,
                             start: timing.start,
@@ -170,8 +188,10 @@ impl Engine {
                     events.emit(Event::CallFinished {
                         function: &function,
                         version,
+                        app: &app,
                         request_id: &request_id,
                         caller,
+                        status: err.status,
                         outcome: err.code.as_str(),
                         ms,
                         start: Default::default(),
