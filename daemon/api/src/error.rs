@@ -15,6 +15,7 @@ pub enum ErrorCode {
     BadRequest,
     BadAlias,
     FunctionNotFound,
+    AppNotFound,
     VersionNotFound,
     NotPublished,
     AliasNotFound,
@@ -55,6 +56,7 @@ impl ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::BadAlias,
         ErrorCode::FunctionNotFound,
+        ErrorCode::AppNotFound,
         ErrorCode::VersionNotFound,
         ErrorCode::NotPublished,
         ErrorCode::AliasNotFound,
@@ -96,6 +98,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::BadAlias => "bad_alias",
             ErrorCode::FunctionNotFound => "function_not_found",
+            ErrorCode::AppNotFound => "app_not_found",
             ErrorCode::VersionNotFound => "version_not_found",
             ErrorCode::NotPublished => "not_published",
             ErrorCode::AliasNotFound => "alias_not_found",
@@ -141,6 +144,7 @@ impl ErrorCode {
             | ErrorCode::BadRequest
             | ErrorCode::BadAlias => 400,
             ErrorCode::FunctionNotFound
+            | ErrorCode::AppNotFound
             | ErrorCode::VersionNotFound
             | ErrorCode::NotPublished
             | ErrorCode::AliasNotFound

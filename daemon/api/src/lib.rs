@@ -17,6 +17,7 @@ mod gc;
 mod health;
 mod releases;
 pub mod routes;
+mod stats;
 mod target;
 mod workers;
 
@@ -33,6 +34,10 @@ pub use health::{HealthInfo, ServiceInfo};
 pub use releases::{
     BatchFailure, BatchItem, BatchPublishOutcome, BatchPublishRequest, PublishRequest, ReleaseInfo,
     ReleaseList, ReleaseOutcome, RollbackRequest,
+};
+pub use stats::{
+    is_rejection, AppStats, CallStats, FunctionStats, Histogram, StatsWindow, VersionStats,
+    REJECTIONS,
 };
 pub use target::Target;
 pub use workers::{AppUsage, BudgetStats, GenericStats, PoolStats, StartKind, Timing, WorkersInfo};

@@ -60,6 +60,8 @@ pub enum RouteId {
     CreateToken,
     RevokeToken,
     Gc,
+    AppStats,
+    FunctionStats,
 }
 
 /// What each route asks of its caller's token. `deploy` routes limited to
@@ -75,7 +77,9 @@ pub const fn access_of(id: RouteId) -> Access {
         | RouteId::GetFunction
         | RouteId::ListVersions
         | RouteId::ListReleases
-        | RouteId::ListAliases => Access::Scope(Scope::Read),
+        | RouteId::ListAliases
+        | RouteId::AppStats
+        | RouteId::FunctionStats => Access::Scope(Scope::Read),
         RouteId::Publish
         | RouteId::Rollback
         | RouteId::BatchPublish
@@ -186,6 +190,14 @@ pub const ROUTES: &[Route] = &[
         "the same as PUT",
     ),
     route(
+        AppStats,
+        Get,
+        "/api/v1/apps/{name}/stats",
+        None,
+        "AppStats",
+        "an application's calls, success rate, durations, cold starts and rejections over ?window=1m|1h|24h|7d (default 1h), with each function's",
+    ),
+    route(
         ListFunctions,
         Get,
         "/api/v1/functions",
@@ -200,6 +212,14 @@ pub const ROUTES: &[Route] = &[
         None,
         "FunctionInfo",
         "one function",
+    ),
+    route(
+        FunctionStats,
+        Get,
+        "/api/v1/functions/{name}/stats",
+        None,
+        "FunctionStats",
+        "a function's calls, success rate, durations, cold starts and rejections over ?window=1m|1h|24h|7d (default 1h), split by version",
     ),
     route(
         ListVersions,

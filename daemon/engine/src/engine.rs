@@ -21,6 +21,7 @@ use crate::pool::{Budget, GenericPools, Shared};
 use crate::rates::RateGates;
 use crate::releases::Releases;
 use crate::runtime::Runtimes;
+use crate::stats::Stats;
 use crate::versions::{Versions, DEFAULT_DRAIN_GRACE};
 
 /// How an engine is put together.
@@ -75,12 +76,17 @@ pub struct Engine {
     pub apps: Apps,
     /// Per-function rate limits, checked on every call.
     pub rates: RateGates,
+    /// Call statistics waiting for a flush, and calls in flight per
+    /// function (stats.rs); a sink of `events`.
+    pub(crate) stats: Arc<Stats>,
 }
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Arc<Engine> {
         Arc::new_cyclic(|me: &Weak<Engine>| {
             let dispatch: Weak<dyn Dispatch> = me.clone();
+            let stats = Arc::new(Stats::default());
+            config.events.subscribe(stats.clone());
             let shared = Shared {
                 generic: config.generic,
                 budget: config.budget.clone(),
@@ -109,6 +115,7 @@ impl Engine {
                 rates: RateGates::default(),
                 versions,
                 in_flight: Default::default(),
+                stats,
             }
         })
     }

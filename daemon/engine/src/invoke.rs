@@ -123,8 +123,10 @@ impl Engine {
         let caller = invocation.caller;
         let events = &self.versions.shared.events;
         let in_flight = InFlight::enter(&self.in_flight);
+        let busy = self.stats.enter(&app, &function, version);
         async move {
             let _in_flight = in_flight;
+            let _busy = busy;
             // The call runs in its own task: a caller that goes away mid-call
             // does not abandon a worker half-way through a frame.
             let outcome = tokio::spawn(pool.call(call)).await.map_err(|e| {

@@ -22,6 +22,7 @@ pub mod rates;
 mod releases;
 pub mod router;
 pub mod runtime;
+pub mod stats;
 mod versions;
 mod watch;
 
@@ -34,5 +35,6 @@ pub use events::{Event, EventSink, Events};
 pub use gc::{Retention, DEFAULT_KEEP_RELEASES, DEFAULT_KEEP_VERSIONS};
 pub use invoke::Resolved;
 pub use releases::Releases;
+pub use stats::{StatsError, DEFAULT_FLUSH_INTERVAL, DEFAULT_RETENTION};
 pub use versions::{Versions, DEFAULT_DRAIN_GRACE, LOAD_TIMEOUT};
 pub use watch::WATCH_INTERVAL;

@@ -169,6 +169,14 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
     let gc_every = config.retention.gc_interval;
     let collector =
         (!gc_every.is_zero()).then(|| tokio::spawn(collect_garbage(engine.clone(), gc_every)));
+    let (stats_stop, stats_stopped) = tokio::sync::oneshot::channel::<()>();
+    let statistician = tokio::spawn(engine.clone().keep_stats(
+        config.stats.flush_interval,
+        config.stats.retention,
+        async {
+            let _ = stats_stopped.await;
+        },
+    ));
 
     let listener = match start.socket {
         Some(socket) => {
@@ -302,6 +310,10 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         collector.abort();
     }
     tokens.flush_used().await;
+    // Calls have finished: their statistics are written before the store
+    // closes.
+    let _ = stats_stop.send(());
+    let _ = statistician.await;
     supervisor.abort();
     info!("stopping: ending workers");
     isolation.stop();

@@ -21,7 +21,8 @@ use hearth_api::AliasTarget;
 
 pub use error::{Result, StoreError};
 pub use records::{
-    AliasRecord, AppRecord, FunctionRecord, PutVersion, ReleaseRecord, TokenRecord, VersionRecord,
+    AliasRecord, AppRecord, FunctionRecord, PutVersion, ReleaseRecord, StatsQuery, StatsRecord,
+    TokenRecord, VersionRecord,
 };
 pub use sqlite::SqliteStore;
 pub use watch::{StoreChange, StoreWatch};
@@ -152,6 +153,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record when tokens were last used (milliseconds since the epoch).
     async fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()>;
+
+    /// Add per-minute statistics to what is stored (counts add up, peaks
+    /// and the longest duration keep the larger): flushes from this process
+    /// or others sharing the store may write the same minute.
+    async fn add_stats(&self, minutes: &[StatsRecord]) -> Result<()>;
+
+    /// The statistics `query` selects, summed over its minutes: one record
+    /// per (application, function, version), in that order.
+    async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsRecord>>;
+
+    /// Delete statistics of the minutes before `minute`; returns the number
+    /// of per-minute rows deleted.
+    async fn prune_stats(&self, before_minute: i64) -> Result<u64>;
 
     async fn close(&self);
 }

@@ -1,7 +1,10 @@
 //! What the store keeps, as the store keeps it; the API's responses are
 //! made from these (`From` impls below), never the records themselves.
 
+use std::collections::BTreeMap;
+
 use hearth_api::manifest::Manifest;
+use hearth_api::Histogram;
 use hearth_api::{AliasInfo, AliasTarget, FunctionInfo, ReleaseInfo, VersionInfo};
 use hearth_api::{InvokeMode, Scope};
 
@@ -94,6 +97,65 @@ pub struct PutVersion {
     pub version: u32,
     pub created: bool,
     pub hash: String,
+}
+
+/// Statistics of one version's calls: of one minute as written by a flush,
+/// or summed over a window as read back (`minute` is then the latest).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatsRecord {
+    pub app: String,
+    pub function: String,
+    pub version: u32,
+    /// Minutes since the epoch.
+    pub minute: i64,
+    pub calls: u64,
+    pub ok: u64,
+    /// Calls refused at admission (`hearth_api::REJECTIONS`).
+    pub rejected: u64,
+    /// Calls that ran on a worker started for them.
+    pub cold: u64,
+    /// Durations of the calls that ran (not rejected).
+    pub total_ms: f64,
+    pub max_ms: f64,
+    pub durations: Histogram,
+    /// Calls by outcome, for every outcome but ok.
+    pub errors: BTreeMap<String, u64>,
+    /// The most calls in flight at once: of this version, of its function,
+    /// of its application.
+    pub peak: u64,
+    pub function_peak: u64,
+    pub app_peak: u64,
+}
+
+impl StatsRecord {
+    /// Add `other`'s counts to these (the peaks and longest duration are
+    /// the larger of both; `minute` the later).
+    pub fn merge(&mut self, other: &StatsRecord) {
+        self.minute = self.minute.max(other.minute);
+        self.calls += other.calls;
+        self.ok += other.ok;
+        self.rejected += other.rejected;
+        self.cold += other.cold;
+        self.total_ms += other.total_ms;
+        self.max_ms = self.max_ms.max(other.max_ms);
+        self.durations.merge(&other.durations);
+        for (outcome, n) in &other.errors {
+            *self.errors.entry(outcome.clone()).or_default() += n;
+        }
+        self.peak = self.peak.max(other.peak);
+        self.function_peak = self.function_peak.max(other.function_peak);
+        self.app_peak = self.app_peak.max(other.app_peak);
+    }
+}
+
+/// Which statistics to read: an application's or a function's (or every
+/// one), from a minute on.
+#[derive(Debug, Clone, Default)]
+pub struct StatsQuery {
+    pub app: Option<String>,
+    pub function: Option<String>,
+    /// The first minute (minutes since the epoch) to include.
+    pub since_minute: i64,
 }
 
 impl From<FunctionRecord> for FunctionInfo {

@@ -14,8 +14,8 @@ use hearth_api::manifest::Manifest;
 use hearth_api::AliasTarget;
 
 use crate::{
-    AliasRecord, AppRecord, FunctionRecord, PutVersion, ReleaseRecord, Result, Store, StoreError,
-    StoreWatch, TokenRecord, VersionRecord,
+    AliasRecord, AppRecord, FunctionRecord, PutVersion, ReleaseRecord, Result, StatsQuery,
+    StatsRecord, Store, StoreError, StoreWatch, TokenRecord, VersionRecord,
 };
 use hearth_api::{InvokeMode, Scope};
 
@@ -137,6 +137,154 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn add_stats(&self, minutes: &[StatsRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for m in minutes {
+            sqlx::query(
+                "INSERT INTO stats_minutes (app, function, version, minute, calls, ok, rejected, cold, total_ms, max_ms, peak, function_peak, app_peak) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (app, function, version, minute) DO UPDATE SET \
+                 calls = calls + excluded.calls, ok = ok + excluded.ok, rejected = rejected + excluded.rejected, \
+                 cold = cold + excluded.cold, total_ms = total_ms + excluded.total_ms, max_ms = MAX(max_ms, excluded.max_ms), \
+                 peak = MAX(peak, excluded.peak), function_peak = MAX(function_peak, excluded.function_peak), \
+                 app_peak = MAX(app_peak, excluded.app_peak)",
+            )
+            .bind(&m.app)
+            .bind(&m.function)
+            .bind(i64::from(m.version))
+            .bind(m.minute)
+            .bind(m.calls as i64)
+            .bind(m.ok as i64)
+            .bind(m.rejected as i64)
+            .bind(m.cold as i64)
+            .bind(m.total_ms)
+            .bind(m.max_ms)
+            .bind(m.peak as i64)
+            .bind(m.function_peak as i64)
+            .bind(m.app_peak as i64)
+            .execute(&mut *tx)
+            .await?;
+            let buckets = m
+                .durations
+                .buckets
+                .iter()
+                .map(|(b, n)| ("b", b.to_string(), *n));
+            let errors = m.errors.iter().map(|(o, n)| ("o", o.clone(), *n));
+            for (kind, key, count) in buckets.chain(errors) {
+                sqlx::query(
+                    "INSERT INTO stats_counts (app, function, version, minute, kind, key, count) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (app, function, version, minute, kind, key) DO UPDATE SET count = count + excluded.count",
+                )
+                .bind(&m.app)
+                .bind(&m.function)
+                .bind(i64::from(m.version))
+                .bind(m.minute)
+                .bind(kind)
+                .bind(key)
+                .bind(count as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsRecord>> {
+        const WHERE: &str =
+            "WHERE minute >= ? AND (? IS NULL OR app = ?) AND (? IS NULL OR function = ?)";
+        let rows = sqlx::query(&format!(
+            "SELECT app, function, version, MAX(minute) AS minute, SUM(calls) AS calls, SUM(ok) AS ok, \
+             SUM(rejected) AS rejected, SUM(cold) AS cold, SUM(total_ms) AS total_ms, MAX(max_ms) AS max_ms, \
+             MAX(peak) AS peak, MAX(function_peak) AS function_peak, MAX(app_peak) AS app_peak \
+             FROM stats_minutes {WHERE} GROUP BY app, function, version ORDER BY app, function, version"
+        ))
+        .bind(query.since_minute)
+        .bind(&query.app)
+        .bind(&query.app)
+        .bind(&query.function)
+        .bind(&query.function)
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |r: &sqlx::sqlite::SqliteRow, column: &str| -> Result<u64> {
+            Ok(r.try_get::<Option<i64>, _>(column)?.unwrap_or(0).max(0) as u64)
+        };
+        let mut records = Vec::with_capacity(rows.len());
+        for r in &rows {
+            records.push(StatsRecord {
+                app: r.try_get("app")?,
+                function: r.try_get("function")?,
+                version: r
+                    .try_get::<i64, _>("version")?
+                    .clamp(0, i64::from(u32::MAX)) as u32,
+                minute: r.try_get("minute")?,
+                calls: count(r, "calls")?,
+                ok: count(r, "ok")?,
+                rejected: count(r, "rejected")?,
+                cold: count(r, "cold")?,
+                total_ms: r.try_get::<Option<f64>, _>("total_ms")?.unwrap_or(0.0),
+                max_ms: r.try_get::<Option<f64>, _>("max_ms")?.unwrap_or(0.0),
+                peak: count(r, "peak")?,
+                function_peak: count(r, "function_peak")?,
+                app_peak: count(r, "app_peak")?,
+                ..StatsRecord::default()
+            });
+        }
+        let counts = sqlx::query(&format!(
+            "SELECT app, function, version, kind, key, SUM(count) AS count FROM stats_counts {WHERE} \
+             GROUP BY app, function, version, kind, key"
+        ))
+        .bind(query.since_minute)
+        .bind(&query.app)
+        .bind(&query.app)
+        .bind(&query.function)
+        .bind(&query.function)
+        .fetch_all(&self.pool)
+        .await?;
+        let index: std::collections::HashMap<(String, String, i64), usize> = records
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.app.clone(), s.function.clone(), i64::from(s.version)), i))
+            .collect();
+        for r in &counts {
+            let key = (
+                r.try_get("app")?,
+                r.try_get("function")?,
+                r.try_get::<i64, _>("version")?,
+            );
+            let Some(record) = index.get(&key).and_then(|&i| records.get_mut(i)) else {
+                continue;
+            };
+            let key: String = r.try_get("key")?;
+            let n = count(r, "count")?;
+            match r.try_get::<String, _>("kind")?.as_str() {
+                // A bucket this build does not know is left out.
+                "b" => {
+                    if let Ok(bucket) = key.parse::<u16>() {
+                        record.durations.add(bucket, n);
+                    }
+                }
+                "o" => *record.errors.entry(key).or_default() += n,
+                _ => {}
+            }
+        }
+        Ok(records)
+    }
+
+    async fn prune_stats(&self, before_minute: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM stats_minutes WHERE minute < ?")
+            .bind(before_minute)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM stats_counts WHERE minute < ?")
+            .bind(before_minute)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     /// Every application with its budget.

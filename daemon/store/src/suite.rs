@@ -9,7 +9,7 @@ use hearth_api::bundle::{Bundle, BundleFile};
 use hearth_api::manifest::{self, Manifest};
 use hearth_api::{AliasTarget, InvokeMode, Scope};
 
-use crate::{AppRecord, Store, StoreChange, TokenRecord};
+use crate::{AppRecord, StatsQuery, StatsRecord, Store, StoreChange, TokenRecord};
 
 /// Every case, in order, on one fresh store.
 pub async fn run_all(store: &dyn Store) {
@@ -21,6 +21,7 @@ pub async fn run_all(store: &dyn Store) {
     the_watch_sees_releases(store).await;
     tokens_are_kept_by_hash(store).await;
     versions_are_deleted_but_never_live_or_aliased(store).await;
+    stats_add_up_by_minute_and_prune(store).await;
 }
 
 fn bundle(name: &str, app: &str, code: &str) -> (Manifest, Bundle) {
@@ -325,4 +326,104 @@ async fn versions_are_deleted_but_never_live_or_aliased(store: &dyn Store) {
     );
     assert!(store.function("taken-back").await.expect("q").is_none());
     assert!(store.function("gc-me").await.expect("q").is_some());
+}
+
+fn minute(function: &str, version: u32, minute: i64, ok: u64, ms: f64) -> StatsRecord {
+    let mut m = StatsRecord {
+        app: "shop".into(),
+        function: function.into(),
+        version,
+        minute,
+        calls: ok + 1,
+        ok,
+        rejected: 1,
+        cold: 1,
+        total_ms: ms * ok as f64,
+        max_ms: ms,
+        peak: ok,
+        function_peak: ok + 1,
+        app_peak: ok + 2,
+        ..StatsRecord::default()
+    };
+    for _ in 0..ok {
+        m.durations.record(ms);
+    }
+    m.errors.insert("queue_full".into(), 1);
+    m
+}
+
+async fn stats_add_up_by_minute_and_prune(store: &dyn Store) {
+    store
+        .add_stats(&[
+            minute("cart", 1, 100, 3, 10.0),
+            minute("cart", 2, 101, 2, 40.0),
+        ])
+        .await
+        .expect("add");
+    // A second flush of the same minute adds to it.
+    store
+        .add_stats(&[
+            minute("cart", 1, 100, 4, 20.0),
+            minute("pay", 1, 90, 1, 5.0),
+        ])
+        .await
+        .expect("add again");
+    let all = store
+        .stats(&StatsQuery {
+            app: Some("shop".into()),
+            function: None,
+            since_minute: 95,
+        })
+        .await
+        .expect("stats");
+    let names: Vec<(&str, u32)> = all
+        .iter()
+        .map(|s| (s.function.as_str(), s.version))
+        .collect();
+    assert_eq!(
+        names,
+        [("cart", 1), ("cart", 2)],
+        "pay's minute is before the window"
+    );
+    let v1 = &all[0];
+    assert_eq!((v1.calls, v1.ok, v1.rejected, v1.cold), (9, 7, 2, 2));
+    assert_eq!(v1.minute, 100);
+    assert_eq!(v1.total_ms, 110.0);
+    assert_eq!(v1.max_ms, 20.0);
+    assert_eq!(
+        (v1.peak, v1.function_peak, v1.app_peak),
+        (4, 5, 6),
+        "peaks keep the larger"
+    );
+    assert_eq!(v1.errors.get("queue_full"), Some(&2));
+    assert_eq!(v1.durations.count(), 7);
+    let mut expected = minute("cart", 1, 100, 3, 10.0).durations;
+    expected.merge(&minute("cart", 1, 100, 4, 20.0).durations);
+    assert_eq!(v1.durations, expected, "histograms merge bucket by bucket");
+
+    let pay = store
+        .stats(&StatsQuery {
+            app: None,
+            function: Some("pay".into()),
+            since_minute: 0,
+        })
+        .await
+        .expect("stats");
+    assert_eq!(pay.len(), 1);
+    assert_eq!(pay[0].calls, 2);
+
+    assert_eq!(
+        store.prune_stats(100).await.expect("prune"),
+        1,
+        "pay's minute 90"
+    );
+    let left = store.stats(&StatsQuery::default()).await.expect("stats");
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|s| s.function == "cart"));
+    assert_eq!(store.prune_stats(102).await.expect("prune"), 2);
+    assert!(store
+        .stats(&StatsQuery::default())
+        .await
+        .expect("stats")
+        .is_empty());
 }

@@ -19,6 +19,7 @@ mod history;
 mod invoke;
 mod list;
 mod publish;
+mod stats;
 mod table;
 mod token;
 mod versions;
@@ -187,6 +188,17 @@ enum Command {
         #[arg(long, short, default_value = "")]
         message: String,
     },
+    /// Show an application's call statistics (calls, success rate, p50/p90/p99
+    /// durations, cold starts, rejections, peak concurrency) with its
+    /// functions and their versions; without APP, every application.
+    Stats {
+        app: Option<String>,
+        /// 1m, 1h, 24h or 7d.
+        #[arg(long, default_value = "1h", value_parser = parse_window)]
+        window: hearth_api::StatsWindow,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a function's release history (publishes and rollbacks), newest first.
     History {
         name: String,
@@ -322,7 +334,13 @@ async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<
         }
         Command::Rollback { name, message } => publish::rollback(&client, &name, message).await,
         Command::History { name, json } => history::history(&client, &name, json).await,
+        Command::Stats { app, window, json } => stats::stats(&client, app, window, json).await,
     }
+}
+
+fn parse_window(text: &str) -> Result<hearth_api::StatsWindow, String> {
+    hearth_api::StatsWindow::parse(text)
+        .ok_or_else(|| format!("\"{text}\" is not a window; use 1m, 1h, 24h or 7d"))
 }
 
 /// `hearth serve`, or `hearth serve --check-config`.

@@ -120,6 +120,13 @@ pub struct ServeArgs {
     /// [retention.gc_interval; default 3600].
     #[arg(long, env = "HEARTH_GC_INTERVAL")]
     pub gc_interval: Option<f64>,
+    /// Seconds of per-minute statistics kept [stats.retention; default 8 days].
+    #[arg(long, env = "HEARTH_STATS_RETENTION")]
+    pub stats_retention: Option<f64>,
+    /// Seconds between writes of the statistics to the store
+    /// [stats.flush_interval; default 5].
+    #[arg(long, env = "HEARTH_STATS_FLUSH_INTERVAL")]
+    pub stats_flush_interval: Option<f64>,
     /// Log filter, e.g. info or debug [log.level; default info; RUST_LOG is read when HEARTH_LOG is not set].
     #[arg(long, env = "HEARTH_LOG")]
     pub log_level: Option<String>,
@@ -192,6 +199,16 @@ const ORIGINS: &[(&str, &str, &str)] = &[
         "retention.gc_interval",
         "--gc-interval",
         "HEARTH_GC_INTERVAL",
+    ),
+    (
+        "stats.retention",
+        "--stats-retention",
+        "HEARTH_STATS_RETENTION",
+    ),
+    (
+        "stats.flush_interval",
+        "--stats-flush-interval",
+        "HEARTH_STATS_FLUSH_INTERVAL",
     ),
     ("server.allowed_hosts", "--allowed-host", ""),
     (
@@ -321,6 +338,18 @@ impl ServeArgs {
             self.gc_interval
                 .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9))),
             config.retention.gc_interval
+        );
+        over!(
+            "stats.retention",
+            self.stats_retention
+                .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e10))),
+            config.stats.retention
+        );
+        over!(
+            "stats.flush_interval",
+            self.stats_flush_interval
+                .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e6))),
+            config.stats.flush_interval
         );
         over!(
             "server.allowed_hosts",

@@ -35,6 +35,7 @@ pub struct Config {
     pub log: Log,
     pub auth: Auth,
     pub retention: Retention,
+    pub stats: Stats,
     /// `[limits]`: defaults for the `[limits]` keys a function's
     /// hearth.toml does not set (same keys and ranges); unset here:
     /// hearth's built-in defaults. Reloadable: pools whose limits change are
@@ -64,6 +65,30 @@ impl Default for Retention {
             keep_versions: hearth_engine::DEFAULT_KEEP_VERSIONS,
             keep_releases: hearth_engine::DEFAULT_KEEP_RELEASES,
             gc_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `[stats]`: application statistics, kept as per-minute aggregates in
+/// the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Stats {
+    /// Minutes older than this are deleted (at least 7 days keeps the
+    /// `7d` window whole).
+    #[serde(with = "duration")]
+    pub retention: Duration,
+    /// Time between two writes of the statistics held in memory to the
+    /// store (also written before each statistics query and at a stop).
+    #[serde(with = "duration")]
+    pub flush_interval: Duration,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            retention: hearth_engine::DEFAULT_RETENTION,
+            flush_interval: hearth_engine::DEFAULT_FLUSH_INTERVAL,
         }
     }
 }
@@ -527,6 +552,20 @@ impl Loaded {
             return Err(invalid(
                 "retention.keep_versions",
                 "is 0; it must be at least 1".into(),
+            ));
+        }
+        if c.stats.retention < Duration::from_secs(3600) {
+            return Err(invalid(
+                "stats.retention",
+                "is under an hour; keep at least \"1h\" (the default, \"8days\", keeps the 7d window whole)".into(),
+            ));
+        }
+        if c.stats.flush_interval < Duration::from_millis(100)
+            || c.stats.flush_interval > Duration::from_secs(60)
+        {
+            return Err(invalid(
+                "stats.flush_interval",
+                "must be from \"100ms\" to \"1m\" (the default is \"5s\")".into(),
             ));
         }
         if c.server.max_connections == 0 {

@@ -10,6 +10,7 @@ mod functions;
 mod gc;
 mod health;
 mod releases;
+mod stats;
 mod tokens;
 mod versions;
 mod workers;
@@ -140,6 +141,8 @@ pub async fn handle(
         RouteId::SetAlias => aliases::set(gw, who()?, param(0), param(1), req).await,
         RouteId::Deploy => deploy::deploy(gw, who()?, req).await,
         RouteId::Gc => gc::gc(gw, req).await,
+        RouteId::AppStats => stats::app(gw, param(0), req).await,
+        RouteId::FunctionStats => stats::function(gw, param(0), req).await,
         RouteId::Call => Err(ApiError::route_not_found(req.uri().path())),
     }
 }
