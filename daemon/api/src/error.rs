@@ -41,6 +41,7 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     TokenNotFound,
+    CallNotFound,
     RateLimited,
     UnsupportedMediaType,
     TooManyConnections,
@@ -81,6 +82,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::TokenNotFound,
+        ErrorCode::CallNotFound,
         ErrorCode::RateLimited,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::TooManyConnections,
@@ -122,6 +124,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::TokenNotFound => "token_not_found",
+            ErrorCode::CallNotFound => "call_not_found",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyConnections => "too_many_connections",
@@ -145,7 +148,8 @@ impl ErrorCode {
             | ErrorCode::NotPublished
             | ErrorCode::AliasNotFound
             | ErrorCode::RouteNotFound
-            | ErrorCode::TokenNotFound => 404,
+            | ErrorCode::TokenNotFound
+            | ErrorCode::CallNotFound => 404,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,
