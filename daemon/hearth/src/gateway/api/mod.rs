@@ -5,6 +5,7 @@
 
 mod aliases;
 mod apps;
+mod calls;
 mod deploy;
 mod functions;
 mod gc;
@@ -140,6 +141,9 @@ pub async fn handle(
         RouteId::SetAlias => aliases::set(gw, who()?, param(0), param(1), req).await,
         RouteId::Deploy => deploy::deploy(gw, who()?, req).await,
         RouteId::Gc => gc::gc(gw, req).await,
+        RouteId::ListCalls => calls::list(gw, param(0), &req).await,
+        RouteId::FollowCalls => calls::follow(gw, param(0), &req).await,
+        RouteId::GetCall => calls::get(gw, param(0)).await,
         RouteId::Call => Err(ApiError::route_not_found(req.uri().path())),
     }
 }
