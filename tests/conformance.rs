@@ -297,7 +297,7 @@ async fn prints_while_returning(kind: RuntimeKind) {
             ])),
             "{kind}"
         );
-        let log = &answer.log.text;
+        let log = &answer.log.text();
         assert!(log.starts_with("[stdout] out line 0\n"), "{kind}: {log}");
         if lines == 3 {
             // Everything, and nothing but this call's output.

@@ -42,6 +42,7 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     TokenNotFound,
+    CallNotFound,
     RateLimited,
     UnsupportedMediaType,
     TooManyConnections,
@@ -83,6 +84,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::TokenNotFound,
+        ErrorCode::CallNotFound,
         ErrorCode::RateLimited,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::TooManyConnections,
@@ -125,6 +127,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::TokenNotFound => "token_not_found",
+            ErrorCode::CallNotFound => "call_not_found",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyConnections => "too_many_connections",
@@ -149,7 +152,8 @@ impl ErrorCode {
             | ErrorCode::NotPublished
             | ErrorCode::AliasNotFound
             | ErrorCode::RouteNotFound
-            | ErrorCode::TokenNotFound => 404,
+            | ErrorCode::TokenNotFound
+            | ErrorCode::CallNotFound => 404,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,

@@ -10,6 +10,7 @@ pub mod manifest;
 
 mod aliases;
 mod apps;
+mod calls;
 mod deploy;
 mod error;
 mod functions;
@@ -25,6 +26,10 @@ pub use aliases::{AliasInfo, AliasList, AliasOutcome, AliasRequest, AliasTarget,
 pub use apps::{AppBudgetOutcome, AppBudgetRequest, AppInfo, AppList};
 pub use auth::{
     Access, InvokeMode, Scope, TokenCreated, TokenInfo, TokenList, TokenRequest, TokenRevoked,
+};
+pub use calls::{
+    outcome_class, CallList, CallQuery, CallRecord, LogLine, QueryError, StatusFilter, Stream,
+    DEFAULT_CALL_LIMIT, MAX_CALL_LIMIT,
 };
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, FunctionErrorBody};

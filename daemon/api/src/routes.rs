@@ -62,6 +62,9 @@ pub enum RouteId {
     Gc,
     AppStats,
     FunctionStats,
+    ListCalls,
+    FollowCalls,
+    GetCall,
 }
 
 /// What each route asks of its caller's token. `deploy` routes limited to
@@ -80,6 +83,7 @@ pub const fn access_of(id: RouteId) -> Access {
         | RouteId::ListAliases
         | RouteId::AppStats
         | RouteId::FunctionStats => Access::Scope(Scope::Read),
+        RouteId::ListCalls | RouteId::FollowCalls | RouteId::GetCall => Access::Scope(Scope::Read),
         RouteId::Publish
         | RouteId::Rollback
         | RouteId::BatchPublish
@@ -260,6 +264,30 @@ pub const ROUTES: &[Route] = &[
         Some("BatchPublishRequest"),
         "BatchPublishOutcome",
         "several versions live at once, all or none",
+    ),
+    route(
+        ListCalls,
+        Get,
+        "/api/v1/functions/{name}/calls",
+        None,
+        "CallList",
+        "a function's call records, newest first (filters: since_ms, request_id, status, version, after_seq, limit)",
+    ),
+    route(
+        FollowCalls,
+        Get,
+        "/api/v1/functions/{name}/calls/stream",
+        None,
+        "server-sent events of CallRecord",
+        "a function's call records as they are written (same filters; resumes after Last-Event-ID)",
+    ),
+    route(
+        GetCall,
+        Get,
+        "/api/v1/calls/{request_id}",
+        None,
+        "CallRecord",
+        "one call's record",
     ),
     route(
         ListAliases,

@@ -49,6 +49,9 @@ pub struct Invocation {
     pub caller: Caller,
     /// The request id of the call that made this one.
     pub parent: Option<String>,
+    /// Size of the event as it came (the request body of an HTTP call),
+    /// for its record.
+    pub bytes_in: u64,
 }
 
 impl Invocation {
@@ -60,6 +63,7 @@ impl Invocation {
             deadline: None,
             caller,
             parent: None,
+            bytes_in: 0,
         }
     }
 }

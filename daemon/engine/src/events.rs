@@ -6,10 +6,11 @@
 
 use std::sync::{Arc, RwLock};
 
-use hearth_api::StartKind;
+use hearth_api::{StartKind, Timing};
 use tracing::{debug, info, warn};
 
 use crate::call::Caller;
+use crate::pool::CallLog;
 
 /// Something that happened in the engine.
 #[derive(Debug)]
@@ -29,6 +30,9 @@ pub enum Event<'a> {
         ms: f64,
         start: StartKind,
         error: Option<&'a str>,
+        /// The rest of what a call record holds (added for the records
+        /// sink; the fields above are read by metrics and statistics).
+        detail: CallDetail<'a>,
     },
     /// A worker was started and its code loaded.
     WorkerStarted {
@@ -211,6 +215,26 @@ impl Event<'_> {
             Event::Throttled { limit, key } => debug!(limit, key, "rate limited"),
         }
     }
+}
+
+/// More of a finished call: what its record needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallDetail<'a> {
+    /// The request id of the call that made this one.
+    pub parent: Option<&'a str>,
+    /// When the call arrived, in ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// Its phases (None: it never reached a worker).
+    pub timing: Option<&'a Timing>,
+    pub pid: Option<u32>,
+    pub peak_memory_kb: Option<u64>,
+    pub cpu_ms: Option<f64>,
+    /// Size of the event (the request body of an HTTP call).
+    pub bytes_in: u64,
+    /// Size of the result as JSON (0 for an error).
+    pub bytes_out: u64,
+    /// What the call printed.
+    pub log: Option<&'a CallLog>,
 }
 
 /// Listens to events (call records, metrics).

@@ -14,7 +14,7 @@ use tracing::{info_span, Instrument};
 use crate::call::{Invocation, Outcome};
 use crate::engine::Engine;
 use crate::error::function_error;
-use crate::events::Event;
+use crate::events::{CallDetail, Event};
 use crate::pool::{Answer, Call, Pool};
 
 /// A target resolved to the pool of one version (before the call's body is
@@ -81,7 +81,19 @@ impl Engine {
         let (function, version) = (spec.function.clone(), spec.version);
         let app = spec.app.clone();
         let request_id = invocation.request_id;
+        let started_at_ms =
+            unix_ms().saturating_sub(invocation.arrived.elapsed().as_millis() as u64);
+        let parent = invocation.parent;
+        let bytes_in = invocation.bytes_in;
+        let detail = CallDetail {
+            parent: parent.as_deref(),
+            started_at_ms,
+            bytes_in,
+            ..CallDetail::default()
+        };
+        let span = info_span!("call", function = %function, version, request_id = %request_id);
         if let Err(e) = self.rates.check(&function, &spec.limits) {
+            let _in_span = span.enter();
             let events = &self.versions.shared.events;
             events.emit(Event::Throttled {
                 limit: "function",
@@ -98,10 +110,11 @@ impl Engine {
                 ms: invocation.arrived.elapsed().as_secs_f64() * 1000.0,
                 start: Default::default(),
                 error: Some(&e.detail.message),
+                detail,
             });
+            drop(_in_span);
             return Err(e.function(&function, Some(version)).request_id(&request_id));
         }
-        let span = info_span!("call", function = %function, version, request_id = %request_id);
         let timeout = Duration::from_millis(spec.limits.timeout_ms);
         let max_response_kb = spec.limits.max_response_kb;
         let own_deadline = invocation.arrived + timeout;
@@ -109,11 +122,7 @@ impl Engine {
             .deadline
             .map_or(own_deadline, |d| d.min(own_deadline));
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let deadline_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-            + left.as_millis() as u64;
+        let deadline_ms = unix_ms() + left.as_millis() as u64;
         let call = Call {
             request_id: request_id.clone(),
             payload: invocation.payload,
@@ -129,13 +138,15 @@ impl Engine {
             let _busy = busy;
             // The call runs in its own task: a caller that goes away mid-call
             // does not abandon a worker half-way through a frame.
-            let outcome = tokio::spawn(pool.call(call)).await.map_err(|e| {
-                ApiError::new(
-                    ErrorCode::Internal,
-                    format!("call task failed: {e}"),
-                    "report this as a bug",
-                )
-            })?;
+            let outcome = tokio::spawn(pool.call(call).in_current_span())
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::Internal,
+                        format!("call task failed: {e}"),
+                        "report this as a bug",
+                    )
+                })?;
             let elapsed = invocation.arrived.elapsed();
             let ms = elapsed.as_secs_f64() * 1000.0;
             match outcome {
@@ -143,7 +154,19 @@ impl Engine {
                     result,
                     log,
                     timing,
+                    pid,
+                    peak_memory_kb,
+                    cpu_ms,
                 }) => {
+                    let detail = CallDetail {
+                        timing: Some(&timing),
+                        pid: Some(pid),
+                        peak_memory_kb,
+                        cpu_ms,
+                        log: Some(&log),
+                        bytes_out: result.as_ref().map(json_size).unwrap_or(0),
+                        ..detail
+                    };
                     let result = result.map_err(|fe| {
                         events.emit(Event::CallFinished {
                             function: &function,
@@ -156,6 +179,7 @@ impl Engine {
                             ms,
                             start: timing.start,
                             error: Some(&fe.kind),
+                            detail,
                         });
                         function_error(&function, version, fe)
                     });
@@ -171,6 +195,7 @@ impl Engine {
                             ms,
                             start: timing.start,
                             error: None,
+                            detail,
                         });
                     }
                     Ok(Outcome {
@@ -198,6 +223,7 @@ impl Engine {
                         ms,
                         start: Default::default(),
                         error: Some(&text),
+                        detail,
                     });
                     Err(err.request_id(&request_id))
                 }
@@ -205,6 +231,32 @@ impl Engine {
         }
         .instrument(span)
         .await
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Bytes of a value as JSON, counted without keeping them.
+fn json_size(value: &rmpv::Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => 0,
     }
 }
 

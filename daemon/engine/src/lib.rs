@@ -31,7 +31,7 @@ pub use apps::Apps;
 pub use call::{Caller, Dispatch, Invocation, Outcome};
 pub use engine::{Engine, EngineConfig};
 pub use error::{function_error, PublishError};
-pub use events::{Event, EventSink, Events};
+pub use events::{CallDetail, Event, EventSink, Events};
 pub use gc::{Retention, DEFAULT_KEEP_RELEASES, DEFAULT_KEEP_VERSIONS};
 pub use invoke::Resolved;
 pub use releases::Releases;

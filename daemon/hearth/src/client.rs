@@ -306,6 +306,72 @@ impl Client {
         Ok(status)
     }
 
+    /// GET a stream of server-sent events, handing each event's id and
+    /// data to `on_event` as it arrives; `on_open` runs once the stream is
+    /// open. Returns when the daemon ends the stream.
+    pub async fn get_events(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+        on_open: impl FnOnce(),
+        mut on_event: impl FnMut(Option<u64>, &str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let id = last_event_id.map(|i| i.to_string());
+        let mut headers = vec![(hyper::header::ACCEPT.as_str(), "text/event-stream")];
+        if let Some(id) = &id {
+            headers.push(("last-event-id", id.as_str()));
+        }
+        let resp = self.request(Method::GET, path, None, &headers).await?;
+        let status = resp.status();
+        let unreachable = |reason: String| ClientError::Unreachable {
+            addr: self.addr.clone(),
+            reason,
+        };
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            self.check(Response {
+                status,
+                headers: HeaderMap::new(),
+                body: bytes,
+            })?;
+            return Ok(());
+        }
+        on_open();
+        let mut pending: Vec<u8> = Vec::new();
+        let (mut event_id, mut data) = (None::<u64>, String::new());
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| unreachable(format!("connection lost: {e}")))?;
+            let Some(chunk) = frame.data_ref() else {
+                continue;
+            };
+            pending.extend_from_slice(chunk);
+            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim_end_matches(['\n', '\r']);
+                if line.is_empty() {
+                    if !data.is_empty() {
+                        on_event(event_id, &data)?;
+                    }
+                    data.clear();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    event_id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    if !data.is_empty() {
+                        data.push('\n');
+                    }
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self.send(Method::GET, path, None).await?;
         self.decode(resp)

@@ -162,6 +162,30 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         keep_releases: config.retention.keep_releases,
     };
     let engine = Engine::new(engine);
+    // Call records: their own store, written off the call path.
+    hearth_engine::pool::set_call_log_max(config.records.max_output_kb.saturating_mul(1024));
+    let calls_db = data.join(hearth_records::CALLS_DB);
+    let call_store: Arc<dyn hearth_records::CallStore> =
+        Arc::new(hearth_records::SqliteCallStore::open(&calls_db).await?);
+    if isolation.drops_privileges() {
+        restrict_files(&data, hearth_records::CALLS_DB);
+    }
+    let recorder = Arc::new(
+        hearth_records::Recorder::start(
+            call_store,
+            hearth_records::RecorderSettings {
+                queue_size: config.records.queue_size,
+                retention: hearth_records::RecordRetention {
+                    max_age: config.records.max_age,
+                    max_bytes_per_function: config.records.max_bytes_per_function,
+                },
+            },
+        )
+        .await,
+    );
+    engine
+        .events()
+        .subscribe(Arc::new(crate::records::RecordSink(recorder.clone())));
     engine.set_limit_defaults(config.limits.clone()).await;
     let routed = engine.start().await?;
     // Releases written to the store by another hearth process sharing it.
@@ -254,13 +278,13 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         tls,
     };
     let gw = Arc::new(
-        Gateway::new(engine.clone(), server.max_body, guard, conns).with_api_limits(
-            ApiLimits::new(
+        Gateway::new(engine.clone(), server.max_body, guard, conns)
+            .with_api_limits(ApiLimits::new(
                 server.max_api_body,
                 server.max_concurrent_deploys,
                 server.deploy_wait,
-            ),
-        ),
+            ))
+            .with_records(recorder.clone()),
     );
     let refresher = tokio::spawn(refresh_access(gw.clone()));
 
@@ -318,6 +342,7 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
     info!("stopping: ending workers");
     isolation.stop();
     engine.shutdown();
+    recorder.finish().await;
     store.close().await;
     if let Some(cgroups) = &isolation.cgroups {
         // Workers dropped above have been killed; remove what is left.
@@ -466,8 +491,16 @@ async fn refresh_access(gw: Arc<Gateway>) {
 
 /// The store and its journal files: the daemon's only (mode 0600).
 fn restrict_store_files(data: &Path) {
-    for name in ["hearth.db", "hearth.db-wal", "hearth.db-shm"] {
-        let _ = std::fs::set_permissions(data.join(name), std::fs::Permissions::from_mode(0o600));
+    restrict_files(data, "hearth.db");
+}
+
+/// An SQLite file and its WAL and shared-memory files: the daemon's alone.
+fn restrict_files(data: &Path, db: &str) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::set_permissions(
+            data.join(format!("{db}{suffix}")),
+            std::fs::Permissions::from_mode(0o600),
+        );
     }
 }
 

@@ -1,7 +1,9 @@
 //! Logs: tracing to stderr, filtered by the configuration's `log.level`
 //! (HEARTH_LOG or RUST_LOG over it), default `info`; the filter can be
-//! replaced while running (a SIGHUP reload). Call spans carry function,
-//! version and request id.
+//! replaced while running (a SIGHUP reload). Human-readable text by
+//! default, one JSON object a line with `log.format = "json"`
+//! (`--log-format json`). Call spans carry function, version and request
+//! id, so every line about a call names them.
 
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -29,19 +31,31 @@ pub fn check_filter(filter: &str) -> Result<(), String> {
     parse(filter).map(|_| ())
 }
 
-/// Log to stderr with `filter` (an invalid one falls back to `info`).
-/// None if a subscriber was already installed.
-pub fn init(filter: &str) -> Option<LogHandle> {
+/// Log to stderr with `filter` (an invalid one falls back to `info`), as
+/// text or JSON. None if a subscriber was already installed.
+pub fn init(filter: &str, json: bool) -> Option<LogHandle> {
     let filter = parse(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let (layer, handle) = reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    tracing_subscriber::registry()
-        .with(layer)
-        .with(fmt)
-        .try_init()
-        .ok()
-        .map(|()| LogHandle(handle))
+    let installed = if json {
+        let fmt = tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_target(true)
+            .with_current_span(true)
+            .with_span_list(false);
+        tracing_subscriber::registry()
+            .with(layer)
+            .with(fmt)
+            .try_init()
+    } else {
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        tracing_subscriber::registry()
+            .with(layer)
+            .with(fmt)
+            .try_init()
+    };
+    installed.ok().map(|()| LogHandle(handle))
 }

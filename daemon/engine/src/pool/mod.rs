@@ -13,7 +13,7 @@ use shared::SharedWorker;
 
 pub use budget::{AppUsage, Budget, BudgetStats, NoPlace};
 pub use generic::{GenericPools, GenericStats};
-pub use output::CallLog;
+pub use output::{call_log_max, set_call_log_max, CallLog, CALL_LOG_MAX};
 
 pub use worker::{Answer, FunctionError, Timing, Worker, WorkerError, WorkerSpec};
 

@@ -10,39 +10,102 @@
 
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hearth_api::{LogLine, Stream};
 
 use tokio::net::unix::pipe;
 use tracing::info;
 
 /// Longest line kept as one line (a longer one is split).
 const LINE_MAX: usize = 16 * 1024;
-/// Most bytes of log kept per call; beyond that only a count is kept.
+/// Default of the most bytes of output kept per call (`records.max_output`);
+/// beyond that only a count is kept.
 pub const CALL_LOG_MAX: usize = 64 * 1024;
 /// Lines of stderr kept to explain a crash.
 const TAIL_LINES: usize = 8;
 
-/// What one call printed.
+/// The cap on a call's kept output, set once by the daemon at start
+/// (`records.max_output`); every worker of the process uses it.
+static CALL_LOG_CAP: AtomicUsize = AtomicUsize::new(CALL_LOG_MAX);
+
+/// Set the most bytes of output kept per call (at least 1 KiB).
+pub fn set_call_log_max(bytes: usize) {
+    CALL_LOG_CAP.store(bytes.max(1024), Ordering::Relaxed);
+}
+
+/// The most bytes of output kept per call.
+pub fn call_log_max() -> usize {
+    CALL_LOG_CAP.load(Ordering::Relaxed)
+}
+
+/// What one call printed: its lines, each with its stream and time.
 #[derive(Debug, Clone, Default)]
 pub struct CallLog {
-    pub text: String,
-    /// Bytes printed past CALL_LOG_MAX and not kept.
+    pub lines: Vec<LogLine>,
+    /// Bytes of line text kept.
+    pub kept: usize,
+    /// Bytes printed past the cap and not kept.
     pub dropped: usize,
+    /// Other calls ran on the same worker meanwhile: output that could not
+    /// be told to be this call's was left out (it is in the daemon's log).
+    pub unattributed: bool,
 }
 
 impl CallLog {
-    fn push(&mut self, stream: &str, line: &str) {
-        let needed = stream.len() + line.len() + 3;
-        if self.text.len() + needed > CALL_LOG_MAX {
+    fn push(&mut self, stream: Stream, line: &str) {
+        let cap = call_log_max();
+        if self.dropped > 0 || self.kept + line.len() + 1 > cap {
             self.dropped += line.len() + 1;
             return;
         }
-        self.text.push('[');
-        self.text.push_str(stream);
-        self.text.push_str("] ");
-        self.text.push_str(line);
-        self.text.push('\n');
+        self.kept += line.len() + 1;
+        self.lines.push(LogLine {
+            stream,
+            time_ms: now_ms(),
+            text: line.to_owned(),
+        });
     }
+
+    /// A log for a call whose output cannot be told from other calls'.
+    pub fn unattributed() -> CallLog {
+        CallLog {
+            unattributed: true,
+            ..CallLog::default()
+        }
+    }
+
+    /// As text: one `[stream] line` per line, then a note of what was
+    /// dropped or left out.
+    pub fn text(&self) -> String {
+        let mut text = String::with_capacity(self.kept + self.lines.len() * 10);
+        for l in &self.lines {
+            text.push('[');
+            text.push_str(l.stream.as_str());
+            text.push_str("] ");
+            text.push_str(&l.text);
+            text.push('\n');
+        }
+        if self.unattributed {
+            text.push_str("[hearth] other calls ran on this worker at the same time: output that could not be told to be this call's is in the daemon's log\n");
+        }
+        if self.dropped > 0 {
+            text.push_str(&format!(
+                "[hearth] {} more bytes not kept (records.max_output)\n",
+                self.dropped
+            ));
+        }
+        text
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 struct Inner {
@@ -61,6 +124,7 @@ pub struct Output {
 }
 
 const NAMES: [&str; 2] = ["stdout", "stderr"];
+const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 
 impl Output {
     /// Take the daemon's ends of the worker's stdout and stderr pipes and
@@ -180,7 +244,7 @@ impl Output {
         info!(target: "hearth::function", function = %inner.function, version = inner.version, pid = self.pid,
             stream = NAMES[which], request_id, "{text}");
         if let Some((_, log)) = inner.call.as_mut() {
-            log.push(NAMES[which], text);
+            log.push(STREAMS[which], text);
         }
         if which == 1 {
             if inner.tail.len() == TAIL_LINES {

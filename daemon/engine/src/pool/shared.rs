@@ -125,22 +125,16 @@ impl SharedWorker {
             self.output.begin_call(id);
         }
         let outcome = self.exchange(id, payload, deadline, deadline_ms).await;
-        let overlapped = || {
-            CallLog {
-            text: "[hearth] other calls ran on this worker at the same time: this call's output is in the daemon's log\n".into(),
-            dropped: 0,
-        }
-        };
         let log = match alone {
             Some(gen) => {
                 let log = self.output.end_call();
                 if self.overlap.load(Ordering::Relaxed) == gen {
                     log
                 } else {
-                    overlapped()
+                    CallLog::unattributed()
                 }
             }
-            None => overlapped(),
+            None => CallLog::unattributed(),
         };
         outcome.map(|mut answer| {
             answer.log = log;
@@ -189,6 +183,9 @@ impl SharedWorker {
                 result,
                 log: CallLog::default(),
                 timing: Timing::default(),
+                pid: self.pid,
+                peak_memory_kb: super::worker::peak_memory_kb_of(self.pid),
+                cpu_ms: None,
             }),
             Ok(Err(_)) => Err(self.lost("its answer channel closed")),
             Err(_) if self.sequential && !self.is_running(id) => {

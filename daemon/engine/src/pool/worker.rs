@@ -106,6 +106,35 @@ pub struct Answer {
     pub log: CallLog,
     /// Where the call's time went.
     pub timing: Timing,
+    /// The worker that ran it.
+    pub pid: u32,
+    /// The worker's peak resident memory so far, in KiB (/proc).
+    pub peak_memory_kb: Option<u64>,
+    /// CPU time the worker used during the call, in ms (/proc; a worker
+    /// running one call at a time only).
+    pub cpu_ms: Option<f64>,
+}
+
+/// A process's user and system CPU time so far, in milliseconds.
+pub(super) fn cpu_ms_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command's closing parenthesis: state is field 3,
+    // utime 14 and stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    Some((utime + stime) as f64 * 1000.0 / ticks)
+}
+
+/// A process's peak resident memory so far (VmHWM), in KiB.
+pub(super) fn peak_memory_kb_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The function's own error, as reported by its runtime.
@@ -512,6 +541,7 @@ impl Worker {
         deadline_ms: u64,
     ) -> Result<Answer, WorkerError> {
         self.calls += 1;
+        let cpu_before = cpu_ms_of(self.pid);
         self.output.begin_call(id);
         let message = ToWorker::Invoke {
             id: id.to_owned(),
@@ -523,6 +553,11 @@ impl Worker {
                 result,
                 log: self.output.end_call(),
                 timing: Timing::default(),
+                pid: self.pid,
+                peak_memory_kb: peak_memory_kb_of(self.pid),
+                cpu_ms: cpu_before
+                    .zip(cpu_ms_of(self.pid))
+                    .map(|(before, after)| (after - before).max(0.0)),
             }),
             Ok(Err(e)) => {
                 self.output.end_call();

@@ -12,12 +12,14 @@ use clap::{Parser, Subcommand};
 use crate::client::{Client, ClientError, DEFAULT_ADDR};
 
 mod app;
+mod calls;
 mod deploy;
 mod dev;
 mod gc;
 mod history;
 mod invoke;
 mod list;
+mod logs;
 mod publish;
 mod stats;
 mod table;
@@ -199,6 +201,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what a function's calls printed: each line with its time,
+    /// request id and stream, and a REPORT line per call (duration, cold
+    /// start, peak memory); -f follows new calls.
+    Logs {
+        name: String,
+        /// Keep printing calls as they are recorded.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        filters: logs::Filters,
+    },
+    /// List a function's calls, newest first, with outcome and timing.
+    Calls {
+        name: String,
+        #[command(flatten)]
+        filters: logs::Filters,
+    },
     /// Show a function's release history (publishes and rollbacks), newest first.
     History {
         name: String,
@@ -335,6 +354,12 @@ async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<
         Command::Rollback { name, message } => publish::rollback(&client, &name, message).await,
         Command::History { name, json } => history::history(&client, &name, json).await,
         Command::Stats { app, window, json } => stats::stats(&client, app, window, json).await,
+        Command::Logs {
+            name,
+            follow,
+            filters,
+        } => logs::logs(&client, &name, &filters, follow).await,
+        Command::Calls { name, filters } => calls::calls(&client, &name, &filters).await,
     }
 }
 
@@ -351,7 +376,10 @@ async fn serve(args: ServeArgs, socket: Option<std::net::TcpListener>) -> anyhow
         eprintln!("configuration OK: {}", loaded.describe_source());
         return Ok(());
     }
-    let log = crate::telemetry::init(&loaded.config.log.level);
+    let log = crate::telemetry::init(
+        &loaded.config.log.level,
+        loaded.config.log.format == config::LogFormat::Json,
+    );
     daemon::serve(daemon::Start {
         loaded,
         args,

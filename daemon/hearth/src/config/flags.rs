@@ -130,6 +130,24 @@ pub struct ServeArgs {
     /// Log filter, e.g. info or debug [log.level; default info; RUST_LOG is read when HEARTH_LOG is not set].
     #[arg(long, env = "HEARTH_LOG")]
     pub log_level: Option<String>,
+    /// Log lines as text (human-readable) or json [log.format; default text].
+    #[arg(long, env = "HEARTH_LOG_FORMAT", value_enum)]
+    pub log_format: Option<super::LogFormat>,
+    /// Call records waiting to be written, at most; past it records are
+    /// dropped and counted [records.queue_size; default 10000].
+    #[arg(long, env = "HEARTH_RECORDS_QUEUE_SIZE")]
+    pub records_queue_size: Option<usize>,
+    /// Most KiB of output kept per call [records.max_output_kb; default 64].
+    #[arg(long, env = "HEARTH_RECORDS_MAX_OUTPUT_KB")]
+    pub records_max_output_kb: Option<usize>,
+    /// Call records older than this are removed, e.g. 7d or 12h; 0s: no
+    /// limit [records.max_age; default 7days].
+    #[arg(long, env = "HEARTH_RECORDS_MAX_AGE", value_parser = humantime::parse_duration)]
+    pub records_max_age: Option<Duration>,
+    /// Bytes of call records kept per function, the oldest going first; 0:
+    /// no limit [records.max_bytes_per_function; default 67108864].
+    #[arg(long, env = "HEARTH_RECORDS_MAX_BYTES_PER_FUNCTION")]
+    pub records_max_bytes_per_function: Option<u64>,
 }
 
 /// Each flag: its configuration key, its flag, its variable.
@@ -173,6 +191,27 @@ const ORIGINS: &[(&str, &str, &str)] = &[
         "HEARTH_KILL_GRACE_MS",
     ),
     ("log.level", "--log-level", "HEARTH_LOG (or RUST_LOG)"),
+    ("log.format", "--log-format", "HEARTH_LOG_FORMAT"),
+    (
+        "records.queue_size",
+        "--records-queue-size",
+        "HEARTH_RECORDS_QUEUE_SIZE",
+    ),
+    (
+        "records.max_output_kb",
+        "--records-max-output-kb",
+        "HEARTH_RECORDS_MAX_OUTPUT_KB",
+    ),
+    (
+        "records.max_age",
+        "--records-max-age",
+        "HEARTH_RECORDS_MAX_AGE",
+    ),
+    (
+        "records.max_bytes_per_function",
+        "--records-max-bytes-per-function",
+        "HEARTH_RECORDS_MAX_BYTES_PER_FUNCTION",
+    ),
     ("auth.api_rate", "--api-rate", "HEARTH_API_RATE"),
     (
         "server.max_api_body",
@@ -387,6 +426,27 @@ impl ServeArgs {
             "log.level",
             self.log_level.clone().or_else(rust_log),
             config.log.level
+        );
+        over!("log.format", self.log_format, config.log.format);
+        over!(
+            "records.queue_size",
+            self.records_queue_size,
+            config.records.queue_size
+        );
+        over!(
+            "records.max_output_kb",
+            self.records_max_output_kb,
+            config.records.max_output_kb
+        );
+        over!(
+            "records.max_age",
+            self.records_max_age,
+            config.records.max_age
+        );
+        over!(
+            "records.max_bytes_per_function",
+            self.records_max_bytes_per_function,
+            config.records.max_bytes_per_function
         );
         set
     }

@@ -36,6 +36,7 @@ pub struct Config {
     pub auth: Auth,
     pub retention: Retention,
     pub stats: Stats,
+    pub records: Records,
     /// `[limits]`: defaults for the `[limits]` keys a function's
     /// hearth.toml does not set (same keys and ranges); unset here:
     /// hearth's built-in defaults. Reloadable: pools whose limits change are
@@ -89,6 +90,36 @@ impl Default for Stats {
         Stats {
             retention: hearth_engine::DEFAULT_RETENTION,
             flush_interval: hearth_engine::DEFAULT_FLUSH_INTERVAL,
+        }
+    }
+}
+
+/// `[records]`: call records (`hearth logs`, `hearth calls`), kept in
+/// `<data>/calls.db`, apart from the code store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Records {
+    /// Records waiting to be written, at most; past it a call's record is
+    /// dropped (and counted), never the call slowed.
+    pub queue_size: usize,
+    /// Most KiB of stdout and stderr kept per call; past it the record
+    /// says how many bytes were dropped.
+    pub max_output_kb: usize,
+    /// Records older than this are removed (`"0s"`: no age limit).
+    #[serde(with = "duration")]
+    pub max_age: Duration,
+    /// Once a function's records take more bytes than this, its oldest go
+    /// (0: no size limit).
+    pub max_bytes_per_function: u64,
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Records {
+            queue_size: hearth_records::DEFAULT_QUEUE_SIZE,
+            max_output_kb: hearth_engine::pool::CALL_LOG_MAX / 1024,
+            max_age: hearth_records::DEFAULT_MAX_AGE,
+            max_bytes_per_function: hearth_records::DEFAULT_MAX_BYTES_PER_FUNCTION,
         }
     }
 }
@@ -295,12 +326,25 @@ pub struct Log {
     /// A tracing filter: `info`, `debug`, `info,hearth_engine=debug`, ...
     /// Reloadable.
     pub level: String,
+    /// `text` (human-readable) or `json` (one object a line). Every line
+    /// about a call carries its function, version and request id.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for Log {
     fn default() -> Self {
         Log {
             level: "info,sqlx=warn".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -578,6 +622,18 @@ impl Loaded {
             return Err(invalid(
                 "server.tls_cert",
                 "and server.tls_key go together: set both for HTTPS, or neither".into(),
+            ));
+        }
+        if c.records.queue_size == 0 {
+            return Err(invalid(
+                "records.queue_size",
+                "is 0; it must be at least 1".into(),
+            ));
+        }
+        if c.records.max_output_kb == 0 {
+            return Err(invalid(
+                "records.max_output_kb",
+                "is 0; it must be at least 1 (KiB)".into(),
             ));
         }
         if let Err(e) = crate::telemetry::check_filter(&c.log.level) {

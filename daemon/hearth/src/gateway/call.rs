@@ -16,9 +16,14 @@ use hearth_protocol as protocol;
 use super::http::{json, read_body, Resp};
 use super::Gateway;
 
-pub async fn call(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<Resp, ApiError> {
-    let parsed = Target::parse(target)?;
-    let request_id = gw.ids.next(req.headers().get("x-request-id"));
+pub async fn call(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    target: &str,
+    request_id: &str,
+) -> Result<Resp, ApiError> {
+    let request_id = request_id.to_owned();
+    let parsed = Target::parse(target).map_err(|e| e.request_id(&request_id))?;
     let is_get = match *req.method() {
         Method::POST => false,
         Method::GET => true,
@@ -44,8 +49,11 @@ pub async fn call(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<
     let max_request_kb = resolved.limits().max_request_kb;
     let want_log = req.headers().contains_key("x-hearth-log");
     let located = |e: ApiError| e.function(&function, Some(version)).request_id(&request_id);
+    let bytes_in;
     let payload = if is_get {
-        query_event(req.uri().query())
+        let query = req.uri().query();
+        bytes_in = query.map_or(0, |q| q.len() as u64);
+        query_event(query)
     } else {
         let fn_limit = usize::try_from(max_request_kb.saturating_mul(1024)).unwrap_or(usize::MAX);
         let body = read_body(req, gw.max_body.min(fn_limit), gw.conns.header_timeout)
@@ -58,6 +66,7 @@ pub async fn call(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<
                 }
             })
             .map_err(located)?;
+        bytes_in = body.len() as u64;
         if body.iter().all(u8::is_ascii_whitespace) {
             rmpv::Value::Map(Vec::new())
         } else {
@@ -67,6 +76,7 @@ pub async fn call(gw: &Gateway, req: Request<Incoming>, target: &str) -> Result<
     };
     let mut invocation = Invocation::new(payload, request_id.clone(), Caller::Http);
     invocation.arrived = arrived;
+    invocation.bytes_in = bytes_in;
     let outcome = gw.engine.invoke_resolved(resolved, invocation).await?;
     match outcome.result {
         Ok(value) => {
@@ -118,7 +128,7 @@ fn query_event(query: Option<&str>) -> rmpv::Value {
     rmpv::Value::Map(entries)
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     fn hex(b: u8) -> Option<u8> {
         (b as char).to_digit(16).map(|d| d as u8)
     }
@@ -173,11 +183,7 @@ fn add_timing(h: &mut hyper::HeaderMap, t: &Timing) {
 const LOG_HEADER_MAX: usize = 4096;
 
 fn log_text(log: &CallLog) -> String {
-    if log.dropped > 0 {
-        format!("{}[hearth] {} more bytes not kept\n", log.text, log.dropped)
-    } else {
-        log.text.clone()
-    }
+    log.text()
 }
 
 /// The last 4 KiB of the call's log, base64 (like Lambda's LogType=Tail).

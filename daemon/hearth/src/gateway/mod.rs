@@ -44,6 +44,10 @@ pub struct Gateway {
     /// The management API's limits (request bodies, deploys at once).
     pub api: ApiLimits,
     ids: RequestIds,
+    /// Call records (`GET .../calls`); None: not kept.
+    pub records: Option<Arc<hearth_records::Recorder>>,
+    /// True once the daemon stops: long-lived streams (follow) end.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// How connections are bounded.
@@ -87,7 +91,15 @@ impl Gateway {
             conns,
             api: ApiLimits::default(),
             ids: RequestIds::new(),
+            records: None,
+            stopping: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// The same gateway, showing these call records.
+    pub fn with_records(mut self, records: Arc<hearth_records::Recorder>) -> Gateway {
+        self.records = Some(records);
+        self
     }
 
     /// The same gateway with these management API limits.
@@ -181,7 +193,10 @@ pub async fn serve(
                     }
                 }
             }
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => {
+                gateway.stopping.send_replace(true);
+                break;
+            }
         }
     }
     // Connections not accepted yet stay queued on the socket when the
@@ -199,6 +214,9 @@ pub async fn serve(
 
 async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, management_only: bool) -> Resp {
     let path = req.uri().path().to_owned();
+    // Every answer names its request: in `x-request-id`, and in an error's
+    // body.
+    let request_id = gw.ids.next(req.headers().get("x-request-id"));
     // Calls first, without the table: they are the hot path.
     let result = if management_only && !path.starts_with("/api/") {
         Err(ApiError::new(
@@ -211,7 +229,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, management_only: bool)
         )
         .retry_after(1))
     } else if let Some(target) = path.strip_prefix("/fn/") {
-        call::call(&gw, req, target).await
+        call::call(&gw, req, target, &request_id).await
     } else if path == "/" {
         Ok(json(
             StatusCode::OK,
@@ -239,5 +257,16 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, management_only: bool)
             Matched::NotFound => Err(ApiError::route_not_found(&path)),
         }
     };
-    result.unwrap_or_else(error_response)
+    let mut resp = result.unwrap_or_else(|mut e| {
+        if e.detail.request_id.is_none() {
+            e.detail.request_id = Some(request_id.clone());
+        }
+        error_response(e)
+    });
+    if !resp.headers().contains_key("x-request-id") {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+    }
+    resp
 }

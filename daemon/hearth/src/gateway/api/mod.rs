@@ -5,6 +5,7 @@
 
 mod aliases;
 mod apps;
+mod calls;
 mod deploy;
 mod functions;
 mod gc;
@@ -143,6 +144,9 @@ pub async fn handle(
         RouteId::Gc => gc::gc(gw, req).await,
         RouteId::AppStats => stats::app(gw, param(0), req).await,
         RouteId::FunctionStats => stats::function(gw, param(0), req).await,
+        RouteId::ListCalls => calls::list(gw, param(0), &req).await,
+        RouteId::FollowCalls => calls::follow(gw, param(0), &req).await,
+        RouteId::GetCall => calls::get(gw, param(0)).await,
         RouteId::Call => Err(ApiError::route_not_found(req.uri().path())),
     }
 }

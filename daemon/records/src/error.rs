@@ -1,0 +1,15 @@
+//! The records store's errors.
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    #[error("cannot open the call records store {path}: {source}; check that the data directory exists and is writable")]
+    Open { path: String, source: sqlx::Error },
+    #[error("cannot update the call records store's schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("call records query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("a stored call record is unreadable: {0}; the records store (calls.db) may be damaged: stop the daemon and remove it to start afresh")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = RecordsError> = std::result::Result<T, E>;

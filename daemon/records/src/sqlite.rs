@@ -1,0 +1,287 @@
+//! The SQLite back end of [`CallStore`]: `<data>/calls.db`, WAL, one row
+//! per call with the record as JSON.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hearth_api::{CallQuery, CallRecord, StatusFilter};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use crate::error::{RecordsError, Result};
+use crate::{CallStore, RecordRetention};
+
+/// Connections: one for the writer, one for reads and retention.
+const CONNECTIONS: u32 = 2;
+
+pub struct SqliteCallStore {
+    pool: SqlitePool,
+}
+
+impl SqliteCallStore {
+    /// Open (or create) the records store at `path`.
+    pub async fn open(path: &Path) -> Result<SqliteCallStore> {
+        let url = format!("sqlite://{}", path.display());
+        let open_err = |source| RecordsError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(open_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            // Records are written by one task in batches; a writer that
+            // waits here delays only records, never a call.
+            .busy_timeout(Duration::from_secs(30));
+        // A fixed set of connections, all opened now (with their WAL and
+        // shared-memory files): the daemon's descriptors do not grow later.
+        let pool = SqlitePoolOptions::new()
+            .min_connections(CONNECTIONS)
+            .max_connections(CONNECTIONS)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let mut held = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let mut conn = pool.acquire().await?;
+            sqlx::query("SELECT COUNT(*) FROM calls")
+                .fetch_one(&mut *conn)
+                .await?;
+            held.push(conn);
+        }
+        drop(held);
+        Ok(SqliteCallStore { pool })
+    }
+}
+
+/// A row of `SELECT seq, record`: the record, with its seq.
+fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<CallRecord> {
+    let seq: i64 = row.try_get(0)?;
+    let text: String = row.try_get(1)?;
+    let mut record: CallRecord =
+        serde_json::from_str(&text).map_err(|e| RecordsError::Corrupt(e.to_string()))?;
+    record.seq = seq.max(0) as u64;
+    Ok(record)
+}
+
+#[async_trait]
+impl CallStore for SqliteCallStore {
+    async fn insert(&self, records: &[CallRecord]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut last = 0u64;
+        for record in records {
+            let text =
+                serde_json::to_string(record).map_err(|e| RecordsError::Corrupt(e.to_string()))?;
+            let row = sqlx::query(
+                "INSERT INTO calls (request_id, function, version, ok, started_at_ms, bytes, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+            )
+            .bind(&record.request_id)
+            .bind(&record.function)
+            .bind(record.version as i64)
+            .bind(record.code == "ok")
+            .bind(record.started_at_ms as i64)
+            .bind(text.len() as i64)
+            .bind(&text)
+            .fetch_one(&mut *tx)
+            .await?;
+            let seq: i64 = row.try_get(0)?;
+            last = seq.max(0) as u64;
+        }
+        tx.commit().await?;
+        Ok(last)
+    }
+
+    async fn list(&self, function: &str, query: &CallQuery) -> Result<Vec<CallRecord>> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT seq, record FROM calls WHERE function = ");
+        q.push_bind(function);
+        if let Some(after) = query.after_seq {
+            q.push(" AND seq > ").push_bind(after as i64);
+        }
+        if let Some(since) = query.since_ms {
+            q.push(" AND started_at_ms >= ").push_bind(since as i64);
+        }
+        if let Some(id) = &query.request_id {
+            q.push(" AND request_id = ").push_bind(id.clone());
+        }
+        if let Some(v) = query.version {
+            q.push(" AND version = ").push_bind(v as i64);
+        }
+        if let Some(status) = query.status {
+            q.push(" AND ok = ").push_bind(status == StatusFilter::Ok);
+        }
+        q.push(if query.after_seq.is_some() {
+            " ORDER BY seq ASC LIMIT "
+        } else {
+            " ORDER BY seq DESC LIMIT "
+        });
+        q.push_bind(query.limit() as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn get(&self, request_id: &str) -> Result<Option<CallRecord>> {
+        let row = sqlx::query(
+            "SELECT seq, record FROM calls WHERE request_id = ?1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(decode(&row)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn last_seq(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM calls")
+            .fetch_one(&self.pool)
+            .await?;
+        let seq: i64 = row.try_get(0)?;
+        Ok(seq.max(0) as u64)
+    }
+
+    async fn prune(
+        &self,
+        retention: &RecordRetention,
+        now_ms: u64,
+        functions: Option<&[String]>,
+    ) -> Result<u64> {
+        let mut removed = 0u64;
+        if !retention.max_age.is_zero() {
+            let cutoff = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
+            removed += sqlx::query("DELETE FROM calls WHERE started_at_ms < ?1")
+                .bind(cutoff as i64)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        if retention.max_bytes_per_function > 0 {
+            let all: Vec<String>;
+            let functions = match functions {
+                Some(f) => f,
+                None => {
+                    all = sqlx::query("SELECT DISTINCT function FROM calls")
+                        .fetch_all(&self.pool)
+                        .await?
+                        .iter()
+                        .map(|r| r.try_get::<String, _>(0))
+                        .collect::<Result<_, _>>()?;
+                    &all
+                }
+            };
+            let cap = i64::try_from(retention.max_bytes_per_function).unwrap_or(i64::MAX);
+            for function in functions {
+                // The newest records that fit in the cap stay; from the
+                // first that does not, older ones go.
+                removed += sqlx::query(
+                    "DELETE FROM calls WHERE function = ?1 AND seq <= (
+                         SELECT seq FROM (
+                             SELECT seq, SUM(bytes) OVER (ORDER BY seq DESC) AS total
+                             FROM calls WHERE function = ?1
+                         ) WHERE total > ?2 ORDER BY seq DESC LIMIT 1)",
+                )
+                .bind(function)
+                .bind(cap)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(function: &str, id: &str, started_at_ms: u64, code: &str) -> CallRecord {
+        CallRecord {
+            request_id: id.into(),
+            function: function.into(),
+            version: 1,
+            code: code.into(),
+            outcome: hearth_api::outcome_class(code).into(),
+            started_at_ms,
+            ..CallRecord::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_lists_filters_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteCallStore::open(&dir.path().join("calls.db"))
+            .await
+            .unwrap();
+        assert_eq!(store.last_seq().await.unwrap(), 0);
+        let last = store
+            .insert(&[
+                record("f", "a", 1_000, "ok"),
+                record("f", "b", 2_000, "timeout"),
+                record("g", "c", 3_000, "ok"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(last, 3);
+        let all = store.list("f", &CallQuery::default()).await.unwrap();
+        let ids: Vec<_> = all.iter().map(|r| r.request_id.as_str()).collect();
+        assert_eq!(ids, ["b", "a"], "newest first, only f's");
+        assert_eq!(all[0].seq, 2);
+        let errors = CallQuery {
+            status: Some(StatusFilter::Error),
+            ..CallQuery::default()
+        };
+        let got = store.list("f", &errors).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].request_id, "b");
+        let after = CallQuery {
+            after_seq: Some(1),
+            ..CallQuery::default()
+        };
+        let got = store.list("f", &after).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].request_id, "b");
+        assert_eq!(store.get("c").await.unwrap().unwrap().function, "g");
+        assert!(store.get("zz").await.unwrap().is_none());
+
+        // By age: everything before 2.5 s goes.
+        let by_age = RecordRetention {
+            max_age: Duration::from_millis(1_000),
+            max_bytes_per_function: 0,
+        };
+        assert_eq!(store.prune(&by_age, 3_500, None).await.unwrap(), 2);
+        assert!(store.get("a").await.unwrap().is_none());
+        assert!(store.get("c").await.unwrap().is_some());
+
+        // By bytes: only the newest records that fit stay.
+        let many: Vec<_> = (0..10)
+            .map(|i| record("h", &format!("h{i}"), 10_000 + i, "ok"))
+            .collect();
+        store.insert(&many).await.unwrap();
+        let size = serde_json::to_string(&many[0]).unwrap().len() as u64;
+        let by_bytes = RecordRetention {
+            max_age: Duration::ZERO,
+            max_bytes_per_function: size * 3 + size / 2,
+        };
+        store
+            .prune(&by_bytes, 20_000, Some(&["h".to_owned()]))
+            .await
+            .unwrap();
+        let kept = store.list("h", &CallQuery::default()).await.unwrap();
+        let ids: Vec<_> = kept.iter().map(|r| r.request_id.as_str()).collect();
+        assert_eq!(ids, ["h9", "h8", "h7"]);
+        assert!(store.get("c").await.unwrap().is_some(), "g is untouched");
+    }
+}
