@@ -162,6 +162,15 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         keep_releases: config.retention.keep_releases,
     };
     let engine = Engine::new(engine);
+    // Metrics listen to events before the first call or worker start.
+    let metrics = if config.metrics.enabled {
+        let metrics = crate::metrics::Metrics::new()?;
+        engine.events().subscribe(metrics.clone());
+        Some(metrics)
+    } else {
+        info!("metrics are off ([metrics] enabled = false): GET /metrics answers 404");
+        None
+    };
     engine.set_limit_defaults(config.limits.clone()).await;
     let routed = engine.start().await?;
     // Releases written to the store by another hearth process sharing it.
@@ -246,13 +255,13 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         tls,
     };
     let gw = Arc::new(
-        Gateway::new(engine.clone(), server.max_body, guard, conns).with_api_limits(
-            ApiLimits::new(
+        Gateway::new(engine.clone(), server.max_body, guard, conns)
+            .with_api_limits(ApiLimits::new(
                 server.max_api_body,
                 server.max_concurrent_deploys,
                 server.deploy_wait,
-            ),
-        ),
+            ))
+            .with_metrics(metrics),
     );
     let refresher = tokio::spawn(refresh_access(gw.clone()));
 

@@ -35,6 +35,7 @@ pub struct Config {
     pub log: Log,
     pub auth: Auth,
     pub retention: Retention,
+    pub metrics: MetricsConfig,
     /// `[limits]`: defaults for the `[limits]` keys a function's
     /// hearth.toml does not set (same keys and ranges); unset here:
     /// hearth's built-in defaults. Reloadable: pools whose limits change are
@@ -65,6 +66,22 @@ impl Default for Retention {
             keep_releases: hearth_engine::DEFAULT_KEEP_RELEASES,
             gc_interval: Duration::from_secs(3600),
         }
+    }
+}
+
+/// `[metrics]`: Prometheus metrics at `GET /metrics` (docs/METRICS.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Count calls, cold starts, rejections and worker exits, and serve
+    /// them at `GET /metrics` (scope `read`). `false`: nothing is counted
+    /// and `/metrics` answers 404.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
     }
 }
 

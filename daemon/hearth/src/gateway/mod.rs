@@ -43,6 +43,8 @@ pub struct Gateway {
     pub conns: ConnSettings,
     /// The management API's limits (request bodies, deploys at once).
     pub api: ApiLimits,
+    /// What `GET /metrics` serves (None: metrics are off).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
     ids: RequestIds,
 }
 
@@ -86,8 +88,15 @@ impl Gateway {
             guard,
             conns,
             api: ApiLimits::default(),
+            metrics: None,
             ids: RequestIds::new(),
         }
+    }
+
+    /// The same gateway serving these metrics at `GET /metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<crate::metrics::Metrics>>) -> Gateway {
+        self.metrics = metrics;
+        self
     }
 
     /// The same gateway with these management API limits.
@@ -200,7 +209,9 @@ pub async fn serve(
 async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, management_only: bool) -> Resp {
     let path = req.uri().path().to_owned();
     // Calls first, without the table: they are the hot path.
-    let result = if management_only && !path.starts_with("/api/") {
+    // Past the connection cap, the management API and metrics are still
+    // served (the operator needs them most then).
+    let result = if management_only && !path.starts_with("/api/") && path != "/metrics" {
         Err(ApiError::new(
             ErrorCode::TooManyConnections,
             format!(
