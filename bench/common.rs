@@ -33,9 +33,15 @@ impl Daemon {
     /// A daemon on `data` (kept when it is dropped only if `remove_data` is
     /// set to false).
     pub fn start_in(data: std::path::PathBuf) -> Daemon {
+        Daemon::start_with(data, &[])
+    }
+
+    /// The same with more flags of `hearth serve`.
+    pub fn start_with(data: std::path::PathBuf, args: &[&str]) -> Daemon {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
+            .args(args)
             .env("HEARTH_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

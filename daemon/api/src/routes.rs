@@ -43,6 +43,8 @@ pub enum RouteId {
     /// `/fn/{target}`: call a function.
     Call,
     Health,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     Workers,
     ListApps,
     SetApp,
@@ -75,6 +77,7 @@ pub const fn access_of(id: RouteId) -> Access {
         RouteId::Call => Access::Call,
         RouteId::Health => Access::Public,
         RouteId::Workers
+        | RouteId::Metrics
         | RouteId::ListApps
         | RouteId::ListFunctions
         | RouteId::GetFunction
@@ -160,6 +163,14 @@ pub const ROUTES: &[Route] = &[
         None,
         "HealthInfo",
         "status, version, runtimes found",
+    ),
+    route(
+        Metrics,
+        Get,
+        "/metrics",
+        None,
+        "Prometheus text (format 0.0.4)",
+        "calls, durations, cold starts, rejections, workers and the process, for Prometheus (docs/METRICS.md)",
     ),
     route(
         Workers,

@@ -46,6 +46,19 @@ pub enum Event<'a> {
         function: &'a str,
         version: u32,
         start: StartKind,
+        /// The function's runtime (`python`, `node`, `lua`).
+        runtime: &'a str,
+        /// Starting the interpreter (0 for a pre-started one), in ms.
+        spawn_ms: f64,
+        /// Loading the function's code, in ms.
+        load_ms: f64,
+    },
+    /// A call got its place on a worker after waiting `queue_ms` for it
+    /// (0 when a worker was free): emitted for every call a pool admits.
+    Admitted {
+        function: &'a str,
+        version: u32,
+        queue_ms: f64,
     },
     /// A worker left for a younger one (max_requests, max_age_ms, memory).
     WorkerRecycled {
@@ -53,12 +66,14 @@ pub enum Event<'a> {
         version: u32,
         old: u32,
         new: u32,
+        runtime: &'a str,
     },
     /// An idle worker was ended (idle timeout, eviction, old version).
     WorkerReclaimed {
         function: &'a str,
         version: u32,
         pid: u32,
+        runtime: &'a str,
     },
     /// A worker died or broke during a call.
     WorkerLost {
@@ -68,6 +83,10 @@ pub enum Event<'a> {
         request_id: &'a str,
         shared: bool,
         error: &'a str,
+        runtime: &'a str,
+        /// Why, in one word: `died`, `timeout`, `out_of_memory`,
+        /// `protocol`, ... ([`crate::pool::WorkerError::reason`]).
+        reason: &'a str,
     },
     /// Too many workers in a row died at start: the function is paused.
     CrashLoop {
@@ -135,17 +154,19 @@ impl Event<'_> {
                 pid,
                 from_generic,
             } => debug!(function, version, pid, from_generic, "worker started"),
-            Event::ColdStart { .. } => {}
+            Event::ColdStart { .. } | Event::Admitted { .. } => {}
             Event::WorkerRecycled {
                 function,
                 version,
                 old,
                 new,
+                ..
             } => debug!(function, version, old, new, "worker recycled"),
             Event::WorkerReclaimed {
                 function,
                 version,
                 pid,
+                ..
             } => debug!(function, version, pid, "idle worker reclaimed"),
             Event::WorkerLost {
                 function,
@@ -154,6 +175,7 @@ impl Event<'_> {
                 request_id,
                 shared,
                 error,
+                ..
             } => {
                 if shared {
                     warn!(

@@ -186,6 +186,15 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
     engine
         .events()
         .subscribe(Arc::new(crate::records::RecordSink(recorder.clone())));
+    // Metrics listen to events before the first call or worker start.
+    let metrics = if config.metrics.enabled {
+        let metrics = crate::metrics::Metrics::new()?;
+        engine.events().subscribe(metrics.clone());
+        Some(metrics)
+    } else {
+        info!("metrics are off ([metrics] enabled = false): GET /metrics answers 404");
+        None
+    };
     engine.set_limit_defaults(config.limits.clone()).await;
     let routed = engine.start().await?;
     // Releases written to the store by another hearth process sharing it.
@@ -284,7 +293,8 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
                 server.max_concurrent_deploys,
                 server.deploy_wait,
             ))
-            .with_records(recorder.clone()),
+            .with_records(recorder.clone())
+            .with_metrics(metrics.clone()),
     );
     let refresher = tokio::spawn(refresh_access(gw.clone()));
 

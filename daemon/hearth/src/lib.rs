@@ -12,6 +12,7 @@ pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod gateway;
+pub mod metrics;
 pub mod records;
 pub mod service;
 pub mod telemetry;

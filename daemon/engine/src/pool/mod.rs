@@ -228,6 +228,7 @@ impl Pool {
             function: &self.spec.function,
             version: self.spec.version,
             pid,
+            runtime: self.spec.runtime.kind.as_str(),
         }
     }
 
@@ -339,6 +340,7 @@ impl Pool {
                         version: pool.spec.version,
                         old,
                         new: new.pid(),
+                        runtime: pool.spec.runtime.kind.as_str(),
                     });
                     let Ok(mut idle) = pool.idle.lock() else {
                         return;
@@ -514,6 +516,7 @@ impl Pool {
                         version: self.spec.version,
                         old: w.pid(),
                         new: 0,
+                        runtime: self.spec.runtime.kind.as_str(),
                     });
                 }
             }
@@ -746,6 +749,11 @@ impl Pool {
             start: StartKind::Warm,
             ..Timing::default()
         };
+        self.emit(Event::Admitted {
+            function: &self.spec.function,
+            version: self.spec.version,
+            queue_ms: timing.queue_ms,
+        });
         if self.is_shared() {
             let outcome = self.call_shared(call, timing).await;
             drop(permit);
@@ -796,6 +804,8 @@ impl Pool {
                     request_id: &call.request_id,
                     shared: false,
                     error: &e.to_string(),
+                    runtime: self.spec.runtime.kind.as_str(),
+                    reason: e.reason(),
                 });
                 if worker.calls <= 1 {
                     // It died on its first call: the function cannot start.
@@ -822,6 +832,9 @@ impl Pool {
             function: &self.spec.function,
             version: self.spec.version,
             start: timing.start,
+            runtime: self.spec.runtime.kind.as_str(),
+            spawn_ms: timing.spawn_ms,
+            load_ms: timing.load_ms,
         });
     }
 
@@ -940,6 +953,8 @@ impl Pool {
                     request_id: &call.request_id,
                     shared: true,
                     error: &e.to_string(),
+                    runtime: self.spec.runtime.kind.as_str(),
+                    reason: e.reason(),
                 });
                 if first_call && worker.is_dead() {
                     self.note_crash(&e);

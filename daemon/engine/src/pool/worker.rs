@@ -188,6 +188,23 @@ pub enum WorkerError {
     Protocol { function: String, reason: String },
 }
 
+impl WorkerError {
+    /// One word for why (the `reason` of a lost worker, a metric label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WorkerError::Spawn { .. } => "spawn_failed",
+            WorkerError::LoadFailed { .. } => "load_failed",
+            WorkerError::Died { .. } => "died",
+            WorkerError::Timeout { .. } => "timeout",
+            WorkerError::OutOfMemory { .. } => "out_of_memory",
+            WorkerError::AtCapacity { .. } | WorkerError::AppAtCapacity { .. } => "at_capacity",
+            WorkerError::QueuedTooLong { .. } => "queued_too_long",
+            WorkerError::NotRun { .. } => "not_run",
+            WorkerError::Protocol { .. } => "protocol",
+        }
+    }
+}
+
 fn stderr_suffix(stderr: &str) -> String {
     if stderr.is_empty() {
         String::new()

@@ -127,6 +127,9 @@ pub struct ServeArgs {
     /// [stats.flush_interval; default 5].
     #[arg(long, env = "HEARTH_STATS_FLUSH_INTERVAL")]
     pub stats_flush_interval: Option<f64>,
+    /// Do not count metrics; `GET /metrics` answers 404 [metrics.enabled = false].
+    #[arg(long)]
+    pub no_metrics: bool,
     /// Log filter, e.g. info or debug [log.level; default info; RUST_LOG is read when HEARTH_LOG is not set].
     #[arg(long, env = "HEARTH_LOG")]
     pub log_level: Option<String>,
@@ -185,6 +188,7 @@ const ORIGINS: &[(&str, &str, &str)] = &[
         "HEARTH_WORKER_UID_BASE",
     ),
     ("isolation.cgroups", "--no-cgroups", ""),
+    ("metrics.enabled", "--no-metrics", ""),
     (
         "isolation.kill_grace",
         "--kill-grace-ms",
@@ -339,6 +343,11 @@ impl ServeArgs {
             "isolation.cgroups",
             self.no_cgroups.then_some(false),
             config.isolation.cgroups
+        );
+        over!(
+            "metrics.enabled",
+            self.no_metrics.then_some(false),
+            config.metrics.enabled
         );
         over!(
             "isolation.kill_grace",

@@ -37,6 +37,7 @@ pub struct Config {
     pub retention: Retention,
     pub stats: Stats,
     pub records: Records,
+    pub metrics: MetricsConfig,
     /// `[limits]`: defaults for the `[limits]` keys a function's
     /// hearth.toml does not set (same keys and ranges); unset here:
     /// hearth's built-in defaults. Reloadable: pools whose limits change are
@@ -121,6 +122,22 @@ impl Default for Records {
             max_age: hearth_records::DEFAULT_MAX_AGE,
             max_bytes_per_function: hearth_records::DEFAULT_MAX_BYTES_PER_FUNCTION,
         }
+    }
+}
+
+/// `[metrics]`: Prometheus metrics at `GET /metrics` (docs/METRICS.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Count calls, cold starts, rejections and worker exits, and serve
+    /// them at `GET /metrics` (scope `read`). `false`: nothing is counted
+    /// and `/metrics` answers 404.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
     }
 }
 

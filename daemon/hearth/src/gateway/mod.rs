@@ -43,6 +43,8 @@ pub struct Gateway {
     pub conns: ConnSettings,
     /// The management API's limits (request bodies, deploys at once).
     pub api: ApiLimits,
+    /// What `GET /metrics` serves (None: metrics are off).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
     ids: RequestIds,
     /// Call records (`GET .../calls`); None: not kept.
     pub records: Option<Arc<hearth_records::Recorder>>,
@@ -90,6 +92,7 @@ impl Gateway {
             guard,
             conns,
             api: ApiLimits::default(),
+            metrics: None,
             ids: RequestIds::new(),
             records: None,
             stopping: tokio::sync::watch::channel(false).0,
@@ -99,6 +102,12 @@ impl Gateway {
     /// The same gateway, showing these call records.
     pub fn with_records(mut self, records: Arc<hearth_records::Recorder>) -> Gateway {
         self.records = Some(records);
+        self
+    }
+
+    /// The same gateway serving these metrics at `GET /metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<crate::metrics::Metrics>>) -> Gateway {
+        self.metrics = metrics;
         self
     }
 
@@ -218,7 +227,9 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, management_only: bool)
     // body.
     let request_id = gw.ids.next(req.headers().get("x-request-id"));
     // Calls first, without the table: they are the hot path.
-    let result = if management_only && !path.starts_with("/api/") {
+    // Past the connection cap, the management API and metrics are still
+    // served (the operator needs them most then).
+    let result = if management_only && !path.starts_with("/api/") && path != "/metrics" {
         Err(ApiError::new(
             ErrorCode::TooManyConnections,
             format!(

@@ -10,6 +10,7 @@ mod deploy;
 mod functions;
 mod gc;
 mod health;
+mod metrics;
 mod releases;
 mod stats;
 mod tokens;
@@ -126,6 +127,7 @@ pub async fn handle(
     match route {
         RouteId::Health => Ok(health::health(gw)),
         RouteId::Workers => Ok(workers::list(gw)),
+        RouteId::Metrics => metrics::scrape(gw),
         RouteId::ListApps => apps::list(gw).await,
         RouteId::SetApp => apps::set(gw, param(0), req).await,
         RouteId::ListTokens => tokens::list(gw).await,

@@ -1,0 +1,169 @@
+//! What telemetry costs a warm call: throughput of Python hello at full
+//! speed on two daemons, one with metrics on and one with `--no-metrics`,
+//! in alternating rounds of the same run; then the sink's own cost per call
+//! measured in-process.
+//!
+//!     cargo bench --bench telemetry
+//!     cargo bench --bench telemetry -- --rounds 8 --seconds 3 --conns 4
+//!
+//! Each round runs `--conns` keep-alive HTTP/1.1 connections calling
+//! `/fn/hello` as fast as they answer for `--seconds` on one daemon, then
+//! on the other (which goes first alternates). Prints each round's calls/s,
+//! the median of each daemon, their ratio (target: at most 3% lost) and
+//! the per-call cost, in µs of the two cores' time, that the difference
+//! means. The in-process part feeds a call's events (`Admitted`,
+//! `CallFinished`) to the engine's `Events` with and without the metrics
+//! sink subscribed, and prints the difference per call.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{deploy, Conn, Daemon};
+use hearth::bundle::Bundle;
+use hearth_engine::{Caller, Event, Events};
+
+struct Args {
+    rounds: usize,
+    seconds: f64,
+    conns: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        rounds: 6,
+        seconds: 3.0,
+        conns: 4,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut next = || it.next().and_then(|v| v.parse::<f64>().ok());
+        match arg.as_str() {
+            "--rounds" => a.rounds = next().map_or(a.rounds, |v| v as usize),
+            "--seconds" => a.seconds = next().unwrap_or(a.seconds),
+            "--conns" => a.conns = next().map_or(a.conns, |v| v as usize),
+            _ => {} // cargo passes --bench
+        }
+    }
+    a
+}
+
+/// Calls per second over `seconds` with `conns` connections.
+fn run(addr: &str, conns: usize, seconds: f64) -> f64 {
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let began = Instant::now();
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let addr = addr.to_owned();
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(&addr);
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    let (status, _) = conn.post("/fn/hello", br#"{"name":"Ada"}"#);
+                    assert_eq!(status, 200, "a call failed");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let calls: u64 = threads.into_iter().map(|t| t.join().expect("client")).sum();
+    calls as f64 / began.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn start(name: &str, flags: &[&str]) -> Daemon {
+    let data = std::env::temp_dir().join(format!("hearth-bench-{name}-{}", std::process::id()));
+    let d = Daemon::start_with(data, flags);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/hello");
+    let bundle = Bundle::from_dir(&dir).expect("examples/python/hello");
+    deploy(&mut Conn::open(&d.addr), &bundle, true);
+    d
+}
+
+/// Nanoseconds per call that one call's events take through `events`.
+fn events_ns(events: &Events, calls: u32) -> f64 {
+    let began = Instant::now();
+    for _ in 0..calls {
+        events.emit(Event::Admitted {
+            function: "hello",
+            version: 1,
+            queue_ms: 0.002,
+        });
+        events.emit(Event::CallFinished {
+            function: "hello",
+            version: 1,
+            app: "examples",
+            request_id: "0123456789abcdef",
+            caller: Caller::Http,
+            status: 200,
+            outcome: "ok",
+            ms: 0.15,
+            start: Default::default(),
+            error: None,
+        });
+    }
+    began.elapsed().as_nanos() as f64 / f64::from(calls)
+}
+
+fn main() {
+    let a = args();
+    eprintln!("starting two daemons (metrics on, metrics off) with python/hello…");
+    let on = start("on", &[]);
+    let off = start("off", &["--no-metrics"]);
+    // Warm both (workers started, caches filled).
+    run(&on.addr, a.conns, 1.0);
+    run(&off.addr, a.conns, 1.0);
+
+    let (mut on_rates, mut off_rates) = (Vec::new(), Vec::new());
+    println!("round  metrics on calls/s  metrics off calls/s");
+    for round in 0..a.rounds {
+        let (r_on, r_off) = if round % 2 == 0 {
+            let r_on = run(&on.addr, a.conns, a.seconds);
+            (r_on, run(&off.addr, a.conns, a.seconds))
+        } else {
+            let r_off = run(&off.addr, a.conns, a.seconds);
+            (run(&on.addr, a.conns, a.seconds), r_off)
+        };
+        println!("{:>5}  {:>19.0}  {:>20.0}", round + 1, r_on, r_off);
+        on_rates.push(r_on);
+        off_rates.push(r_off);
+    }
+    let (m_on, m_off) = (median(on_rates), median(off_rates));
+    let lost = (1.0 - m_on / m_off) * 100.0;
+    // Both cores serve the calls: a call's share of them is 2 / rate.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cost_us = (cores / m_on - cores / m_off) * 1e6;
+    println!(
+        "median: on {m_on:.0} calls/s, off {m_off:.0} calls/s; on/off = {:.3} ({lost:+.1}% lost; target at most 3%)",
+        m_on / m_off
+    );
+    println!("call-path cost from throughput: {cost_us:+.1} µs of CPU per call ({cores} cores)");
+
+    // In-process: a call's events with and without the metrics sink.
+    let calls = 2_000_000;
+    let bare = Events::new();
+    let with = Events::new();
+    let metrics = hearth::metrics::Metrics::new().expect("metrics");
+    with.subscribe(Arc::clone(&metrics) as Arc<dyn hearth_engine::EventSink>);
+    // Warm-up, then measure.
+    events_ns(&bare, calls / 10);
+    events_ns(&with, calls / 10);
+    let ns_bare = events_ns(&bare, calls);
+    let ns_with = events_ns(&with, calls);
+    println!(
+        "in-process: a call's events take {ns_bare:.0} ns without the metrics sink, {ns_with:.0} ns with it: the sink costs {:.3} µs per call",
+        (ns_with - ns_bare) / 1000.0
+    );
+}
