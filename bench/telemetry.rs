@@ -1,5 +1,6 @@
 //! What telemetry costs a warm call: throughput of Python hello at full
-//! speed on two daemons, one with metrics on and one with `--no-metrics`,
+//! speed on two daemons, one with all telemetry on (metrics, call records,
+//! statistics) and one with `--no-metrics --no-records --no-stats`,
 //! in alternating rounds of the same run; then the sink's own cost per call
 //! measured in-process.
 //!
@@ -112,6 +113,7 @@ fn events_ns(events: &Events, calls: u32) -> f64 {
             ms: 0.15,
             start: Default::default(),
             error: None,
+            detail: Default::default(),
         });
     }
     began.elapsed().as_nanos() as f64 / f64::from(calls)
@@ -119,15 +121,15 @@ fn events_ns(events: &Events, calls: u32) -> f64 {
 
 fn main() {
     let a = args();
-    eprintln!("starting two daemons (metrics on, metrics off) with python/hello…");
+    eprintln!("starting two daemons (telemetry on, telemetry off) with python/hello…");
     let on = start("on", &[]);
-    let off = start("off", &["--no-metrics"]);
+    let off = start("off", &["--no-metrics", "--no-records", "--no-stats"]);
     // Warm both (workers started, caches filled).
     run(&on.addr, a.conns, 1.0);
     run(&off.addr, a.conns, 1.0);
 
     let (mut on_rates, mut off_rates) = (Vec::new(), Vec::new());
-    println!("round  metrics on calls/s  metrics off calls/s");
+    println!("round  telemetry on calls/s  telemetry off calls/s");
     for round in 0..a.rounds {
         let (r_on, r_off) = if round % 2 == 0 {
             let r_on = run(&on.addr, a.conns, a.seconds);
@@ -136,7 +138,7 @@ fn main() {
             let r_off = run(&off.addr, a.conns, a.seconds);
             (run(&on.addr, a.conns, a.seconds), r_off)
         };
-        println!("{:>5}  {:>19.0}  {:>20.0}", round + 1, r_on, r_off);
+        println!("{:>5}  {:>21.0}  {:>22.0}", round + 1, r_on, r_off);
         on_rates.push(r_on);
         off_rates.push(r_off);
     }

@@ -42,6 +42,8 @@ pub struct EngineConfig {
     /// Which stored versions gc keeps.
     pub retention: Retention,
     pub events: Events,
+    /// Keep per-minute call statistics (a sink of `events`).
+    pub stats: bool,
 }
 
 impl EngineConfig {
@@ -63,6 +65,7 @@ impl EngineConfig {
             drain_grace: DEFAULT_DRAIN_GRACE,
             retention: Retention::default(),
             events: Events::new(),
+            stats: true,
         }
     }
 }
@@ -86,7 +89,9 @@ impl Engine {
         Arc::new_cyclic(|me: &Weak<Engine>| {
             let dispatch: Weak<dyn Dispatch> = me.clone();
             let stats = Arc::new(Stats::default());
-            config.events.subscribe(stats.clone());
+            if config.stats {
+                config.events.subscribe(stats.clone());
+            }
             let shared = Shared {
                 generic: config.generic,
                 budget: config.budget.clone(),

@@ -155,6 +155,7 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         isolation.clone(),
     );
     engine.drain_grace = config.pools.drain_grace;
+    engine.stats = config.stats.enabled;
     engine.generic = Some(generic.clone());
     engine.budget = Some(budget.clone());
     engine.retention = Retention {
@@ -183,9 +184,13 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         )
         .await,
     );
-    engine
-        .events()
-        .subscribe(Arc::new(crate::records::RecordSink(recorder.clone())));
+    if config.records.enabled {
+        engine
+            .events()
+            .subscribe(Arc::new(crate::records::RecordSink(recorder.clone())));
+    } else {
+        info!("call records are off ([records] enabled = false): hearth logs and hearth calls find none");
+    }
     // Metrics listen to events before the first call or worker start.
     let metrics = if config.metrics.enabled {
         let metrics = crate::metrics::Metrics::new()?;

@@ -130,6 +130,12 @@ pub struct ServeArgs {
     /// Do not count metrics; `GET /metrics` answers 404 [metrics.enabled = false].
     #[arg(long)]
     pub no_metrics: bool,
+    /// Do not record calls [records.enabled = false].
+    #[arg(long)]
+    pub no_records: bool,
+    /// Do not keep call statistics [stats.enabled = false].
+    #[arg(long)]
+    pub no_stats: bool,
     /// Log filter, e.g. info or debug [log.level; default info; RUST_LOG is read when HEARTH_LOG is not set].
     #[arg(long, env = "HEARTH_LOG")]
     pub log_level: Option<String>,
@@ -188,6 +194,8 @@ const ORIGINS: &[(&str, &str, &str)] = &[
         "HEARTH_WORKER_UID_BASE",
     ),
     ("isolation.cgroups", "--no-cgroups", ""),
+    ("records.enabled", "--no-records", ""),
+    ("stats.enabled", "--no-stats", ""),
     ("metrics.enabled", "--no-metrics", ""),
     (
         "isolation.kill_grace",
@@ -348,6 +356,16 @@ impl ServeArgs {
             "metrics.enabled",
             self.no_metrics.then_some(false),
             config.metrics.enabled
+        );
+        over!(
+            "records.enabled",
+            self.no_records.then_some(false),
+            config.records.enabled
+        );
+        over!(
+            "stats.enabled",
+            self.no_stats.then_some(false),
+            config.stats.enabled
         );
         over!(
             "isolation.kill_grace",

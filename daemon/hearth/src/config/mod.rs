@@ -76,6 +76,8 @@ impl Default for Retention {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Stats {
+    /// Keep per-minute call statistics; `false`: none is kept.
+    pub enabled: bool,
     /// Minutes older than this are deleted (at least 7 days keeps the
     /// `7d` window whole).
     #[serde(with = "duration")]
@@ -89,6 +91,7 @@ pub struct Stats {
 impl Default for Stats {
     fn default() -> Self {
         Stats {
+            enabled: true,
             retention: hearth_engine::DEFAULT_RETENTION,
             flush_interval: hearth_engine::DEFAULT_FLUSH_INTERVAL,
         }
@@ -100,6 +103,9 @@ impl Default for Stats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Records {
+    /// Record every call (`hearth logs`, `hearth calls`); `false`: none is
+    /// recorded.
+    pub enabled: bool,
     /// Records waiting to be written, at most; past it a call's record is
     /// dropped (and counted), never the call slowed.
     pub queue_size: usize,
@@ -117,6 +123,7 @@ pub struct Records {
 impl Default for Records {
     fn default() -> Self {
         Records {
+            enabled: true,
             queue_size: hearth_records::DEFAULT_QUEUE_SIZE,
             max_output_kb: hearth_engine::pool::CALL_LOG_MAX / 1024,
             max_age: hearth_records::DEFAULT_MAX_AGE,
