@@ -30,6 +30,8 @@ struct Args {
     rounds: usize,
     seconds: f64,
     conns: usize,
+    /// Seconds of the full-speed soak with telemetry on (0: none).
+    soak: f64,
 }
 
 fn args() -> Args {
@@ -37,6 +39,7 @@ fn args() -> Args {
         rounds: 6,
         seconds: 3.0,
         conns: 4,
+        soak: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -45,6 +48,7 @@ fn args() -> Args {
             "--rounds" => a.rounds = next().map_or(a.rounds, |v| v as usize),
             "--seconds" => a.seconds = next().unwrap_or(a.seconds),
             "--conns" => a.conns = next().map_or(a.conns, |v| v as usize),
+            "--soak" => a.soak = next().unwrap_or(a.soak),
             _ => {} // cargo passes --bench
         }
     }
@@ -72,6 +76,51 @@ fn run(addr: &str, conns: usize, seconds: f64) -> f64 {
         .collect();
     let calls: u64 = threads.into_iter().map(|t| t.join().expect("client")).sum();
     calls as f64 / began.elapsed().as_secs_f64()
+}
+
+/// The daemon's resident memory, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Bytes of the files named `prefix*` in `dir` (a SQLite file, its WAL).
+fn size_mib(dir: &Path, prefix: &str) -> f64 {
+    let bytes: u64 = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Full speed for `seconds` on `d`, printing every 10 s the calls/s, the
+/// daemon's memory and the size of its stores.
+fn soak(d: &Daemon, conns: usize, seconds: f64) {
+    println!("soak: full speed for {seconds:.0} s with telemetry on");
+    println!("  at s   calls/s   daemon RSS MiB   calls.db MiB   hearth.db MiB");
+    let mut at = 0.0;
+    while at < seconds {
+        let step = (seconds - at).min(10.0);
+        let rate = run(&d.addr, conns, step);
+        at += step;
+        println!(
+            "  {at:>4.0}   {rate:>7.0}   {:>14.1}   {:>12.1}   {:>13.1}",
+            rss_mib(d.pid()),
+            size_mib(&d.data, "calls.db"),
+            size_mib(&d.data, "hearth.db")
+        );
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -152,6 +201,10 @@ fn main() {
         m_on / m_off
     );
     println!("call-path cost from throughput: {cost_us:+.1} µs of CPU per call ({cores} cores)");
+
+    if a.soak > 0.0 {
+        soak(&on, a.conns, a.soak);
+    }
 
     // In-process: a call's events with and without the metrics sink.
     let calls = 2_000_000;
