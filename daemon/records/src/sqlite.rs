@@ -60,6 +60,16 @@ impl SqliteCallStore {
     }
 }
 
+/// Count `bytes` of `function`'s records as gone.
+async fn release(tx: &mut sqlx::Transaction<'_, Sqlite>, function: &str, bytes: i64) -> Result<()> {
+    sqlx::query("UPDATE usage SET bytes = MAX(bytes - ?2, 0) WHERE function = ?1")
+        .bind(function)
+        .bind(bytes)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// A row of `SELECT seq, record`: the record, with its seq.
 fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<CallRecord> {
     let seq: i64 = row.try_get(0)?;
@@ -73,29 +83,47 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<CallRecord> {
 #[async_trait]
 impl CallStore for SqliteCallStore {
     async fn insert(&self, records: &[CallRecord]) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let mut last = 0u64;
+        if records.is_empty() {
+            return self.last_seq().await;
+        }
+        let mut rows = Vec::with_capacity(records.len());
+        let mut usage: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
         for record in records {
             let text =
                 serde_json::to_string(record).map_err(|e| RecordsError::Corrupt(e.to_string()))?;
-            let row = sqlx::query(
-                "INSERT INTO calls (request_id, function, version, ok, started_at_ms, bytes, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
-            )
-            .bind(&record.request_id)
-            .bind(&record.function)
-            .bind(record.version as i64)
-            .bind(record.code == "ok")
-            .bind(record.started_at_ms as i64)
-            .bind(text.len() as i64)
-            .bind(&text)
+            *usage.entry(record.function.as_str()).or_default() += text.len() as i64;
+            rows.push((record, text));
+        }
+        let mut tx = self.pool.begin().await?;
+        // One statement per batch (7 values a row, well under SQLite's limit).
+        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO calls (request_id, function, version, ok, started_at_ms, bytes, record) ",
+        );
+        insert.push_values(&rows, |mut b, (record, text)| {
+            b.push_bind(&record.request_id)
+                .push_bind(&record.function)
+                .push_bind(record.version as i64)
+                .push_bind(record.code == "ok")
+                .push_bind(record.started_at_ms as i64)
+                .push_bind(text.len() as i64)
+                .push_bind(text);
+        });
+        insert.build().execute(&mut *tx).await?;
+        let last: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
             .fetch_one(&mut *tx)
             .await?;
-            let seq: i64 = row.try_get(0)?;
-            last = seq.max(0) as u64;
+        for (function, bytes) in usage {
+            sqlx::query(
+                "INSERT INTO usage (function, bytes) VALUES (?1, ?2)
+                 ON CONFLICT (function) DO UPDATE SET bytes = bytes + excluded.bytes",
+            )
+            .bind(function)
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
-        Ok(last)
+        Ok(last.max(0) as u64)
     }
 
     async fn list(&self, function: &str, query: &CallQuery) -> Result<Vec<CallRecord>> {
@@ -157,42 +185,73 @@ impl CallStore for SqliteCallStore {
         let mut removed = 0u64;
         if !retention.max_age.is_zero() {
             let cutoff = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
-            removed += sqlx::query("DELETE FROM calls WHERE started_at_ms < ?1")
-                .bind(cutoff as i64)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            let mut tx = self.pool.begin().await?;
+            let gone =
+                sqlx::query("DELETE FROM calls WHERE started_at_ms < ?1 RETURNING function, bytes")
+                    .bind(cutoff as i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            removed += gone.len() as u64;
+            let mut freed: std::collections::HashMap<String, i64> =
+                std::collections::HashMap::new();
+            for row in &gone {
+                *freed.entry(row.try_get(0)?).or_default() += row.try_get::<i64, _>(1)?;
+            }
+            for (function, bytes) in freed {
+                release(&mut tx, &function, bytes).await?;
+            }
+            tx.commit().await?;
         }
         if retention.max_bytes_per_function > 0 {
-            let all: Vec<String>;
-            let functions = match functions {
-                Some(f) => f,
-                None => {
-                    all = sqlx::query("SELECT DISTINCT function FROM calls")
-                        .fetch_all(&self.pool)
-                        .await?
-                        .iter()
-                        .map(|r| r.try_get::<String, _>(0))
-                        .collect::<Result<_, _>>()?;
-                    &all
-                }
-            };
             let cap = i64::try_from(retention.max_bytes_per_function).unwrap_or(i64::MAX);
-            for function in functions {
-                // The newest records that fit in the cap stay; from the
-                // first that does not, older ones go.
-                removed += sqlx::query(
-                    "DELETE FROM calls WHERE function = ?1 AND seq <= (
-                         SELECT seq FROM (
-                             SELECT seq, SUM(bytes) OVER (ORDER BY seq DESC) AS total
-                             FROM calls WHERE function = ?1
-                         ) WHERE total > ?2 ORDER BY seq DESC LIMIT 1)",
-                )
-                .bind(function)
-                .bind(cap)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            let over: Vec<(String, i64)> = {
+                let rows = sqlx::query("SELECT function, bytes FROM usage WHERE bytes > ?1")
+                    .bind(cap)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+                    .collect::<Result<_>>()?
+            };
+            for (function, mut bytes) in over {
+                if functions.is_some_and(|only| !only.contains(&function)) {
+                    continue;
+                }
+                // Down to nine tenths of the cap, oldest first, a slice at
+                // a time: the cap is not met again by the next batch.
+                let target = cap - cap / 10;
+                while bytes > target {
+                    let oldest = sqlx::query(
+                        "SELECT seq, bytes FROM calls WHERE function = ?1 ORDER BY seq LIMIT 500",
+                    )
+                    .bind(&function)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let mut tx = self.pool.begin().await?;
+                    if oldest.is_empty() {
+                        release(&mut tx, &function, bytes).await?;
+                        tx.commit().await?;
+                        break;
+                    }
+                    let (mut cut, mut freed, mut count) = (0i64, 0i64, 0u64);
+                    for row in &oldest {
+                        if bytes - freed <= target {
+                            break;
+                        }
+                        cut = row.try_get(0)?;
+                        freed += row.try_get::<i64, _>(1)?;
+                        count += 1;
+                    }
+                    sqlx::query("DELETE FROM calls WHERE function = ?1 AND seq <= ?2")
+                        .bind(&function)
+                        .bind(cut)
+                        .execute(&mut *tx)
+                        .await?;
+                    release(&mut tx, &function, freed).await?;
+                    tx.commit().await?;
+                    removed += count;
+                    bytes -= freed;
+                }
             }
         }
         Ok(removed)
