@@ -32,6 +32,9 @@ struct Args {
     conns: usize,
     /// Seconds of the full-speed soak with telemetry on (0: none).
     soak: f64,
+    /// Flags of the "on" daemon (to tell which part costs what), e.g.
+    /// `--on "--no-records"`.
+    on: Vec<String>,
 }
 
 fn args() -> Args {
@@ -40,9 +43,17 @@ fn args() -> Args {
         seconds: 3.0,
         conns: 4,
         soak: 0.0,
+        on: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
+        if arg == "--on" {
+            a.on = it
+                .next()
+                .map(|v| v.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default();
+            continue;
+        }
         let mut next = || it.next().and_then(|v| v.parse::<f64>().ok());
         match arg.as_str() {
             "--rounds" => a.rounds = next().map_or(a.rounds, |v| v as usize),
@@ -171,7 +182,11 @@ fn events_ns(events: &Events, calls: u32) -> f64 {
 fn main() {
     let a = args();
     eprintln!("starting two daemons (telemetry on, telemetry off) with python/hello…");
-    let on = start("on", &[]);
+    let on_flags: Vec<&str> = a.on.iter().map(String::as_str).collect();
+    if !on_flags.is_empty() {
+        eprintln!("the \"on\" daemon runs with {on_flags:?}");
+    }
+    let on = start("on", &on_flags);
     let off = start("off", &["--no-metrics", "--no-records", "--no-stats"]);
     // Warm both (workers started, caches filled).
     run(&on.addr, a.conns, 1.0);

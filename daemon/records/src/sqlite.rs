@@ -32,7 +32,10 @@ impl SqliteCallStore {
             .map_err(open_err)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // Telemetry: a power cut may lose the last records, never
+            // corrupt the file (WAL); no fsync on the writer's path.
+            .synchronous(SqliteSynchronous::Off)
+            .pragma("wal_autocheckpoint", "4000")
             // Records are written by one task in batches; a writer that
             // waits here delays only records, never a call.
             .busy_timeout(Duration::from_secs(30));
@@ -184,23 +187,42 @@ impl CallStore for SqliteCallStore {
     ) -> Result<u64> {
         let mut removed = 0u64;
         if !retention.max_age.is_zero() {
-            let cutoff = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
-            let mut tx = self.pool.begin().await?;
-            let gone =
-                sqlx::query("DELETE FROM calls WHERE started_at_ms < ?1 RETURNING function, bytes")
-                    .bind(cutoff as i64)
-                    .fetch_all(&mut *tx)
+            let cutoff = now_ms.saturating_sub(retention.max_age.as_millis() as u64) as i64;
+            // Oldest first by seq (arrival order), a slice at a time, up to
+            // the first record young enough to stay.
+            loop {
+                let oldest = sqlx::query(
+                    "SELECT seq, function, bytes, started_at_ms FROM calls ORDER BY seq LIMIT 1000",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let mut cut = None;
+                let mut freed: std::collections::HashMap<String, i64> =
+                    std::collections::HashMap::new();
+                let mut count = 0u64;
+                for row in &oldest {
+                    if row.try_get::<i64, _>(3)? >= cutoff {
+                        break;
+                    }
+                    cut = Some(row.try_get::<i64, _>(0)?);
+                    *freed.entry(row.try_get(1)?).or_default() += row.try_get::<i64, _>(2)?;
+                    count += 1;
+                }
+                let Some(cut) = cut else { break };
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM calls WHERE seq <= ?1")
+                    .bind(cut)
+                    .execute(&mut *tx)
                     .await?;
-            removed += gone.len() as u64;
-            let mut freed: std::collections::HashMap<String, i64> =
-                std::collections::HashMap::new();
-            for row in &gone {
-                *freed.entry(row.try_get(0)?).or_default() += row.try_get::<i64, _>(1)?;
+                for (function, bytes) in freed {
+                    release(&mut tx, &function, bytes).await?;
+                }
+                tx.commit().await?;
+                removed += count;
+                if (count as usize) < oldest.len() || oldest.len() < 1000 {
+                    break;
+                }
             }
-            for (function, bytes) in freed {
-                release(&mut tx, &function, bytes).await?;
-            }
-            tx.commit().await?;
         }
         if retention.max_bytes_per_function > 0 {
             let cap = i64::try_from(retention.max_bytes_per_function).unwrap_or(i64::MAX);

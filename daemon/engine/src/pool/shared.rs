@@ -56,6 +56,7 @@ pub struct SharedWorker {
     /// Counts calls that started while another was in flight: a call that
     /// began alone keeps its log only if this did not move meanwhile.
     pub overlap: AtomicU64,
+    peak: super::worker::PeakMemory,
 }
 
 impl Drop for SharedWorker {
@@ -96,6 +97,7 @@ impl SharedWorker {
                 order: Mutex::new(std::collections::VecDeque::new()),
                 output,
                 overlap: AtomicU64::new(0),
+                peak: Default::default(),
             }
         }))
     }
@@ -184,7 +186,7 @@ impl SharedWorker {
                 log: CallLog::default(),
                 timing: Timing::default(),
                 pid: self.pid,
-                peak_memory_kb: super::worker::peak_memory_kb_of(self.pid),
+                peak_memory_kb: self.peak.of(self.pid),
                 cpu_ms: None,
             }),
             Ok(Err(_)) => Err(self.lost("its answer channel closed")),

@@ -115,19 +115,33 @@ pub struct Answer {
     pub cpu_ms: Option<f64>,
 }
 
-/// A process's user and system CPU time so far, in milliseconds.
-pub(super) fn cpu_ms_of(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command's closing parenthesis: state is field 3,
-    // utime 14 and stime 15.
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
-    Some((utime + stime) as f64 * 1000.0 / ticks)
+/// How long a worker's peak memory, read from /proc, is reused before it
+/// is read again: a read per call would cost more than the call's record.
+const PEAK_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A process's time on a CPU so far, in nanoseconds (/proc/PID/schedstat:
+/// small, and precise where stat's ticks are 10 ms).
+pub(super) fn run_ns_of(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// A worker's peak memory, read at most every PEAK_MEMORY_EVERY.
+#[derive(Debug, Default)]
+pub(super) struct PeakMemory(std::sync::Mutex<Option<(StdInstant, u64)>>);
+
+impl PeakMemory {
+    pub(super) fn of(&self, pid: u32) -> Option<u64> {
+        let mut cached = self.0.lock().ok()?;
+        if let Some((at, kb)) = *cached {
+            if at.elapsed() < PEAK_MEMORY_EVERY {
+                return Some(kb);
+            }
+        }
+        let kb = peak_memory_kb_of(pid)?;
+        *cached = Some((StdInstant::now(), kb));
+        Some(kb)
+    }
 }
 
 /// A process's peak resident memory so far (VmHWM), in KiB.
@@ -238,6 +252,10 @@ pub struct Worker {
     pub spawn_ms: f64,
     /// Sending `load` to `loaded`, in ms.
     pub load_ms: f64,
+    /// Its CPU time when its last call ended (ns): the next call's CPU is
+    /// the difference, read once per call.
+    cpu_mark: Option<u64>,
+    peak: PeakMemory,
     /// It was taken from a generic pool (spawned before its function).
     pub from_generic: bool,
 }
@@ -394,6 +412,8 @@ impl Worker {
             terminating: false,
             spawn_ms: 0.0,
             load_ms: 0.0,
+            cpu_mark: None,
+            peak: PeakMemory::default(),
             from_generic: false,
         };
         match tokio::time::timeout_at(deadline, worker.ready()).await {
@@ -558,7 +578,9 @@ impl Worker {
         deadline_ms: u64,
     ) -> Result<Answer, WorkerError> {
         self.calls += 1;
-        let cpu_before = cpu_ms_of(self.pid);
+        if self.cpu_mark.is_none() {
+            self.cpu_mark = run_ns_of(self.pid);
+        }
         self.output.begin_call(id);
         let message = ToWorker::Invoke {
             id: id.to_owned(),
@@ -566,16 +588,22 @@ impl Worker {
             payload,
         };
         match tokio::time::timeout_at(deadline, self.exchange(id, &message)).await {
-            Ok(Ok(result)) => Ok(Answer {
-                result,
-                log: self.output.end_call(),
-                timing: Timing::default(),
-                pid: self.pid,
-                peak_memory_kb: peak_memory_kb_of(self.pid),
-                cpu_ms: cpu_before
-                    .zip(cpu_ms_of(self.pid))
-                    .map(|(before, after)| (after - before).max(0.0)),
-            }),
+            Ok(Ok(result)) => {
+                let now = run_ns_of(self.pid);
+                let cpu_ms = self
+                    .cpu_mark
+                    .zip(now)
+                    .map(|(before, after)| after.saturating_sub(before) as f64 / 1e6);
+                self.cpu_mark = now;
+                Ok(Answer {
+                    result,
+                    log: self.output.end_call(),
+                    timing: Timing::default(),
+                    pid: self.pid,
+                    peak_memory_kb: self.peak.of(self.pid),
+                    cpu_ms,
+                })
+            }
             Ok(Err(e)) => {
                 self.output.end_call();
                 Err(e)
