@@ -316,19 +316,27 @@ fn a_full_record_queue_drops_and_counts_but_never_fails_a_call() {
     drop(lock.stdin.take());
     let _ = lock.wait();
     let mut list = Value::Null;
-    // At most two records were in hand (one being written, one queued).
+    // At most two records were in hand (one being written, one queued):
+    // once both are written (one after the other), every record is kept or
+    // counted.
+    let count = |list: &Value| {
+        (
+            list["calls"].as_array().map_or(0, Vec::len) as u64,
+            list["dropped"].as_u64().unwrap_or(0),
+        )
+    };
+    let all_there = eventually(30, || {
+        list = d.get("/api/v1/functions/quick/calls").json();
+        let (kept, dropped) = count(&list);
+        kept + dropped >= calls
+    });
+    let (kept, dropped) = count(&list);
     assert!(
-        eventually(30, || {
-            list = d.get("/api/v1/functions/quick/calls").json();
-            // Until the queued record too is written.
-            let kept = list["calls"].as_array().map_or(0, Vec::len) as u64;
-            kept > 0 && kept + list["dropped"].as_u64().unwrap_or(0) >= calls
-        }),
-        "nothing written after the lock went: {}",
+        all_there,
+        "not every record kept or counted: {list}\n{}",
         d.log()
     );
-    let kept = list["calls"].as_array().map_or(0, Vec::len) as u64;
-    let dropped = list["dropped"].as_u64().expect("dropped");
+    assert!(kept >= 1, "nothing written after the lock went: {list}");
     assert!(kept <= 2, "{kept} kept with a queue of 1");
     assert_eq!(
         kept + dropped,
@@ -379,4 +387,174 @@ fn concurrent_calls_on_one_node_worker_never_get_each_others_lines() {
             assert_eq!(rec["log_unattributed"], true, "{rec}");
         }
     }
+}
+
+/// The phases of a call that reached a worker: it ran, and a cold start
+/// says how its worker came.
+fn assert_phases(rec: &Value) {
+    let timing = &rec["timing"];
+    assert!(
+        timing["run_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{rec}"
+    );
+    assert!(timing["queue_ms"].as_f64().is_some(), "{rec}");
+    match timing["start"].as_str() {
+        Some("warm") => {}
+        Some("fresh") => {
+            assert!(
+                timing["spawn_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+                "{rec}"
+            );
+            assert!(
+                timing["load_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+                "{rec}"
+            );
+        }
+        Some("generic") => {
+            assert!(
+                timing["load_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+                "{rec}"
+            );
+        }
+        other => panic!("start {other:?}: {rec}"),
+    }
+}
+
+#[test]
+fn a_timed_out_call_keeps_what_it_printed_before_the_deadline() {
+    let d = Daemon::start();
+    let f = FnDir::python_with(
+        "sleepy",
+        "import sys, time\n\ndef handler(event):\n    print('first ' + event['tag'])\n    print('second ' + event['tag'], file=sys.stderr)\n    time.sleep(60)\n    return 0\n",
+        "[limits]\ntimeout_ms = 2000\n",
+    );
+    d.ok(&["deploy", f.path()]);
+    let r = d.post("/fn/sleepy", r#"{"tag": "t1"}"#);
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.code(), "timeout");
+    let rec = record(&d, r.header("x-request-id").expect("id"));
+    assert_eq!(rec["outcome"], "timeout", "{rec}");
+    assert_eq!(rec["status"], 504, "{rec}");
+    assert_eq!(
+        lines_of(&rec)
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [
+            ("stderr".to_owned(), "second t1".to_owned()),
+            ("stdout".to_owned(), "first t1".to_owned()),
+        ]
+        .into_iter()
+        .collect(),
+        "{rec}"
+    );
+    assert_eq!(rec["log_truncated"], false);
+    assert!(rec["pid"].as_u64().is_some_and(|p| p > 0), "{rec}");
+    assert_phases(&rec);
+}
+
+#[test]
+fn a_crashed_python_call_keeps_its_last_lines() {
+    let d = Daemon::start();
+    let f = FnDir::python(
+        "crasher",
+        "import os, sys\n\ndef handler(event):\n    print('working on ' + event['tag'])\n    print('Traceback: giving up on ' + event['tag'], file=sys.stderr)\n    sys.stderr.flush()\n    os._exit(3)\n",
+    );
+    d.ok(&["deploy", f.path()]);
+    let r = d.post("/fn/crasher", r#"{"tag": "c1"}"#);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.code(), "worker_died");
+    let rec = record(&d, r.header("x-request-id").expect("id"));
+    assert_eq!(rec["outcome"], "worker_died", "{rec}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exited with status 3")),
+        "{rec}"
+    );
+    let lines = lines_of(&rec);
+    assert!(
+        lines.contains(&("stderr".into(), "Traceback: giving up on c1".into())),
+        "{rec}"
+    );
+    assert!(
+        lines.contains(&("stdout".into(), "working on c1".into())),
+        "{rec}"
+    );
+    assert_eq!(lines.len(), 2, "{rec}");
+    assert!(rec["pid"].as_u64().is_some_and(|p| p > 0), "{rec}");
+    assert_phases(&rec);
+}
+
+#[test]
+fn a_crashed_node_call_keeps_what_it_printed_before_exiting() {
+    let d = Daemon::start();
+    let f = FnDir::new(
+        "name = \"quitter\"\nruntime = \"node\"\nentry = \"main.handler\"\n",
+        &[(
+            "main.js",
+            "exports.handler = (e) => {\n  console.log(`leaving ${e.tag}`);\n  console.error(`bye ${e.tag}`);\n  process.exit(4);\n};\n",
+        )],
+    );
+    d.ok(&["deploy", f.path()]);
+    let r = d.post("/fn/quitter", r#"{"tag": "n1"}"#);
+    assert_eq!(r.code(), "worker_died", "{}", r.text());
+    let rec = record(&d, r.header("x-request-id").expect("id"));
+    assert_eq!(rec["outcome"], "worker_died", "{rec}");
+    let lines = lines_of(&rec);
+    assert!(
+        lines.contains(&("stdout".into(), "leaving n1".into())),
+        "{rec}"
+    );
+    assert!(lines.contains(&("stderr".into(), "bye n1".into())), "{rec}");
+    assert!(rec["pid"].as_u64().is_some(), "{rec}");
+    assert_phases(&rec);
+}
+
+#[test]
+fn pipelined_python_calls_never_get_each_others_lines() {
+    let d = Daemon::start();
+    let f = FnDir::python_with(
+        "piped",
+        "import sys, time\n\ndef handler(event):\n    for i in range(3):\n        print('line %s %d' % (event['tag'], i))\n        print('err %s %d' % (event['tag'], i), file=sys.stderr)\n        time.sleep(0.01)\n    return event['tag']\n",
+        "[limits]\nmax_workers = 1\nconcurrency = 4\ntimeout_ms = 20000\n",
+    );
+    d.ok(&["deploy", f.path()]);
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let addr = d.addr.clone();
+            std::thread::spawn(move || {
+                let tag = format!("tok{i}x");
+                let r = common::http(
+                    &addr,
+                    "POST",
+                    "/fn/piped",
+                    format!(r#"{{"tag": "{tag}"}}"#).as_bytes(),
+                );
+                (tag, r)
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for t in threads {
+        let (tag, r) = t.join().expect("call");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json(), tag.as_str());
+        answered += 1;
+        let rec = record(&d, r.header("x-request-id").expect("id"));
+        let lines = lines_of(&rec);
+        for (_, text) in &lines {
+            // Every line names its call's token, and no other's.
+            assert!(
+                text.split(' ').nth(1) == Some(tag.as_str()),
+                "{tag}'s record holds another call's line: {text}"
+            );
+        }
+        // What is kept is all of it; a call whose lines could not be told
+        // apart from another's has none, and says so.
+        if lines.len() < 6 {
+            assert!(lines.is_empty(), "{rec}");
+            assert_eq!(rec["log_unattributed"], true, "{rec}");
+        }
+    }
+    assert_eq!(answered, 8);
 }

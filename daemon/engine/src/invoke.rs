@@ -15,7 +15,7 @@ use crate::call::{Invocation, Outcome};
 use crate::engine::Engine;
 use crate::error::function_error;
 use crate::events::{CallDetail, Event};
-use crate::pool::{Answer, Call, Pool};
+use crate::pool::{Answer, Call, CallFailed, Pool};
 
 /// A target resolved to the pool of one version (before the call's body is
 /// read, so its limits apply to it).
@@ -209,9 +209,17 @@ impl Engine {
                         elapsed,
                     })
                 }
-                Err(e) => {
-                    let text = e.to_string();
-                    let err = ApiError::from(e).function(&function, Some(version));
+                Err(CallFailed { error, trace }) => {
+                    let text = error.to_string();
+                    let err = ApiError::from(error).function(&function, Some(version));
+                    // A call that reached a worker keeps what it printed,
+                    // its worker and its phases until it failed.
+                    let detail = CallDetail {
+                        timing: trace.timing.as_ref(),
+                        pid: trace.pid,
+                        log: trace.log.as_ref(),
+                        ..detail
+                    };
                     events.emit(Event::CallFinished {
                         function: &function,
                         version,
@@ -221,7 +229,7 @@ impl Engine {
                         status: err.status,
                         outcome: err.code.as_str(),
                         ms,
-                        start: Default::default(),
+                        start: trace.timing.as_ref().map(|t| t.start).unwrap_or_default(),
                         error: Some(&text),
                         detail,
                     });

@@ -15,7 +15,7 @@ pub use budget::{AppUsage, Budget, BudgetStats, NoPlace};
 pub use generic::{GenericPools, GenericStats};
 pub use output::{call_log_max, set_call_log_max, CallLog, CALL_LOG_MAX};
 
-pub use worker::{Answer, FunctionError, Timing, Worker, WorkerError, WorkerSpec};
+pub use worker::{Answer, FunctionError, Lost, Timing, Worker, WorkerError, WorkerSpec};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -87,6 +87,56 @@ pub enum CallError {
     },
     #[error(transparent)]
     Worker(#[from] WorkerError),
+}
+
+/// A call the pool could not answer, with what it had done when it reached
+/// a worker (nothing when it was refused or its worker never started).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct CallFailed {
+    pub error: CallError,
+    pub trace: Trace,
+}
+
+/// What a failed call leaves for its record.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// What it printed until it failed.
+    pub log: Option<CallLog>,
+    /// The worker it ran on.
+    pub pid: Option<u32>,
+    /// Its phases: queue, how its worker came (spawn and load of a cold
+    /// start), and its run until it failed.
+    pub timing: Option<Timing>,
+}
+
+impl From<CallError> for CallFailed {
+    fn from(error: CallError) -> CallFailed {
+        CallFailed {
+            error,
+            trace: Trace::default(),
+        }
+    }
+}
+
+impl From<WorkerError> for CallFailed {
+    fn from(error: WorkerError) -> CallFailed {
+        CallError::Worker(error).into()
+    }
+}
+
+impl CallFailed {
+    /// A call lost with its worker, after `timing` (its run included).
+    fn lost(lost: Lost, timing: Timing) -> CallFailed {
+        CallFailed {
+            error: CallError::Worker(lost.error),
+            trace: Trace {
+                log: Some(lost.log),
+                pid: Some(lost.pid),
+                timing: Some(timing),
+            },
+        }
+    }
 }
 
 /// Consecutive crashes at start before a function is backed off.
@@ -732,12 +782,12 @@ impl Pool {
     }
 
     /// Run one call on a worker of this pool.
-    pub async fn call(self: Arc<Self>, call: Call) -> Result<Answer, CallError> {
+    pub async fn call(self: Arc<Self>, call: Call) -> Result<Answer, CallFailed> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.last_used_ms.store(now_ms(), Ordering::Relaxed);
         let left = self.backoff_left_ms();
         if left > 0 {
-            return Err(self.crash_loop_error(left));
+            return Err(self.crash_loop_error(left).into());
         }
         let arrived = Instant::now();
         let permit = match self.slots.try_acquire() {
@@ -796,7 +846,8 @@ impl Pool {
                 }
                 Ok(result)
             }
-            Err(e) => {
+            Err(lost) => {
+                let e = &lost.error;
                 self.emit(Event::WorkerLost {
                     function: &self.spec.function,
                     version: self.spec.version,
@@ -809,12 +860,13 @@ impl Pool {
                 });
                 if worker.calls <= 1 {
                     // It died on its first call: the function cannot start.
-                    self.note_crash(&e);
+                    self.note_crash(e);
                 }
                 drop(worker);
                 drop(permit);
                 self.replace_in_background();
-                Err(e.into())
+                timing.run_ms = ms(took);
+                Err(CallFailed::lost(lost, timing))
             }
         }
     }
@@ -844,7 +896,7 @@ impl Pool {
         self: &Arc<Self>,
         call: Call,
         mut timing: Timing,
-    ) -> Result<Answer, CallError> {
+    ) -> Result<Answer, CallFailed> {
         let lanes = self.spec.limits.concurrency;
         let max_workers = self.spec.limits.max_workers as usize;
         let (worker, alone) = loop {
@@ -909,7 +961,8 @@ impl Pool {
                             timeout_ms: self.spec.limits.timeout_ms,
                             reason: "no worker had a free lane in time".into(),
                             retry_after_s: 1,
-                        });
+                        }
+                        .into());
                     }
                 }
             }
@@ -945,7 +998,8 @@ impl Pool {
                 }
                 Ok(answer)
             }
-            Err(e) => {
+            Err(lost) => {
+                let e = &lost.error;
                 self.emit(Event::WorkerLost {
                     function: &self.spec.function,
                     version: self.spec.version,
@@ -957,12 +1011,13 @@ impl Pool {
                     reason: e.reason(),
                 });
                 if first_call && worker.is_dead() {
-                    self.note_crash(&e);
+                    self.note_crash(e);
                 }
                 drop(worker);
                 self.tidy_shared(false);
                 self.replace_in_background();
-                Err(e.into())
+                timing.run_ms = ms(took);
+                Err(CallFailed::lost(lost, timing))
             }
         }
     }

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::output::{CallLog, Output};
-use super::worker::{Answer, FunctionError, Timing, Worker, WorkerError};
+use super::worker::{Answer, FunctionError, Lost, Timing, Worker, WorkerError};
 use hearth_protocol::{self as protocol, FromWorker, ProtocolError, ToWorker};
 
 type Reply = Result<Result<rmpv::Value, FunctionError>, WorkerError>;
@@ -121,7 +121,7 @@ impl SharedWorker {
         deadline: Instant,
         deadline_ms: u64,
         alone: Option<u64>,
-    ) -> Result<Answer, WorkerError> {
+    ) -> Result<Answer, Lost> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if alone.is_some() {
             self.output.begin_call(id);
@@ -138,10 +138,17 @@ impl SharedWorker {
             }
             None => CallLog::unattributed(),
         };
-        outcome.map(|mut answer| {
-            answer.log = log;
-            answer
-        })
+        match outcome {
+            Ok(mut answer) => {
+                answer.log = log;
+                Ok(answer)
+            }
+            Err(error) => Err(Lost {
+                error,
+                log,
+                pid: self.pid,
+            }),
+        }
     }
 
     async fn exchange(

@@ -144,6 +144,20 @@ impl PeakMemory {
     }
 }
 
+/// A call that failed on the platform side (timeout, its worker lost, the
+/// protocol broken), with what it had done: its output up to the failure
+/// (within `records.max_output`, like any call's) and the worker that ran
+/// it, for its record.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Lost {
+    pub error: WorkerError,
+    /// What the call printed before it failed.
+    pub log: CallLog,
+    /// The worker that ran it.
+    pub pid: u32,
+}
+
 /// A process's peak resident memory so far (VmHWM), in KiB.
 pub(super) fn peak_memory_kb_of(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -576,7 +590,7 @@ impl Worker {
         payload: rmpv::Value,
         deadline: Instant,
         deadline_ms: u64,
-    ) -> Result<Answer, WorkerError> {
+    ) -> Result<Answer, Lost> {
         self.calls += 1;
         if self.cpu_mark.is_none() {
             self.cpu_mark = run_ns_of(self.pid);
@@ -604,16 +618,26 @@ impl Worker {
                     cpu_ms,
                 })
             }
-            Ok(Err(e)) => {
-                self.output.end_call();
-                Err(e)
-            }
+            // The worker is gone (or broke): what the call printed until
+            // then goes with the error (a crash's last words are already in
+            // the pipes: `died` waited for the exit).
+            Ok(Err(error)) => Err(Lost {
+                error,
+                log: self.output.end_call(),
+                pid: self.pid,
+            }),
             Err(_) => {
-                self.output.end_call();
+                // Its output up to the deadline, before the worker is told
+                // to stop (what it prints as it stops is not this call's).
+                let log = self.output.end_call();
                 self.terminate();
-                Err(WorkerError::Timeout {
-                    function: self.spec.label(),
-                    timeout_ms: self.spec.limits.timeout_ms,
+                Err(Lost {
+                    error: WorkerError::Timeout {
+                        function: self.spec.label(),
+                        timeout_ms: self.spec.limits.timeout_ms,
+                    },
+                    log,
+                    pid: self.pid,
                 })
             }
         }
