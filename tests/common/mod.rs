@@ -136,9 +136,11 @@ impl Daemon {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                std::thread::sleep(Duration::from_millis(200));
+                let status = child.wait();
+                // Let the log reader catch the last lines (the error).
+                std::thread::sleep(Duration::from_millis(500));
                 panic!(
-                    "hearth serve did not start; its log:\n{}",
+                    "hearth serve did not start ({status:?}); its log:\n{}",
                     log.lock().map(|l| l.clone()).unwrap_or_default()
                 );
             }
