@@ -231,6 +231,29 @@ impl Client {
         }
     }
 
+    /// Read a whole answer that is not a stream and turn a non-2xx into the
+    /// daemon's error.
+    async fn check_whole(
+        &self,
+        status: StatusCode,
+        body: hyper::body::Incoming,
+    ) -> Result<(), ClientError> {
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                reason: e.to_string(),
+            })?
+            .to_bytes();
+        self.check(Response {
+            status,
+            headers: HeaderMap::new(),
+            body: bytes,
+        })?;
+        Ok(())
+    }
+
     fn bad_response(&self, resp: &Response) -> ClientError {
         ClientError::BadResponse {
             addr: self.addr.clone(),
@@ -277,16 +300,7 @@ impl Client {
             .is_some_and(|v| v.as_bytes().starts_with(b"application/x-ndjson"));
         let mut body = resp.into_body();
         if !streaming {
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| unreachable(e.to_string()))?
-                .to_bytes();
-            self.check(Response {
-                status,
-                headers: HeaderMap::new(),
-                body: bytes,
-            })?;
+            self.check_whole(status, body).await?;
             return Ok(status);
         }
         let mut pending: Vec<u8> = Vec::new();
@@ -329,16 +343,7 @@ impl Client {
         };
         let mut body = resp.into_body();
         if !status.is_success() {
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| unreachable(e.to_string()))?
-                .to_bytes();
-            self.check(Response {
-                status,
-                headers: HeaderMap::new(),
-                body: bytes,
-            })?;
+            self.check_whole(status, body).await?;
             return Ok(());
         }
         on_open();

@@ -56,14 +56,9 @@ const COLD_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Outcomes of a call that the function never ran: refused at admission.
-pub const REJECTIONS: &[&str] = &[
-    "queue_full",
-    "overloaded",
-    "app_over_budget",
-    "crash_loop",
-    "rate_limited",
-];
+/// Outcomes of a call that the function never ran: refused at admission
+/// (one list for metrics, statistics and records).
+pub use hearth_api::REJECTIONS;
 
 /// Every metric family.
 struct Families {
