@@ -254,6 +254,20 @@ impl Pool {
 
     /// Emit one of this pool's events: it feeds the pool's counters, then
     /// goes to the engine's events (its log line, and every sink).
+    /// A worker of this pool died or broke during a call.
+    fn emit_lost(&self, pid: u32, request_id: &str, shared: bool, e: &WorkerError) {
+        self.emit(Event::WorkerLost {
+            function: &self.spec.function,
+            version: self.spec.version,
+            pid,
+            request_id,
+            shared,
+            error: &e.to_string(),
+            runtime: self.spec.runtime.kind.as_str(),
+            reason: e.reason(),
+        });
+    }
+
     fn emit(&self, event: Event<'_>) {
         match &event {
             Event::WorkerStarted { .. } => {
@@ -848,16 +862,7 @@ impl Pool {
             }
             Err(lost) => {
                 let e = &lost.error;
-                self.emit(Event::WorkerLost {
-                    function: &self.spec.function,
-                    version: self.spec.version,
-                    pid: worker.pid(),
-                    request_id: &call.request_id,
-                    shared: false,
-                    error: &e.to_string(),
-                    runtime: self.spec.runtime.kind.as_str(),
-                    reason: e.reason(),
-                });
+                self.emit_lost(worker.pid(), &call.request_id, false, e);
                 if worker.calls <= 1 {
                     // It died on its first call: the function cannot start.
                     self.note_crash(e);
@@ -1000,16 +1005,7 @@ impl Pool {
             }
             Err(lost) => {
                 let e = &lost.error;
-                self.emit(Event::WorkerLost {
-                    function: &self.spec.function,
-                    version: self.spec.version,
-                    pid: worker.pid(),
-                    request_id: &call.request_id,
-                    shared: true,
-                    error: &e.to_string(),
-                    runtime: self.spec.runtime.kind.as_str(),
-                    reason: e.reason(),
-                });
+                self.emit_lost(worker.pid(), &call.request_id, true, e);
                 if first_call && worker.is_dead() {
                     self.note_crash(e);
                 }

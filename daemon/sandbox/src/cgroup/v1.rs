@@ -251,11 +251,9 @@ impl Backend for V1 {
 
     fn memory_peak(&self, rel: &Path) -> Option<u64> {
         let dir = self.dir(Controller::Memory, rel)?;
-        fs::read_to_string(dir.join("memory.max_usage_in_bytes"))
-            .ok()?
-            .trim()
-            .parse()
+        read_i64(&dir.join("memory.max_usage_in_bytes"))
             .ok()
+            .and_then(|n| u64::try_from(n).ok())
     }
 
     fn freezer(&self, rel: &Path) -> Option<Freezer> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::fs::{keyed_value, procs_in, read_file, read_keyed, under, write_file, Cgroupfs};
+use super::fs::{keyed_value, procs_in, read_file, read_i64, read_keyed, under, write_file, Cgroupfs};
 use super::mount::{relative_to, CgroupMount, OwnCgroup};
 use super::tree::{lock, Freezer};
 use super::{
@@ -239,11 +239,9 @@ impl Backend for V2 {
     /// `memory.peak` (Linux 5.19+).
     fn memory_peak(&self, rel: &Path) -> Option<u64> {
         let dir = self.dir(Controller::Memory, rel)?;
-        fs::read_to_string(dir.join("memory.peak"))
-            .ok()?
-            .trim()
-            .parse()
+        read_i64(&dir.join("memory.peak"))
             .ok()
+            .and_then(|n| u64::try_from(n).ok())
     }
 
     fn kill_at_once(&self, rel: &Path, deadline: Instant) -> Option<bool> {
