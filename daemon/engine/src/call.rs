@@ -77,11 +77,11 @@ pub struct Outcome {
     pub version: u32,
     pub request_id: String,
     pub result: Result<rmpv::Value, ApiError>,
+    /// The value as JSON (made once by the engine, within the function's
+    /// `limits.max_response_kb`), for callers that answer in JSON.
+    pub json: Option<bytes::Bytes>,
     pub log: CallLog,
     pub timing: Timing,
-    /// The function's `limits.max_response_kb` (a caller that serialises
-    /// the value checks it).
-    pub max_response_kb: u64,
     pub elapsed: Duration,
 }
 

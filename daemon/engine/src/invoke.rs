@@ -158,15 +158,55 @@ impl Engine {
                     peak_memory_kb,
                     cpu_ms,
                 }) => {
+                    // The answer as JSON, made once: its size is the record's
+                    // and the limit's, and HTTP sends these bytes as they are.
+                    let json = result.as_ref().ok().map(|value| {
+                        bytes::Bytes::from(
+                            serde_json::to_vec(&hearth_protocol::value_to_json(value))
+                                .unwrap_or_default(),
+                        )
+                    });
+                    let too_large = json
+                        .as_ref()
+                        .filter(|j| j.len() as u64 > max_response_kb.saturating_mul(1024))
+                        .map(|j| {
+                            ApiError::response_too_large(&function, j.len() as u64, max_response_kb)
+                        });
                     let detail = CallDetail {
                         timing: Some(&timing),
                         pid: Some(pid),
                         peak_memory_kb,
                         cpu_ms,
                         log: Some(&log),
-                        bytes_out: result.as_ref().map(json_size).unwrap_or(0),
+                        bytes_out: json.as_ref().map_or(0, |j| j.len() as u64),
                         ..detail
                     };
+                    if let Some(err) = too_large {
+                        // The worker is fine; the answer is refused.
+                        events.emit(Event::CallFinished {
+                            function: &function,
+                            version,
+                            app: &app,
+                            request_id: &request_id,
+                            caller,
+                            status: err.status,
+                            outcome: err.code.as_str(),
+                            ms,
+                            start: timing.start,
+                            error: Some(&err.detail.message),
+                            detail,
+                        });
+                        return Ok(Outcome {
+                            function: function.clone(),
+                            version,
+                            request_id,
+                            result: Err(err.function(&function, Some(version))),
+                            json: None,
+                            log,
+                            timing,
+                            elapsed,
+                        });
+                    }
                     let result = result.map_err(|fe| {
                         events.emit(Event::CallFinished {
                             function: &function,
@@ -203,9 +243,9 @@ impl Engine {
                         version,
                         request_id,
                         result,
+                        json,
                         log,
                         timing,
-                        max_response_kb,
                         elapsed,
                     })
                 }
@@ -247,25 +287,6 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Bytes of a value as JSON, counted without keeping them.
-fn json_size(value: &rmpv::Value) -> u64 {
-    struct Count(u64);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len() as u64;
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    match serde_json::to_writer(&mut count, value) {
-        Ok(()) => count.0,
-        Err(_) => 0,
-    }
 }
 
 /// One call counted in `Engine::calls_in_flight` until dropped.

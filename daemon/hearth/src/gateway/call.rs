@@ -13,7 +13,7 @@ use hearth_engine::pool::CallLog;
 use hearth_engine::{Caller, Invocation};
 use hearth_protocol as protocol;
 
-use super::http::{json, read_body, Resp};
+use super::http::{json_bytes, read_body, Resp};
 use super::Gateway;
 
 pub async fn call(
@@ -80,16 +80,14 @@ pub async fn call(
     let outcome = gw.engine.invoke_resolved(resolved, invocation).await?;
     match outcome.result {
         Ok(value) => {
-            let mut resp = json(StatusCode::OK, &protocol::value_to_json(&value));
-            let limit_kb = outcome.max_response_kb;
-            let size = hyper::body::Body::size_hint(resp.body())
-                .exact()
-                .unwrap_or(0);
-            if size > limit_kb.saturating_mul(1024) {
-                return Err(located(ApiError::response_too_large(
-                    &function, size, limit_kb,
-                )));
-            }
+            // The engine made the JSON (and checked its size) once.
+            let body = match outcome.json {
+                Some(json) => json,
+                None => bytes::Bytes::from(
+                    serde_json::to_vec(&protocol::value_to_json(&value)).unwrap_or_default(),
+                ),
+            };
+            let mut resp = json_bytes(StatusCode::OK, body);
             let h = resp.headers_mut();
             if want_log {
                 if let Ok(v) = HeaderValue::from_str(&log_header(&outcome.log)) {

@@ -38,7 +38,12 @@ impl hyper::body::Body for ChannelBody {
 
 pub fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Resp {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Either::Left(Full::new(Bytes::from(bytes))));
+    json_bytes(status, Bytes::from(bytes))
+}
+
+/// An answer whose body is JSON already encoded.
+pub fn json_bytes(status: StatusCode, bytes: Bytes) -> Resp {
+    let mut resp = Response::new(Either::Left(Full::new(bytes)));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

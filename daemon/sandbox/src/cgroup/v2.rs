@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::fs::{keyed_value, procs_in, read_file, read_i64, read_keyed, under, write_file, Cgroupfs};
+use super::fs::{
+    keyed_value, procs_in, read_file, read_i64, read_keyed, under, write_file, Cgroupfs,
+};
 use super::mount::{relative_to, CgroupMount, OwnCgroup};
 use super::tree::{lock, Freezer};
 use super::{
