@@ -152,8 +152,9 @@ impl TokenBook {
         }
         let hash = digest(bearer);
         let record = self.by_hash.read().ok()?.get(&hash).cloned()?;
-        // Found by its hash; compared again in constant time all the same.
-        if !token::matches(bearer, &record.sha256) {
+        // Found by its hash; compared again in constant time all the same
+        // (the hash already made, not a second one).
+        if !token::same_digest(&hash, &record.sha256) {
             return None;
         }
         if let Ok(mut used) = self.used.lock() {

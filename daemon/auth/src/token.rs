@@ -48,7 +48,13 @@ pub fn digest(token: &str) -> String {
 /// Whether `token` hashes to `sha256` (hex), in time that does not depend
 /// on where they differ.
 pub fn matches(token: &str, sha256: &str) -> bool {
-    digest(token).as_bytes().ct_eq(sha256.as_bytes()).into()
+    same_digest(&digest(token), sha256)
+}
+
+/// Whether two hex digests are equal, in time that does not depend on
+/// where they differ.
+pub fn same_digest(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// Whether `s` looks like a hex SHA-256 (64 lowercase hex digits).

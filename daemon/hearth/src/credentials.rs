@@ -46,11 +46,7 @@ fn local_token_files(addr: &str) -> Vec<PathBuf> {
     if let Some(data) = std::env::var_os("HEARTH_DATA").filter(|v| !v.is_empty()) {
         files.push(PathBuf::from(data).join(hearth_auth::TOKEN_FILE));
     }
-    for dir in [
-        PathBuf::from("hearth-data"),
-        crate::config::default_data_dir(),
-        PathBuf::from("/var/lib/hearth"),
-    ] {
+    for dir in candidate_dirs() {
         let listens = std::fs::read_to_string(dir.join(crate::daemon::ADDRESS_FILE))
             .map(|a| same_address(a.trim(), addr))
             .unwrap_or(false);
@@ -64,14 +60,20 @@ fn local_token_files(addr: &str) -> Vec<PathBuf> {
 /// The data directories looked in for a daemon's admin token (besides
 /// HEARTH_DATA's), for error messages.
 pub fn searched_dirs() -> Vec<String> {
+    candidate_dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect()
+}
+
+/// Where a daemon on this host may keep its data: `scripts/up`'s, the
+/// default, the service's.
+fn candidate_dirs() -> [PathBuf; 3] {
     [
         PathBuf::from("./hearth-data"),
         crate::config::default_data_dir(),
         PathBuf::from("/var/lib/hearth"),
     ]
-    .iter()
-    .map(|d| d.display().to_string())
-    .collect()
 }
 
 /// Whether a daemon listening on `listen` is the one at `addr` (a daemon

@@ -263,17 +263,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
+/// 503 `too_many_connections`, with the setting that raises the limit.
+pub fn too_many(message: String) -> hearth_api::ApiError {
+    hearth_api::ApiError::new(
+        hearth_api::ErrorCode::TooManyConnections,
+        message,
+        "retry shortly; raise max_connections in the [server] section of the configuration (or --max-connections) if the host has room",
+    )
+    .retry_after(1)
+}
+
 /// The answer to a connection past every limit: one 503 with a JSON body
 /// naming the setting, then close.
 pub fn refusal(max: usize) -> Vec<u8> {
-    let body = serde_json::json!({
-        "error": {
-            "code": "too_many_connections",
-            "message": format!("the daemon has {max} connections open, its limit"),
-            "hint": "retry shortly; raise max_connections in the [server] section of the configuration (or --max-connections) if the host has room",
-        }
-    })
-    .to_string();
+    let error = too_many(format!("the daemon has {max} connections open, its limit"));
+    let body = serde_json::to_string(&error.body()).unwrap_or_default();
     format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tracing::warn;
 
 use hearth_api::routes::{self, Matched};
-use hearth_api::{ApiError, ErrorCode, ServiceInfo};
+use hearth_api::{ApiError, ServiceInfo};
 use hearth_engine::Engine;
 
 use crate::service::Heartbeat;
@@ -230,15 +230,10 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, management_only: bool)
     // Past the connection cap, the management API and metrics are still
     // served (the operator needs them most then).
     let result = if management_only && !path.starts_with("/api/") && path != "/metrics" {
-        Err(ApiError::new(
-            ErrorCode::TooManyConnections,
-            format!(
-                "the daemon has {} connections open, past its limit; this one may reach the management API only",
-                gw.conns.limits.open()
-            ),
-            "retry shortly; raise max_connections in the [server] section of the configuration (or --max-connections) if the host has room",
-        )
-        .retry_after(1))
+        Err(conn::too_many(format!(
+            "the daemon has {} connections open, past its limit; this one may reach the management API only",
+            gw.conns.limits.open()
+        )))
     } else if let Some(target) = path.strip_prefix("/fn/") {
         call::call(&gw, req, target, &request_id).await
     } else if path == "/" {
