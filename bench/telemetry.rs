@@ -134,6 +134,49 @@ fn soak(d: &Daemon, conns: usize, seconds: f64) {
     }
 }
 
+/// CPU seconds each thread group of process `pid` has used so far (user +
+/// system, from /proc/PID/task/*/stat), by thread name with its trailing
+/// digits and dashes dropped (`tokio-runtime-w`, `sqlx-sqlite-wor`, ...).
+fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut by = std::collections::BTreeMap::new();
+    let tick = 100.0; // USER_HZ on Linux
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close]
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // After the name: state is field 0, utime 11, stime 12.
+        *by.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / tick;
+    }
+    by
+}
+
+/// Microseconds of CPU per call of each thread group between two readings.
+fn per_call(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    calls: f64,
+) -> String {
+    after
+        .iter()
+        .map(|(name, secs)| {
+            let used = secs - before.get(name).copied().unwrap_or(0.0);
+            format!("{name} {:.1}", used / calls.max(1.0) * 1e6)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -179,8 +222,71 @@ fn events_ns(events: &Events, calls: u32) -> f64 {
     began.elapsed().as_nanos() as f64 / f64::from(calls)
 }
 
+/// CPU seconds this process has used (user + system, every thread).
+fn process_cpu() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The record writer alone: `count` records like a warm hello call's
+/// through a `Recorder` into a fresh calls.db; CPU µs per record (every
+/// thread of this process: encoding, SQLite, the queue) and records/s.
+fn writer_cost(count: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = hearth_records::SqliteCallStore::open(&dir.path().join("calls.db"))
+            .await
+            .expect("calls.db");
+        let settings = hearth_records::RecorderSettings {
+            queue_size: count + 1,
+            ..Default::default()
+        };
+        let recorder = hearth_records::Recorder::start(Arc::new(store), settings).await;
+        let record = |i: usize| hearth_api::CallRecord {
+            request_id: format!("0cd1837b{i:08x}"),
+            function: "hello".into(),
+            version: 1,
+            app: "examples".into(),
+            caller: "http".into(),
+            started_at_ms: 1_796_126_456_690 + i as u64 / 10,
+            duration_ms: 4.274605,
+            outcome: "ok".into(),
+            code: "ok".into(),
+            status: 200,
+            pid: Some(4903),
+            peak_memory_kb: Some(10992),
+            cpu_ms: Some(0.1239),
+            bytes_in: 14,
+            bytes_out: 26,
+            ..Default::default()
+        };
+        let (cpu, began) = (process_cpu(), Instant::now());
+        // Offered at about 20,000 a second, as calls would.
+        for chunk in 0..count / 200 {
+            for i in 0..200 {
+                recorder.offer(record(chunk * 200 + i));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        recorder.finish().await;
+        let (cpu, wall) = (process_cpu() - cpu, began.elapsed().as_secs_f64());
+        (cpu / count as f64 * 1e6, count as f64 / wall)
+    })
+}
+
 fn main() {
     let a = args();
+    if std::env::args().any(|x| x == "--writer-only") {
+        let (us, rate) = writer_cost(200_000);
+        println!("record writer: {us:.2} µs of CPU per record ({rate:.0} records/s offered and written)");
+        return;
+    }
     eprintln!("starting two daemons (telemetry on, telemetry off) with python/hello…");
     let on_flags: Vec<&str> = a.on.iter().map(String::as_str).collect();
     if !on_flags.is_empty() {
@@ -193,6 +299,7 @@ fn main() {
     run(&off.addr, a.conns, 1.0);
 
     let (mut on_rates, mut off_rates) = (Vec::new(), Vec::new());
+    let (cpu_on, cpu_off) = (thread_cpu(on.pid()), thread_cpu(off.pid()));
     println!("round  telemetry on calls/s  telemetry off calls/s");
     for round in 0..a.rounds {
         let (r_on, r_off) = if round % 2 == 0 {
@@ -206,6 +313,17 @@ fn main() {
         on_rates.push(r_on);
         off_rates.push(r_off);
     }
+    let calls_on: f64 = on_rates.iter().sum::<f64>() * a.seconds;
+    let calls_off: f64 = off_rates.iter().sum::<f64>() * a.seconds;
+    println!(
+        "daemon CPU per call by thread (µs): on: {}; off: {}",
+        per_call(&cpu_on, &thread_cpu(on.pid()), calls_on),
+        per_call(&cpu_off, &thread_cpu(off.pid()), calls_off)
+    );
+    // Each round's on/off (the two ran back to back): their median is less
+    // moved by the VM's drift than the ratio of the two medians.
+    let paired = median(on_rates.iter().zip(&off_rates).map(|(on, off)| on / off).collect());
+    println!("median of the rounds' on/off: {paired:.3} ({:+.1}% lost)", (1.0 - paired) * 100.0);
     let (m_on, m_off) = (median(on_rates), median(off_rates));
     let lost = (1.0 - m_on / m_off) * 100.0;
     // Both cores serve the calls: a call's share of them is 2 / rate.
@@ -220,6 +338,9 @@ fn main() {
     if a.soak > 0.0 {
         soak(&on, a.conns, a.soak);
     }
+
+    let (us, rate) = writer_cost(200_000);
+    println!("record writer: {us:.2} µs of CPU per record ({rate:.0} records/s offered and written)");
 
     // In-process: a call's events with and without the metrics sink.
     let calls = 2_000_000;
@@ -236,4 +357,15 @@ fn main() {
         "in-process: a call's events take {ns_bare:.0} ns without the metrics sink, {ns_with:.0} ns with it: the sink costs {:.3} µs per call",
         (ns_with - ns_bare) / 1000.0
     );
+    struct Build;
+    impl hearth_engine::EventSink for Build {
+        fn on_event(&self, event: &Event<'_>) {
+            std::hint::black_box(hearth::records::record_of(event));
+        }
+    }
+    let rec = Events::new();
+    rec.subscribe(Arc::new(Build));
+    events_ns(&rec, calls / 10);
+    let ns_rec = events_ns(&rec, calls);
+    println!("in-process: making a call's record takes {:.3} µs", (ns_rec - ns_bare) / 1000.0);
 }

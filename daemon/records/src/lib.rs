@@ -50,7 +50,7 @@ impl Default for RecordRetention {
 pub trait CallStore: Send + Sync {
     /// Store records, in order; each gets the next `seq`. Returns the
     /// highest `seq` given.
-    async fn insert(&self, records: &[CallRecord]) -> Result<u64>;
+    async fn insert(&self, records: Vec<CallRecord>) -> Result<u64>;
     /// A function's records passing `query`: newest first, or, with
     /// `after_seq`, oldest first from there.
     async fn list(&self, function: &str, query: &CallQuery) -> Result<Vec<CallRecord>>;

@@ -150,19 +150,23 @@ async fn write_batches(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        match store.insert(&batch).await {
+        let mut functions: Vec<String> = Vec::new();
+        if retention.max_bytes_per_function > 0 {
+            functions = batch.iter().map(|r| r.function.clone()).collect();
+            functions.sort();
+            functions.dedup();
+        }
+        let count = batch.len();
+        match store.insert(std::mem::take(&mut batch)).await {
             Ok(last) => {
                 seq_tx.send_replace(last);
             }
             Err(e) => {
-                dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                warn!(error = %e, records = batch.len(), "cannot write call records; they are lost (counted as dropped)");
+                dropped.fetch_add(count as u64, Ordering::Relaxed);
+                warn!(error = %e, records = count, "cannot write call records; they are lost (counted as dropped)");
             }
         }
-        if retention.max_bytes_per_function > 0 {
-            let mut functions: Vec<String> = batch.iter().map(|r| r.function.clone()).collect();
-            functions.sort();
-            functions.dedup();
+        if !functions.is_empty() {
             let bytes_only = RecordRetention {
                 max_age: Duration::ZERO,
                 ..retention
@@ -171,7 +175,7 @@ async fn write_batches(
                 warn!(error = %e, "cannot apply the call records' size limit");
             }
         }
-        batch.clear();
+        batch = Vec::with_capacity(BATCH.min(count.max(16) * 2));
         tokio::time::sleep(GATHER).await;
     }
 }

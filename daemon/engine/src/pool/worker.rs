@@ -119,11 +119,27 @@ pub struct Answer {
 /// is read again: a read per call would cost more than the call's record.
 const PEAK_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A process's time on a CPU so far, in nanoseconds (/proc/PID/schedstat:
-/// small, and precise where stat's ticks are 10 ms).
-pub(super) fn run_ns_of(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
-    text.split_whitespace().next()?.parse().ok()
+/// A process's time on a CPU so far, in nanoseconds, from
+/// /proc/PID/schedstat (small, and precise where stat's ticks are 10 ms),
+/// kept open: each reading is one `pread` at offset 0, which makes the
+/// kernel render the file afresh (opening it for every call cost a tenth
+/// of the daemon's time at full speed).
+#[derive(Debug, Default)]
+pub(super) struct RunTime(Option<std::fs::File>);
+
+impl RunTime {
+    pub(super) fn of(pid: u32) -> RunTime {
+        RunTime(std::fs::File::open(format!("/proc/{pid}/schedstat")).ok())
+    }
+
+    pub(super) fn ns(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let file = self.0.as_ref()?;
+        let mut buf = [0u8; 96];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(buf.get(..n)?).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
 }
 
 /// A worker's peak memory, read at most every PEAK_MEMORY_EVERY.
@@ -269,6 +285,7 @@ pub struct Worker {
     /// Its CPU time when its last call ended (ns): the next call's CPU is
     /// the difference, read once per call.
     cpu_mark: Option<u64>,
+    run_time: RunTime,
     peak: PeakMemory,
     /// It was taken from a generic pool (spawned before its function).
     pub from_generic: bool,
@@ -427,6 +444,7 @@ impl Worker {
             spawn_ms: 0.0,
             load_ms: 0.0,
             cpu_mark: None,
+            run_time: RunTime::of(pid),
             peak: PeakMemory::default(),
             from_generic: false,
         };
@@ -593,7 +611,7 @@ impl Worker {
     ) -> Result<Answer, Lost> {
         self.calls += 1;
         if self.cpu_mark.is_none() {
-            self.cpu_mark = run_ns_of(self.pid);
+            self.cpu_mark = self.run_time.ns();
         }
         self.output.begin_call(id);
         let message = ToWorker::Invoke {
@@ -603,7 +621,7 @@ impl Worker {
         };
         match tokio::time::timeout_at(deadline, self.exchange(id, &message)).await {
             Ok(Ok(result)) => {
-                let now = run_ns_of(self.pid);
+                let now = self.run_time.ns();
                 let cpu_ms = self
                     .cpu_mark
                     .zip(now)
