@@ -145,3 +145,54 @@ fn the_example_client_calls_hello() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_sdk_reaches_an_https_daemon_with_hearth_ca_cert() {
+    let Some(node) = node() else {
+        eprintln!("skipped: node is not installed (scripts/setup installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("certificate");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).expect("write cert");
+    std::fs::write(&key, made.key_pair.serialize_pem()).expect("write key");
+    let d = Daemon::start_with(
+        &[
+            "--tls-cert",
+            cert.to_str().expect("path"),
+            "--tls-key",
+            key.to_str().expect("path"),
+        ],
+        &[],
+    );
+    let f = common::FnDir::python("tls-hi", "def handler(e):\n    return {'hi': e['n']}\n");
+    let script = r#"
+        const { Client } = await import(process.env.SDK);
+        const c = new Client();
+        const out = await c.deploy(process.env.FN_DIR);
+        const r = await c.invoke('tls-hi', { n: 7 });
+        console.log(JSON.stringify([out.version, r.value, r.version]));
+        c.close();
+    "#;
+    let out = node_command(&node)
+        .args(["--input-type=module", "-e", script])
+        .env("SDK", repo().join("sdk-node/index.mjs"))
+        .env("FN_DIR", f.path())
+        .env("HEARTH_ADDR", format!("https://{}", d.addr))
+        .env("HEARTH_TOKEN", &d.token)
+        .env("HEARTH_CA_CERT", &cert)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{}",
+        report("node over https", &out, &d)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"[1,{"hi":7},1]"#
+    );
+}

@@ -206,6 +206,12 @@ class HttpTransport {
       req.on('finish', () => {
         sent = true;
       });
+      // Bytes the socket had read before this request: a reused socket
+      // that read nothing more had no byte of an answer.
+      let readBefore = 0;
+      req.on('socket', (socket) => {
+        readBefore = socket.bytesRead;
+      });
       req.on('response', (res) => {
         answered = true;
         const chunks = [];
@@ -222,7 +228,8 @@ class HttpTransport {
       });
       req.on('error', (e) => {
         if (done) return;
-        if (!answered && req.reusedSocket && STALE_SOCKET_CODES.has(e.code) && agent !== false) {
+        const silent = !answered && (!req.socket || req.socket.bytesRead === readBefore);
+        if (silent && req.reusedSocket && STALE_SOCKET_CODES.has(e.code) && agent !== false) {
           const err = lost(e);
           err.staleSocket = true;
           finish(reject, err);
