@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// Call the example function `hello` (examples/python/hello, deployed by
+// scripts/up) with the Node SDK and print what came back.
+//
+//   cd examples/sdk && npm install      # scripts/setup does this
+//   node node_client.mjs [NAME]         # HEARTH_ADDR: default 127.0.0.1:7700
+//
+// The token (needed for the call's log, not for the call) is HEARTH_TOKEN,
+// else the admin.token of a daemon on this host that listens at the address
+// (HEARTH_DATA's, ./hearth-data, the default data directory), as the CLI
+// finds it.
+import { Client, HearthError } from '@hearth/sdk';
+
+const client = new Client();
+const who = process.argv[2] ?? 'Ada';
+try {
+  const r = await client.invoke('hello', { name: who }, { log: Boolean(client.token) });
+  console.log(JSON.stringify(r.value));
+  console.log(
+    `hello@${r.version} answered ${r.requestId} in ${r.durationMs.toFixed(1)} ms ` +
+      `(${r.cold ? `cold start: ${r.start}` : 'warm'}, run ${r.timing?.runMs ?? '?'} ms)`,
+  );
+  for (const line of r.log ?? []) console.log(`  ${line.stream}: ${line.text}`);
+} catch (e) {
+  if (!(e instanceof HearthError)) throw e;
+  console.error(`error: ${e.message} (${e.code})${e.hint ? `\nhint: ${e.hint}` : ''}`);
+  process.exitCode = 1;
+} finally {
+  client.close();
+}
