@@ -20,7 +20,9 @@ fn executable(python: &Path) -> Option<PathBuf> {
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    std::fs::canonicalize(&text).ok().or(Some(PathBuf::from(text)))
+    std::fs::canonicalize(&text)
+        .ok()
+        .or(Some(PathBuf::from(text)))
 }
 
 /// The interpreters to test with: `python3` on PATH, and /usr/bin/python3
@@ -43,7 +45,14 @@ fn pythons() -> Vec<PathBuf> {
 fn python_cmd(python: &Path, d: &Daemon) -> Command {
     let mut cmd = Command::new(python);
     cmd.current_dir(repo()).env_clear();
-    for key in ["PATH", "HOME", "PYENV_ROOT", "PYENV_VERSION", "LANG", "TMPDIR"] {
+    for key in [
+        "PATH",
+        "HOME",
+        "PYENV_ROOT",
+        "PYENV_VERSION",
+        "LANG",
+        "TMPDIR",
+    ] {
         if let Some(value) = std::env::var_os(key) {
             cmd.env(key, value);
         }
@@ -68,7 +77,9 @@ fn check(what: &str, out: &Output, d: &Daemon) -> String {
 
 #[test]
 fn python_sdk_suite_and_example() {
-    let d = Daemon::start();
+    // Kept-alive connections idle 2 s are closed: the suite checks that
+    // the client replaces them.
+    let d = Daemon::start_with(&["--header-timeout", "2"], &[]);
     let codes: Vec<&str> = hearth_api::ErrorCode::ALL
         .iter()
         .map(|c| c.as_str())
@@ -78,15 +89,23 @@ fn python_sdk_suite_and_example() {
             .args(["-m", "unittest", "discover", "-s", "sdk-python/tests", "-v"])
             .env("HEARTH_TOKEN", &d.token)
             .env("HEARTH_ERROR_CODES", codes.join(","))
+            .env("HEARTH_IDLE_CLOSE", "2")
             .output()
             .expect("run python -m unittest");
         let text = check(
-            &format!("{} -m unittest discover -s sdk-python/tests", python.display()),
+            &format!(
+                "{} -m unittest discover -s sdk-python/tests",
+                python.display()
+            ),
             &out,
             &d,
         );
         assert!(!text.contains("skipped '"), "{text}");
-        eprintln!("{}: {}", python.display(), text.lines().last().unwrap_or(""));
+        eprintln!(
+            "{}: {}",
+            python.display(),
+            text.lines().last().unwrap_or("")
+        );
     }
 
     // The example calls the README's hello function; it finds the admin

@@ -5,8 +5,9 @@ client shared by threads never interleaves two requests on a socket and a
 thread's calls reuse theirs.
 
 **When a request is sent again.** A kept-alive connection may have been
-closed by the daemon while it sat idle (hearth closes idle connections
-after ``server.idle_timeout``, 60 s, and at shutdown). The transport sends
+closed by the daemon while it sat idle (hearth waits ``server.header_timeout``,
+30 s, for a connection's next request, and closes its connections at
+shutdown). The transport sends
 a request a second time, on a new connection, only when it is sure the
 daemon did not process it:
 

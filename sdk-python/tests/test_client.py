@@ -304,6 +304,15 @@ class LiveTests(unittest.TestCase):
         name = fname(base)
         return name, write_function(self.root, name, code, limits, files)
 
+    def wait_busy(self, name):
+        """Wait until a worker of ``name`` runs a call."""
+
+        def busy():
+            pools = self.client._get("/api/v1/workers").get("pools", [])
+            return any(p.get("function") == name and p.get("busy", 0) >= 1 for p in pools)
+
+        self.assertTrue(eventually(busy, 10), "no busy worker of %s" % name)
+
     def records(self, name, n, **filters):
         """The function's records once there are at least ``n``."""
         got = eventually(lambda: (lambda r: r if len(r["calls"]) >= n else None)(
@@ -342,6 +351,21 @@ class LiveTests(unittest.TestCase):
             self.client.invoke(self.echo, {"tag": "k%d" % i})
             self.client.functions()
         self.assertIs(self.client._transport._local.conn.sock, sock)
+
+    @unittest.skipUnless(
+        os.environ.get("HEARTH_IDLE_CLOSE"),
+        "HEARTH_IDLE_CLOSE (the daemon's --header-timeout, seconds) is not set",
+    )
+    def test_connection_closed_by_the_daemon_is_replaced(self):
+        client = self.new(TOKEN)
+        client.invoke(self.echo, {"tag": "idle1"})
+        sock = client._transport._local.conn.sock
+        # The daemon closes a kept-alive connection idle that long.
+        time.sleep(float(os.environ["HEARTH_IDLE_CLOSE"]) + 1.0)
+        r = client.invoke(self.echo, {"tag": "idle2"})
+        self.assertEqual(r.value["echo"]["tag"], "idle2")
+        self.assertEqual(r.attempts, 1)
+        self.assertIsNot(client._transport._local.conn.sock, sock)
 
     def test_invoke_with_log(self):
         r = self.client.invoke(self.echo, {"tag": "logged"}, log=True)
@@ -458,7 +482,7 @@ class LiveTests(unittest.TestCase):
         # Refused at once without retries.
         t = threading.Thread(target=hold, args=(2,))
         t.start()
-        time.sleep(0.5)
+        self.wait_busy(name)
         with self.assertRaises(hearth.Rejected) as ctx:
             self.new(TOKEN, retries=0).invoke(name, {"sleep": 0})
         e = ctx.exception
@@ -470,7 +494,7 @@ class LiveTests(unittest.TestCase):
         # With retries, a refused call waits Retry-After and gets through.
         t = threading.Thread(target=hold, args=(1.5,))
         t.start()
-        time.sleep(0.5)
+        self.wait_busy(name)
         r = self.new(TOKEN, retries=4).invoke(name, {"sleep": 0})
         t.join()
         self.assertEqual(r.value, {"slept": 0})
@@ -479,7 +503,7 @@ class LiveTests(unittest.TestCase):
         # The retry budget bounds the wait: none left, the refusal is raised.
         t = threading.Thread(target=hold, args=(2,))
         t.start()
-        time.sleep(0.5)
+        self.wait_busy(name)
         with self.assertRaises(hearth.Rejected) as ctx:
             self.new(TOKEN, retries=4, retry_wait=0.01).invoke(name, {"sleep": 0})
         t.join()
