@@ -89,7 +89,12 @@ def _ssl_context() -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ca = os.environ.get("HEARTH_CA_CERT")
     if ca:
-        ctx.load_verify_locations(cafile=ca)
+        try:
+            ctx.load_verify_locations(cafile=ca)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(
+                "cannot read the CA certificate %s (HEARTH_CA_CERT): %s; give a PEM file" % (ca, e)
+            ) from None
     return ctx
 
 
