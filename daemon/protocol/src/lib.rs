@@ -65,7 +65,7 @@ pub enum ToWorker {
         id: String,
         ok: bool,
         value: rmpv::Value,
-        error: Option<rmpv::Value>,
+        error: Option<CallError>,
     },
     Shutdown {
         id: String,
@@ -104,7 +104,35 @@ pub enum FromWorker {
         parent: String,
         function: String,
         payload: rmpv::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alias: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
     },
+}
+
+/// Why a nested call failed: the `error` of a `call_result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallError {
+    /// An error code of the API (`function_error`, `timeout`, ...) or a
+    /// nested-call one (`recursion`, `chain_too_deep`, `budget_exhausted`,
+    /// `deadline_exceeded`).
+    pub code: String,
+    pub message: String,
+    pub function: String,
+    /// The callee's version that ran, when one did.
+    pub version: Option<u32>,
+    /// The nested call's own request id, when it got one.
+    pub request_id: Option<String>,
+    /// Refused before it was dispatched: the caller's code may retry.
+    pub retryable: bool,
+    /// With `function_error`: the callee's exception type and traceback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
 }
 
 /// Encode a message as a whole frame: 4-byte big-endian length, then the map.
