@@ -397,6 +397,14 @@ export class RateLimitedError extends RefusedError {}
 export class UnsupportedMediaTypeError extends HearthError {}
 export class TooManyConnectionsError extends RefusedError {}
 export class BodyTimeoutError extends HearthError {}
+/** A nested call named a function already in its call chain. */
+export class RecursionError extends CallFailedError {}
+/** A chain of nested calls went deeper than `limits.max_depth`. */
+export class ChainTooDeepError extends CallFailedError {}
+/** The root request made all its nested calls (`limits.max_nested_calls`). */
+export class BudgetExhaustedError extends CallFailedError {}
+/** A nested call had no time left before its caller's deadline. */
+export class DeadlineExceededError extends CallFailedError {}
 
 /** The class of a hearth error code (HearthError for an unknown one). */
 export function errorClassFor(code: string): typeof HearthError;

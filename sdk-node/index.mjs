@@ -54,6 +54,10 @@ export const {
   UnsupportedMediaTypeError,
   TooManyConnectionsError,
   BodyTimeoutError,
+  RecursionError,
+  ChainTooDeepError,
+  BudgetExhaustedError,
+  DeadlineExceededError,
 } = sdk;
 
 export default sdk;

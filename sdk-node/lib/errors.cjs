@@ -82,6 +82,10 @@ const TABLE = [
   ['unsupported_media_type', 'UnsupportedMediaTypeError', HearthError],
   ['too_many_connections', 'TooManyConnectionsError', RefusedError],
   ['body_timeout', 'BodyTimeoutError', HearthError],
+  ['recursion', 'RecursionError', CallFailedError],
+  ['chain_too_deep', 'ChainTooDeepError', CallFailedError],
+  ['budget_exhausted', 'BudgetExhaustedError', CallFailedError],
+  ['deadline_exceeded', 'DeadlineExceededError', CallFailedError],
 ];
 
 const classes = { HearthError, RefusedError, CallFailedError, FunctionError };

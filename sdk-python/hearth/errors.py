@@ -67,6 +67,10 @@ __all__ = [
     "ProtocolError",
     "OutOfMemory",
     "ResponseTooLarge",
+    "Recursion",
+    "ChainTooDeep",
+    "BudgetExhausted",
+    "DeadlineExceeded",
     "ServerError",
     "Internal",
     "RuntimeUnavailable",
@@ -348,6 +352,31 @@ class OutOfMemory(CallFailed):
 
 class ResponseTooLarge(CallFailed):
     code = "response_too_large"
+
+
+class Recursion(CallFailed):
+    """A nested call named a function already in its call chain."""
+
+    code = "recursion"
+
+
+class ChainTooDeep(CallFailed):
+    """A chain of nested calls went deeper than ``limits.max_depth``."""
+
+    code = "chain_too_deep"
+
+
+class BudgetExhausted(CallFailed):
+    """The root request made all the nested calls it may
+    (``limits.max_nested_calls``)."""
+
+    code = "budget_exhausted"
+
+
+class DeadlineExceeded(CallFailed):
+    """A nested call had no time left before its caller's deadline."""
+
+    code = "deadline_exceeded"
 
 
 class ServerError(HearthError):

@@ -47,6 +47,10 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     TooManyConnections,
     BodyTimeout,
+    Recursion,
+    ChainTooDeep,
+    BudgetExhausted,
+    DeadlineExceeded,
 }
 
 impl ErrorCode {
@@ -89,6 +93,10 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::TooManyConnections,
         ErrorCode::BodyTimeout,
+        ErrorCode::Recursion,
+        ErrorCode::ChainTooDeep,
+        ErrorCode::BudgetExhausted,
+        ErrorCode::DeadlineExceeded,
     ];
 
     /// The code as it appears in `error.code`.
@@ -132,6 +140,10 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::BodyTimeout => "body_timeout",
+            ErrorCode::Recursion => "recursion",
+            ErrorCode::ChainTooDeep => "chain_too_deep",
+            ErrorCode::BudgetExhausted => "budget_exhausted",
+            ErrorCode::DeadlineExceeded => "deadline_exceeded",
         }
     }
 
@@ -164,7 +176,11 @@ impl ErrorCode {
             ErrorCode::BatchFailed | ErrorCode::DependencyInstallFailed | ErrorCode::LoadFailed => {
                 422
             }
-            ErrorCode::QueueFull | ErrorCode::AppOverBudget | ErrorCode::RateLimited => 429,
+            ErrorCode::QueueFull
+            | ErrorCode::AppOverBudget
+            | ErrorCode::RateLimited
+            | ErrorCode::BudgetExhausted => 429,
+            ErrorCode::Recursion | ErrorCode::ChainTooDeep => 508,
             ErrorCode::FunctionError | ErrorCode::Internal => 500,
             ErrorCode::WorkerDied
             | ErrorCode::ProtocolError
@@ -175,7 +191,7 @@ impl ErrorCode {
             | ErrorCode::Overloaded
             | ErrorCode::CrashLoop
             | ErrorCode::TooManyConnections => 503,
-            ErrorCode::Timeout => 504,
+            ErrorCode::Timeout | ErrorCode::DeadlineExceeded => 504,
         }
     }
 

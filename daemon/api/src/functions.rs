@@ -24,6 +24,13 @@ pub struct FunctionInfo {
     /// Present while the live version is paused in a crash loop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<CrashLoopInfo>,
+    /// The functions its live version says it calls (`calls` in its
+    /// hearth.toml).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<String>,
+    /// The live functions that say they call it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub called_by: Vec<String>,
 }
 
 /// A crash-loop pause: how many workers died in a row, how long until the

@@ -24,6 +24,16 @@ pub const DEFAULT_MAX_PROCESSES: u32 = 64;
 pub const DEFAULT_MAX_OPEN_FILES: u32 = 256;
 pub const DEFAULT_MAX_FILE_SIZE_MB: u64 = 64;
 pub const DEFAULT_MAX_BODY_KB: u64 = 6 * 1024;
+/// How deep a chain of nested calls may go from its root, by default
+/// (`limits.max_depth`).
+pub const DEFAULT_MAX_DEPTH: u32 = 8;
+pub const MAX_MAX_DEPTH: u32 = 32;
+/// Nested calls one root request may make, over its whole chain, by
+/// default (`limits.max_nested_calls`).
+pub const DEFAULT_MAX_NESTED_CALLS: u32 = 64;
+pub const MAX_MAX_NESTED_CALLS: u32 = 10_000;
+/// Functions one manifest may declare it calls (`calls`).
+pub const MAX_CALLS_DECLARED: usize = 64;
 /// Calls a Node worker serves at once by default.
 pub const DEFAULT_NODE_CONCURRENCY: u32 = 4;
 /// Most calls one Node worker may serve at once.
@@ -132,6 +142,21 @@ pub struct Limits {
     /// `rate_per_second`).
     #[serde(default)]
     pub rate_burst: u32,
+    /// Nested calls this function's calls may still make below them: a
+    /// call at this depth from its root calls nothing more.
+    #[serde(default = "default_max_depth")]
+    pub max_depth: u32,
+    /// Nested calls one root request of this function may make, over its
+    /// whole chain.
+    #[serde(default = "default_max_nested_calls")]
+    pub max_nested_calls: u32,
+}
+
+fn default_max_depth() -> u32 {
+    DEFAULT_MAX_DEPTH
+}
+fn default_max_nested_calls() -> u32 {
+    DEFAULT_MAX_NESTED_CALLS
 }
 
 fn one() -> u32 {
@@ -195,6 +220,8 @@ impl Default for Limits {
             network: true,
             rate_per_second: 0,
             rate_burst: 0,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_nested_calls: DEFAULT_MAX_NESTED_CALLS,
         }
     }
 }
@@ -214,6 +241,10 @@ pub struct Manifest {
     /// None: stored before this was kept; every limit is its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits_set: Option<Vec<String>>,
+    /// The functions it calls (`calls = [...]`): publishing it warms them,
+    /// and listings show who calls whom.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<String>,
 }
 
 impl Manifest {
@@ -268,7 +299,7 @@ pub enum ManifestError {
     },
     #[error("{MANIFEST_FILE}: `{key}` {problem}")]
     Invalid { key: &'static str, problem: String },
-    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description and [limits] {LIMIT_KEYS}")]
+    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description, calls and [limits] {LIMIT_KEYS}")]
     UnknownKey(String),
 }
 
@@ -281,7 +312,7 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     for key in table.keys() {
         if !matches!(
             key.as_str(),
-            "name" | "runtime" | "entry" | "app" | "category" | "description" | "limits"
+            "name" | "runtime" | "entry" | "app" | "category" | "description" | "calls" | "limits"
         ) {
             return Err(ManifestError::UnknownKey(key.clone()));
         }
@@ -315,6 +346,7 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         problem,
     })?;
     let category = optional_str(&table, "category")?.unwrap_or_default();
+    let calls = parse_calls(&table, &name)?;
     let description = optional_str(&table, "description")?.unwrap_or_default();
 
     let limits_set: Vec<String> = match table.get("limits") {
@@ -344,7 +376,53 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         description,
         limits,
         limits_set: Some(limits_set),
+        calls,
     })
+}
+
+/// `calls = ["programs", "user-interests"]`: function names, each once,
+/// not the function itself.
+fn parse_calls(table: &toml::Table, name: &str) -> Result<Vec<String>, ManifestError> {
+    let invalid = |problem: String| ManifestError::Invalid {
+        key: "calls",
+        problem,
+    };
+    let list = match table.get("calls") {
+        None => return Ok(Vec::new()),
+        Some(toml::Value::Array(list)) => list,
+        Some(other) => {
+            return Err(invalid(format!(
+                "must be a list of function names, like calls = [\"programs\"], not {}",
+                other.type_str()
+            )))
+        }
+    };
+    if list.len() > MAX_CALLS_DECLARED {
+        return Err(invalid(format!(
+            "names {} functions; at most {MAX_CALLS_DECLARED} may be declared",
+            list.len()
+        )));
+    }
+    let mut calls: Vec<String> = Vec::with_capacity(list.len());
+    for item in list {
+        let toml::Value::String(callee) = item else {
+            return Err(invalid(format!(
+                "holds {}, not a function name in quotes",
+                item.type_str()
+            )));
+        };
+        validate_name(callee).map_err(|p| invalid(format!("names a function {p}")))?;
+        if callee == name {
+            return Err(invalid(format!(
+                "names {name} itself; a function cannot call itself (hearth refuses it with `recursion`)"
+            )));
+        }
+        if calls.contains(callee) {
+            return Err(invalid(format!("names {callee} twice")));
+        }
+        calls.push(callee.clone());
+    }
+    Ok(calls)
 }
 
 /// Check a daemon's `[limits]` defaults (its configuration): the same keys
@@ -354,7 +432,7 @@ pub fn check_limit_defaults(defaults: &toml::Table) -> Result<(), ManifestError>
 }
 
 /// Every `[limits]` key, as listed in error messages.
-const LIMIT_KEYS: &str = "timeout_ms, memory_mb, max_workers, max_queue, min_workers, idle_timeout_ms, max_requests, max_age_ms, recycle_memory_mb, concurrency, cpu_percent, max_processes, max_open_files, max_file_size_mb, max_request_kb, max_response_kb, network, rate_per_second, rate_burst";
+const LIMIT_KEYS: &str = "timeout_ms, memory_mb, max_workers, max_queue, min_workers, idle_timeout_ms, max_requests, max_age_ms, recycle_memory_mb, concurrency, cpu_percent, max_processes, max_open_files, max_file_size_mb, max_request_kb, max_response_kb, network, rate_per_second, rate_burst, max_depth, max_nested_calls";
 
 fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, ManifestError> {
     for key in t.keys() {
@@ -413,6 +491,18 @@ fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, Manifes
     let max_response_kb = limit!("max_response_kb", 1, frame_kb, d.max_response_kb);
     let rate_per_second = limit!("rate_per_second", 0, 1_000_000, 0) as u32;
     let rate_burst = limit!("rate_burst", 0, 1_000_000, 0) as u32;
+    let max_depth = limit!(
+        "max_depth",
+        0,
+        u64::from(MAX_MAX_DEPTH),
+        u64::from(DEFAULT_MAX_DEPTH)
+    ) as u32;
+    let max_nested_calls = limit!(
+        "max_nested_calls",
+        0,
+        u64::from(MAX_MAX_NESTED_CALLS),
+        u64::from(DEFAULT_MAX_NESTED_CALLS)
+    ) as u32;
     let network = match t.get("network") {
         None => true,
         Some(toml::Value::Boolean(b)) => *b,
@@ -426,6 +516,8 @@ fn parse_limits(t: &toml::Table, runtime: RuntimeKind) -> Result<Limits, Manifes
     Ok(Limits {
         rate_per_second,
         rate_burst,
+        max_depth,
+        max_nested_calls,
         recycle_memory_mb,
         concurrency,
         cpu_percent,

@@ -52,6 +52,19 @@ pub struct Invocation {
     /// Size of the event as it came (the request body of an HTTP call),
     /// for its record.
     pub bytes_in: u64,
+    /// A nested call's chain: its caller's lineage (None: a root call).
+    pub lineage: Option<std::sync::Arc<Lineage>>,
+}
+
+/// Where a call stands in a chain of nested calls.
+#[derive(Debug)]
+pub struct Lineage {
+    /// function and version of every call from the root down to this one.
+    pub chain: Vec<(String, u32)>,
+    /// Nested calls made so far under the root request (the whole tree).
+    pub made: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// The most it may make: the root function's `limits.max_nested_calls`.
+    pub max_calls: u32,
 }
 
 impl Invocation {
@@ -64,6 +77,7 @@ impl Invocation {
             caller,
             parent: None,
             bytes_in: 0,
+            lineage: None,
         }
     }
 }

@@ -11,10 +11,11 @@ use crate::error::PublishError;
 impl Engine {
     pub async fn functions(&self) -> Result<FunctionList, PublishError> {
         let records = self.store().list_functions().await?;
+        let graph = self.versions.router.call_graph();
         Ok(FunctionList {
             functions: records
                 .into_iter()
-                .map(|f| self.with_health(f.into()))
+                .map(|f| self.with_health(f.into(), &graph))
                 .collect(),
         })
     }
@@ -26,11 +27,20 @@ impl Engine {
             .function(name)
             .await?
             .ok_or_else(|| PublishError::UnknownFunction(name.to_owned()))?;
-        Ok(self.with_health(record.into()))
+        Ok(self.with_health(record.into(), &self.versions.router.call_graph()))
     }
 
-    /// A live version paused in a crash loop shows it in its function's state.
-    fn with_health(&self, mut f: FunctionInfo) -> FunctionInfo {
+    /// A live version paused in a crash loop shows it in its function's
+    /// state; and each function shows whom it calls and who calls it.
+    fn with_health(&self, mut f: FunctionInfo, graph: &[(String, Vec<String>)]) -> FunctionInfo {
+        for (caller, calls) in graph {
+            if *caller == f.name {
+                f.calls = calls.clone();
+            } else if calls.contains(&f.name) {
+                f.called_by.push(caller.clone());
+            }
+        }
+        f.called_by.sort();
         if let Some(backoff) = self
             .versions
             .router

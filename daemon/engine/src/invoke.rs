@@ -121,6 +121,8 @@ impl Engine {
         let deadline = invocation
             .deadline
             .map_or(own_deadline, |d| d.min(own_deadline));
+        // A nested call whose caller's time ends first is cut then.
+        let cut_by_caller = deadline < own_deadline;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let deadline_ms = unix_ms() + left.as_millis() as u64;
         let call = Call {
@@ -128,6 +130,7 @@ impl Engine {
             payload: invocation.payload,
             deadline,
             deadline_ms,
+            above: invocation.lineage,
         };
         let caller = invocation.caller;
         let events = &self.versions.shared.events;
@@ -250,8 +253,17 @@ impl Engine {
                     })
                 }
                 Err(CallFailed { error, trace }) => {
-                    let text = error.to_string();
-                    let err = ApiError::from(error).function(&function, Some(version));
+                    let mut text = error.to_string();
+                    let mut err = ApiError::from(error).function(&function, Some(version));
+                    if cut_by_caller && err.code == ErrorCode::Timeout {
+                        text = format!(
+                            "{function}@{version} was cut at its caller's deadline, {} ms after it was called (its own limits.timeout_ms is {} ms); its worker was stopped and is replaced",
+                            elapsed.as_millis(),
+                            timeout.as_millis()
+                        );
+                        err.detail.message = text.clone();
+                        err.detail.hint = "the caller called it with too little time left: give the caller a longer limits.timeout_ms, or make the callee faster".into();
+                    }
                     // A call that reached a worker keeps what it printed,
                     // its worker and its phases until it failed.
                     let detail = CallDetail {

@@ -180,12 +180,40 @@ impl Releases {
             previous,
             action,
         });
+        self.warm_callees(function, &record.manifest.calls);
         Ok(ReleaseOutcome {
             function: function.to_owned(),
             version,
             previous,
             action: action.to_owned(),
         })
+    }
+
+    /// Start a worker of each function a newly live version says it calls
+    /// (`calls` in its hearth.toml), in the background, so its first calls
+    /// do not stack cold starts. A callee that is not published yet, or
+    /// does not load, is only logged: the caller's calls will say so.
+    fn warm_callees(&self, caller: &str, calls: &[String]) {
+        if calls.is_empty() {
+            return;
+        }
+        let releases = Releases {
+            versions: self.versions.clone(),
+            locks: self.locks.clone(),
+        };
+        let (caller, calls) = (caller.to_owned(), calls.to_vec());
+        tokio::spawn(async move {
+            for callee in calls {
+                let warmed = match releases.live_pool(&callee).await {
+                    Ok(pool) => pool.warm(crate::versions::LOAD_TIMEOUT).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match warmed {
+                    Ok(()) => tracing::debug!(function = %caller, callee = %callee, "callee warmed"),
+                    Err(e) => tracing::warn!(function = %caller, callee = %callee, error = %e, "cannot warm a function this one calls (calls in its hearth.toml)"),
+                }
+            }
+        });
     }
 
     /// Make the version live that was live before the current one came in:
@@ -270,6 +298,9 @@ impl Releases {
         v.shared
             .events
             .emit(Event::BatchReleased { count: items.len() });
+        for (function, record) in &records {
+            self.warm_callees(function, &record.manifest.calls);
+        }
         Ok(items
             .iter()
             .zip(previous)

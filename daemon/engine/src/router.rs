@@ -48,6 +48,17 @@ impl Router {
         self.live.load().get(function).cloned()
     }
 
+    /// What each function's live version says it calls (`calls`), for
+    /// the functions that declare any.
+    pub fn call_graph(&self) -> Vec<(String, Vec<String>)> {
+        self.live
+            .load()
+            .iter()
+            .filter(|(_, pool)| !pool.spec().calls.is_empty())
+            .map(|(name, pool)| (name.clone(), pool.spec().calls.clone()))
+            .collect()
+    }
+
     pub fn alias(&self, function: &str, alias: &str) -> Option<Arc<AliasRoute>> {
         self.aliases
             .load()

@@ -220,6 +220,7 @@ impl Versions {
             version,
             dir,
             entry: record.manifest.entry.clone(),
+            calls: record.manifest.calls.clone(),
             limits: self.effective_limits(&record),
             runtime,
             env: installed.env,

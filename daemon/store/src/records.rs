@@ -172,6 +172,8 @@ impl From<FunctionRecord> for FunctionInfo {
             created_at: f.created_at,
             updated_at: f.updated_at,
             backoff: None,
+            calls: Vec::new(),
+            called_by: Vec::new(),
         }
     }
 }

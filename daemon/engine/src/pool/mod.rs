@@ -5,6 +5,7 @@
 
 mod budget;
 mod generic;
+mod nested;
 mod output;
 mod shared;
 mod worker;
@@ -54,6 +55,8 @@ pub struct Call {
     pub deadline: Instant,
     /// The same instant as wall-clock milliseconds, for the worker.
     pub deadline_ms: u64,
+    /// The caller's lineage, for a nested call (None: a root call).
+    pub above: Option<Arc<crate::call::Lineage>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -818,8 +821,18 @@ impl Pool {
             version: self.spec.version,
             queue_ms: timing.queue_ms,
         });
+        let nest = Arc::new(nested::Nest::new(
+            self.dispatch.clone(),
+            &call.request_id,
+            &self.spec.function,
+            self.spec.version,
+            self.spec.limits.max_depth,
+            self.spec.limits.max_nested_calls,
+            call.above.clone(),
+            call.deadline,
+        ));
         if self.is_shared() {
-            let outcome = self.call_shared(call, timing).await;
+            let outcome = self.call_shared(call, timing, nest).await;
             drop(permit);
             return outcome;
         }
@@ -838,6 +851,7 @@ impl Pool {
                 call.payload,
                 call.deadline,
                 call.deadline_ms,
+                Some(nest),
             )
             .await;
         let took = began.elapsed();
@@ -901,6 +915,7 @@ impl Pool {
         self: &Arc<Self>,
         call: Call,
         mut timing: Timing,
+        nest: Arc<nested::Nest>,
     ) -> Result<Answer, CallFailed> {
         let lanes = self.spec.limits.concurrency;
         let max_workers = self.spec.limits.max_workers as usize;
@@ -980,6 +995,7 @@ impl Pool {
                 call.deadline,
                 call.deadline_ms,
                 alone,
+                nest,
             )
             .await;
         let took = began.elapsed();

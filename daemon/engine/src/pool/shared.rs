@@ -39,6 +39,8 @@ pub struct SharedWorker {
     worker: tokio::sync::Mutex<Worker>,
     writer: tokio::sync::Mutex<pipe::Sender>,
     pending: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
+    /// The nested-call context of each call in flight, by its id.
+    nests: Mutex<HashMap<String, Arc<super::nested::Nest>>>,
     pub in_flight: AtomicU32,
     pub calls: AtomicU64,
     dead: AtomicBool,
@@ -86,6 +88,7 @@ impl SharedWorker {
                 worker: tokio::sync::Mutex::new(worker),
                 writer: tokio::sync::Mutex::new(writer),
                 pending: Mutex::new(HashMap::new()),
+                nests: Mutex::new(HashMap::new()),
                 in_flight: AtomicU32::new(0),
                 calls: AtomicU64::new(0),
                 dead: AtomicBool::new(false),
@@ -121,12 +124,19 @@ impl SharedWorker {
         deadline: Instant,
         deadline_ms: u64,
         alone: Option<u64>,
+        nest: Arc<super::nested::Nest>,
     ) -> Result<Answer, Lost> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if alone.is_some() {
             self.output.begin_call(id);
         }
+        if let Ok(mut nests) = self.nests.lock() {
+            nests.insert(id.to_owned(), nest);
+        }
         let outcome = self.exchange(id, payload, deadline, deadline_ms).await;
+        if let Ok(mut nests) = self.nests.lock() {
+            nests.remove(id);
+        }
         let log = match alone {
             Some(gen) => {
                 let log = self.output.end_call();
@@ -328,6 +338,46 @@ async fn read_answers(weak: std::sync::Weak<SharedWorker>, mut reader: pipe::Rec
                     traceback,
                 })),
             ),
+            Ok(FromWorker::Call {
+                id,
+                parent,
+                function,
+                payload,
+                version,
+                alias,
+                timeout_ms,
+            }) => {
+                let call = super::nested::CallFrame {
+                    id,
+                    function,
+                    payload,
+                    version,
+                    alias,
+                    timeout_ms,
+                };
+                let nest = shared.nests.lock().ok().and_then(|n| n.get(&parent).cloned());
+                let weak = weak.clone();
+                tokio::spawn(async move {
+                    let (answer, late) = match nest {
+                        Some(nest) => (nest.serve(call).await, false),
+                        // Its invoke was given up (its deadline passed):
+                        // the worker must not wait for an answer.
+                        None => (super::nested::too_late(call, &parent), true),
+                    };
+                    let Some(shared) = weak.upgrade() else { return };
+                    // An invoke that has ended gets no more answers.
+                    let running = shared.nests.lock().is_ok_and(|n| n.contains_key(&parent));
+                    if !running && !late {
+                        return;
+                    }
+                    if let Ok(frame) = protocol::encode(&answer) {
+                        let mut writer = shared.writer.lock().await;
+                        let _ = protocol::write_frame(&mut *writer, &frame).await;
+                    }
+                });
+                continue;
+            }
+            Ok(FromWorker::Pong { .. }) => continue,
             Ok(other) => {
                 let e = shared.protocol_error(format!("unexpected message: {other:?}"));
                 shared.fail_all(&e);

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+
+use tracing::Instrument as _;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
@@ -34,6 +36,8 @@ pub struct WorkerSpec {
     /// The uid and gid its workers run as (None: the daemon's own).
     pub identity: Option<(u32, u32)>,
     pub isolation: Arc<Isolation>,
+    /// The functions its manifest says it calls (`calls`).
+    pub calls: Vec<String>,
 }
 
 impl WorkerSpec {
@@ -49,6 +53,7 @@ impl WorkerSpec {
             version: 0,
             dir,
             entry: String::new(),
+            calls: Vec::new(),
             limits: Limits::default(),
             runtime,
             env: Vec::new(),
@@ -608,6 +613,7 @@ impl Worker {
         payload: rmpv::Value,
         deadline: Instant,
         deadline_ms: u64,
+        nest: Option<Arc<super::nested::Nest>>,
     ) -> Result<Answer, Lost> {
         self.calls += 1;
         if self.cpu_mark.is_none() {
@@ -619,7 +625,7 @@ impl Worker {
             deadline_ms,
             payload,
         };
-        match tokio::time::timeout_at(deadline, self.exchange(id, &message)).await {
+        match tokio::time::timeout_at(deadline, self.exchange(id, &message, nest)).await {
             Ok(Ok(result)) => {
                 let now = self.run_time.ns();
                 let cpu_ms = self
@@ -665,27 +671,99 @@ impl Worker {
         &mut self,
         id: &str,
         message: &ToWorker,
+        nest: Option<Arc<super::nested::Nest>>,
     ) -> Result<Result<rmpv::Value, FunctionError>, WorkerError> {
         self.write(message).await?;
-        // One call at a time per worker: the next frame answers this call.
-        // (Nested calls, when they come, are frames to serve in between.)
-        match self.read().await? {
-            FromWorker::Result { id: got, value } if got == id => Ok(Ok(value)),
-            FromWorker::Error {
-                id: got,
-                kind,
-                message,
-                traceback,
-            } if got == id => Ok(Err(FunctionError {
-                kind,
-                message,
-                traceback,
-            })),
-            FromWorker::Call { function, .. } => Err(self.protocol_error(format!(
-                "it asked to call {function}, and nested calls are not supported by this daemon yet"
-            ))),
-            other => {
-                Err(self.protocol_error(format!("unexpected message during call {id}: {other:?}")))
+        // One call at a time per worker: frames answer this call, or are
+        // its nested calls, served meanwhile (each in a task of its own:
+        // one that outlives the call still finishes, and is never re-run).
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<ToWorker>();
+        let mut outstanding = 0usize;
+        loop {
+            let frame = {
+                let Some(from_worker) = self.from_worker.as_mut() else {
+                    return Err(self.protocol_error("its pipes are held by a shared worker".into()));
+                };
+                let read = protocol::read_frame(from_worker, &mut self.buf);
+                tokio::pin!(read);
+                loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut read => break Ok(r),
+                        Some(answer) = done_rx.recv(), if outstanding > 0 => {
+                            outstanding -= 1;
+                            let written = match (protocol::encode(&answer), self.to_worker.as_mut()) {
+                                (Ok(frame), Some(to_worker)) => protocol::write_frame(to_worker, &frame).await,
+                                (Err(e), _) => Err(e),
+                                (_, None) => Err(ProtocolError::Closed),
+                            };
+                            if let Err(e) = written {
+                                break Err(e);
+                            }
+                        }
+                    }
+                }
+            };
+            let message = match frame {
+                Ok(Ok(())) => {
+                    protocol::decode(&self.buf).map_err(|e| self.protocol_error(e.to_string()))?
+                }
+                Ok(Err(ProtocolError::Closed)) | Err(ProtocolError::Closed) => {
+                    return Err(self.died().await)
+                }
+                Ok(Err(e)) | Err(e) => return Err(self.protocol_error(e.to_string())),
+            };
+            match message {
+                FromWorker::Result { id: got, value } if got == id => return Ok(Ok(value)),
+                FromWorker::Error {
+                    id: got,
+                    kind,
+                    message,
+                    traceback,
+                } if got == id => {
+                    return Ok(Err(FunctionError {
+                        kind,
+                        message,
+                        traceback,
+                    }))
+                }
+                FromWorker::Call {
+                    id: call_id,
+                    parent,
+                    function,
+                    payload,
+                    version,
+                    alias,
+                    timeout_ms,
+                } => {
+                    let Some(nest) = nest.as_ref().filter(|_| parent == id) else {
+                        return Err(self.protocol_error(format!(
+                            "it sent a call to {function} for invoke {parent}, which is not running (call {id} is)"
+                        )));
+                    };
+                    let call = super::nested::CallFrame {
+                        id: call_id,
+                        function,
+                        payload,
+                        version,
+                        alias,
+                        timeout_ms,
+                    };
+                    let (nest, done) = (nest.clone(), done_tx.clone());
+                    outstanding += 1;
+                    tokio::spawn(
+                        async move {
+                            let _ = done.send(nest.serve(call).await);
+                        }
+                        .in_current_span(),
+                    );
+                }
+                FromWorker::Pong { .. } => {}
+                other => {
+                    return Err(self.protocol_error(format!(
+                        "unexpected message during call {id}: {other:?}"
+                    )))
+                }
             }
         }
     }

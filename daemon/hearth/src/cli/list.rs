@@ -1,4 +1,5 @@
-//! `hearth list`: every function with its live version and state.
+//! `hearth list`: every function with its live version and state, and
+//! whom it calls and who calls it (`calls` in the live versions' manifests).
 
 use hearth_api::FunctionList;
 
@@ -31,6 +32,16 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
                     None => f.state.clone(),
                 },
                 f.versions.to_string(),
+                if f.calls.is_empty() {
+                    "-".into()
+                } else {
+                    f.calls.join(",")
+                },
+                if f.called_by.is_empty() {
+                    "-".into()
+                } else {
+                    f.called_by.join(",")
+                },
                 when(f.updated_at),
                 f.description.clone(),
             ]
@@ -44,6 +55,8 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
             "LIVE",
             "STATE",
             "VERSIONS",
+            "CALLS",
+            "CALLED BY",
             "UPDATED",
             "DESCRIPTION",
         ],

@@ -1,0 +1,284 @@
+//! A worker's nested calls: a `call` frame from the worker becomes a call
+//! through the engine's one path ([`Dispatch`]), and its outcome a
+//! `call_result` frame back. The caller keeps its worker meanwhile.
+//!
+//! Each call carries its lineage: the chain of function@version from its
+//! root, and the root request's count of nested calls. A call is refused
+//! before it is dispatched when its callee is already in the chain
+//! (`recursion`), when the chain is as deep as the caller allows
+//! (`chain_too_deep`), when the root has made all the nested calls it may
+//! (`budget_exhausted`), or when the caller has no time left
+//! (`deadline_exceeded`). A dispatched call is never run again by hearth.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use hearth_api::{ApiError, ErrorCode, Target};
+use hearth_protocol::{CallError, ToWorker};
+use tokio::time::Instant;
+
+use crate::call::{Caller, Dispatch, Invocation, Lineage};
+
+/// The least time a nested call must have left to be dispatched.
+const LEAST_TIME: Duration = Duration::from_millis(1);
+
+/// What one running call needs to serve the nested calls its worker makes.
+pub struct Nest {
+    dispatch: Option<Weak<dyn Dispatch>>,
+    /// The caller's request id (the nested calls' parent).
+    request_id: String,
+    function: String,
+    version: u32,
+    /// The caller's `limits.max_depth` and `limits.max_nested_calls`.
+    max_depth: u32,
+    max_nested_calls: u32,
+    /// The caller's own lineage (None: it is a root).
+    above: Option<Arc<Lineage>>,
+    /// The lineage its callees get, made at the first nested call.
+    own: OnceLock<Arc<Lineage>>,
+    /// The caller's deadline: no callee runs past it.
+    deadline: Instant,
+}
+
+/// A `call` frame's fields.
+pub struct CallFrame {
+    pub id: String,
+    pub function: String,
+    pub payload: rmpv::Value,
+    pub version: Option<u32>,
+    pub alias: Option<String>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// Codes of calls refused before they were dispatched (the function did
+/// not run): the caller's code may try again.
+fn retryable(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::QueueFull
+            | ErrorCode::Overloaded
+            | ErrorCode::RateLimited
+            | ErrorCode::AppOverBudget
+            | ErrorCode::CrashLoop
+            | ErrorCode::TooManyConnections
+    )
+}
+
+/// Request ids of nested calls: a prefix of this process and a counter
+/// (HTTP calls' ids have a prefix of their own).
+fn next_request_id() -> String {
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let prefix = *PREFIX.get_or_init(|| fastrand::u32(..) | 0x8000_0000);
+    format!("{prefix:08x}{:08x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Nest {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dispatch: Option<Weak<dyn Dispatch>>,
+        request_id: &str,
+        function: &str,
+        version: u32,
+        max_depth: u32,
+        max_nested_calls: u32,
+        above: Option<Arc<Lineage>>,
+        deadline: Instant,
+    ) -> Nest {
+        Nest {
+            dispatch,
+            request_id: request_id.to_owned(),
+            function: function.to_owned(),
+            version,
+            max_depth,
+            max_nested_calls,
+            above,
+            own: OnceLock::new(),
+            deadline,
+        }
+    }
+
+    /// The invoke these nested calls belong to.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    fn lineage(&self) -> &Arc<Lineage> {
+        self.own.get_or_init(|| {
+            let mut chain = self
+                .above
+                .as_ref()
+                .map(|a| a.chain.clone())
+                .unwrap_or_default();
+            chain.push((self.function.clone(), self.version));
+            let (made, max_calls) = match &self.above {
+                Some(a) => (a.made.clone(), a.max_calls),
+                None => (Arc::new(AtomicU32::new(0)), self.max_nested_calls),
+            };
+            Arc::new(Lineage {
+                chain,
+                made,
+                max_calls,
+            })
+        })
+    }
+
+    /// Serve one `call`: its `call_result`.
+    pub async fn serve(self: Arc<Self>, call: CallFrame) -> ToWorker {
+        let id = call.id.clone();
+        let callee = call.function.clone();
+        match self.run(call).await {
+            Ok(value) => ToWorker::CallResult {
+                id,
+                ok: true,
+                value,
+                error: None,
+            },
+            Err(e) => ToWorker::CallResult {
+                id,
+                ok: false,
+                value: rmpv::Value::Nil,
+                error: Some(call_error(&callee, e)),
+            },
+        }
+    }
+
+    async fn run(&self, call: CallFrame) -> Result<rmpv::Value, ApiError> {
+        let lineage = self.lineage().clone();
+        let chain_text = || {
+            let mut text: Vec<String> = lineage
+                .chain
+                .iter()
+                .map(|(f, v)| format!("{f}@{v}"))
+                .collect();
+            text.push(call.function.clone());
+            text.join(" -> ")
+        };
+        if lineage.chain.iter().any(|(f, _)| *f == call.function) {
+            return Err(ApiError::new(
+                ErrorCode::Recursion,
+                format!(
+                    "{} is already in the call chain ({}): a function cannot call itself, directly or not",
+                    call.function,
+                    chain_text()
+                ),
+                "break the cycle: let one of these functions do the work itself",
+            ));
+        }
+        let depth = lineage.chain.len() as u32;
+        if depth > self.max_depth {
+            return Err(ApiError::new(
+                ErrorCode::ChainTooDeep,
+                format!(
+                    "the call chain {} would be {depth} calls deep from its root; {}@{} allows {} (limits.max_depth)",
+                    chain_text(),
+                    self.function,
+                    self.version,
+                    self.max_depth
+                ),
+                "call fewer functions in a row, or raise limits.max_depth in the caller's hearth.toml",
+            ));
+        }
+        let made = lineage.made.fetch_add(1, Ordering::Relaxed);
+        if made >= lineage.max_calls {
+            return Err(ApiError::new(
+                ErrorCode::BudgetExhausted,
+                format!(
+                    "the root request has made all {} nested calls it may (limits.max_nested_calls of {})",
+                    lineage.max_calls,
+                    lineage.chain.first().map_or("its root", |(f, _)| f.as_str())
+                ),
+                "make fewer nested calls per request, or raise limits.max_nested_calls in the root function's hearth.toml",
+            ));
+        }
+        let now = Instant::now();
+        let mut deadline = self.deadline;
+        if let Some(ms) = call.timeout_ms {
+            deadline = deadline.min(now + Duration::from_millis(ms));
+        }
+        if deadline.saturating_duration_since(now) < LEAST_TIME {
+            return Err(ApiError::new(
+                ErrorCode::DeadlineExceeded,
+                format!(
+                    "{}@{} has no time left to call {} before its deadline",
+                    self.function, self.version, call.function
+                ),
+                "make the call earlier, or give the caller a longer limits.timeout_ms",
+            ));
+        }
+        let target = match (call.version, call.alias) {
+            (Some(v), _) => Target::Version(call.function, v),
+            (None, Some(alias)) => Target::Alias(call.function, alias),
+            (None, None) => Target::Live(call.function),
+        };
+        let Some(dispatch) = self.dispatch.as_ref().and_then(Weak::upgrade) else {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                "hearth is stopping: the nested call was not made",
+                "retry it on another daemon",
+            ));
+        };
+        let bytes_in = rmp_size(&call.payload);
+        let mut invocation = Invocation::new(call.payload, next_request_id(), Caller::Nested);
+        invocation.deadline = Some(deadline);
+        invocation.parent = Some(self.request_id.clone());
+        invocation.lineage = Some(lineage);
+        invocation.bytes_in = bytes_in;
+        let outcome = dispatch.dispatch(target, invocation).await?;
+        outcome
+            .result
+            .map_err(|e| e.request_id(&outcome.request_id))
+    }
+}
+
+/// The answer to a `call` whose invoke is no longer running (it was given
+/// up at its deadline): refused, so the worker does not wait for it.
+pub fn too_late(call: CallFrame, parent: &str) -> ToWorker {
+    ToWorker::CallResult {
+        id: call.id,
+        ok: false,
+        value: rmpv::Value::Nil,
+        error: Some(CallError {
+            code: ErrorCode::DeadlineExceeded.as_str().to_owned(),
+            message: format!(
+                "the call to {} came from invoke {parent}, which is no longer running (its deadline passed)",
+                call.function
+            ),
+            function: call.function,
+            version: None,
+            request_id: None,
+            retryable: false,
+            kind: None,
+            traceback: None,
+        }),
+    }
+}
+
+/// Bytes of a value as MessagePack (its size for the call's record).
+fn rmp_size(value: &rmpv::Value) -> u64 {
+    let mut buf = Vec::new();
+    match rmpv::encode::write_value(&mut buf, value) {
+        Ok(()) => buf.len() as u64,
+        Err(_) => 0,
+    }
+}
+
+/// An error as a `call_result` carries it.
+fn call_error(callee: &str, e: ApiError) -> CallError {
+    let detail = *e.detail;
+    let (kind, traceback) = match detail.details {
+        Some(d) => (Some(d.kind), Some(d.traceback)),
+        None => (None, None),
+    };
+    CallError {
+        code: e.code.as_str().to_owned(),
+        message: detail.message,
+        function: detail.function.unwrap_or_else(|| callee.to_owned()),
+        version: detail.version,
+        request_id: detail.request_id,
+        retryable: retryable(e.code),
+        kind,
+        traceback,
+    }
+}
