@@ -1,8 +1,11 @@
 """The Python shim's tests: its side of the shared protocol vectors
 (shims/protocol-vectors.json), and workers started the way the daemon starts
 them (pipes on fds 3 and 4) for what `load` does before the import: the user
-switch (`uid`, `gid`) and the temporary directory (`tmp`). The user switch
-tests need root and are skipped, with the reason, otherwise.
+switch (`uid`, `gid`) and the temporary directory (`tmp`); nested calls
+(the test plays the daemon: it reads the handler's `call` frames and
+answers them with `call_result`s); and the examples that call
+(examples/python/recommended-row, catalog-item). The user switch tests need
+root and are skipped, with the reason, otherwise.
 
     cd shims/python && python3 -m unittest -v test_protocol
 """
@@ -773,6 +776,83 @@ def handler(event, context):
         self.answer(w, call["id"], error={"code": "timeout", "message": "slow", "function": "programs",
                                           "version": 1, "request_id": "x", "retryable": False})
         self.assertEqual(self.result(w), ["the function's own", "timeout", "hearth"])
+        self.assertEqual(w.close(), 0)
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python")
+PROGRAMS = [
+    {"id": 1, "title": "Morning News", "genre": "news"},
+    {"id": 2, "title": "Harbour Lights", "genre": "drama"},
+    {"id": 3, "title": "Cup Final Live", "genre": "sport"},
+    {"id": 4, "title": "Night Owls", "genre": "comedy"},
+    {"id": 5, "title": "Deep Blue", "genre": "documentary"},
+    {"id": 6, "title": "World Tonight", "genre": "news"},
+    {"id": 7, "title": "The Long Road", "genre": "drama"},
+]
+
+
+class ExampleTests(unittest.TestCase):
+    """examples/python/recommended-row and catalog-item on the real shim."""
+
+    def worker(self, name):
+        w = Worker()
+        self.addCleanup(w.dispose)
+        loaded = w.load(os.path.realpath(os.path.join(EXAMPLES, name)))
+        self.assertEqual(loaded["t"], "loaded", loaded)
+        return w
+
+    def row(self, interests=None, interests_error=None, programs_error=None, retried=None):
+        w = self.worker("recommended-row")
+        w.send({"t": "invoke", "id": "r1", "deadline_ms": int(time.time() * 1000) + 10000, "payload": {"user": "u1"}})
+        programs, wanted = w.recv(), w.recv()
+        self.assertEqual((programs["function"], programs["payload"]), ("programs", {"limit": 20}))
+        self.assertEqual((wanted["function"], wanted["payload"], wanted["timeout_ms"]), ("user-interests", {"user": "u1"}, 300))
+        w.send({"t": "call_result", "id": wanted["id"], "ok": interests_error is None,
+                "value": interests if interests_error is None else None, "error": interests_error})
+        w.send({"t": "call_result", "id": programs["id"], "ok": programs_error is None,
+                "value": PROGRAMS if programs_error is None else None, "error": programs_error})
+        if retried is not None:
+            again = w.recv()
+            self.assertEqual((again["t"], again["function"]), ("call", "user-interests"), again)
+            w.send({"t": "call_result", "id": again["id"], "ok": True, "value": retried, "error": None})
+        reply = w.recv()
+        self.assertEqual(reply["t"], "result", reply)
+        return reply["value"]
+
+    def test_the_users_genres_come_first(self):
+        row = self.row({"user": "u1", "genres": ["news", "comedy"]})
+        self.assertEqual((row["title"], row["personalised"], row["degraded"]), ("Picked for you", True, []))
+        self.assertEqual([p["id"] for p in row["items"]], [1, 4, 6, 2, 3])
+        self.assertEqual([p["matched"] for p in row["items"]], [True, True, True, False, False])
+        self.assertEqual(row["items"][0], {"id": 1, "title": "Morning News", "genre": "news", "matched": True})
+
+    def test_without_interests_the_row_is_not_personalised(self):
+        error = {"code": "function_error", "message": "user-interests@2 raised KeyError: 'u1'",
+                 "function": "user-interests", "version": 2, "request_id": "5f3a0c1200000008",
+                 "retryable": False, "kind": "KeyError", "traceback": ""}
+        row = self.row(interests_error=error)
+        self.assertEqual((row["title"], row["personalised"]), ("Popular now", False))
+        self.assertEqual(row["degraded"], ["user-interests: function_error (KeyError)"])
+        self.assertEqual([p["id"] for p in row["items"]], [1, 2, 3, 4, 5])
+
+    def test_a_refused_interests_call_is_tried_once_more(self):
+        refused = {"code": "queue_full", "message": "full", "function": "user-interests", "version": None,
+                   "request_id": None, "retryable": True}
+        row = self.row(interests_error=refused, retried={"user": "u1", "genres": ["drama"]})
+        self.assertEqual((row["personalised"], [p["id"] for p in row["items"]]), (True, [2, 7, 1, 3, 4]))
+
+    def test_without_programs_the_row_is_empty(self):
+        error = {"code": "timeout", "message": "programs took too long", "function": "programs", "version": 1,
+                 "request_id": "x", "retryable": False}
+        row = self.row({"user": "u1", "genres": ["news"]}, programs_error=error)
+        self.assertEqual((row["items"], row["degraded"], row["personalised"]), ([], ["programs: timeout"], True))
+
+    def test_catalog_item(self):
+        w = self.worker("catalog-item")
+        value = w.invoke({"id": 7})["value"]
+        self.assertEqual((value["id"], value["title"], value["genre"]), (7, "The Long Road", "drama"))
+        reply = w.invoke({"id": 99}, id="r2")
+        self.assertEqual((reply["t"], reply["kind"]), ("error", "KeyError"), reply)
         self.assertEqual(w.close(), 0)
 
 
