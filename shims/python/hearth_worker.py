@@ -300,6 +300,7 @@ class Channel:
         self.current = None  # the id of the invoke running, if any
         self.thread = _thread.get_ident()
         self.watched = None  # the event loop fd 3 is registered with
+        self.closed = False  # end of file seen from an event loop
 
     def next(self):
         """The serve loop's next message: one kept for later first."""
@@ -324,6 +325,8 @@ class Channel:
 
     def start(self, frames, loop=None):
         """Number, encode and send the calls (all or none), and return their Answers."""
+        if self.closed:
+            self.gone()
         answers, data = [], []
         for message in frames:
             self.calls += 1
@@ -384,9 +387,12 @@ class Channel:
         try:
             self.reader.fill()
         except ChannelClosed:
-            # The daemon is gone: nobody will answer, nor read an answer.
-            flush_output()
-            os._exit(0)
+            self.gone()
+
+    def gone(self):
+        """End of file while calls wait: the daemon is gone, nobody will answer them."""
+        flush_output()
+        os._exit(0)
 
     def dispatch_buffered(self):
         while True:
@@ -418,7 +424,15 @@ class Channel:
             self.backlog.append(message)
 
     def on_readable(self):
-        self.fill()
+        try:
+            self.reader.fill()
+        except ChannelClosed:
+            if self.pending:
+                self.gone()
+            # No call waits: let the handler finish (the serve loop then sees
+            # the end of file too), but a call it makes now exits.
+            self.closed = True
+            self.unwatch()
         self.dispatch_buffered()
 
     def watch(self, loop):

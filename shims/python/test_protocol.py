@@ -56,6 +56,18 @@ class VectorTests(unittest.TestCase):
             with self.subTest(v["name"]):
                 self.assertEqual(hearth_worker.encode_frame(v["message"]).hex(), v["hex"])
 
+    def test_calls_encode_to_the_vector_bytes(self):
+        vectors = {v["name"]: v for v in load_vectors()}
+        for name, args, options in (
+            ("call", ("programs", {"user": "u1", "limit": 3}), {}),
+            ("call_with_options", ("user-interests", {"user": "u1"}), {"version": 2, "timeout_ms": 250}),
+            ("call_with_alias", ("programs", None), {"alias": "canary"}),
+        ):
+            with self.subTest(name):
+                message = hearth_worker.call_frame(*args, **options)
+                message.update(id=vectors[name]["message"]["id"], parent="5f3a0c1200000007")
+                self.assertEqual(hearth_worker.encode_frame(message).hex(), vectors[name]["hex"])
+
     def test_end_of_file_means_closed(self):
         read_fd, write_fd = os.pipe()
         os.write(write_fd, b"\x00\x00\x00\x05ab")
@@ -759,6 +771,27 @@ class NestedCallTests(unittest.TestCase):
         self.start(w, "one", name="programs")
         self.expect_call(w)
         self.assertEqual(w.close(), 0)
+
+    def test_end_of_file_while_an_async_handler_waits_for_no_call(self):
+        source = '''
+import asyncio, sys
+
+async def handler(event, context):
+    await asyncio.sleep(0.3)
+    print("finished", flush=True)
+    if event:
+        await context.invoke_async("programs")  # the daemon is gone: exits
+        print("not reached", flush=True)
+'''
+        for event, printed in ((None, b"finished\n"), (True, b"finished\n")):
+            with self.subTest(event=event):
+                w = self.worker(source)
+                w.send({"t": "invoke", "id": "r1", "deadline_ms": 0, "payload": event})
+                time.sleep(0.1)
+                self.assertEqual(w.close(), 0)
+                w.drains[0].join(5)
+                self.assertEqual(b"".join(w.logs), printed)
+                w.dispose()
 
     def test_a_function_that_ships_its_own_hearth_keeps_it(self):
         source = '''
