@@ -5,11 +5,14 @@ shims/PROTOCOL.md: length-prefixed MessagePack frames, reading fd 3 and writing
 fd 4, so that the function's own stdout and stderr stay free for its logs.
 """
 
+import _thread
+import collections
 import importlib
 import os
 import struct
 import sys
 import time
+import types
 
 import msgpack
 
@@ -79,17 +82,448 @@ def write_frame(fd, message):
         data = data[written:]
 
 
+def write_all(fd, data):
+    data = memoryview(data)
+    while data:
+        data = data[os.write(fd, data):]
+
+
+class Reader:
+    """Frames from fd 3 through a buffer, so that one reader serves both the
+    serve loop and a handler waiting for its calls, blocking (`next`) or
+    from an event loop (`fill` once when fd 3 is readable, then `take`)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = bytearray()
+
+    def take(self):
+        """The next whole frame in the buffer, decoded, or None."""
+        buf = self.buf
+        if len(buf) < 4:
+            return None
+        (length,) = _HEADER.unpack_from(buf)
+        if length > MAX_FRAME:
+            raise ProtocolError("frame of %d bytes is over the %d byte limit" % (length, MAX_FRAME))
+        end = 4 + length
+        if len(buf) < end:
+            return None
+        view = memoryview(buf)  # decoded in place: no copy of the body
+        body = view[4:end]
+        try:
+            message = decode_body(body)
+        finally:
+            body.release()
+            view.release()
+        del buf[:end]
+        return message
+
+    def fill(self):
+        """One read (blocking unless fd 3 is readable); ChannelClosed at end of file."""
+        want = 1 << 16
+        if len(self.buf) >= 4:  # a large frame under way: read the rest in big pieces
+            want = max(want, min(4 + _HEADER.unpack_from(self.buf)[0] - len(self.buf), 1 << 20))
+        chunk = os.read(self.fd, want)
+        if not chunk:
+            raise ChannelClosed()
+        self.buf += chunk
+
+    def next(self):
+        while True:
+            message = self.take()
+            if message is not None:
+                return message
+            self.fill()
+
+
+# ---------------------------------------------------------------- nested calls
+# PROTOCOL.md, "Nested calls": the handler's `context.invoke*` write `call`
+# frames on fd 4 and wait for their `call_result`s on fd 3, reading (and
+# dispatching) whatever else comes meanwhile.
+
+_INVOKE_OPTIONS = ("version", "alias", "timeout_ms")
+_U32 = 0xFFFFFFFF
+_U64 = 0xFFFFFFFFFFFFFFFF
+
+
+class InvokeError(Exception):
+    """A nested call failed: raised by `context.invoke`, returned in place of
+    the value by `context.invoke_many`.
+
+    `code` is hearth's error code (function_error, timeout, recursion, ...),
+    `message` says what happened, `function` is the callee, `version` the
+    version that ran (or None), `request_id` the nested call's own request id
+    (or None), `retryable` is True when the call was refused before it ran
+    (the function's code may try again; hearth never does). With code
+    function_error, `error` is the callee's own exception as a dict
+    {"type", "message", "traceback"}; otherwise None."""
+
+    def __init__(self, code, message, function=None, version=None, request_id=None, retryable=False, error=None):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.function = function
+        self.version = version
+        self.request_id = request_id
+        self.retryable = retryable
+        self.error = error
+
+    @classmethod
+    def from_call_result(cls, function, error):
+        if not isinstance(error, dict):
+            return cls("internal", "the daemon answered the call to %s without an error" % function, function)
+        code = str(error.get("code") or "internal")
+        message = str(error.get("message") or code)
+        callee = None
+        if code == "function_error":
+            callee = {
+                "type": str(error.get("kind") or "Error"),
+                "message": message,
+                "traceback": str(error.get("traceback") or ""),
+            }
+        return cls(
+            code,
+            message,
+            error.get("function") or function,
+            error.get("version"),
+            error.get("request_id"),
+            error.get("retryable") is True,
+            callee,
+        )
+
+    def __str__(self):
+        return "call to %s failed (%s): %s" % (self.function, self.code, self.message)
+
+    def __repr__(self):
+        return "InvokeError(code=%r, function=%r, version=%r, request_id=%r, retryable=%r)" % (
+            self.code,
+            self.function,
+            self.version,
+            self.request_id,
+            self.retryable,
+        )
+
+
+InvokeError.__module__ = "hearth"
+
+
+def _check_uint(what, value, top):
+    if type(value) is not int:  # bool is an int: refused too
+        raise TypeError("%s must be an int, not %s" % (what, type(value).__name__))
+    if not 1 <= value <= top:
+        raise ValueError("%s must be a positive integer (at most %d), not %d" % (what, top, value))
+
+
+def call_frame(name, event=None, version=None, alias=None, timeout_ms=None):
+    """Check one call's arguments; the `call` message without its id and parent."""
+    if not isinstance(name, str):
+        raise TypeError("the function to call must be named by a str, not %s" % type(name).__name__)
+    if not name:
+        raise ValueError("the function to call must be named (got an empty string)")
+    message = {"t": "call", "id": None, "parent": None, "function": name, "payload": event}
+    if version is not None and alias is not None:
+        raise ValueError("call to %s: give a version or an alias, not both" % name)
+    if version is not None:
+        _check_uint("call to %s: version" % name, version, _U32)
+        message["version"] = version
+    if alias is not None:
+        if not isinstance(alias, str):
+            raise TypeError("call to %s: alias must be a str, not %s" % (name, type(alias).__name__))
+        if not alias:
+            raise ValueError("call to %s: alias must not be empty" % name)
+        message["alias"] = alias
+    if timeout_ms is not None:
+        _check_uint("call to %s: timeout_ms" % name, timeout_ms, _U64)
+        message["timeout_ms"] = timeout_ms
+    return message
+
+
+def many_frames(calls):
+    """Check every call of an invoke_many before any is sent."""
+    if isinstance(calls, (str, bytes, dict)) or not hasattr(calls, "__iter__"):
+        raise TypeError("invoke_many takes a list of (name, event) or (name, event, options) tuples, not %s" % type(calls).__name__)
+    frames = []
+    for index, call in enumerate(calls):
+        if not isinstance(call, (tuple, list)) or len(call) not in (2, 3):
+            raise TypeError(
+                "invoke_many: call %d must be a (name, event) or (name, event, options) tuple, not %r" % (index, call)
+            )
+        options = call[2] if len(call) == 3 else None
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise TypeError("invoke_many: the options of call %d must be a dict, not %s" % (index, type(options).__name__))
+        unknown = sorted(str(k) for k in options if k not in _INVOKE_OPTIONS)
+        if unknown:
+            raise TypeError(
+                "invoke_many: call %d has unknown option(s) %s; the options are version, alias and timeout_ms"
+                % (index, ", ".join(unknown))
+            )
+        frames.append(call_frame(call[0], call[1], **options))
+    return frames
+
+
+class Answer:
+    """One call in flight: its `call_result` once it has come."""
+
+    __slots__ = ("id", "function", "message", "future")
+
+    def __init__(self, call_id, function, future=None):
+        self.id = call_id
+        self.function = function
+        self.message = None
+        self.future = future
+
+    def value_or_error(self):
+        message = self.message
+        if message.get("ok") is True:
+            return message.get("value")
+        return InvokeError.from_call_result(self.function, message.get("error"))
+
+    def value_or_raise(self):
+        message = self.message
+        if message.get("ok") is True:
+            return message.get("value")
+        raise InvokeError.from_call_result(self.function, message.get("error"))
+
+
+class Channel:
+    """The worker's side of fds 3 and 4 while it serves: the frame reader,
+    the calls in flight, and the frames kept for later (the next invokes)."""
+
+    def __init__(self, in_fd, out_fd):
+        self.reader = Reader(in_fd)
+        self.out_fd = out_fd
+        self.backlog = collections.deque()  # frames read while a handler ran, for the serve loop
+        self.pending = {}  # call id -> Answer
+        self.calls = 0
+        self.current = None  # the id of the invoke running, if any
+        self.thread = _thread.get_ident()
+        self.watched = None  # the event loop fd 3 is registered with
+        self.closed = False  # end of file seen from an event loop
+
+    def next(self):
+        """The serve loop's next message: one kept for later first."""
+        if self.backlog:
+            return self.backlog.popleft()
+        return self.reader.next()
+
+    def begin(self, request_id):
+        self.current = request_id
+
+    def end(self):
+        """The invoke is over: its calls still in flight are forgotten (their
+        call_results, if any, are ignored) and fd 3 leaves the event loop."""
+        self.current = None
+        for answer in self.pending.values():
+            if answer.future is not None and not answer.future.done():
+                answer.future.cancel()
+        self.pending.clear()
+        self.unwatch()
+
+    # -- sending
+
+    def start(self, frames, loop=None):
+        """Number, encode and send the calls (all or none), and return their Answers."""
+        if self.closed:
+            self.gone()
+        answers, data = [], []
+        for message in frames:
+            self.calls += 1
+            call_id = "c%d" % self.calls
+            message["id"] = call_id
+            message["parent"] = self.current
+            try:
+                frame = encode_frame(message)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise TypeError(
+                    "the event for %s cannot be sent (%s); pass JSON-like data: dict, list, str, int, float, "
+                    "bool, None or bytes" % (message["function"], exc)
+                ) from None
+            if len(frame) - 4 > MAX_FRAME:
+                raise ValueError(
+                    "the event for %s is %d bytes, over the %d byte frame limit" % (message["function"], len(frame) - 4, MAX_FRAME)
+                )
+            data.append(frame)
+            answers.append(Answer(call_id, message["function"], loop.create_future() if loop is not None else None))
+        for answer in answers:
+            self.pending[answer.id] = answer
+        write_all(self.out_fd, b"".join(data))
+        return answers
+
+    def run(self, frames):
+        """Send the calls and read fd 3 until every one is answered."""
+        answers = self.start(frames)
+        try:
+            for answer in answers:
+                while answer.message is None:
+                    self.dispatch_buffered()
+                    if answer.message is None:
+                        self.fill()
+            self.dispatch_buffered()  # answer a ping that came with the last result
+        finally:
+            for answer in answers:
+                self.pending.pop(answer.id, None)
+        return answers
+
+    async def run_async(self, frames):
+        """Send the calls and wait for their answers without blocking the event loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        self.watch(loop)
+        answers = self.start(frames, loop)
+        try:
+            for answer in answers:
+                await answer.future
+        finally:
+            for answer in answers:
+                self.pending.pop(answer.id, None)
+        return answers
+
+    # -- receiving
+
+    def fill(self):
+        try:
+            self.reader.fill()
+        except ChannelClosed:
+            self.gone()
+
+    def gone(self):
+        """End of file while calls wait: the daemon is gone, nobody will answer them."""
+        flush_output()
+        os._exit(0)
+
+    def dispatch_buffered(self):
+        while True:
+            try:
+                message = self.reader.take()
+            except Exception as exc:  # an oversized or undecodable frame: the channel is broken
+                sys.stderr.write("hearth worker: broken channel while waiting for a call: %s\n" % exc)
+                flush_output()
+                os._exit(1)
+            if message is None:
+                return
+            self.dispatch(message)
+
+    def dispatch(self, message):
+        """A frame read while a handler runs."""
+        kind = message["t"]
+        if kind == "call_result":
+            answer = self.pending.pop(message.get("id"), None)
+            if answer is None:
+                return  # not a call of ours in flight (one whose invoke has ended): ignored
+            answer.message = message
+            if answer.future is not None and not answer.future.done():
+                answer.future.set_result(None)
+        elif kind == "ping":
+            write_frame(self.out_fd, {"t": "pong", "id": message.get("id", "")})
+        elif kind == "cancel":
+            pass
+        else:  # the next invoke (pipelined), or anything the serve loop answers: later, in order
+            self.backlog.append(message)
+
+    def on_readable(self):
+        try:
+            self.reader.fill()
+        except ChannelClosed:
+            if self.pending:
+                self.gone()
+            # No call waits: let the handler finish (the serve loop then sees
+            # the end of file too), but a call it makes now exits.
+            self.closed = True
+            self.unwatch()
+        self.dispatch_buffered()
+
+    def watch(self, loop):
+        """Read fd 3 from `loop` while an async handler runs."""
+        if self.watched is loop:
+            return
+        self.unwatch()
+        loop.add_reader(self.reader.fd, self.on_readable)
+        self.watched = loop
+        if self.reader.buf:  # frames read before: they would not make fd 3 readable again
+            loop.call_soon(self.dispatch_buffered)
+
+    def unwatch(self):
+        loop, self.watched = self.watched, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self.reader.fd)
+
+
+def install_hearth_module(paths):
+    """Make `import hearth` give the function InvokeError, unless its code or
+    its own packages ship a module of that name (theirs wins, then)."""
+    if "hearth" in sys.modules:
+        return
+    for path in paths:
+        for name in ("hearth", "hearth.py"):
+            if os.path.exists(os.path.join(path, name)):
+                return
+    module = types.ModuleType("hearth", "What the hearth runtime gives a Python function: InvokeError.")
+    module.InvokeError = InvokeError
+    module.__all__ = ["InvokeError"]
+    sys.modules["hearth"] = module
+
+
 class Context:
-    """What the handler gets as its second argument (Lambda-compatible names too)."""
+    """What the handler gets as its second argument (Lambda-compatible names
+    too), and its way to call other functions."""
 
-    __slots__ = ("request_id", "function_name", "function_version", "memory_limit_in_mb", "deadline_ms")
+    __slots__ = ("request_id", "function_name", "function_version", "memory_limit_in_mb", "deadline_ms", "_channel")
 
-    def __init__(self, request_id, function_name, function_version, memory_limit_in_mb, deadline_ms):
+    InvokeError = InvokeError  # also hearth.InvokeError; this one works even when the function ships its own `hearth`
+
+    def __init__(self, request_id, function_name, function_version, memory_limit_in_mb, deadline_ms, channel=None):
         self.request_id = request_id
         self.function_name = function_name
         self.function_version = function_version
         self.memory_limit_in_mb = memory_limit_in_mb
         self.deadline_ms = deadline_ms
+        self._channel = channel
+
+    def _calls(self):
+        channel = self._channel
+        if channel is None or channel.current != self.request_id:
+            raise RuntimeError(
+                "invoke %s has already been answered: call other functions while its handler runs" % self.request_id
+            )
+        if _thread.get_ident() != channel.thread:
+            raise RuntimeError(
+                "context.invoke is called from another thread; call it from the handler's own thread "
+                "(for several calls at once use context.invoke_many, or invoke_async in an async handler)"
+            )
+        return channel
+
+    def invoke(self, name, event=None, *, version=None, alias=None, timeout_ms=None):
+        """Call function `name` with `event` and return its value; raise
+        InvokeError when it fails. The handler waits for the answer."""
+        call = call_frame(name, event, version, alias, timeout_ms)
+        return self._calls().run([call])[0].value_or_raise()
+
+    def invoke_many(self, calls):
+        """Make several calls at once: `calls` is a list of (name, event) or
+        (name, event, options) tuples. Returns their values in the same order,
+        an InvokeError instance (not raised) in place of each failed one."""
+        frames = many_frames(calls)
+        channel = self._calls()
+        if not frames:
+            return []
+        return [answer.value_or_error() for answer in channel.run(frames)]
+
+    async def invoke_async(self, name, event=None, *, version=None, alias=None, timeout_ms=None):
+        """`invoke` for async handlers: other awaits go on while it waits."""
+        call = call_frame(name, event, version, alias, timeout_ms)
+        (answer,) = await self._calls().run_async([call])
+        return answer.value_or_raise()
+
+    async def invoke_many_async(self, calls):
+        """`invoke_many` for async handlers."""
+        frames = many_frames(calls)
+        channel = self._calls()
+        if not frames:
+            return []
+        return [answer.value_or_error() for answer in await channel.run_async(frames)]
 
     @property
     def aws_request_id(self):
@@ -292,6 +726,7 @@ class Function:
         deps = os.environ.get("HEARTH_DEPS")  # this version's own installed packages
         if deps:
             sys.path.insert(1, deps)
+        install_hearth_module([self.dir, deps] if deps else [self.dir])
         module = importlib.import_module(module_name)
         handler = getattr(module, attr, None)
         if handler is None:
@@ -302,8 +737,8 @@ class Function:
         self.one_arg = takes_one_argument(handler)
         self.loop = None
 
-    def invoke(self, message):
-        context = Context(message["id"], self.name, self.version, self.memory_mb, message.get("deadline_ms", 0))
+    def invoke(self, message, channel=None):
+        context = Context(message["id"], self.name, self.version, self.memory_mb, message.get("deadline_ms", 0), channel)
         event = message.get("payload")
         result = self.handler(event) if self.one_arg else self.handler(event, context)
         if hasattr(result, "__await__"):
@@ -313,6 +748,10 @@ class Function:
                 self.loop = asyncio.new_event_loop()
                 asyncio.set_event_loop(self.loop)
                 self.run = self.loop.run_until_complete
+            if channel is not None:
+                # fd 3 is read from the loop while the handler runs: call_results,
+                # pings and the next invokes are dispatched between its awaits
+                channel.watch(self.loop)
             result = self.run(result)
         return result
 
@@ -339,11 +778,12 @@ def serve(in_fd=IN_FD, out_fd=OUT_FD):
         },
     )
     preload_libc()
+    channel = Channel(in_fd, out_fd)
     function = None
     refused = None  # why an earlier load could not switch users: this worker stays unusable
     while True:
         try:
-            message = read_frame(in_fd)
+            message = channel.next()  # frames kept while a handler ran come first, in order
         except ChannelClosed:
             return 0
         kind = message["t"]
@@ -352,12 +792,15 @@ def serve(in_fd=IN_FD, out_fd=OUT_FD):
             if function is None:
                 write_frame(out_fd, shim_error(request_id, "ProtocolError", "invoke before load"))
                 continue
+            channel.begin(request_id)
             try:
-                value = function.invoke(message)
+                value = function.invoke(message, channel)
             except Exception as exc:  # the handler failed: report it and keep serving
+                channel.end()
                 flush_output()
                 write_frame(out_fd, error_message(request_id, exc))
                 continue
+            channel.end()
             flush_output()
             try:
                 frame = encode_frame({"t": "result", "id": request_id, "value": value})

@@ -1,8 +1,11 @@
 """The Python shim's tests: its side of the shared protocol vectors
 (shims/protocol-vectors.json), and workers started the way the daemon starts
 them (pipes on fds 3 and 4) for what `load` does before the import: the user
-switch (`uid`, `gid`) and the temporary directory (`tmp`). The user switch
-tests need root and are skipped, with the reason, otherwise.
+switch (`uid`, `gid`) and the temporary directory (`tmp`); nested calls
+(the test plays the daemon: it reads the handler's `call` frames and
+answers them with `call_result`s); and the examples that call
+(examples/python/recommended-row, catalog-item). The user switch tests need
+root and are skipped, with the reason, otherwise.
 
     cd shims/python && python3 -m unittest -v test_protocol
 """
@@ -10,6 +13,7 @@ tests need root and are skipped, with the reason, otherwise.
 import fcntl
 import json
 import os
+import select
 import shutil
 import struct
 import subprocess
@@ -51,6 +55,18 @@ class VectorTests(unittest.TestCase):
                 continue
             with self.subTest(v["name"]):
                 self.assertEqual(hearth_worker.encode_frame(v["message"]).hex(), v["hex"])
+
+    def test_calls_encode_to_the_vector_bytes(self):
+        vectors = {v["name"]: v for v in load_vectors()}
+        for name, args, options in (
+            ("call", ("programs", {"user": "u1", "limit": 3}), {}),
+            ("call_with_options", ("user-interests", {"user": "u1"}), {"version": 2, "timeout_ms": 250}),
+            ("call_with_alias", ("programs", None), {"alias": "canary"}),
+        ):
+            with self.subTest(name):
+                message = hearth_worker.call_frame(*args, **options)
+                message.update(id=vectors[name]["message"]["id"], parent="5f3a0c1200000007")
+                self.assertEqual(hearth_worker.encode_frame(message).hex(), vectors[name]["hex"])
 
     def test_end_of_file_means_closed(self):
         read_fd, write_fd = os.pipe()
@@ -153,8 +169,15 @@ class Worker:
     def send(self, message):
         os.write(self.to_w, hearth_worker.encode_frame(message))
 
-    def recv(self):
+    def recv(self, timeout=10):
+        ready, _, _ = select.select([self.from_r], [], [], timeout)
+        if not ready:
+            raise AssertionError("the worker sent nothing in %s s" % timeout)
         return hearth_worker.read_frame(self.from_r)
+
+    def silent(self, timeout=0.3):
+        """True when the worker sends nothing for `timeout` seconds."""
+        return not select.select([self.from_r], [], [], timeout)[0]
 
     def load(self, dir, **fields):
         message = {"t": "load", "id": "load", "dir": dir, "entry": "main.handler", "function": "fn", "version": 1}
@@ -350,6 +373,520 @@ class UserSwitchTests(unittest.TestCase):
                 self.assertEqual((reply["t"], reply["kind"]), ("error", "ProtocolError"), reply)
                 self.assertIn(text, reply["message"])
                 w.close()
+
+
+# ---------------------------------------------------------------- nested calls
+# The test plays the daemon: it reads the handler's `call` frames and answers
+# them with `call_result`s (PROTOCOL.md, "Nested calls").
+
+NESTED = '''
+import asyncio
+import hearth
+
+SAVED = {}
+
+
+def ok(event, context):
+    return {"ok": True}
+
+
+def error_fields(exc):
+    return {
+        "class": type(exc).__name__,
+        "is_hearth": isinstance(exc, hearth.InvokeError),
+        "code": exc.code,
+        "message": exc.message,
+        "function": exc.function,
+        "version": exc.version,
+        "request_id": exc.request_id,
+        "retryable": exc.retryable,
+        "error": exc.error,
+        "str": str(exc),
+    }
+
+
+def one(event, context):
+    value = context.invoke(event["name"], event.get("event"), **event.get("options", {}))
+    return {"got": value}
+
+
+def catching(event, context):
+    try:
+        context.invoke("user-interests", {"user": "u1"})
+    except hearth.InvokeError as exc:
+        return error_fields(exc)
+    return "no error"
+
+
+def uncaught(event, context):
+    return context.invoke("user-interests", {"user": "u1"})
+
+
+def many(event, context):
+    results = context.invoke_many([
+        ("programs", {"limit": 3}),
+        ("user-interests", {"user": "u1"}, {"version": 2, "timeout_ms": 250}),
+        ("catalog-item", {"id": 7}, {"alias": "canary"}),
+    ])
+    return [error_fields(r) if isinstance(r, Exception) else r for r in results]
+
+
+async def gathered(event, context):
+    async def tick():
+        await asyncio.sleep(0)
+        return "tick"
+    a, b, t = await asyncio.gather(
+        context.invoke_async("programs", {"limit": 2}),
+        context.invoke_async("user-interests", {"user": "u1"}, timeout_ms=100),
+        tick(),
+    )
+    c = None
+    try:
+        await context.invoke_async("missing")
+    except context.InvokeError as exc:
+        c = exc.code
+    d = await context.invoke_many_async([("programs", None), ("user-interests", None)])
+    return [a, b, t, c, [x.code if isinstance(x, Exception) else x for x in d]]
+
+
+async def abandoned(event, context):
+    try:
+        await asyncio.wait_for(context.invoke_async("slow"), 0.05)
+    except asyncio.TimeoutError:
+        return "gave up"
+
+
+def sync_in_async_loop(event, context):
+    async def main():
+        return await context.invoke_async("programs")
+    return asyncio.run(main())
+
+
+def stash(event, context):
+    SAVED["context"] = context
+    return "stashed"
+
+
+def stale(event, context):
+    try:
+        SAVED["context"].invoke("programs")
+    except RuntimeError as exc:
+        return str(exc)
+
+
+def invalid(event, context):
+    attempts = [
+        lambda: context.invoke(""),
+        lambda: context.invoke(5),
+        lambda: context.invoke("f", version=2, alias="canary"),
+        lambda: context.invoke("f", version=0),
+        lambda: context.invoke("f", version="2"),
+        lambda: context.invoke("f", alias=""),
+        lambda: context.invoke("f", timeout_ms=0),
+        lambda: context.invoke("f", timeout_ms=1.5),
+        lambda: context.invoke("f", timeout_ms=True),
+        lambda: context.invoke("f", {"when": {1, 2}}),
+        lambda: context.invoke("f", 1 << 70),
+        lambda: context.invoke_many("f"),
+        lambda: context.invoke_many([("f",)]),
+        lambda: context.invoke_many([("f", 1, {"retries": 2})]),
+        lambda: context.invoke_many([("f", 1, "fast")]),
+        lambda: context.invoke_many([("good", 1), ("", 2)]),
+        lambda: context.invoke_many([("good", 1), ("bad", object())]),
+    ]
+    out = []
+    for attempt in attempts:
+        try:
+            attempt()
+            out.append("no error")
+        except (TypeError, ValueError) as exc:
+            out.append([type(exc).__name__, str(exc)])
+    out.append(context.invoke_many([]))
+    return out
+
+
+def handler(event, context):
+    return globals()[event.pop("do")](event, context)
+'''
+
+
+class NestedCallTests(unittest.TestCase):
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="hearth-py-calls-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+
+    def worker(self, source=NESTED, files=()):
+        code = os.path.join(self.root, "code")
+        os.makedirs(code, exist_ok=True)
+        with open(os.path.join(code, "main.py"), "w") as f:
+            f.write(source)
+        for name, text in files:
+            with open(os.path.join(code, name), "w") as f:
+                f.write(text)
+        w = Worker()
+        self.addCleanup(w.dispose)
+        loaded = w.load(code)
+        self.assertEqual(loaded["t"], "loaded", loaded)
+        return w
+
+    def start(self, w, do, id="r1", **event):
+        event["do"] = do
+        w.send({"t": "invoke", "id": id, "deadline_ms": int(time.time() * 1000) + 10000, "payload": event})
+
+    def answer(self, w, call_id, value=None, error=None):
+        w.send({"t": "call_result", "id": call_id, "ok": error is None, "value": value, "error": error})
+
+    def expect_call(self, w, **fields):
+        call = w.recv()
+        self.assertEqual(call["t"], "call", call)
+        for key, value in fields.items():
+            self.assertEqual(call.get(key), value, (key, call))
+        return call
+
+    def result(self, w, id="r1"):
+        reply = w.recv()
+        self.assertEqual((reply["t"], reply["id"]), ("result", id), reply)
+        return reply["value"]
+
+    def test_invoke_sends_a_call_and_returns_the_value(self):
+        w = self.worker()
+        self.start(w, "one", name="programs", event={"user": "u1", "limit": 3}, options={"version": 2, "timeout_ms": 250})
+        call = self.expect_call(w)
+        self.assertEqual(
+            list(call.items()),
+            [("t", "call"), ("id", "c1"), ("parent", "r1"), ("function", "programs"),
+             ("payload", {"user": "u1", "limit": 3}), ("version", 2), ("timeout_ms", 250)],
+        )
+        self.answer(w, "c1", [{"id": 1, "title": "News"}])
+        self.assertEqual(self.result(w), {"got": [{"id": 1, "title": "News"}]})
+        # the next invoke's call: the counter goes on, the parent is that invoke
+        self.start(w, "one", id="r2", name="programs", options={"alias": "canary"})
+        call = self.expect_call(w, id="c2", parent="r2", alias="canary", payload=None)
+        self.assertNotIn("version", call)
+        self.assertNotIn("timeout_ms", call)
+        self.answer(w, "c2", "Welcome")
+        self.assertEqual(self.result(w, "r2"), {"got": "Welcome"})
+        self.assertEqual(w.close(), 0)
+
+    def test_an_error_call_result_raises_invoke_error_with_every_attribute(self):
+        w = self.worker()
+        vectors = {v["name"]: v["message"] for v in load_vectors()}
+        self.start(w, "catching")
+        call = self.expect_call(w, function="user-interests")
+        w.send(dict(vectors["call_result_function_error"], id=call["id"]))
+        self.assertEqual(
+            self.result(w),
+            {
+                "class": "InvokeError",
+                "is_hearth": True,
+                "code": "function_error",
+                "message": "user-interests@2 raised KeyError: 'u1'",
+                "function": "user-interests",
+                "version": 2,
+                "request_id": "5f3a0c1200000008",
+                "retryable": False,
+                "error": {
+                    "type": "KeyError",
+                    "message": "user-interests@2 raised KeyError: 'u1'",
+                    "traceback": "Traceback (most recent call last):\n  File \"main.py\", line 3, in handler\nKeyError: 'u1'\n",
+                },
+                "str": "call to user-interests failed (function_error): user-interests@2 raised KeyError: 'u1'",
+            },
+        )
+        # a refusal: no callee error, and retryable as the daemon says
+        self.start(w, "catching", id="r2")
+        call = self.expect_call(w)
+        self.answer(w, call["id"], error={"code": "queue_full", "message": "user-interests has 64 calls queued",
+                                          "function": "user-interests", "version": None, "request_id": None,
+                                          "retryable": True})
+        value = self.result(w, "r2")
+        self.assertEqual((value["code"], value["retryable"], value["error"], value["version"]), ("queue_full", True, None, None))
+        # not caught: the invoke fails with it
+        self.start(w, "uncaught", id="r3")
+        call = self.expect_call(w)
+        w.send(dict(vectors["call_result_recursion"], id=call["id"]))
+        reply = w.recv()
+        self.assertEqual((reply["t"], reply["id"], reply["kind"]), ("error", "r3", "InvokeError"), reply)
+        self.assertIn("call to programs failed (recursion): programs is already in the call chain", reply["message"])
+        self.assertIn("main.py", reply["traceback"])
+        self.assertNotIn("hearth_worker.py", reply["traceback"])
+        self.assertEqual(w.close(), 0)
+
+    def test_invoke_many_sends_every_call_before_waiting(self):
+        w = self.worker()
+        self.start(w, "many")
+        calls = [w.recv() for _ in range(3)]  # all three before any answer
+        self.assertEqual([c["t"] for c in calls], ["call"] * 3)
+        self.assertEqual([c["function"] for c in calls], ["programs", "user-interests", "catalog-item"])
+        self.assertEqual(len({c["id"] for c in calls}), 3)
+        self.assertEqual({c["parent"] for c in calls}, {"r1"})
+        self.assertEqual((calls[1]["version"], calls[1]["timeout_ms"], calls[2]["alias"]), (2, 250, "canary"))
+        # answered in reverse order
+        self.answer(w, calls[2]["id"], {"id": 7, "title": "Tour"})
+        self.answer(w, calls[1]["id"], error={"code": "timeout", "message": "user-interests took over 250 ms",
+                                              "function": "user-interests", "version": 2,
+                                              "request_id": "5f3a0c1200000009", "retryable": False})
+        self.answer(w, calls[0]["id"], [{"id": 1}])
+        value = self.result(w)
+        self.assertEqual(value[0], [{"id": 1}])
+        self.assertEqual((value[1]["class"], value[1]["code"], value[1]["request_id"]), ("InvokeError", "timeout", "5f3a0c1200000009"))
+        self.assertEqual(value[2], {"id": 7, "title": "Tour"})
+        self.assertEqual(w.close(), 0)
+
+    def test_invoke_async_runs_calls_concurrently(self):
+        w = self.worker()
+        self.start(w, "gathered")
+        first, second = w.recv(), w.recv()  # both gathered calls are out before either is answered
+        self.assertEqual((first["function"], second["function"]), ("programs", "user-interests"))
+        self.assertEqual(second["timeout_ms"], 100)
+        self.answer(w, second["id"], {"genres": ["news"]})
+        self.answer(w, first["id"], [1, 2])
+        missing = self.expect_call(w, function="missing")
+        self.answer(w, missing["id"], error={"code": "function_not_found", "message": "no function missing",
+                                             "function": "missing", "version": None, "request_id": None,
+                                             "retryable": False})
+        a, b = w.recv(), w.recv()
+        self.answer(w, b["id"], "B")
+        self.answer(w, a["id"], error={"code": "overloaded", "message": "busy", "function": "programs",
+                                       "version": None, "request_id": None, "retryable": True})
+        self.assertEqual(self.result(w), [[1, 2], {"genres": ["news"]}, "tick", "function_not_found", ["overloaded", "B"]])
+        self.assertEqual(w.close(), 0)
+
+    def test_invoke_async_from_a_loop_of_the_handlers_own(self):
+        w = self.worker()
+        self.start(w, "sync_in_async_loop")
+        call = self.expect_call(w, function="programs")
+        w.send({"t": "ping", "id": "p1"})
+        self.assertEqual(w.recv(), {"t": "pong", "id": "p1"})
+        self.answer(w, call["id"], "from asyncio.run")
+        self.assertEqual(self.result(w), "from asyncio.run")
+        self.assertEqual(w.close(), 0)
+
+    def test_ping_is_answered_while_a_handler_waits(self):
+        for do, options in (("one", {"name": "programs"}), ("gathered", {})):
+            with self.subTest(do):
+                w = self.worker()
+                self.start(w, do, **options)
+                call = self.expect_call(w, function="programs")
+                if do == "gathered":
+                    self.expect_call(w, function="user-interests")
+                w.send({"t": "ping", "id": "p1"})
+                self.assertEqual(w.recv(), {"t": "pong", "id": "p1"})
+                w.send({"t": "ping", "id": "p2"})
+                self.assertEqual(w.recv(), {"t": "pong", "id": "p2"})
+                self.answer(w, call["id"], "late")
+                w.dispose()
+
+    def test_a_pipelined_invoke_runs_after_the_waiting_one_is_answered(self):
+        for do in ("one", "gathered"):
+            with self.subTest(do):
+                w = self.worker()
+                self.start(w, do, name="programs")
+                call = self.expect_call(w, parent="r1")
+                if do == "gathered":
+                    other = self.expect_call(w, parent="r1")
+                self.start(w, "ok", id="r2")
+                self.start(w, "one", id="r3", name="catalog-item")
+                w.send({"t": "ping", "id": "p1"})
+                self.assertEqual(w.recv(), {"t": "pong", "id": "p1"})  # r2 did not run meanwhile
+                self.assertTrue(w.silent())
+                self.answer(w, call["id"], "P")
+                if do == "gathered":
+                    self.answer(w, other["id"], "U")
+                    for _ in range(2):  # the rest of the handler: answer what it asks
+                        c = w.recv()
+                        self.assertEqual((c["t"], c["parent"]), ("call", "r1"), c)
+                        self.answer(w, c["id"], "x")
+                    self.answer(w, w.recv()["id"], "y")
+                    first = w.recv()
+                else:
+                    first = w.recv()
+                self.assertEqual((first["t"], first["id"]), ("result", "r1"), first)
+                self.assertEqual(self.result(w, "r2"), {"ok": True})
+                call = self.expect_call(w, parent="r3", function="catalog-item")
+                self.answer(w, call["id"], {"id": 7})
+                self.assertEqual(self.result(w, "r3"), {"got": {"id": 7}})
+                self.assertEqual(w.close(), 0)
+
+    def test_unknown_call_result_ids_are_ignored(self):
+        w = self.worker()
+        self.start(w, "one", name="programs")
+        call = self.expect_call(w)
+        self.answer(w, "c99", "not mine")
+        self.answer(w, "c1x", error={"code": "timeout", "message": "?", "function": "x", "version": None,
+                                     "request_id": None, "retryable": False})
+        self.answer(w, call["id"], "mine")
+        self.assertEqual(self.result(w), {"got": "mine"})
+        self.answer(w, call["id"], "again, between invokes")
+        w.send({"t": "ping", "id": "p1"})
+        self.assertEqual(w.recv(), {"t": "pong", "id": "p1"})
+        # a call the handler gave up on: its late answer is ignored too
+        self.start(w, "abandoned", id="r2")
+        slow = self.expect_call(w, function="slow", parent="r2")
+        self.assertEqual(self.result(w, "r2"), "gave up")
+        self.answer(w, slow["id"], "too late")
+        self.start(w, "one", id="r3", name="programs")
+        call = self.expect_call(w, parent="r3")
+        self.answer(w, slow["id"], "much too late")
+        self.answer(w, call["id"], "fine")
+        self.assertEqual(self.result(w, "r3"), {"got": "fine"})
+        self.assertEqual(w.close(), 0)
+
+    def test_arguments_are_checked_before_anything_is_sent(self):
+        w = self.worker()
+        self.start(w, "invalid")
+        reply = w.recv()  # the result: no call frame came first
+        self.assertEqual(reply["t"], "result", reply)
+        out = reply["value"]
+        kinds = [o[0] if isinstance(o, list) and len(o) == 2 else o for o in out[:-1]]
+        self.assertEqual(
+            kinds,
+            ["ValueError", "TypeError", "ValueError", "ValueError", "TypeError", "ValueError", "ValueError",
+             "TypeError", "TypeError", "TypeError", "TypeError", "TypeError", "TypeError", "TypeError",
+             "TypeError", "ValueError", "TypeError"],
+        )
+        self.assertIn("must be named", out[0][1])
+        self.assertIn("not int", out[1][1])
+        self.assertIn("a version or an alias, not both", out[2][1])
+        self.assertIn("timeout_ms must be a positive integer", out[6][1])
+        self.assertIn("timeout_ms must be an int, not bool", out[8][1])
+        self.assertIn("the event for f cannot be sent", out[9][1])
+        self.assertIn("set", out[9][1])
+        self.assertIn("unknown option(s) retries", out[13][1])
+        self.assertIn("the event for bad cannot be sent", out[16][1])
+        self.assertEqual(out[-1], [])
+        self.assertTrue(w.silent())
+        self.assertEqual(w.close(), 0)
+
+    def test_a_context_after_its_invoke_is_refused(self):
+        w = self.worker()
+        self.start(w, "stash")
+        self.assertEqual(self.result(w), "stashed")
+        self.start(w, "stale", id="r2")
+        self.assertEqual(self.result(w, "r2"), "invoke r1 has already been answered: call other functions while its handler runs")
+        self.assertEqual(w.close(), 0)
+
+    def test_end_of_file_while_waiting_exits(self):
+        w = self.worker()
+        self.start(w, "one", name="programs")
+        self.expect_call(w)
+        self.assertEqual(w.close(), 0)
+
+    def test_end_of_file_while_an_async_handler_waits_for_no_call(self):
+        source = '''
+import asyncio, sys
+
+async def handler(event, context):
+    await asyncio.sleep(0.3)
+    print("finished", flush=True)
+    if event:
+        await context.invoke_async("programs")  # the daemon is gone: exits
+        print("not reached", flush=True)
+'''
+        for event, printed in ((None, b"finished\n"), (True, b"finished\n")):
+            with self.subTest(event=event):
+                w = self.worker(source)
+                w.send({"t": "invoke", "id": "r1", "deadline_ms": 0, "payload": event})
+                time.sleep(0.1)
+                self.assertEqual(w.close(), 0)
+                w.drains[0].join(5)
+                self.assertEqual(b"".join(w.logs), printed)
+                w.dispose()
+
+    def test_a_function_that_ships_its_own_hearth_keeps_it(self):
+        source = '''
+import hearth
+
+def handler(event, context):
+    try:
+        context.invoke("programs")
+    except context.InvokeError as exc:
+        return [hearth.MINE, exc.code, type(exc).__module__]
+'''
+        w = self.worker(source, files=[("hearth.py", "MINE = 'the function\\'s own'\n")])
+        w.send({"t": "invoke", "id": "r1", "deadline_ms": 0, "payload": None})
+        call = self.expect_call(w)
+        self.answer(w, call["id"], error={"code": "timeout", "message": "slow", "function": "programs",
+                                          "version": 1, "request_id": "x", "retryable": False})
+        self.assertEqual(self.result(w), ["the function's own", "timeout", "hearth"])
+        self.assertEqual(w.close(), 0)
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python")
+PROGRAMS = [
+    {"id": 1, "title": "Morning News", "genre": "news"},
+    {"id": 2, "title": "Harbour Lights", "genre": "drama"},
+    {"id": 3, "title": "Cup Final Live", "genre": "sport"},
+    {"id": 4, "title": "Night Owls", "genre": "comedy"},
+    {"id": 5, "title": "Deep Blue", "genre": "documentary"},
+    {"id": 6, "title": "World Tonight", "genre": "news"},
+    {"id": 7, "title": "The Long Road", "genre": "drama"},
+]
+
+
+class ExampleTests(unittest.TestCase):
+    """examples/python/recommended-row and catalog-item on the real shim."""
+
+    def worker(self, name):
+        w = Worker()
+        self.addCleanup(w.dispose)
+        loaded = w.load(os.path.realpath(os.path.join(EXAMPLES, name)))
+        self.assertEqual(loaded["t"], "loaded", loaded)
+        return w
+
+    def row(self, interests=None, interests_error=None, programs_error=None, retried=None):
+        w = self.worker("recommended-row")
+        w.send({"t": "invoke", "id": "r1", "deadline_ms": int(time.time() * 1000) + 10000, "payload": {"user": "u1"}})
+        programs, wanted = w.recv(), w.recv()
+        self.assertEqual((programs["function"], programs["payload"]), ("programs", {"limit": 20}))
+        self.assertEqual((wanted["function"], wanted["payload"], wanted["timeout_ms"]), ("user-interests", {"user": "u1"}, 300))
+        w.send({"t": "call_result", "id": wanted["id"], "ok": interests_error is None,
+                "value": interests if interests_error is None else None, "error": interests_error})
+        w.send({"t": "call_result", "id": programs["id"], "ok": programs_error is None,
+                "value": PROGRAMS if programs_error is None else None, "error": programs_error})
+        if retried is not None:
+            again = w.recv()
+            self.assertEqual((again["t"], again["function"]), ("call", "user-interests"), again)
+            w.send({"t": "call_result", "id": again["id"], "ok": True, "value": retried, "error": None})
+        reply = w.recv()
+        self.assertEqual(reply["t"], "result", reply)
+        return reply["value"]
+
+    def test_the_users_genres_come_first(self):
+        row = self.row({"user": "u1", "genres": ["news", "comedy"]})
+        self.assertEqual((row["title"], row["personalised"], row["degraded"]), ("Picked for you", True, []))
+        self.assertEqual([p["id"] for p in row["items"]], [1, 4, 6, 2, 3])
+        self.assertEqual([p["matched"] for p in row["items"]], [True, True, True, False, False])
+        self.assertEqual(row["items"][0], {"id": 1, "title": "Morning News", "genre": "news", "matched": True})
+
+    def test_without_interests_the_row_is_not_personalised(self):
+        error = {"code": "function_error", "message": "user-interests@2 raised KeyError: 'u1'",
+                 "function": "user-interests", "version": 2, "request_id": "5f3a0c1200000008",
+                 "retryable": False, "kind": "KeyError", "traceback": ""}
+        row = self.row(interests_error=error)
+        self.assertEqual((row["title"], row["personalised"]), ("Popular now", False))
+        self.assertEqual(row["degraded"], ["user-interests: function_error (KeyError)"])
+        self.assertEqual([p["id"] for p in row["items"]], [1, 2, 3, 4, 5])
+
+    def test_a_refused_interests_call_is_tried_once_more(self):
+        refused = {"code": "queue_full", "message": "full", "function": "user-interests", "version": None,
+                   "request_id": None, "retryable": True}
+        row = self.row(interests_error=refused, retried={"user": "u1", "genres": ["drama"]})
+        self.assertEqual((row["personalised"], [p["id"] for p in row["items"]]), (True, [2, 7, 1, 3, 4]))
+
+    def test_without_programs_the_row_is_empty(self):
+        error = {"code": "timeout", "message": "programs took too long", "function": "programs", "version": 1,
+                 "request_id": "x", "retryable": False}
+        row = self.row({"user": "u1", "genres": ["news"]}, programs_error=error)
+        self.assertEqual((row["items"], row["degraded"], row["personalised"]), ([], ["programs: timeout"], True))
+
+    def test_catalog_item(self):
+        w = self.worker("catalog-item")
+        value = w.invoke({"id": 7})["value"]
+        self.assertEqual((value["id"], value["title"], value["genre"]), (7, "The Long Road", "drama"))
+        reply = w.invoke({"id": 99}, id="r2")
+        self.assertEqual((reply["t"], reply["kind"]), ("error", "KeyError"), reply)
+        self.assertEqual(w.close(), 0)
 
 
 if __name__ == "__main__":
