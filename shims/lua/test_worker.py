@@ -788,6 +788,22 @@ def test_nested_call_arguments_are_checked(dirs):
     assert w.close() == 0
 
 
+
+def test_example_user_interests(dirs):
+    example = os.path.join(HERE, "..", "..", "examples", "lua", "user-interests")
+    w, _ = started_and_ready()
+    assert w.load(os.path.abspath(example))["t"] == "loaded"
+    assert w.invoke({"user": "u1"})["value"] == {"user": "u1", "genres": ["news", "documentary"]}
+    default = w.invoke({"user": "nobody-known"})["value"]
+    assert default["user"] == "nobody-known" and isinstance(default["genres"], list) and default["genres"], default
+    e = w.invoke({})
+    assert (e["t"], e["kind"]) == ("error", "ValueError"), e
+    assert 'needs "user"' in e["message"] and "got no user" in e["message"], e
+    e = w.invoke({"user": 5})
+    assert e["kind"] == "ValueError" and "got a number" in e["message"], e
+    assert w.close() == 0
+
+
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
 
 

@@ -1207,3 +1207,58 @@ test('an event that cannot be sent is a TypeError and no call goes out', () => {
     },
   );
 });
+
+// --------------------------------------------------------------- examples
+
+const EXAMPLES = path.join(__dirname, '..', '..', 'examples', 'node');
+
+/** A worker that loaded an example's code directory. */
+async function exampleWorker(name) {
+  const w = startWorker();
+  assert.equal((await w.next()).t, 'ready');
+  const loaded = await w.request({ t: 'load', id: 'l', dir: path.join(EXAMPLES, name), entry: 'main.handler', function: name, version: 1, timeout_ms: 3000, memory_mb: 128 });
+  assert.equal(loaded.t, 'loaded', JSON.stringify(loaded));
+  return w;
+}
+
+test('example programs: a limit, a genre, the shape of each program', async () => {
+  const w = await exampleWorker('programs');
+  const three = (await invoke(w, { limit: 3 })).value;
+  assert.equal(three.length, 3);
+  for (const p of three) assert.deepEqual(Object.keys(p), ['id', 'title', 'genre', 'duration_min']);
+  const news = (await invoke(w, { limit: 10, genre: 'news' })).value;
+  assert.ok(news.length >= 2 && news.every((p) => p.genre === 'news'));
+  assert.equal((await invoke(w, {})).value.length, 12);
+  assert.deepEqual((await invoke(w, { genre: 'opera' })).value, []);
+  const bad = await invoke(w, { limit: 'lots' });
+  assert.deepEqual([bad.t, bad.kind], ['error', 'TypeError']);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('example programs-for-user: calls user-interests, then programs, and filters', async () => {
+  const w = await exampleWorker('programs-for-user');
+  const programs = require(path.join(EXAMPLES, 'programs', 'main.js'));
+  w.send({ t: 'invoke', id: 'u', deadline_ms: Date.now() + 60000, payload: { user: 'u1', limit: 2 } });
+  const first = await w.next();
+  assert.deepEqual([first.t, first.function, first.payload], ['call', 'user-interests', { user: 'u1' }]);
+  // refused before it ran: the example tries once more
+  w.send({ t: 'call_result', id: first.id, ok: false, value: null, error: { code: 'queue_full', message: 'busy', function: 'user-interests', version: null, request_id: null, retryable: true } });
+  const again = await w.next();
+  assert.deepEqual([again.function, again.payload], ['user-interests', { user: 'u1' }]);
+  w.send({ t: 'call_result', id: again.id, ok: true, value: { user: 'u1', genres: ['news', 'documentary'] }, error: null });
+  const second = await w.next();
+  assert.equal(second.function, 'programs');
+  w.send({ t: 'call_result', id: second.id, ok: true, value: await programs.handler(second.payload), error: null });
+  const reply = await w.next();
+  assert.equal(reply.t, 'result', JSON.stringify(reply));
+  assert.deepEqual(reply.value.genres, ['news', 'documentary']);
+  assert.deepEqual(reply.value.programs.map((p) => p.genre), ['news', 'documentary']);
+  // a callee's failure fails the call, as a HearthInvokeError
+  w.send({ t: 'invoke', id: 'v', deadline_ms: Date.now() + 60000, payload: {} });
+  const call = await w.next();
+  w.send({ t: 'call_result', id: call.id, ok: false, value: null, error: { code: 'function_error', message: 'user-interests@1 raised ValueError: user-interests needs "user"', function: 'user-interests', version: 1, request_id: 'x', retryable: false, kind: 'ValueError', traceback: '' } });
+  const failed = await w.next();
+  assert.deepEqual([failed.t, failed.kind], ['error', 'HearthInvokeError']);
+  assert.match(failed.message, /raised ValueError/);
+  assert.equal((await w.close()).code, 0);
+});
