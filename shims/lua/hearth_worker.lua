@@ -67,11 +67,23 @@ M.FIELDS = {
 function M.frame_parts(message)
   local keys = M.FIELDS[message.t]
   if not keys then error("no message type " .. tostring(message.t), 2) end
+  if message.t == "call" then keys = M.call_fields(message) end
   local body = hearth.encode_ordered(message, keys)
   if #body > M.MAX_FRAME then
     error(("a frame of %d bytes is over the %d byte limit"):format(#body, M.MAX_FRAME), 0)
   end
   return pack(">I4", #body), body
+end
+
+local CALL_OPTIONS = { "version", "alias", "timeout_ms" }
+
+--- The keys of a `call`: the fixed ones, then those of its options that are set.
+function M.call_fields(message)
+  local keys = { table.unpack(M.FIELDS.call) }
+  for _, key in ipairs(CALL_OPTIONS) do
+    if message[key] ~= nil then keys[#keys + 1] = key end
+  end
+  return keys
 end
 
 --- The whole frame of `message` as one string.
@@ -334,9 +346,255 @@ end
 
 -- Invoking ------------------------------------------------------------------
 
+-- Nested calls ----------------------------------------------------------------
+--
+-- context.invoke writes a `call` and reads frames until its `call_result`
+-- (PROTOCOL.md, "Nested calls"): meanwhile a `ping` is answered at once, a
+-- `call_result` of another call of the same fan-out is kept, one with an
+-- unknown id is dropped, and anything else (a pipelined `invoke`, `shutdown`,
+-- ...) is queued for the serve loop, which takes it after the current invoke
+-- is answered.
+
+--- The channel ended (or broke) while a handler waited: raised through the
+--- handler; the serve loop then stops without answering.
+local STOPPED = setmetatable({}, {
+  __name = "hearth.stopped",
+  __tostring = function() return "hearth: the channel to the daemon ended while a nested call waited" end,
+})
+M.STOPPED = STOPPED
+
+--- Metatable of the error tables context.invoke returns.
+local invoke_error_mt = {
+  __name = "HearthInvokeError",
+  __tostring = function(e)
+    return ("HearthInvokeError %s: %s"):format(tostring(e.code), tostring(e.message))
+  end,
+}
+M.invoke_error_mt = invoke_error_mt
+
+-- The callee's own message: the daemon says "<function>@<version> raised <Kind>: <message>".
+local function callee_message(message, kind)
+  local marker = " raised " .. kind .. ": "
+  local at = message:find(marker, 1, true)
+  if at then return message:sub(at + #marker) end
+  return message
+end
+
+--- The error table for the `error` map of a failed call_result.
+function M.invoke_error(wire, function_name)
+  if type(wire) ~= "table" then wire = {} end
+  local function text(v) if type(v) == "string" then return v end end
+  local code = text(wire.code) or "unknown"
+  local message = text(wire.message) or ("nested call to " .. tostring(function_name) .. " failed (" .. code .. ")")
+  local inner = nil
+  if code == "function_error" then
+    local kind = text(wire.kind) or "Error"
+    inner = { type = kind, message = callee_message(message, kind), traceback = text(wire.traceback) or "" }
+  end
+  return setmetatable({
+    code = code,
+    message = message,
+    ["function"] = text(wire["function"]) or function_name,
+    version = math.type(wire.version) == "integer" and wire.version or nil,
+    request_id = text(wire.request_id),
+    retryable = wire.retryable == true,
+    error = inner,
+  }, invoke_error_mt)
+end
+
+local OPTION_NAMES = { version = true, alias = true, timeout_ms = true }
+
+-- Check one call's arguments; return its `call` message (without id). Raises
+-- at `level` (the handler's line) with `where` in the message.
+local function call_message(where, parent, name, event, opts, level)
+  level = level + 1
+  if type(name) ~= "string" or name == "" then
+    error(("%s: the function name must be a non-empty string, not %s"):format(where,
+      type(name) == "string" and '""' or tostring(name)), level)
+  end
+  local message = { t = "call", parent = parent, ["function"] = name, payload = event }
+  if opts == nil then return message end
+  if type(opts) ~= "table" then
+    error(("%s: opts must be a table like {version = 2}, {alias = \"canary\"}, {timeout_ms = 250}, not a %s")
+      :format(where, type(opts)), level)
+  end
+  for key in pairs(opts) do
+    if not OPTION_NAMES[key] then
+      local hint = key == "timeoutMs" and " (did you mean timeout_ms?)" or ""
+      error(("%s: unknown option %s%s; the options are version, alias and timeout_ms")
+        :format(where, tostring(key), hint), level)
+    end
+  end
+  local version, alias, timeout_ms = opts.version, opts.alias, opts.timeout_ms
+  if version ~= nil and alias ~= nil then error(where .. ": give version or alias, not both", level) end
+  if version ~= nil then
+    if math.type(version) ~= "integer" or version < 1 or version > 0xffffffff then
+      error(("%s: version must be a positive integer, not %s"):format(where, tostring(version)), level)
+    end
+    message.version = version
+  end
+  if alias ~= nil then
+    if type(alias) ~= "string" or alias == "" then
+      error(("%s: alias must be a non-empty string, not %s"):format(where,
+        alias == "" and '""' or tostring(alias)), level)
+    end
+    message.alias = alias
+  end
+  if timeout_ms ~= nil then
+    if math.type(timeout_ms) ~= "integer" or timeout_ms < 1 then
+      error(("%s: timeout_ms must be a positive integer (milliseconds), not %s"):format(where,
+        tostring(timeout_ms)), level)
+    end
+    message.timeout_ms = timeout_ms
+  end
+  return message
+end
+
+-- Stop: remember why, raise through the handler.
+local function stop(session, status, why)
+  session.stopped = { status = status, why = why }
+  error(STOPPED, 0)
+end
+
+-- Send `messages` (checked, without ids) as calls of the running invoke, all
+-- in one write; return their ids. Nothing is sent if one cannot be encoded.
+local function send_calls(session, where, messages, level)
+  level = level + 1
+  if session.stopped then error(STOPPED, 0) end
+  local parent = messages.parent
+  if session.current ~= parent then
+    error(("%s: request %s has already been answered; make nested calls while the handler runs")
+      :format(where, tostring(parent)), level)
+  end
+  local parts, ids = {}, {}
+  for i, message in ipairs(messages) do
+    session.call_seq = session.call_seq + 1
+    message.id = "c" .. session.call_seq
+    local ok, head, body = pcall(M.frame_parts, message)
+    if not ok then
+      local which = #messages > 1 and (" (item " .. i .. ")") or ""
+      error(("%s: the event for %s%s cannot be sent: %s"):format(where, message["function"], which,
+        tostring(head)), level)
+    end
+    parts[#parts + 1] = head
+    parts[#parts + 1] = body
+    ids[i] = message.id
+  end
+  for i, id in ipairs(ids) do session.waiting[id] = messages[i]["function"] end
+  local ok, err = session.output:write(table.unpack(parts))
+  if ok then ok, err = session.output:flush() end
+  if not ok then stop(session, 1, "cannot write to the daemon: " .. tostring(err)) end
+  return ids
+end
+
+-- Read frames until every call of `ids` has its call_result; return them (by id).
+local function await_calls(session, ids)
+  local got, wanted, left = {}, {}, 0
+  for _, id in ipairs(ids) do
+    local early = session.results[id]
+    if early then
+      got[id], session.results[id] = early, nil
+    else
+      wanted[id], left = true, left + 1
+    end
+  end
+  while left > 0 do
+    local message, status, why = M.read_frame(session.input)
+    if not message then
+      if status == "closed" then stop(session, 0, nil) end
+      stop(session, 1, why)
+    end
+    local kind = message.t
+    if kind == "call_result" then
+      local id = message.id
+      if wanted[id] then
+        session.waiting[id], wanted[id] = nil, nil
+        got[id], left = message, left - 1
+      elseif session.waiting[id] ~= nil then
+        session.waiting[id] = nil
+        session.results[id] = message -- another call of this invoke, collected later
+      end -- an unknown id: its invoke has ended; dropped
+    elseif kind == "ping" then
+      local id = message.id
+      if id == nil then id = "" end
+      M.write_frame(session.output, { t = "pong", id = id })
+    else
+      session.queue[#session.queue + 1] = message -- taken by the serve loop later
+    end
+  end
+  return got
+end
+
+-- The value, or nil and an error table, of one call_result.
+local function outcome(message, function_name)
+  if message.ok == true then return message.value, nil end
+  return nil, M.invoke_error(message.error, function_name)
+end
+
+--- context.invoke and context.invoke_many for the invoke `id` of `session`.
+local function nested_calls(ctx, session, id)
+  function ctx.invoke(a, b, c, d)
+    local name, event, opts = a, b, c
+    if a == ctx then name, event, opts = b, c, d end
+    local message = call_message("context.invoke", id, name, event, opts, 2)
+    local list = { message, parent = id }
+    local ids = send_calls(session, "context.invoke", list, 2)
+    local got = await_calls(session, ids)
+    return outcome(got[ids[1]], name)
+  end
+  function ctx.invoke_many(a, b)
+    local list = a
+    if a == ctx then list = b end
+    if type(list) ~= "table" then
+      error("context.invoke_many: expects a list of {name, event, opts}, not a " .. type(list), 2)
+    end
+    local messages = { parent = id }
+    for i = 1, #list do
+      local item = list[i]
+      local where = "context.invoke_many item " .. i
+      if type(item) ~= "table" then
+        error(where .. ": each item is {name, event, opts} or {name = ..., event = ..., version = ...}, not a "
+          .. type(item), 2)
+      end
+      if item[1] ~= nil or item.name == nil then
+        messages[i] = call_message(where, id, item[1], item[2], item[3], 2)
+      else
+        local opts = {}
+        for k, v in pairs(item) do
+          if k ~= "name" and k ~= "event" then opts[k] = v end
+        end
+        messages[i] = call_message(where, id, item.name, item.event, opts, 2)
+      end
+    end
+    local values, errs = {}, {}
+    if #messages == 0 then return values, errs end
+    local ids = send_calls(session, "context.invoke_many", messages, 2)
+    local got = await_calls(session, ids)
+    for i, call_id in ipairs(ids) do
+      values[i], errs[i] = outcome(got[call_id], messages[i]["function"])
+    end
+    return values, errs
+  end
+end
+
+--- A session: the channel, the function, and what nested calls need.
+function M.new_session(input, output)
+  return {
+    input = input,
+    output = output,
+    fn = nil,
+    queue = {}, -- frames read while a handler waited, for the serve loop
+    call_seq = 0,
+    current = nil, -- the id of the invoke running
+    waiting = {}, -- call id -> callee, for the calls of the running invoke
+    results = {}, -- call_results read for calls not yet collected
+    stopped = nil,
+  }
+end
+
 --- The context a handler gets as its second argument. Its functions work
 --- called with either `.` or `:`.
-function M.new_context(fn, id, deadline_ms)
+function M.new_context(fn, id, deadline_ms, session)
   local ctx = {
     request_id = id,
     aws_request_id = id,
@@ -365,17 +623,23 @@ function M.new_context(fn, id, deadline_ms)
     if a == ctx then return hearth.array(b) end
     return hearth.array(a)
   end
+  if session then nested_calls(ctx, session, id) end
   return ctx
 end
 
 --- Run one invoke; return the answer (a `result` or `error` message).
-function M.invoke(fn, message)
+function M.invoke(fn, message, session)
   local id = message.id
   local deadline_ms = message.deadline_ms
   if deadline_ms == nil then deadline_ms = 0 end
   pin_clock(deadline_ms, fn.timeout_ms)
-  local context = M.new_context(fn, id, deadline_ms)
+  local context = M.new_context(fn, id, deadline_ms, session)
+  if session then session.current = id end
   local ok, value = xpcall(fn.handler, capture, message.payload, context)
+  if session then
+    -- Calls still waiting are forgotten: the daemon sends no call_result for them.
+    session.current, session.waiting, session.results = nil, {}, {}
+  end
   if not ok then
     return error_message(id, M.describe_error(value, "Error"))
   end
@@ -409,8 +673,15 @@ function M.serve(input, output)
     pid = process_id(),
   })
   local fn = nil
+  local session = M.new_session(input, output)
+  local queue = session.queue
   while true do
-    local message, status, why = M.read_frame(input)
+    local message, status, why
+    if queue[1] ~= nil then
+      message = table.remove(queue, 1) -- read while a handler waited for a call_result
+    else
+      message, status, why = M.read_frame(input)
+    end
     if not message then
       if status == "closed" then return 0 end
       io.stderr:write("hearth worker: ", why, "\n")
@@ -423,7 +694,13 @@ function M.serve(input, output)
       if fn == nil then
         M.write_frame(output, error_message(id, "ProtocolError", "invoke before load"))
       else
-        local answer = M.invoke(fn, message)
+        local answer = M.invoke(fn, message, session)
+        local stopped = session.stopped
+        if stopped then
+          -- The channel ended while the handler waited for a nested call.
+          if stopped.why then io.stderr:write("hearth worker: ", stopped.why, "\n") end
+          return stopped.status
+        end
         -- Everything the call printed must be in the pipes before its answer
         -- (the daemon collects the call's log when the answer arrives).
         io.stdout:flush()
@@ -443,6 +720,7 @@ function M.serve(input, output)
         local loaded, err_kind, err_message, traceback = M.load_function(message)
         if loaded then
           fn = loaded
+          session.fn = loaded
           -- CPU time is precise; the wall clock is known to 10 ms. Loading
           -- is mostly CPU, so prefer CPU time unless clearly more passed.
           local load_ms = (os.clock() - cpu) * 1000.0
@@ -458,7 +736,7 @@ function M.serve(input, output)
     elseif kind == "shutdown" then
       return 0
     elseif kind == "cancel" or kind == "call_result" then
-      -- reserved; this worker runs one invoke at a time and makes no calls
+      -- cancel is reserved; a call_result here belongs to an invoke already answered
     else
       M.write_frame(output, error_message(id, "ProtocolError", "unknown message type " .. ("%q"):format(kind)))
     end

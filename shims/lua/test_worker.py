@@ -256,6 +256,76 @@ end
 return M
 """,
     },
+    "nested": {
+        "main.lua": """local hearth = require("hearth")
+local M = {}
+
+local function describe(err)
+  if err == nil then return nil end
+  return {
+    code = err.code, message = err.message, ["function"] = err["function"], version = err.version,
+    request_id = err.request_id, retryable = err.retryable, error = err.error,
+    text = tostring(err), meta = getmetatable(err).__name,
+  }
+end
+
+local BAD = {
+  { "" },
+  { 42 },
+  { "f", 1, { version = 1, alias = "a" } },
+  { "f", 1, { version = 0 } },
+  { "f", 1, { version = 1.5 } },
+  { "f", 1, { alias = "" } },
+  { "f", 1, { timeout_ms = 0 } },
+  { "f", 1, { timeout_ms = "100" } },
+  { "f", 1, { timeoutMs = 100 } },
+  { "f", 1, "fast" },
+  { "f", { fn = print } },
+}
+
+function M.handler(event, context)
+  if event.mode == "one" then
+    local value, err = context.invoke(event.name, event.event, event.opts)
+    return { value = value, err = describe(err), tag = event.tag }
+  elseif event.mode == "colon" then
+    local value = context:invoke(event.name, event.event)
+    return { value = value }
+  elseif event.mode == "rethrow" then
+    local _, err = context.invoke(event.name, nil)
+    error(err)
+  elseif event.mode == "many" then
+    local list = {}
+    for i, item in ipairs(event.list) do
+      if item.name then list[i] = item else list[i] = { item[1], item[2], item[3] } end
+    end
+    local values, errs = context.invoke_many(list)
+    local out = context.array()
+    for i = 1, #list do out[i] = { value = values[i], err = describe(errs[i]) } end
+    return out
+  elseif event.mode == "bad" then
+    local out = context.array()
+    for i, args in ipairs(BAD) do
+      local ok, err = pcall(context.invoke, args[1], args[2], args[3])
+      out[i] = ok and "no error" or err
+    end
+    for _, list in ipairs({ "f", { "g" }, { { "f" }, { "" } }, { { name = "f", timeout_ms = -1 } } }) do
+      local ok, err = pcall(context.invoke_many, list)
+      out[#out + 1] = ok and "no error" or err
+    end
+    return out
+  elseif event.mode == "keep" then
+    M.kept = context
+    return "kept"
+  elseif event.mode == "stale" then
+    local ok, err = pcall(M.kept.invoke, "x", nil)
+    return { ok = ok, err = err }
+  end
+  return { plain = event.n }
+end
+
+return M
+""",
+    },
 }
 
 
@@ -514,6 +584,224 @@ def test_missing_fds_exit_70(dirs):
         p = subprocess.run(["sh", "-c", f'exec {LUA} "$0" 3</dev/null 4>/dev/null {fds}', SHIM],
                            capture_output=True, timeout=10)
         assert p.returncode == 70 and b"is not open" in p.stderr, (fds, p)
+
+
+# -- nested calls -------------------------------------------------------------------
+
+
+def nested_worker(dirs):
+    w, _ = started_and_ready()
+    assert w.load(dirs["nested"])["t"] == "loaded"
+    return w
+
+
+def send_invoke(w, id, payload):
+    w.send({"t": "invoke", "id": id, "deadline_ms": now_ms() + 10000, "payload": payload})
+
+
+def test_invoke_sends_a_call_and_returns_the_value(dirs):
+    w = nested_worker(dirs)
+    send_invoke(w, "n1", {"mode": "one", "name": "programs", "event": {"user": "u1", "limit": 3}})
+    call = w.recv()
+    assert call == {"t": "call", "id": call["id"], "parent": "n1", "function": "programs",
+                    "payload": {"user": "u1", "limit": 3}}, call
+    assert list(call) == ["t", "id", "parent", "function", "payload"], call
+    w.send({"t": "call_result", "id": call["id"], "ok": True, "value": [{"id": 1, "title": "News"}], "error": None})
+    assert w.recv() == {"t": "result", "id": "n1", "value": {"value": [{"id": 1, "title": "News"}]}}
+    # options, in protocol order; the ids differ
+    send_invoke(w, "n2", {"mode": "one", "name": "user-interests", "event": {"user": "u1"},
+                          "opts": {"version": 2, "timeout_ms": 250}})
+    second = w.recv_raw()
+    message = msgpack.unpackb(second[4:])
+    assert list(message) == ["t", "id", "parent", "function", "payload", "version", "timeout_ms"], message
+    assert (message["version"], message["timeout_ms"], message["parent"]) == (2, 250, "n2"), message
+    assert message["id"] != call["id"], message
+    w.send({"t": "call_result", "id": message["id"], "ok": True, "value": None, "error": None})
+    assert w.recv()["value"] == {}, "a nil value leaves the key out"
+    send_invoke(w, "n3", {"mode": "one", "name": "programs", "opts": {"alias": "canary"}, "tag": "t"})
+    third = w.recv()
+    assert list(third) == ["t", "id", "parent", "function", "payload", "alias"] and third["payload"] is None, third
+    w.send({"t": "call_result", "id": third["id"], "ok": True, "value": "Welcome", "error": None})
+    assert w.recv()["value"] == {"value": "Welcome", "tag": "t"}
+    # context:invoke works too
+    send_invoke(w, "n4", {"mode": "colon", "name": "f", "event": 7})
+    fourth = w.recv()
+    assert (fourth["function"], fourth["payload"]) == ("f", 7), fourth
+    w.send({"t": "call_result", "id": fourth["id"], "ok": True, "value": 8, "error": None})
+    assert w.recv()["value"] == {"value": 8}
+    assert w.close() == 0
+
+
+def test_error_call_results(dirs):
+    w = nested_worker(dirs)
+    send_invoke(w, "e1", {"mode": "one", "name": "user-interests", "event": {"user": "u1"}})
+    call = w.recv()
+    w.send({"t": "call_result", "id": call["id"], "ok": False, "value": None, "error": {
+        "code": "function_error", "message": "user-interests@2 raised KeyError: 'u1'",
+        "function": "user-interests", "version": 2, "request_id": "5f3a0c1200000008", "retryable": False,
+        "kind": "KeyError", "traceback": "Traceback (most recent call last):\nKeyError: 'u1'\n"}})
+    err = w.recv()["value"]["err"]
+    assert err == {
+        "code": "function_error", "message": "user-interests@2 raised KeyError: 'u1'",
+        "function": "user-interests", "version": 2, "request_id": "5f3a0c1200000008", "retryable": False,
+        "error": {"type": "KeyError", "message": "'u1'", "traceback": "Traceback (most recent call last):\nKeyError: 'u1'\n"},
+        "text": "HearthInvokeError function_error: user-interests@2 raised KeyError: 'u1'",
+        "meta": "HearthInvokeError",
+    }, err
+    send_invoke(w, "e2", {"mode": "one", "name": "programs"})
+    call = w.recv()
+    w.send({"t": "call_result", "id": call["id"], "ok": False, "value": None, "error": {
+        "code": "recursion", "message": "programs is already in the call chain", "function": "programs",
+        "version": None, "request_id": None, "retryable": False}})
+    err = w.recv()["value"]["err"]
+    assert (err["code"], err["function"], err["retryable"]) == ("recursion", "programs", False), err
+    assert "version" not in err and "request_id" not in err and "error" not in err, err
+    send_invoke(w, "e3", {"mode": "one", "name": "programs"})
+    call = w.recv()
+    w.send({"t": "call_result", "id": call["id"], "ok": False, "value": None,
+            "error": {"code": "queue_full", "message": "full", "retryable": True}})
+    err = w.recv()["value"]["err"]
+    assert (err["code"], err["retryable"], err["function"]) == ("queue_full", True, "programs"), err
+    # an error table raised again is the handler's error, of kind HearthInvokeError
+    send_invoke(w, "e4", {"mode": "rethrow", "name": "programs"})
+    call = w.recv()
+    w.send({"t": "call_result", "id": call["id"], "ok": False, "value": None,
+            "error": {"code": "timeout", "message": "programs timed out", "function": "programs", "retryable": False}})
+    e = w.recv()
+    assert (e["t"], e["kind"], e["message"]) == ("error", "HearthInvokeError", "programs timed out"), e
+    assert w.close() == 0
+
+
+def test_invoke_many_sends_all_calls_first(dirs):
+    w = nested_worker(dirs)
+    items = [
+        ["programs", {"limit": 3}],
+        {"name": "user-interests", "event": {"user": "u1"}, "version": 2},
+        ["programs", {"genre": "news"}, {"alias": "canary", "timeout_ms": 100}],
+        ["missing"],
+    ]
+    send_invoke(w, "fan", {"mode": "many", "list": items})
+    calls = [w.recv() for _ in items]
+    got = [(c["t"], c["parent"], c["function"], c["payload"], c.get("version"), c.get("alias"), c.get("timeout_ms"))
+           for c in calls]
+    assert got == [
+        ("call", "fan", "programs", {"limit": 3}, None, None, None),
+        ("call", "fan", "user-interests", {"user": "u1"}, 2, None, None),
+        ("call", "fan", "programs", {"genre": "news"}, None, "canary", 100),
+        ("call", "fan", "missing", None, None, None, None),
+    ], got
+    assert len({c["id"] for c in calls}) == 4
+    # answered in reverse order, with a ping and an unknown id between
+    w.send({"t": "call_result", "id": calls[3]["id"], "ok": False, "value": None, "error": {
+        "code": "function_not_found", "message": "no function missing", "function": "missing",
+        "version": None, "request_id": None, "retryable": False}})
+    w.send({"t": "call_result", "id": calls[2]["id"], "ok": True, "value": "three", "error": None})
+    w.send({"t": "ping", "id": "mid"})
+    assert w.recv() == {"t": "pong", "id": "mid"}
+    w.send({"t": "call_result", "id": "c999", "ok": True, "value": "stray", "error": None})
+    w.send({"t": "call_result", "id": calls[1]["id"], "ok": True, "value": ["news", "sport"], "error": None})
+    w.send({"t": "call_result", "id": calls[0]["id"], "ok": True, "value": [1, 2, 3], "error": None})
+    reply = w.recv()
+    assert reply["id"] == "fan", reply
+    v = reply["value"]
+    assert v[:3] == [{"value": [1, 2, 3]}, {"value": ["news", "sport"]}, {"value": "three"}], v
+    assert list(v[3]) == ["err"] and v[3]["err"]["code"] == "function_not_found", v
+    # an empty list sends nothing
+    send_invoke(w, "none", {"mode": "many", "list": []})
+    assert w.recv() == {"t": "result", "id": "none", "value": []}
+    assert w.close() == 0
+
+
+def test_ping_and_a_pipelined_invoke_while_waiting(dirs):
+    w = nested_worker(dirs)
+    send_invoke(w, "first", {"mode": "one", "name": "slow", "event": 1})
+    call = w.recv()
+    send_invoke(w, "second", {"n": 2})  # pipelined: runs after "first" is answered
+    w.send({"t": "ping", "id": "p1"})
+    assert w.recv() == {"t": "pong", "id": "p1"}
+    w.send({"t": "call_result", "id": "c-unknown", "ok": True, "value": 0, "error": None})  # ignored
+    w.send({"t": "call_result", "id": call["id"], "ok": True, "value": "slow done", "error": None})
+    assert w.recv() == {"t": "result", "id": "first", "value": {"value": "slow done"}}
+    assert w.recv() == {"t": "result", "id": "second", "value": {"plain": 2}}
+    # a second pipelined invoke that itself calls: still in order
+    send_invoke(w, "third", {"mode": "one", "name": "a"})
+    call = w.recv()
+    send_invoke(w, "fourth", {"mode": "one", "name": "b"})
+    w.send({"t": "call_result", "id": call["id"], "ok": True, "value": "A", "error": None})
+    assert w.recv()["value"] == {"value": "A"}
+    call = w.recv()
+    assert (call["function"], call["parent"]) == ("b", "fourth"), call
+    w.send({"t": "call_result", "id": call["id"], "ok": True, "value": "B", "error": None})
+    assert w.recv() == {"t": "result", "id": "fourth", "value": {"value": "B"}}
+    # a shutdown read while waiting waits for the answer
+    send_invoke(w, "last", {"mode": "one", "name": "c"})
+    call = w.recv()
+    w.send({"t": "shutdown", "id": "s"})
+    w.send({"t": "call_result", "id": call["id"], "ok": True, "value": "C", "error": None})
+    assert w.recv()["value"] == {"value": "C"}
+    assert w.proc.wait(10) == 0
+    w.close()
+
+
+def test_end_of_file_while_waiting_exits_0(dirs):
+    w = nested_worker(dirs)
+    send_invoke(w, "w", {"mode": "one", "name": "slow"})
+    assert w.recv()["t"] == "call"
+    assert w.close() == 0
+
+
+def test_nested_call_arguments_are_checked(dirs):
+    w = nested_worker(dirs)
+    send_invoke(w, "bad", {"mode": "bad"})
+    got = w.recv()["value"]
+    want = [
+        'context.invoke: the function name must be a non-empty string, not ""',
+        "context.invoke: the function name must be a non-empty string, not 42",
+        "context.invoke: give version or alias, not both",
+        "context.invoke: version must be a positive integer, not 0",
+        "context.invoke: version must be a positive integer, not 1.5",
+        'context.invoke: alias must be a non-empty string, not ""',
+        "context.invoke: timeout_ms must be a positive integer (milliseconds), not 0",
+        "context.invoke: timeout_ms must be a positive integer (milliseconds), not 100",
+        "context.invoke: unknown option timeoutMs (did you mean timeout_ms?); the options are version, alias and timeout_ms",
+        "context.invoke: opts must be a table",
+        "context.invoke: the event for f cannot be sent: cannot encode a function",
+        "context.invoke_many: expects a list of {name, event, opts}, not a string",
+        "context.invoke_many item 1: each item is {name, event, opts}",
+        'context.invoke_many item 2: the function name must be a non-empty string, not ""',
+        "context.invoke_many item 1: timeout_ms must be a positive integer (milliseconds), not -1",
+    ]
+    assert len(got) == len(want), got
+    for text, start in zip(got, want):
+        # raised at the handler's line (pcall is the caller here: no position), or with one
+        assert start in text, (text, start)
+    # nothing was sent for any of them
+    w.send({"t": "ping", "id": "after"})
+    assert w.recv() == {"t": "pong", "id": "after"}
+    # a context kept past its invoke cannot call
+    send_invoke(w, "k", {"mode": "keep"})
+    assert w.recv()["value"] == "kept"
+    send_invoke(w, "s", {"mode": "stale"})
+    v = w.recv()["value"]
+    assert v == {"ok": False, "err": "context.invoke: request k has already been answered; "
+                 "make nested calls while the handler runs"}, v
+    assert w.close() == 0
+
+
+
+def test_example_user_interests(dirs):
+    example = os.path.join(HERE, "..", "..", "examples", "lua", "user-interests")
+    w, _ = started_and_ready()
+    assert w.load(os.path.abspath(example))["t"] == "loaded"
+    assert w.invoke({"user": "u1"})["value"] == {"user": "u1", "genres": ["news", "documentary"]}
+    default = w.invoke({"user": "nobody-known"})["value"]
+    assert default["user"] == "nobody-known" and isinstance(default["genres"], list) and default["genres"], default
+    e = w.invoke({})
+    assert (e["t"], e["kind"]) == ("error", "ValueError"), e
+    assert 'needs "user"' in e["message"] and "got no user" in e["message"], e
+    e = w.invoke({"user": 5})
+    assert e["kind"] == "ValueError" and "got a number" in e["message"], e
+    assert w.close() == 0
 
 
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]

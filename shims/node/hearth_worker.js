@@ -130,22 +130,189 @@ function frameLength(data, offset) {
 
 // --------------------------------------------------------- handler context
 
+/**
+ * A nested call that did not give a value: refused by the daemon, or the
+ * callee failed. `code` is an error code of docs/API.md (`function_error`,
+ * `timeout`, `function_not_found`, `queue_full`, ...) or a nested-call one
+ * (`recursion`, `chain_too_deep`, `budget_exhausted`, `deadline_exceeded`).
+ * `error` is {type, message, traceback} of the callee's own exception when
+ * `code` is `function_error`, else null. `retryable` is true when the call
+ * was refused before it ran (the caller may try again; hearth never does).
+ */
+class HearthInvokeError extends Error {
+  constructor(fields = {}) {
+    super(typeof fields.message === 'string' ? fields.message : '');
+    this.code = typeof fields.code === 'string' ? fields.code : 'unknown';
+    this.function = fields.function === undefined ? null : fields.function;
+    this.version = fields.version === undefined ? null : fields.version;
+    this.requestId = fields.requestId === undefined ? null : fields.requestId;
+    this.retryable = fields.retryable === true;
+    this.error = fields.error === undefined ? null : fields.error;
+  }
+
+  get name() {
+    return 'HearthInvokeError';
+  }
+
+  /** From the `error` map of a `call_result` (PROTOCOL.md, "Nested calls"). */
+  static fromWire(wire, functionName) {
+    const map = wire !== null && typeof wire === 'object' && !Array.isArray(wire) ? wire : {};
+    const text = (v) => (typeof v === 'string' ? v : null);
+    const code = text(map.code) || 'unknown';
+    const message = text(map.message) ?? `nested call to ${functionName} failed (${code})`;
+    let error = null;
+    if (code === 'function_error') {
+      const type = text(map.kind) || 'Error';
+      error = { type, message: calleeMessage(message, type), traceback: text(map.traceback) ?? '' };
+    }
+    return new HearthInvokeError({
+      code,
+      message,
+      function: text(map.function) ?? functionName,
+      version: Number.isInteger(map.version) ? map.version : null,
+      requestId: text(map.request_id),
+      retryable: map.retryable === true,
+      error,
+    });
+  }
+}
+
+/**
+ * The callee's own exception message: the daemon's message reads
+ * "<function>@<version> raised <Kind>: <message>"; anything else is kept whole.
+ */
+function calleeMessage(message, kind) {
+  const marker = ` raised ${kind}: `;
+  const at = message.indexOf(marker);
+  return at >= 0 ? message.slice(at + marker.length) : message;
+}
+
+const INVOKE_OPTIONS = new Set(['version', 'alias', 'timeoutMs']);
+const MAX_U32 = 0xffffffff;
+
+/**
+ * Check one nested call's arguments and build its `call` message (without
+ * `id`); `where` names it in the TypeError ("context.invoke", "context.invokeMany item 2").
+ */
+function callMessage(where, parent, name, event, options) {
+  if (typeof name !== 'string' || name === '') {
+    throw new TypeError(`${where}: the function name must be a non-empty string, not ${describe(name)}`);
+  }
+  const message = { t: 'call', id: '', parent, function: name, payload: event === undefined ? null : event };
+  if (options === undefined || options === null) return message;
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`${where}: options must be an object like {version, alias, timeoutMs}, not ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!INVOKE_OPTIONS.has(key)) {
+      const hint = key === 'timeout_ms' ? ' (did you mean timeoutMs?)' : '';
+      throw new TypeError(`${where}: unknown option "${key}"${hint}; the options are version, alias and timeoutMs`);
+    }
+  }
+  const { version, alias, timeoutMs } = options;
+  if (version !== undefined && version !== null && alias !== undefined && alias !== null) {
+    throw new TypeError(`${where}: give version or alias, not both`);
+  }
+  if (version !== undefined && version !== null) {
+    if (!Number.isInteger(version) || version < 1 || version > MAX_U32) {
+      throw new TypeError(`${where}: version must be a positive integer, not ${describe(version)}`);
+    }
+    message.version = version;
+  }
+  if (alias !== undefined && alias !== null) {
+    if (typeof alias !== 'string' || alias === '') {
+      throw new TypeError(`${where}: alias must be a non-empty string, not ${describe(alias)}`);
+    }
+    message.alias = alias;
+  }
+  if (timeoutMs !== undefined && timeoutMs !== null) {
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) {
+      throw new TypeError(`${where}: timeoutMs must be a positive integer (milliseconds), not ${describe(timeoutMs)}`);
+    }
+    message.timeout_ms = timeoutMs;
+  }
+  return message;
+}
+
+function describe(value) {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (value === null || typeof value !== 'object') return String(value);
+  return Array.isArray(value) ? 'an array' : 'an object';
+}
+
+/** An item of invokeMany: [name, event, options] or {name, event, ...options}. */
+function callOfItem(where, parent, item) {
+  if (Array.isArray(item)) {
+    if (item.length < 1 || item.length > 3) {
+      throw new TypeError(`${where}: an array item is [name, event, options], not ${item.length} elements`);
+    }
+    return callMessage(where, parent, item[0], item[1], item[2]);
+  }
+  if (item !== null && typeof item === 'object') {
+    const { name, event, ...options } = item;
+    return callMessage(where, parent, name, event, options);
+  }
+  throw new TypeError(`${where}: each item is [name, event, options] or {name, event, ...options}, not ${describe(item)}`);
+}
+
 /** The handler's second argument (with the Lambda names as well). */
 class Context {
-  constructor(requestId, functionName, functionVersion, memoryLimitInMB, deadlineMs) {
+  #calls;
+
+  constructor(requestId, functionName, functionVersion, memoryLimitInMB, deadlineMs, calls = null) {
     this.requestId = requestId;
     this.awsRequestId = requestId;
     this.functionName = functionName;
     this.functionVersion = functionVersion;
     this.memoryLimitInMB = memoryLimitInMB;
     this.deadlineMs = deadlineMs;
+    this.#calls = calls;
   }
 
   /** Milliseconds left before the daemon's deadline (never negative). */
   getRemainingTimeInMillis() {
     return Math.max(0, Math.floor(this.deadlineMs - Date.now()));
   }
+
+  /**
+   * Call another function through the daemon: a promise of its value, or
+   * rejected with a HearthInvokeError (a TypeError for bad arguments).
+   */
+  invoke(name, event, options) {
+    try {
+      const message = callMessage('context.invoke', this.requestId, name, event, options);
+      return this.#nested('context.invoke').startCalls(this.requestId, 'context.invoke', [message])[0];
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Several nested calls at once (all sent before any answer): a promise of
+   * an array in the same order, each item the callee's value or a
+   * HearthInvokeError (not thrown). Rejects only for bad arguments.
+   */
+  invokeMany(calls) {
+    try {
+      if (!Array.isArray(calls)) {
+        throw new TypeError(`context.invokeMany: expects an array of [name, event, options] or {name, event, ...options}, not ${describe(calls)}`);
+      }
+      const messages = calls.map((item, i) => callOfItem(`context.invokeMany item ${i}`, this.requestId, item));
+      const pending = this.#nested('context.invokeMany').startCalls(this.requestId, 'context.invokeMany', messages);
+      return Promise.all(pending.map((p) => p.catch((err) => err)));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #nested(where) {
+    if (this.#calls === null) throw new Error(`${where}: nested calls need a worker (this context was made outside one)`);
+    return this.#calls;
+  }
 }
+
+Context.prototype.HearthInvokeError = HearthInvokeError;
 
 /** Lambda-style handlers take (event, context); plain ones may take just (event). */
 function takesOneArgument(handler) {
@@ -382,9 +549,9 @@ class LoadedFunction {
   }
 
   /** Call the handler; returns its value or a thenable. */
-  call(id, event, deadlineMs) {
+  call(id, event, deadlineMs, calls = null) {
     if (this.oneArg) return this.handler.call(this.holder, event);
-    const context = new Context(id, this.name, this.version, this.memoryMb, deadlineMs);
+    const context = new Context(id, this.name, this.version, this.memoryMb, deadlineMs, calls);
     return this.handler.call(this.holder, event, context);
   }
 }
@@ -394,8 +561,8 @@ class LoadedFunction {
 const END_OF_INPUT = Symbol('end of input');
 
 /** Run the handler (the callback of AsyncLocalStorage.run: no closure per call). */
-function callHandler(fn, id, event, deadlineMs) {
-  return fn.call(id, event, deadlineMs);
+function callHandler(fn, id, event, deadlineMs, calls) {
+  return fn.call(id, event, deadlineMs, calls);
 }
 
 class Worker {
@@ -427,6 +594,12 @@ class Worker {
     this.calls = new AsyncLocalStorage();
     this.tracking = false;
     this.flushing = 0; // answers waiting for stdout/stderr to drain
+    // Nested calls (PROTOCOL.md, "Nested calls"): the invokes not yet
+    // answered, each with the ids of its calls waiting for a call_result,
+    // and those calls by id.
+    this.running = new Map();
+    this.pendingCalls = new Map();
+    this.callSeq = 0;
   }
 
   send(message) {
@@ -477,8 +650,9 @@ class Worker {
         return this.send({ t: 'pong', id });
       case 'shutdown':
         return this.stop(0, true);
-      case 'cancel':
       case 'call_result':
+        return this.callResult(message);
+      case 'cancel':
         return undefined; // reserved: ignored in protocol version 1
       default:
         return this.send(shimError(id, 'ProtocolError', `unknown message type "${kind}"`));
@@ -609,19 +783,22 @@ class Worker {
     let call = null;
     let value;
     let thenable;
+    this.running.set(id, null);
     try {
       if (this.tracking) {
         call = { id, fail: null };
-        value = this.calls.run(call, callHandler, this.fn, id, event, deadlineMs);
+        value = this.calls.run(call, callHandler, this.fn, id, event, deadlineMs, this);
       } else {
-        value = this.fn.call(id, event, deadlineMs);
+        value = this.fn.call(id, event, deadlineMs, this);
       }
       thenable = isThenable(value);
     } catch (err) {
+      this.finished(id);
       this.answerCall(encodeFrame(errorMessage(id, err)));
       return;
     }
     if (!thenable) {
+      this.finished(id);
       this.answerCall(resultFrame(id, value));
       return;
     }
@@ -629,6 +806,7 @@ class Worker {
     this.inflight.add(call);
     const settle = (ok, outcome) => {
       if (!this.inflight.delete(call)) return; // already failed by an uncaught exception
+      this.finished(id);
       this.answerCall(ok ? resultFrame(id, outcome) : encodeFrame(errorMessage(id, outcome)));
     };
     call.fail = (err) => settle(false, err);
@@ -636,6 +814,68 @@ class Worker {
       (result) => settle(true, result),
       (err) => settle(false, err),
     );
+  }
+
+  /**
+   * Send the `call`s of `messages` (checked, without ids) for invoke
+   * `parent`, all in one write; returns a promise per call, settled by its
+   * call_result. Throws when `parent` was already answered, or a TypeError
+   * when an event cannot be sent (then none is sent).
+   */
+  startCalls(parent, where, messages) {
+    if (!this.running.has(parent)) {
+      throw new Error(`${where}: request ${parent} has already been answered; make nested calls before the handler returns`);
+    }
+    const frames = [];
+    const ids = [];
+    for (let i = 0; i < messages.length; i++) {
+      this.callSeq += 1;
+      const id = `c${this.callSeq}`;
+      messages[i].id = id;
+      try {
+        frames.push(encodeFrame(messages[i]));
+      } catch (err) {
+        const which = messages.length > 1 ? ` (item ${i})` : '';
+        throw new TypeError(`${where}: the event for ${messages[i].function}${which} cannot be sent: ${err.message}`);
+      }
+      ids.push(id);
+    }
+    let mine = this.running.get(parent);
+    if (mine === null) {
+      mine = new Set();
+      this.running.set(parent, mine);
+    }
+    const promises = messages.map(
+      (message) =>
+        new Promise((resolve, reject) => {
+          this.pendingCalls.set(message.id, { resolve, reject, parent, function: message.function });
+          mine.add(message.id);
+        }),
+    );
+    this.write(frames.length === 1 ? frames[0] : Buffer.concat(frames));
+    return promises;
+  }
+
+  /** A call_result: settle its call; one whose id is unknown (its invoke ended) is ignored. */
+  callResult(message) {
+    const pending = this.pendingCalls.get(message.id);
+    if (pending === undefined) return;
+    this.pendingCalls.delete(message.id);
+    const mine = this.running.get(pending.parent);
+    if (mine) mine.delete(message.id);
+    if (message.ok === true) pending.resolve(message.value === undefined ? null : message.value);
+    else pending.reject(HearthInvokeError.fromWire(message.error, pending.function));
+  }
+
+  /**
+   * Invoke `id` is answered: forget its calls still waiting. Their promises
+   * never settle (the daemon sends no call_result for them), so nothing
+   * rejects after the handler is done.
+   */
+  finished(id) {
+    const mine = this.running.get(id);
+    this.running.delete(id);
+    if (mine) for (const callId of mine) this.pendingCalls.delete(callId);
   }
 
   /** Send an invoke's answer (after the logs: see answer) and note when the last one is out. */
@@ -826,8 +1066,13 @@ function main() {
   });
 }
 
+// Handlers reach the error class as context.HearthInvokeError, or as a global
+// (for `instanceof` in code that has no context at hand).
+Object.defineProperty(globalThis, 'HearthInvokeError', { value: HearthInvokeError, writable: true, configurable: true, enumerable: false });
+
 module.exports = {
   PROTOCOL,
+  HearthInvokeError,
   MAX_FRAME,
   ProtocolError,
   EntryNotFound,

@@ -947,3 +947,318 @@ test('e2e: malformed uid, gid or tmp are protocol errors', async () => {
     await w.exited;
   }
 });
+
+// ------------------------------------------------------------ nested calls
+
+// A handler that makes the nested calls its event asks for and returns what
+// they gave (errors as their fields), so the test can play the daemon.
+const NESTED = `
+  const describe = (err) => ({
+    isError: err instanceof context_HearthInvokeError(),
+    global: err instanceof globalThis.HearthInvokeError,
+    isPlainError: err instanceof Error,
+    name: err.name, code: err.code, message: err.message, function: err.function, version: err.version,
+    requestId: err.requestId, retryable: err.retryable, error: err.error,
+  });
+  let saved = null;
+  const context_HearthInvokeError = () => saved;
+  exports.handler = async (event, context) => {
+    saved = context.HearthInvokeError;
+    if (event.many) {
+      const out = await context.invokeMany(event.many);
+      return out.map((item) => (item instanceof context.HearthInvokeError ? describe(item) : { value: item }));
+    }
+    if (event.bad) {
+      try {
+        await context.invoke(...event.bad);
+        return 'no error';
+      } catch (err) {
+        return { name: err.name, message: err.message };
+      }
+    }
+    if (event.badMany !== undefined) {
+      try {
+        await context.invokeMany(event.badMany);
+        return 'no error';
+      } catch (err) {
+        return { name: err.name, message: err.message };
+      }
+    }
+    try {
+      const value = await context.invoke(event.name, event.event, event.options);
+      return event.tag === undefined ? { value } : { value, tag: event.tag };
+    } catch (err) {
+      return describe(err);
+    }
+  };`;
+
+test('e2e: invoke sends a call and resolves to the call_result value', async () => {
+  const w = await loadedWorker({ 'main.js': NESTED });
+  w.send({ t: 'invoke', id: 'n1', deadline_ms: Date.now() + 60000, payload: { name: 'programs', event: { user: 'u1', limit: 3 } } });
+  const call = await w.next();
+  assert.deepEqual(call, { t: 'call', id: call.id, parent: 'n1', function: 'programs', payload: { user: 'u1', limit: 3 } });
+  assert.match(call.id, /^c\d+$/);
+  w.send({ t: 'call_result', id: call.id, ok: true, value: [{ id: 1, title: 'News' }], error: null });
+  assert.deepEqual(await w.next(), { t: 'result', id: 'n1', value: { value: [{ id: 1, title: 'News' }] } });
+  // with options; and a call with no event sends nil
+  w.send({ t: 'invoke', id: 'n2', deadline_ms: Date.now() + 60000, payload: { name: 'user-interests', event: { user: 'u1' }, options: { version: 2, timeoutMs: 250 } } });
+  const second = await w.next();
+  assert.deepEqual(Object.keys(second), ['t', 'id', 'parent', 'function', 'payload', 'version', 'timeout_ms']);
+  assert.deepEqual([second.parent, second.version, second.timeout_ms], ['n2', 2, 250]);
+  assert.notEqual(second.id, call.id);
+  w.send({ t: 'call_result', id: second.id, ok: true, value: null, error: null });
+  assert.deepEqual((await w.next()).value, { value: null });
+  w.send({ t: 'invoke', id: 'n3', deadline_ms: Date.now() + 60000, payload: { name: 'programs', options: { alias: 'canary' } } });
+  const third = await w.next();
+  assert.deepEqual([Object.keys(third), third.payload, third.alias], [['t', 'id', 'parent', 'function', 'payload', 'alias'], null, 'canary']);
+  w.send({ t: 'call_result', id: third.id, ok: true, value: 'Welcome', error: null });
+  assert.equal((await w.next()).value.value, 'Welcome');
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: an error call_result rejects with a HearthInvokeError', async () => {
+  const w = await loadedWorker({ 'main.js': NESTED });
+  const vectors = loadVectors();
+  for (const [name, want] of [
+    [
+      'call_result_function_error',
+      {
+        code: 'function_error',
+        message: "user-interests@2 raised KeyError: 'u1'",
+        function: 'user-interests',
+        version: 2,
+        requestId: '5f3a0c1200000008',
+        retryable: false,
+        error: { type: 'KeyError', message: "'u1'", traceback: "Traceback (most recent call last):\n  File \"main.py\", line 3, in handler\nKeyError: 'u1'\n" },
+      },
+    ],
+    [
+      'call_result_recursion',
+      {
+        code: 'recursion',
+        message: 'programs is already in the call chain (programs@1 -> row@3 -> programs): a function cannot call itself, directly or not',
+        function: 'programs',
+        version: null,
+        requestId: null,
+        retryable: false,
+        error: null,
+      },
+    ],
+  ]) {
+    w.send({ t: 'invoke', id: name, deadline_ms: Date.now() + 60000, payload: { name: 'x', event: 1 } });
+    const call = await w.next();
+    const answer = { ...vectors.find((v) => v.name === name).message, id: call.id };
+    w.send(answer);
+    const reply = await w.next();
+    assert.deepEqual(reply.value, { isError: true, global: true, isPlainError: true, name: 'HearthInvokeError', ...want }, name);
+  }
+  // retryable comes through; a missing function falls back to the callee's name
+  w.send({ t: 'invoke', id: 'busy', deadline_ms: Date.now() + 60000, payload: { name: 'programs', event: 1 } });
+  const call = await w.next();
+  w.send({ t: 'call_result', id: call.id, ok: false, value: null, error: { code: 'queue_full', message: 'programs: queue full', retryable: true } });
+  const v = (await w.next()).value;
+  assert.deepEqual([v.code, v.retryable, v.function, v.version, v.error], ['queue_full', true, 'programs', null, null]);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: invokeMany sends every call before any answer and keeps the order', async () => {
+  const w = await loadedWorker({ 'main.js': NESTED });
+  const many = [
+    ['programs', { limit: 3 }],
+    { name: 'user-interests', event: { user: 'u1' }, version: 2 },
+    ['programs', { genre: 'news' }, { alias: 'canary', timeoutMs: 100 }],
+    { name: 'missing' },
+  ];
+  w.send({ t: 'invoke', id: 'fan', deadline_ms: Date.now() + 60000, payload: { many } });
+  const calls = await nextN(w, 4);
+  assert.deepEqual(
+    calls.map((c) => [c.t, c.parent, c.function, c.payload, c.version, c.alias, c.timeout_ms]),
+    [
+      ['call', 'fan', 'programs', { limit: 3 }, undefined, undefined, undefined],
+      ['call', 'fan', 'user-interests', { user: 'u1' }, 2, undefined, undefined],
+      ['call', 'fan', 'programs', { genre: 'news' }, undefined, 'canary', 100],
+      ['call', 'fan', 'missing', null, undefined, undefined, undefined],
+    ],
+  );
+  assert.equal(new Set(calls.map((c) => c.id)).size, 4);
+  // answered in reverse order, one of them an error
+  w.send({ t: 'call_result', id: calls[3].id, ok: false, value: null, error: { code: 'function_not_found', message: 'no function missing', function: 'missing', version: null, request_id: null, retryable: false } });
+  w.send({ t: 'call_result', id: calls[2].id, ok: true, value: 'three', error: null });
+  w.send({ t: 'ping', id: 'mid' });
+  assert.deepEqual(await w.next(), { t: 'pong', id: 'mid' });
+  w.send({ t: 'call_result', id: calls[1].id, ok: true, value: ['news', 'sport'], error: null });
+  w.send({ t: 'call_result', id: calls[0].id, ok: true, value: [1, 2, 3], error: null });
+  const reply = await w.next();
+  assert.equal(reply.id, 'fan');
+  assert.deepEqual(reply.value.slice(0, 3), [{ value: [1, 2, 3] }, { value: ['news', 'sport'] }, { value: 'three' }]);
+  assert.deepEqual([reply.value[3].isError, reply.value[3].code, reply.value[3].message], [true, 'function_not_found', 'no function missing']);
+  // an empty list makes no call
+  assert.deepEqual((await invoke(w, { many: [] })).value, []);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: a ping is answered while a handler waits for its call_result', async () => {
+  const w = await loadedWorker({ 'main.js': NESTED });
+  w.send({ t: 'invoke', id: 'w1', deadline_ms: Date.now() + 60000, payload: { name: 'slow', event: 1 } });
+  const call = await w.next();
+  assert.deepEqual(await w.request({ t: 'ping', id: 'p-wait' }), { t: 'pong', id: 'p-wait' });
+  w.send({ t: 'call_result', id: 'c999', ok: true, value: 'not mine', error: null }); // unknown: ignored
+  w.send({ t: 'call_result', id: call.id, ok: true, value: 'mine', error: null });
+  assert.deepEqual(await w.next(), { t: 'result', id: 'w1', value: { value: 'mine' } });
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: two invokes in flight each get their own call_result, answered crosswise', async () => {
+  const w = await loadedWorker({ 'main.js': NESTED });
+  const deadline = Date.now() + 60000;
+  sendAll(w, [
+    { t: 'invoke', id: 'A', deadline_ms: deadline, payload: { name: 'f', event: 'from A', tag: 'A' } },
+    { t: 'invoke', id: 'B', deadline_ms: deadline, payload: { name: 'f', event: 'from B', tag: 'B' } },
+  ]);
+  const calls = await nextN(w, 2);
+  const byParent = Object.fromEntries(calls.map((c) => [c.parent, c]));
+  assert.deepEqual([byParent.A.payload, byParent.B.payload], ['from A', 'from B']);
+  w.send({ t: 'call_result', id: byParent.B.id, ok: true, value: 'for B', error: null });
+  assert.deepEqual(await w.next(), { t: 'result', id: 'B', value: { value: 'for B', tag: 'B' } });
+  w.send({ t: 'call_result', id: byParent.A.id, ok: true, value: 'for A', error: null });
+  assert.deepEqual(await w.next(), { t: 'result', id: 'A', value: { value: 'for A', tag: 'A' } });
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: a call still waiting when its invoke ends is forgotten; its late call_result is ignored', async () => {
+  const w = await loadedWorker({
+    'main.js': `
+      exports.handler = async (event, context) => {
+        if (event === 'leave') {
+          context.invoke('slow', null).then(() => console.log('settled late'));
+          return 'left';
+        }
+        if (event === 'keep') {
+          kept = context;
+          return 'kept';
+        }
+        if (event === 'stale') return kept.invoke('x', null).then(() => 'sent', (err) => [err.name, err.message]);
+        return 'plain';
+      };
+      let kept = null;`,
+  });
+  w.send({ t: 'invoke', id: 'L', deadline_ms: Date.now() + 60000, payload: 'leave' });
+  const call = await w.next();
+  assert.equal(call.t, 'call');
+  assert.deepEqual(await w.next(), { t: 'result', id: 'L', value: 'left' });
+  w.send({ t: 'call_result', id: call.id, ok: true, value: 1, error: null }); // ignored
+  assert.deepEqual(await w.request({ t: 'ping', id: 'p' }), { t: 'pong', id: 'p' });
+  assert.equal((await invoke(w, 'plain')).value, 'plain');
+  assert.doesNotMatch(w.stdout, /settled late/);
+  // a context kept past its invoke cannot make calls
+  assert.equal((await invoke(w, 'keep')).value, 'kept');
+  const [name, message] = (await invoke(w, 'stale')).value;
+  assert.equal(name, 'Error');
+  assert.match(message, /^context.invoke: request r\d+ has already been answered; make nested calls before the handler returns$/);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: nested-call arguments are checked with a TypeError', async () => {
+  const w = await loadedWorker({ 'main.js': NESTED });
+  const cases = [
+    [[''], /context.invoke: the function name must be a non-empty string, not ""/],
+    [[42], /the function name must be a non-empty string, not 42/],
+    [['f', 1, { version: 1, alias: 'a' }], /give version or alias, not both/],
+    [['f', 1, { version: 0 }], /version must be a positive integer, not 0/],
+    [['f', 1, { version: 1.5 }], /version must be a positive integer/],
+    [['f', 1, { alias: '' }], /alias must be a non-empty string/],
+    [['f', 1, { timeoutMs: 0 }], /timeoutMs must be a positive integer \(milliseconds\), not 0/],
+    [['f', 1, { timeoutMs: '100' }], /timeoutMs must be a positive integer/],
+    [['f', 1, { timeout_ms: 100 }], /unknown option "timeout_ms" \(did you mean timeoutMs\?\)/],
+    [['f', 1, 'fast'], /options must be an object/],
+  ];
+  for (const [args, pattern] of cases) {
+    const reply = await invoke(w, { bad: args });
+    assert.equal(reply.value.name, 'TypeError', JSON.stringify(args));
+    assert.match(reply.value.message, pattern, JSON.stringify(args));
+  }
+  for (const [many, pattern] of [
+    [{ name: 'f' }, /context.invokeMany: expects an array/],
+    [[['f'], ['']], /context.invokeMany item 1: the function name must be a non-empty string/],
+    [[['f'], 'g'], /item 1: each item is \[name, event, options\]/],
+    [[{ name: 'f', timeoutMs: -1 }], /item 0: timeoutMs must be a positive integer/],
+  ]) {
+    const reply = await invoke(w, { badMany: many });
+    assert.equal(reply.value.name, 'TypeError', JSON.stringify(many));
+    assert.match(reply.value.message, pattern);
+  }
+  // nothing was sent for any of them: the next frame is a pong
+  assert.deepEqual(await w.request({ t: 'ping', id: 'none-sent' }), { t: 'pong', id: 'none-sent' });
+  assert.equal((await w.close()).code, 0);
+});
+
+test('an event that cannot be sent is a TypeError and no call goes out', () => {
+  const frames = [];
+  const w = new worker.Worker((frame) => frames.push(frame), () => {}, () => []);
+  w.running.set('r1', null);
+  const context = new worker.Context('r1', 'f', 1, 128, 0, w);
+  return context.invokeMany([['a', 1], ['b', { f() {} }]]).then(
+    () => assert.fail('expected a rejection'),
+    (err) => {
+      assert.ok(err instanceof TypeError);
+      assert.match(err.message, /context.invokeMany: the event for b \(item 1\) cannot be sent/);
+      assert.equal(frames.length, 0);
+      assert.equal(w.pendingCalls.size, 0);
+    },
+  );
+});
+
+// --------------------------------------------------------------- examples
+
+const EXAMPLES = path.join(__dirname, '..', '..', 'examples', 'node');
+
+/** A worker that loaded an example's code directory. */
+async function exampleWorker(name) {
+  const w = startWorker();
+  assert.equal((await w.next()).t, 'ready');
+  const loaded = await w.request({ t: 'load', id: 'l', dir: path.join(EXAMPLES, name), entry: 'main.handler', function: name, version: 1, timeout_ms: 3000, memory_mb: 128 });
+  assert.equal(loaded.t, 'loaded', JSON.stringify(loaded));
+  return w;
+}
+
+test('example programs: a limit, a genre, the shape of each program', async () => {
+  const w = await exampleWorker('programs');
+  const three = (await invoke(w, { limit: 3 })).value;
+  assert.equal(three.length, 3);
+  for (const p of three) assert.deepEqual(Object.keys(p), ['id', 'title', 'genre', 'duration_min']);
+  const news = (await invoke(w, { limit: 10, genre: 'news' })).value;
+  assert.ok(news.length >= 2 && news.every((p) => p.genre === 'news'));
+  assert.equal((await invoke(w, {})).value.length, 12);
+  assert.deepEqual((await invoke(w, { genre: 'opera' })).value, []);
+  const bad = await invoke(w, { limit: 'lots' });
+  assert.deepEqual([bad.t, bad.kind], ['error', 'TypeError']);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('example programs-for-user: calls user-interests, then programs, and filters', async () => {
+  const w = await exampleWorker('programs-for-user');
+  const programs = require(path.join(EXAMPLES, 'programs', 'main.js'));
+  w.send({ t: 'invoke', id: 'u', deadline_ms: Date.now() + 60000, payload: { user: 'u1', limit: 2 } });
+  const first = await w.next();
+  assert.deepEqual([first.t, first.function, first.payload], ['call', 'user-interests', { user: 'u1' }]);
+  // refused before it ran: the example tries once more
+  w.send({ t: 'call_result', id: first.id, ok: false, value: null, error: { code: 'queue_full', message: 'busy', function: 'user-interests', version: null, request_id: null, retryable: true } });
+  const again = await w.next();
+  assert.deepEqual([again.function, again.payload], ['user-interests', { user: 'u1' }]);
+  w.send({ t: 'call_result', id: again.id, ok: true, value: { user: 'u1', genres: ['news', 'documentary'] }, error: null });
+  const second = await w.next();
+  assert.equal(second.function, 'programs');
+  w.send({ t: 'call_result', id: second.id, ok: true, value: await programs.handler(second.payload), error: null });
+  const reply = await w.next();
+  assert.equal(reply.t, 'result', JSON.stringify(reply));
+  assert.deepEqual(reply.value.genres, ['news', 'documentary']);
+  assert.deepEqual(reply.value.programs.map((p) => p.genre), ['news', 'documentary']);
+  // a callee's failure fails the call, as a HearthInvokeError
+  w.send({ t: 'invoke', id: 'v', deadline_ms: Date.now() + 60000, payload: {} });
+  const call = await w.next();
+  w.send({ t: 'call_result', id: call.id, ok: false, value: null, error: { code: 'function_error', message: 'user-interests@1 raised ValueError: user-interests needs "user"', function: 'user-interests', version: 1, request_id: 'x', retryable: false, kind: 'ValueError', traceback: '' } });
+  const failed = await w.next();
+  assert.deepEqual([failed.t, failed.kind], ['error', 'HearthInvokeError']);
+  assert.match(failed.message, /raised ValueError/);
+  assert.equal((await w.close()).code, 0);
+});
