@@ -49,6 +49,7 @@ impl Harness {
             version: 1,
             dir: self.dir(),
             entry: format!("main.{handler}"),
+            calls: vec![],
             limits: Limits::default(),
             runtime: self.runtimes.get(self.kind).expect("runtime").clone(),
             env: vec![],
@@ -66,7 +67,7 @@ impl Harness {
             .as_millis() as u64
             + 30_000;
         worker
-            .invoke("req-1", payload, deadline(), deadline_ms)
+            .invoke("req-1", payload, deadline(), deadline_ms, None)
             .await
             .unwrap_or_else(|e| panic!("{} worker failed: {e}", self.kind))
     }
