@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use tracing::Instrument as _;
+
+use crate::call::BoxFuture;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
@@ -177,6 +180,18 @@ pub struct Lost {
     pub log: CallLog,
     /// The worker that ran it.
     pub pid: u32,
+}
+
+/// Nested calls of a call, polled with its frames; whatever is left when
+/// the call ends (or is dropped) goes on in tasks of its own.
+struct Unfinished(FuturesUnordered<BoxFuture<'static, ToWorker>>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        for call in std::mem::take(&mut self.0) {
+            tokio::spawn(call.in_current_span());
+        }
+    }
 }
 
 /// A process's peak resident memory so far (VmHWM), in KiB.
@@ -675,10 +690,20 @@ impl Worker {
     ) -> Result<Result<rmpv::Value, FunctionError>, WorkerError> {
         self.write(message).await?;
         // One call at a time per worker: frames answer this call, or are
-        // its nested calls, served meanwhile (each in a task of its own:
-        // one that outlives the call still finishes, and is never re-run).
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<ToWorker>();
-        let mut outstanding = 0usize;
+        // its nested calls, served meanwhile, polled here with the read
+        // (no task hop on the way back). Those still running when the call
+        // ends go on in tasks of their own: they finish, never re-run.
+        // (Also when this future is dropped at the call's deadline.)
+        let mut nested = Unfinished(FuturesUnordered::new());
+        self.serve_frames(id, nest.as_ref(), &mut nested.0).await
+    }
+
+    async fn serve_frames(
+        &mut self,
+        id: &str,
+        nest: Option<&Arc<super::nested::Nest>>,
+        nested: &mut FuturesUnordered<BoxFuture<'static, ToWorker>>,
+    ) -> Result<Result<rmpv::Value, FunctionError>, WorkerError> {
         loop {
             let frame = {
                 let Some(from_worker) = self.from_worker.as_mut() else {
@@ -690,8 +715,7 @@ impl Worker {
                     tokio::select! {
                         biased;
                         r = &mut read => break Ok(r),
-                        Some(answer) = done_rx.recv(), if outstanding > 0 => {
-                            outstanding -= 1;
+                        Some(answer) = nested.next(), if !nested.is_empty() => {
                             let written = match (protocol::encode(&answer), self.to_worker.as_mut()) {
                                 (Ok(frame), Some(to_worker)) => protocol::write_frame(to_worker, &frame).await,
                                 (Err(e), _) => Err(e),
@@ -749,14 +773,7 @@ impl Worker {
                         alias,
                         timeout_ms,
                     };
-                    let (nest, done) = (nest.clone(), done_tx.clone());
-                    outstanding += 1;
-                    tokio::spawn(
-                        async move {
-                            let _ = done.send(nest.serve(call).await);
-                        }
-                        .in_current_span(),
-                    );
+                    nested.push(Box::pin(Arc::clone(nest).serve(call)));
                 }
                 FromWorker::Pong { .. } => {}
                 other => {
