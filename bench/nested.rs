@@ -69,9 +69,17 @@ fn main() {
         &["--no-metrics", "--no-stats"],
     );
     let mut conn = Conn::open(&d.addr);
-    deploy(&mut conn, &bundle("bench-b", B, "max_workers = 10\nmin_workers = 10"), true);
+    deploy(
+        &mut conn,
+        &bundle("bench-b", B, "max_workers = 10\nmin_workers = 10"),
+        true,
+    );
     deploy(&mut conn, &bundle("bench-a", A, "max_workers = 1"), true);
-    deploy(&mut conn, &bundle("bench-fan", FAN, "max_workers = 1"), true);
+    deploy(
+        &mut conn,
+        &bundle("bench-fan", FAN, "max_workers = 1"),
+        true,
+    );
     let event = br#"{"name":"Ada"}"#;
     // Warm-up: every worker started, caches filled.
     for _ in 0..200 {
@@ -127,10 +135,17 @@ fn main() {
     let (n50, n99) = us(&mut nested);
     let (r50, r99) = us(&mut runs);
     println!("{calls} calls each, python B returning its event:");
-    println!("  B over HTTP (client, keep-alive)     p50 {:>8.1} µs  p99 {:>8.1} µs", h.p50 * 1000.0, h.p99 * 1000.0);
+    println!(
+        "  B over HTTP (client, keep-alive)     p50 {:>8.1} µs  p99 {:>8.1} µs",
+        h.p50 * 1000.0,
+        h.p99 * 1000.0
+    );
     println!("  B through A (A's context.invoke)     p50 {n50:>8.1} µs  p99 {n99:>8.1} µs");
     println!("  B's own run (its nested records)     p50 {r50:>8.1} µs  p99 {r99:>8.1} µs");
-    println!("  nested call over B's run: {:+.1} µs at p50 (target: at most 50)", n50 - r50);
+    println!(
+        "  nested call over B's run: {:+.1} µs at p50 (target: at most 50)",
+        n50 - r50
+    );
 
     let rounds = (calls / 10).max(20);
     for parallel in [true, false] {
@@ -144,7 +159,11 @@ fn main() {
         let (p50, p99) = us(&mut times);
         println!(
             "  10 nested calls {}   p50 {p50:>8.1} µs  p99 {p99:>8.1} µs",
-            if parallel { "at once (invoke_many)" } else { "one after another    " }
+            if parallel {
+                "at once (invoke_many)"
+            } else {
+                "one after another    "
+            }
         );
     }
 }

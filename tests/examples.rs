@@ -46,7 +46,10 @@ fn every_example_deploys_and_answers() {
         );
         let text = reply.text();
         let expected = match &sample {
-            Some(s) => s["expect"].as_str().expect("example.json has expect").to_owned(),
+            Some(s) => s["expect"]
+                .as_str()
+                .expect("example.json has expect")
+                .to_owned(),
             None if name.starts_with("country") => "Paris".to_owned(),
             None => "Hello, Ada!".to_owned(),
         };

@@ -9,14 +9,16 @@ use common::{eventually, Daemon, FnDir};
 use serde_json::{json, Value};
 
 fn node(name: &str, code: &str) -> FnDir {
-    let manifest =
-        format!("name = \"{name}\"\nruntime = \"node\"\nentry = \"main.handler\"\napp = \"tests\"\n");
+    let manifest = format!(
+        "name = \"{name}\"\nruntime = \"node\"\nentry = \"main.handler\"\napp = \"tests\"\n"
+    );
     FnDir::new(&manifest, &[("main.js", code)])
 }
 
 fn lua(name: &str, code: &str) -> FnDir {
-    let manifest =
-        format!("name = \"{name}\"\nruntime = \"lua\"\nentry = \"main.handler\"\napp = \"tests\"\n");
+    let manifest = format!(
+        "name = \"{name}\"\nruntime = \"lua\"\nentry = \"main.handler\"\napp = \"tests\"\n"
+    );
     FnDir::new(&manifest, &[("main.lua", code)])
 }
 
@@ -39,7 +41,12 @@ fn records(d: &Daemon, function: &str, n: usize) -> Vec<Value> {
         got = r.json()["calls"].as_array().cloned().unwrap_or_default();
         got.len() >= n
     });
-    assert!(found, "{function} has {} records, not {n}:\n{}", got.len(), d.log());
+    assert!(
+        found,
+        "{function} has {} records, not {n}:\n{}",
+        got.len(),
+        d.log()
+    );
     got
 }
 
@@ -228,7 +235,10 @@ fn a_callee_is_cut_at_its_callers_deadline() {
     let (status, v, root_id) = call(&d, "hasty", json!({}));
     assert_eq!(status, 504, "{v}");
     assert_eq!(v["error"]["code"], "timeout");
-    assert!(began.elapsed() < std::time::Duration::from_secs(4), "the root waited for its callee");
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(4),
+        "the root waited for its callee"
+    );
     let callee = &records(&d, "slow-callee", 1)[0];
     assert_eq!(callee["parent_id"], root_id.as_str());
     assert_eq!(callee["code"], "timeout", "{callee}");
@@ -327,7 +337,12 @@ fn a_node_worker_serves_nested_answers_to_concurrent_calls() {
         .map(|tag| {
             let addr = d.addr.clone();
             std::thread::spawn(move || {
-                let r = common::http(&addr, "POST", "/fn/node-fan", json!({"tag": tag}).to_string().as_bytes());
+                let r = common::http(
+                    &addr,
+                    "POST",
+                    "/fn/node-fan",
+                    json!({"tag": tag}).to_string().as_bytes(),
+                );
                 (tag, r.status, r.text())
             })
         })

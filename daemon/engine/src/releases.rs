@@ -205,12 +205,19 @@ impl Releases {
         tokio::spawn(async move {
             for callee in calls {
                 let warmed = match releases.live_pool(&callee).await {
-                    Ok(pool) => pool.warm(crate::versions::LOAD_TIMEOUT).await.map_err(|e| e.to_string()),
+                    Ok(pool) => pool
+                        .warm(crate::versions::LOAD_TIMEOUT)
+                        .await
+                        .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
                 match warmed {
-                    Ok(()) => tracing::debug!(function = %caller, callee = %callee, "callee warmed"),
-                    Err(e) => tracing::warn!(function = %caller, callee = %callee, error = %e, "cannot warm a function this one calls (calls in its hearth.toml)"),
+                    Ok(()) => {
+                        tracing::debug!(function = %caller, callee = %callee, "callee warmed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(function = %caller, callee = %callee, error = %e, "cannot warm a function this one calls (calls in its hearth.toml)")
+                    }
                 }
             }
         });

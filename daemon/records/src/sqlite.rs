@@ -57,7 +57,8 @@ const PAGE_SIZE: i64 = 16 * 1024;
 /// `PRAGMA user_version` once the schema is in place.
 const SCHEMA_VERSION: i64 = 1;
 
-const INSERT: &str = "INSERT INTO calls (request_id, function, version, ok, started_at_ms, bytes, record)
+const INSERT: &str =
+    "INSERT INTO calls (request_id, function, version, ok, started_at_ms, bytes, record)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const ADD_USAGE: &str = "INSERT INTO usage (function, bytes) VALUES (?1, ?2)
      ON CONFLICT (function) DO UPDATE SET bytes = bytes + excluded.bytes";
@@ -512,7 +513,13 @@ mod tests {
         store.insert(many.clone()).await.unwrap();
         let size = serde_json::to_string(&many[0]).unwrap().len() as u64;
         let stored: i64 = store
-            .read(|c| Ok(c.query_row("SELECT bytes FROM calls WHERE request_id = 'h0'", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT bytes FROM calls WHERE request_id = 'h0'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
             .await
             .unwrap();
         assert_eq!(stored as u64, size, "a row's bytes are its record's JSON");

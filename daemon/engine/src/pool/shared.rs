@@ -355,7 +355,11 @@ async fn read_answers(weak: std::sync::Weak<SharedWorker>, mut reader: pipe::Rec
                     alias,
                     timeout_ms,
                 };
-                let nest = shared.nests.lock().ok().and_then(|n| n.get(&parent).cloned());
+                let nest = shared
+                    .nests
+                    .lock()
+                    .ok()
+                    .and_then(|n| n.get(&parent).cloned());
                 let weak = weak.clone();
                 tokio::spawn(async move {
                     let (answer, late) = match nest {

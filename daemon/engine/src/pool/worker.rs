@@ -777,9 +777,8 @@ impl Worker {
                 }
                 FromWorker::Pong { .. } => {}
                 other => {
-                    return Err(self.protocol_error(format!(
-                        "unexpected message during call {id}: {other:?}"
-                    )))
+                    return Err(self
+                        .protocol_error(format!("unexpected message during call {id}: {other:?}")))
                 }
             }
         }
