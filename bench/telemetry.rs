@@ -154,7 +154,12 @@ fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
             .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
             .to_owned();
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         // After the name: state is field 0, utime 11, stime 12.
         *by.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / tick;
     }
@@ -284,7 +289,9 @@ fn main() {
     let a = args();
     if std::env::args().any(|x| x == "--writer-only") {
         let (us, rate) = writer_cost(200_000);
-        println!("record writer: {us:.2} µs of CPU per record ({rate:.0} records/s offered and written)");
+        println!(
+            "record writer: {us:.2} µs of CPU per record ({rate:.0} records/s offered and written)"
+        );
         return;
     }
     eprintln!("starting two daemons (telemetry on, telemetry off) with python/hello…");
@@ -322,8 +329,17 @@ fn main() {
     );
     // Each round's on/off (the two ran back to back): their median is less
     // moved by the VM's drift than the ratio of the two medians.
-    let paired = median(on_rates.iter().zip(&off_rates).map(|(on, off)| on / off).collect());
-    println!("median of the rounds' on/off: {paired:.3} ({:+.1}% lost)", (1.0 - paired) * 100.0);
+    let paired = median(
+        on_rates
+            .iter()
+            .zip(&off_rates)
+            .map(|(on, off)| on / off)
+            .collect(),
+    );
+    println!(
+        "median of the rounds' on/off: {paired:.3} ({:+.1}% lost)",
+        (1.0 - paired) * 100.0
+    );
     let (m_on, m_off) = (median(on_rates), median(off_rates));
     let lost = (1.0 - m_on / m_off) * 100.0;
     // Both cores serve the calls: a call's share of them is 2 / rate.
@@ -340,7 +356,9 @@ fn main() {
     }
 
     let (us, rate) = writer_cost(200_000);
-    println!("record writer: {us:.2} µs of CPU per record ({rate:.0} records/s offered and written)");
+    println!(
+        "record writer: {us:.2} µs of CPU per record ({rate:.0} records/s offered and written)"
+    );
 
     // In-process: a call's events with and without the metrics sink.
     let calls = 2_000_000;
@@ -367,5 +385,8 @@ fn main() {
     rec.subscribe(Arc::new(Build));
     events_ns(&rec, calls / 10);
     let ns_rec = events_ns(&rec, calls);
-    println!("in-process: making a call's record takes {:.3} µs", (ns_rec - ns_bare) / 1000.0);
+    println!(
+        "in-process: making a call's record takes {:.3} µs",
+        (ns_rec - ns_bare) / 1000.0
+    );
 }
