@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS blocks (
     min_version INTEGER NOT NULL,
     max_version INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
+    -- The least and greatest request id, and whether they came in
+    -- increasing order (as the daemon's own ids do): then the block's
+    -- call_ids entries go as one range.
+    min_request_id TEXT NOT NULL,
+    max_request_id TEXT NOT NULL,
+    ids_sorted INTEGER NOT NULL,
     records TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_function_last_seq ON blocks (function, last_seq);
@@ -95,11 +101,13 @@ pub const MAX_LIST_BLOCKS: usize = 100_000;
 pub const MAX_LIST_RECORDS: usize = 100_000;
 
 const INSERT_BLOCK: &str = "INSERT INTO blocks (id, function, first_seq, last_seq, min_started_ms,
-     max_started_ms, count, errors, min_version, max_version, bytes, records)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+     max_started_ms, count, errors, min_version, max_version, bytes, min_request_id,
+     max_request_id, ids_sorted, records)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 const UPDATE_BLOCK: &str = "UPDATE blocks SET first_seq = ?2, last_seq = ?3, min_started_ms = ?4,
      max_started_ms = ?5, count = ?6, errors = ?7, min_version = ?8, max_version = ?9,
-     bytes = ?10, records = ?11 WHERE id = ?1";
+     bytes = ?10, min_request_id = ?11, max_request_id = ?12, ids_sorted = ?13, records = ?14
+     WHERE id = ?1";
 const INSERT_ID: &str =
     "INSERT OR REPLACE INTO call_ids (request_id, seq, block) VALUES (?1, ?2, ?3)";
 const DELETE_ID: &str = "DELETE FROM call_ids WHERE request_id = ?1 AND seq = ?2";
@@ -181,6 +189,11 @@ struct Block {
     min_version: i64,
     max_version: i64,
     bytes: i64,
+    min_id: String,
+    max_id: String,
+    /// Every request id greater than or equal to the one before.
+    sorted: bool,
+    last_id: String,
     text: Vec<u8>,
 }
 
@@ -198,6 +211,10 @@ impl Block {
             min_version: i64::MAX,
             max_version: i64::MIN,
             bytes: 0,
+            min_id: String::new(),
+            max_id: String::new(),
+            sorted: true,
+            last_id: String::new(),
             text: Vec::new(),
         }
     }
@@ -221,6 +238,23 @@ impl Block {
         self.max_started = self.max_started.max(started);
         self.min_version = self.min_version.min(version);
         self.max_version = self.max_version.max(version);
+        let id = record.request_id.as_str();
+        if self.count == 0 {
+            self.min_id.push_str(id);
+            self.max_id.push_str(id);
+        } else {
+            self.sorted &= id >= self.last_id.as_str();
+            if id < self.min_id.as_str() {
+                self.min_id.clear();
+                self.min_id.push_str(id);
+            }
+            if id > self.max_id.as_str() {
+                self.max_id.clear();
+                self.max_id.push_str(id);
+            }
+        }
+        self.last_id.clear();
+        self.last_id.push_str(id);
         self.count += 1;
         self.errors += i64::from(record.code != "ok");
         self.bytes += (self.text.len() - start) as i64;
@@ -244,6 +278,9 @@ impl Block {
             self.min_version,
             self.max_version,
             self.bytes,
+            self.min_id,
+            self.max_id,
+            self.sorted,
             self.text()?
         ])?;
         tx.prepare_cached(ADD_USAGE)?
@@ -264,6 +301,9 @@ impl Block {
             self.min_version,
             self.max_version,
             self.bytes,
+            self.min_id,
+            self.max_id,
+            self.sorted,
             self.text()?
         ])?;
         Ok(())
@@ -552,20 +592,65 @@ fn forget(tx: &rusqlite::Transaction<'_>, line: &str) -> Result<()> {
     Ok(())
 }
 
-/// Remove block `id` (of `function`, `bytes`, records `text`) whole.
-fn drop_block(
-    tx: &rusqlite::Transaction<'_>,
+/// A stored block's row, as retention reads it.
+struct Stored {
     id: i64,
-    function: &str,
+    function: String,
+    min_started: i64,
+    max_started: i64,
+    count: i64,
     bytes: i64,
-    text: &str,
-) -> Result<()> {
-    for line in lines(text) {
-        forget(tx, line)?;
+    min_id: String,
+    max_id: String,
+    sorted: bool,
+    text: String,
+}
+
+/// The columns of [`Stored`], in its order.
+const STORED: &str = "id, function, min_started_ms, max_started_ms, count, bytes, min_request_id,
+     max_request_id, ids_sorted, records";
+
+impl Stored {
+    fn of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+        Ok(Stored {
+            id: r.get(0)?,
+            function: r.get(1)?,
+            min_started: r.get(2)?,
+            max_started: r.get(3)?,
+            count: r.get(4)?,
+            bytes: r.get(5)?,
+            min_id: r.get(6)?,
+            max_id: r.get(7)?,
+            sorted: r.get(8)?,
+            text: r.get(9)?,
+        })
+    }
+}
+
+/// Remove a block whole, its call_ids entries with it: as one range of
+/// the tree when its ids came in order (no line decoded; the range holds
+/// only entries of calls of the same moments), else one by one.
+fn drop_block(tx: &rusqlite::Transaction<'_>, block: &Stored) -> Result<()> {
+    let Stored {
+        id,
+        function,
+        bytes,
+        text,
+        ..
+    } = block;
+    if block.sorted {
+        tx.prepare_cached(
+            "DELETE FROM call_ids WHERE request_id >= ?1 AND request_id <= ?2 AND block = ?3",
+        )?
+        .execute(params![block.min_id, block.max_id, id])?;
+    } else {
+        for line in lines(text) {
+            forget(tx, line)?;
+        }
     }
     tx.prepare_cached("DELETE FROM blocks WHERE id = ?1")?
         .execute(params![id])?;
-    release(tx, function, bytes)
+    release(tx, function, *bytes)
 }
 
 /// Remove the first records of block `id` while `cut` says so (given each
@@ -619,33 +704,21 @@ fn prune(
         // first records of the block that has both.
         'age: loop {
             let tx = conn.transaction()?;
-            let oldest: Vec<(i64, String, i64, i64, i64, i64, String)> = tx
-                .prepare_cached(
-                    "SELECT id, function, min_started_ms, max_started_ms, count, bytes, records
-                     FROM blocks ORDER BY id LIMIT 64",
-                )?
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })?
+            let oldest: Vec<Stored> = tx
+                .prepare_cached(&format!("SELECT {STORED} FROM blocks ORDER BY id LIMIT 64"))?
+                .query_map([], Stored::of)?
                 .collect::<rusqlite::Result<_>>()?;
             let mut stop = oldest.len() < 64;
-            for (id, function, min_started, max_started, count, bytes, text) in &oldest {
-                if *max_started < cutoff {
-                    drop_block(&tx, *id, function, *bytes, text)?;
-                    removed += (*count).max(0) as u64;
+            for block in &oldest {
+                if block.max_started < cutoff {
+                    drop_block(&tx, block)?;
+                    removed += block.count.max(0) as u64;
                 } else {
-                    if *min_started < cutoff {
-                        let (n, _) = cut_block(&tx, *id, function, text, |r, _| {
-                            (r.started_at_ms as i64) < cutoff
-                        })?;
+                    if block.min_started < cutoff {
+                        let (n, _) =
+                            cut_block(&tx, block.id, &block.function, &block.text, |r, _| {
+                                (r.started_at_ms as i64) < cutoff
+                            })?;
                         removed += n;
                     }
                     stop = true;
@@ -675,34 +748,32 @@ fn prune(
             let target = cap - cap / 10;
             while bytes > target {
                 let tx = conn.transaction()?;
-                let oldest: Vec<(i64, i64, i64, String)> = tx
-                    .prepare_cached(
-                        "SELECT id, count, bytes, records FROM blocks WHERE function = ?1
-                         ORDER BY last_seq LIMIT 16",
-                    )?
-                    .query_map(params![function], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })?
+                let oldest: Vec<Stored> = tx
+                    .prepare_cached(&format!(
+                        "SELECT {STORED} FROM blocks WHERE function = ?1 ORDER BY last_seq LIMIT 16"
+                    ))?
+                    .query_map(params![function], Stored::of)?
                     .collect::<rusqlite::Result<_>>()?;
                 if oldest.is_empty() {
                     release(&tx, &function, bytes)?;
                     tx.commit()?;
                     break;
                 }
-                for (id, count, size, text) in &oldest {
-                    if bytes - size >= target {
-                        drop_block(&tx, *id, &function, *size, text)?;
-                        removed += (*count).max(0) as u64;
-                        bytes -= size;
+                for block in &oldest {
+                    if bytes - block.bytes >= target {
+                        drop_block(&tx, block)?;
+                        removed += block.count.max(0) as u64;
+                        bytes -= block.bytes;
                     } else {
                         let mut left = bytes;
-                        let (n, freed) = cut_block(&tx, *id, &function, text, |_, size| {
-                            let go = left > target;
-                            if go {
-                                left -= size;
-                            }
-                            go
-                        })?;
+                        let (n, freed) =
+                            cut_block(&tx, block.id, &function, &block.text, |_, size| {
+                                let go = left > target;
+                                if go {
+                                    left -= size;
+                                }
+                                go
+                            })?;
                         removed += n;
                         bytes -= freed;
                         break;
@@ -1133,9 +1204,13 @@ mod tests {
             .await
             .unwrap();
         assert!(wrong.is_empty(), "another function's call");
-        // A repeated request id: get answers the latest.
+        // A repeated request id: get answers the latest. (Ids out of
+        // order: their entries go one by one.)
         store
-            .insert(vec![record("g", "f2-1", 9_000, "ok")])
+            .insert(vec![
+                record("g", "zz", 9_000, "ok"),
+                record("g", "f2-1", 9_000, "ok"),
+            ])
             .await
             .unwrap();
         assert_eq!(store.get("f2-1").await.unwrap().unwrap().function, "g");
@@ -1145,15 +1220,20 @@ mod tests {
             max_age: Duration::from_millis(1),
             max_bytes_per_function: 0,
         };
-        assert_eq!(store.prune(&by_age, 1_000_000, None).await.unwrap(), 26);
+        assert_eq!(store.prune(&by_age, 1_000_000, None).await.unwrap(), 27);
+        let entries: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM call_ids", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(entries, 0, "no call_ids entry outlives its block");
         store.close().await;
         let store = SqliteCallStore::open(&path).await.unwrap();
-        assert_eq!(store.last_seq().await.unwrap(), 26);
+        assert_eq!(store.last_seq().await.unwrap(), 27);
         assert_eq!(
             store.insert(vec![record("f", "n", 1, "ok")]).await.unwrap(),
-            27
+            28
         );
-        assert_eq!(store.get("n").await.unwrap().unwrap().seq, 27);
+        assert_eq!(store.get("n").await.unwrap().unwrap().seq, 28);
     }
 
     /// A calls.db of schema 1 (a row per call) is converted at open, and
