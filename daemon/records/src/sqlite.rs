@@ -1,53 +1,86 @@
-//! The SQLite back end of [`CallStore`]: `<data>/calls.db`, WAL, one row
-//! per call with the record as JSON.
+//! The SQLite back end of [`CallStore`]: `<data>/calls.db`, WAL, records
+//! kept in blocks.
+//!
+//! A block is one row per (function, batch): that batch's records of that
+//! function as JSON lines (each with its `seq`), beside summary columns
+//! (seq range, start-time range, count, errors, version range, bytes) that
+//! let a query skip a block without reading its records. A record costs
+//! its share of one row and one entry in `call_ids` (request id, seq →
+//! block) for `get`; a row per call with two indexes cost three b-tree
+//! inserts and their pages in the WAL each.
+//!
+//! `seq` stays a global number per record, given by the writer from a
+//! counter kept in `meta` (it never goes back, even once every record is
+//! gone), so follow streams and `after_seq` work as with a row per call.
 //!
 //! Every write (records, retention) is made by one thread of its own
 //! (`hearth-records`) holding its own connection: a batch is one message
-//! to it, and its rows go in through one prepared statement in a tight loop
-//! within one transaction. (Through sqlx, each statement was a round trip
-//! between the async task and sqlx's connection thread, and a batch as one
-//! statement of many rows was parsed anew each time: together they cost
-//! three times what writing the rows does.) Reads take a second connection
-//! on tokio's blocking pool; WAL lets them run while the writer writes.
+//! to it and one transaction. Reads take a second connection on tokio's
+//! blocking pool; WAL lets them run while the writer writes.
+//!
+//! A calls.db of schema 1 (a row per call, table `calls`) is converted at
+//! open, in slices of [`CONVERT_SLICE`] rows, each slice a transaction (an
+//! interrupted conversion goes on at the next open); rows whose record
+//! cannot be read are kept apart in `calls_unreadable`, never dropped.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use hearth_api::{CallQuery, CallRecord, StatusFilter};
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::error::{RecordsError, Result};
 use crate::{CallStore, RecordRetention};
 
-/// The schema (all of it idempotent: it also brings a file made by an
-/// earlier hearth, whose schema sqlx's migrations kept, up to date).
+/// The schema of version 2 (idempotent).
 const SCHEMA: &str = "
--- One row per call. The record itself is JSON (`record`); the columns
--- beside it are what queries filter and retention counts on.
-CREATE TABLE IF NOT EXISTS calls (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL,
+-- One row per (function, batch): the batch's records of the function as
+-- JSON lines in seq order, and what queries skip blocks by. `id` is the
+-- first seq the block had when written (unique, never reused).
+CREATE TABLE IF NOT EXISTS blocks (
+    id INTEGER PRIMARY KEY,
     function TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    ok INTEGER NOT NULL,
-    started_at_ms INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    min_started_ms INTEGER NOT NULL,
+    max_started_ms INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    min_version INTEGER NOT NULL,
+    max_version INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
-    record TEXT NOT NULL
+    -- The least and greatest request id, and whether they came in
+    -- increasing order (as the daemon's own ids do): then the block's
+    -- call_ids entries go as one range.
+    min_request_id TEXT NOT NULL,
+    max_request_id TEXT NOT NULL,
+    ids_sorted INTEGER NOT NULL,
+    records TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS calls_function_seq ON calls (function, seq);
-CREATE INDEX IF NOT EXISTS calls_request_id ON calls (request_id);
--- Age retention walks the oldest records by seq (the primary key), which
--- follows arrival: no index on the start time to update on every insert.
-DROP INDEX IF EXISTS calls_started_at;
--- Bytes of records kept per function, kept up to date by every insert and
--- delete, so the size limit is checked without summing the table.
+CREATE INDEX IF NOT EXISTS blocks_function_last_seq ON blocks (function, last_seq);
+-- Where each call's record is, for `get`. Request ids are made from a
+-- counter, so entries go in at the end of the tree, not all over it.
+CREATE TABLE IF NOT EXISTS call_ids (
+    request_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    PRIMARY KEY (request_id, seq)
+) WITHOUT ROWID;
+-- Bytes of records kept per function (the sum of their JSON lines), kept
+-- up to date by every write, so the size limit is checked without
+-- summing.
 CREATE TABLE IF NOT EXISTS usage (
     function TEXT PRIMARY KEY,
     bytes INTEGER NOT NULL
+);
+-- `last_seq`: the highest seq given.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 );
 ";
 
@@ -55,14 +88,34 @@ CREATE TABLE IF NOT EXISTS usage (
 const PAGE_SIZE: i64 = 16 * 1024;
 
 /// `PRAGMA user_version` once the schema is in place.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
-const INSERT: &str =
-    "INSERT INTO calls (request_id, function, version, ok, started_at_ms, bytes, record)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// Rows of a schema-1 `calls` table converted per transaction.
+const CONVERT_SLICE: usize = 5000;
+
+/// The most blocks one `list` looks at, and the most records it decodes:
+/// a filter that matches little (a status or version that is rare, a
+/// `since_ms` older records pass) stops there and returns what it found.
+/// About 0.1 s of reading each.
+pub const MAX_LIST_BLOCKS: usize = 100_000;
+pub const MAX_LIST_RECORDS: usize = 100_000;
+
+const INSERT_BLOCK: &str = "INSERT INTO blocks (id, function, first_seq, last_seq, min_started_ms,
+     max_started_ms, count, errors, min_version, max_version, bytes, min_request_id,
+     max_request_id, ids_sorted, records)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+const UPDATE_BLOCK: &str = "UPDATE blocks SET first_seq = ?2, last_seq = ?3, min_started_ms = ?4,
+     max_started_ms = ?5, count = ?6, errors = ?7, min_version = ?8, max_version = ?9,
+     bytes = ?10, min_request_id = ?11, max_request_id = ?12, ids_sorted = ?13, records = ?14
+     WHERE id = ?1";
+const INSERT_ID: &str =
+    "INSERT OR REPLACE INTO call_ids (request_id, seq, block) VALUES (?1, ?2, ?3)";
+const DELETE_ID: &str = "DELETE FROM call_ids WHERE request_id = ?1 AND seq = ?2";
 const ADD_USAGE: &str = "INSERT INTO usage (function, bytes) VALUES (?1, ?2)
      ON CONFLICT (function) DO UPDATE SET bytes = bytes + excluded.bytes";
 const RELEASE_USAGE: &str = "UPDATE usage SET bytes = MAX(bytes - ?2, 0) WHERE function = ?1";
+const SET_LAST_SEQ: &str = "INSERT INTO meta (key, value) VALUES ('last_seq', ?1)
+     ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)";
 
 /// What the writer thread is asked to do.
 enum Job {
@@ -79,6 +132,8 @@ enum Job {
 pub struct SqliteCallStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     reader: Arc<Mutex<Connection>>,
+    /// The highest seq given (the writer's counter, once committed).
+    last_seq: Arc<AtomicU64>,
 }
 
 /// Open `path` with the settings both connections use.
@@ -91,7 +146,7 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     conn.busy_timeout(Duration::from_secs(30))?;
     // Larger pages than the default 4 KiB (only a new file takes it):
-    // records are appended, and a batch's pages go to the WAL and back to
+    // blocks are appended, and a batch's pages go to the WAL and back to
     // the file a quarter as many times.
     conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -104,28 +159,290 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Create or update the schema.
-fn prepare_schema(conn: &mut Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version >= SCHEMA_VERSION {
-        return Ok(());
+/// A record's JSON line, with its seq.
+fn encode(record: &CallRecord, out: &mut Vec<u8>) -> Result<()> {
+    serde_json::to_writer(out, record).map_err(|e| RecordsError::Corrupt(e.to_string()))
+}
+
+fn decode(line: &str) -> Result<CallRecord> {
+    serde_json::from_str(line).map_err(|e| RecordsError::Corrupt(e.to_string()))
+}
+
+/// What deleting a record's `call_ids` entry needs of its line.
+#[derive(serde::Deserialize)]
+struct Key {
+    #[serde(default)]
+    seq: u64,
+    request_id: String,
+}
+
+/// A block being made: its lines and summary.
+struct Block {
+    id: i64,
+    function: String,
+    first_seq: i64,
+    last_seq: i64,
+    min_started: i64,
+    max_started: i64,
+    count: i64,
+    errors: i64,
+    min_version: i64,
+    max_version: i64,
+    bytes: i64,
+    min_id: String,
+    max_id: String,
+    /// Every request id greater than or equal to the one before.
+    sorted: bool,
+    last_id: String,
+    text: Vec<u8>,
+}
+
+impl Block {
+    fn new(id: i64, function: &str) -> Block {
+        Block {
+            id,
+            function: function.to_owned(),
+            first_seq: i64::MAX,
+            last_seq: 0,
+            min_started: i64::MAX,
+            max_started: i64::MIN,
+            count: 0,
+            errors: 0,
+            min_version: i64::MAX,
+            max_version: i64::MIN,
+            bytes: 0,
+            min_id: String::new(),
+            max_id: String::new(),
+            sorted: true,
+            last_id: String::new(),
+            text: Vec::new(),
+        }
     }
-    let tx = conn.transaction()?;
-    tx.execute_batch(SCHEMA)?;
-    // The running totals, made again from the rows (right whatever the
-    // file's history), and the bookkeeping of sqlx's migrations, no
-    // longer used.
-    tx.execute_batch(
-        "DELETE FROM usage;
-         INSERT INTO usage (function, bytes) SELECT function, SUM(bytes) FROM calls GROUP BY function;
-         DROP TABLE IF EXISTS _sqlx_migrations;",
-    )?;
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    tx.commit()
+
+    /// Add `record` (its seq set), as `line` if given, else encoded here.
+    fn push(&mut self, record: &CallRecord, line: Option<&str>) -> Result<()> {
+        if self.count > 0 {
+            self.text.push(b'\n');
+        }
+        let start = self.text.len();
+        match line {
+            Some(line) => self.text.extend_from_slice(line.as_bytes()),
+            None => encode(record, &mut self.text)?,
+        }
+        let seq = record.seq as i64;
+        let started = record.started_at_ms as i64;
+        let version = i64::from(record.version);
+        self.first_seq = self.first_seq.min(seq);
+        self.last_seq = self.last_seq.max(seq);
+        self.min_started = self.min_started.min(started);
+        self.max_started = self.max_started.max(started);
+        self.min_version = self.min_version.min(version);
+        self.max_version = self.max_version.max(version);
+        let id = record.request_id.as_str();
+        if self.count == 0 {
+            self.min_id.push_str(id);
+            self.max_id.push_str(id);
+        } else {
+            self.sorted &= id >= self.last_id.as_str();
+            if id < self.min_id.as_str() {
+                self.min_id.clear();
+                self.min_id.push_str(id);
+            }
+            if id > self.max_id.as_str() {
+                self.max_id.clear();
+                self.max_id.push_str(id);
+            }
+        }
+        self.last_id.clear();
+        self.last_id.push_str(id);
+        self.count += 1;
+        self.errors += i64::from(record.code != "ok");
+        self.bytes += (self.text.len() - start) as i64;
+        Ok(())
+    }
+
+    fn text(&self) -> Result<&str> {
+        std::str::from_utf8(&self.text).map_err(|e| RecordsError::Corrupt(e.to_string()))
+    }
+
+    fn insert(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        tx.prepare_cached(INSERT_BLOCK)?.execute(params![
+            self.id,
+            self.function,
+            self.first_seq,
+            self.last_seq,
+            self.min_started,
+            self.max_started,
+            self.count,
+            self.errors,
+            self.min_version,
+            self.max_version,
+            self.bytes,
+            self.min_id,
+            self.max_id,
+            self.sorted,
+            self.text()?
+        ])?;
+        tx.prepare_cached(ADD_USAGE)?
+            .execute(params![self.function, self.bytes])?;
+        Ok(())
+    }
+
+    /// Write over the stored block of the same id (kept its later records).
+    fn update(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        tx.prepare_cached(UPDATE_BLOCK)?.execute(params![
+            self.id,
+            self.first_seq,
+            self.last_seq,
+            self.min_started,
+            self.max_started,
+            self.count,
+            self.errors,
+            self.min_version,
+            self.max_version,
+            self.bytes,
+            self.min_id,
+            self.max_id,
+            self.sorted,
+            self.text()?
+        ])?;
+        Ok(())
+    }
+}
+
+/// Records of `text` (a block) in order, as found, each with its line.
+fn lines(text: &str) -> impl DoubleEndedIterator<Item = &str> {
+    text.split('\n').filter(|l| !l.is_empty())
+}
+
+/// Does `name` exist as a table?
+fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        params![name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// Create or update the schema; the highest seq given so far.
+fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<u64> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < SCHEMA_VERSION {
+        let tx = conn.transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch("DROP TABLE IF EXISTS _sqlx_migrations;")?;
+        tx.commit()?;
+        if has_table(conn, "calls")? {
+            convert_rows(conn, path)?;
+        }
+        let tx = conn.transaction()?;
+        // The running totals, made again from the blocks.
+        tx.execute_batch(
+            "DELETE FROM usage;
+             INSERT INTO usage (function, bytes) SELECT function, SUM(bytes) FROM blocks GROUP BY function;",
+        )?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
+    }
+    let counted: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'last_seq'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let stored: i64 = conn.query_row("SELECT COALESCE(MAX(last_seq), 0) FROM blocks", [], |r| {
+        r.get(0)
+    })?;
+    Ok(counted.unwrap_or(0).max(stored).max(0) as u64)
+}
+
+/// Schema 1 → 2: the rows of `calls` into blocks (of up to
+/// [`CONVERT_SLICE`] rows of a function each), a slice a transaction,
+/// oldest first; then `calls` goes.
+fn convert_rows(conn: &mut Connection, path: &Path) -> Result<()> {
+    let total: i64 = conn.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?;
+    tracing::info!(
+        path = %path.display(),
+        records = total,
+        "converting the call records store from a row per call (schema 1) to blocks (schema 2); every record is kept"
+    );
+    // The AUTOINCREMENT counter outlives the rows it numbered: keep it.
+    let counter: i64 = if has_table(conn, "sqlite_sequence")? {
+        conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'calls'",
+            [],
+            |r| r.get(0),
+        )?
+    } else {
+        0
+    };
+    let most: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM calls", [], |r| r.get(0))?;
+    conn.execute(SET_LAST_SEQ, params![counter.max(most)])?;
+    let (mut converted, mut unreadable) = (0u64, 0u64);
+    loop {
+        let tx = conn.transaction()?;
+        let rows: Vec<(i64, String)> = tx
+            .prepare("SELECT seq, record FROM calls ORDER BY seq LIMIT ?1")?
+            .query_map(params![CONVERT_SLICE as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some(&(cut, _)) = rows.last() else {
+            break;
+        };
+        let mut blocks: Vec<Block> = Vec::new();
+        for (seq, text) in &rows {
+            let mut record: CallRecord = match serde_json::from_str(text) {
+                Ok(r) => r,
+                Err(_) => {
+                    tx.execute_batch(
+                        "CREATE TABLE IF NOT EXISTS calls_unreadable (seq INTEGER PRIMARY KEY, record TEXT NOT NULL)",
+                    )?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO calls_unreadable (seq, record) VALUES (?1, ?2)",
+                        params![seq, text],
+                    )?;
+                    unreadable += 1;
+                    continue;
+                }
+            };
+            record.seq = (*seq).max(0) as u64;
+            let at = match blocks.iter().position(|b| b.function == record.function) {
+                Some(at) => at,
+                None => {
+                    blocks.push(Block::new(*seq, &record.function));
+                    blocks.len() - 1
+                }
+            };
+            blocks[at].push(&record, None)?;
+            tx.prepare_cached(INSERT_ID)?.execute(params![
+                record.request_id,
+                seq,
+                blocks[at].id
+            ])?;
+            converted += 1;
+        }
+        for block in &blocks {
+            block.insert(&tx)?;
+        }
+        tx.execute("DELETE FROM calls WHERE seq <= ?1", params![cut])?;
+        tx.commit()?;
+    }
+    conn.execute_batch("DROP TABLE calls;")?;
+    if unreadable > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            unreadable,
+            "call records that could not be read were kept apart in the table calls_unreadable of calls.db"
+        );
+    }
+    tracing::info!(path = %path.display(), converted, "call records store converted to blocks");
+    Ok(())
 }
 
 impl SqliteCallStore {
     /// Open (or create) the records store at `path`, and start its writer.
+    /// A store of schema 1 is converted first (see the module's notes).
     pub async fn open(path: &Path) -> Result<SqliteCallStore> {
         let path = path.to_path_buf();
         let opened = tokio::task::spawn_blocking(move || {
@@ -134,21 +451,31 @@ impl SqliteCallStore {
                 source,
             };
             let mut writer = connect(&path).map_err(open_err)?;
-            prepare_schema(&mut writer).map_err(open_err)?;
+            let last = prepare_schema(&mut writer, &path).map_err(|e| match e {
+                RecordsError::Query(source) => open_err(source),
+                other => other,
+            })?;
             let reader = connect(&path).map_err(open_err)?;
-            Ok::<_, RecordsError>((writer, reader, path))
+            Ok::<_, RecordsError>((writer, reader, path, last))
         })
         .await
         .map_err(|e| RecordsError::Thread(e.to_string()))??;
-        let (writer, reader, path) = opened;
+        let (conn, reader, path, last) = opened;
+        let last_seq = Arc::new(AtomicU64::new(last));
+        let writer = Writer {
+            conn,
+            last_seq: last,
+            shared: last_seq.clone(),
+        };
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("hearth-records".into())
-            .spawn(move || write_jobs(writer, rx, path))
+            .spawn(move || writer.run(rx, path))
             .map_err(|e| RecordsError::Thread(e.to_string()))?;
         Ok(SqliteCallStore {
             jobs: Mutex::new(Some(tx)),
             reader: Arc::new(Mutex::new(reader)),
+            last_seq,
         })
     }
 
@@ -176,61 +503,78 @@ impl SqliteCallStore {
     }
 }
 
-/// The writer thread: jobs in order until Close (or every sender gone).
-fn write_jobs(mut conn: Connection, jobs: mpsc::Receiver<Job>, path: PathBuf) {
-    while let Ok(job) = jobs.recv() {
-        match job {
-            Job::Insert(records, done) => {
-                let _ = done.send(insert(&mut conn, &records));
-            }
-            Job::Prune {
-                retention,
-                now_ms,
-                functions,
-                done,
-            } => {
-                let _ = done.send(prune(&mut conn, &retention, now_ms, functions.as_deref()));
-            }
-            Job::Close(done) => {
-                drop(conn);
-                let _ = done.send(());
-                return;
-            }
-        }
-    }
-    tracing::debug!(path = %path.display(), "call records writer stopped");
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    /// The highest seq given.
+    last_seq: u64,
+    shared: Arc<AtomicU64>,
 }
 
-fn insert(conn: &mut Connection, records: &[CallRecord]) -> Result<u64> {
-    let tx = conn.transaction()?;
-    let mut usage: HashMap<&str, i64> = HashMap::new();
-    {
-        let mut stmt = tx.prepare_cached(INSERT)?;
-        for record in records {
-            let text =
-                serde_json::to_string(record).map_err(|e| RecordsError::Corrupt(e.to_string()))?;
-            let bytes = text.len() as i64;
-            *usage.entry(record.function.as_str()).or_default() += bytes;
-            stmt.execute(params![
-                record.request_id,
-                record.function,
-                record.version,
-                record.code == "ok",
-                record.started_at_ms as i64,
-                bytes,
-                text
-            ])?;
+impl Writer {
+    /// Jobs in order until Close (or every sender gone).
+    fn run(mut self, jobs: mpsc::Receiver<Job>, path: PathBuf) {
+        while let Ok(job) = jobs.recv() {
+            match job {
+                Job::Insert(records, done) => {
+                    let _ = done.send(self.insert(records));
+                }
+                Job::Prune {
+                    retention,
+                    now_ms,
+                    functions,
+                    done,
+                } => {
+                    let _ = done.send(prune(
+                        &mut self.conn,
+                        &retention,
+                        now_ms,
+                        functions.as_deref(),
+                    ));
+                }
+                Job::Close(done) => {
+                    drop(self);
+                    let _ = done.send(());
+                    return;
+                }
+            }
         }
+        tracing::debug!(path = %path.display(), "call records writer stopped");
     }
-    let last = tx.last_insert_rowid();
-    {
-        let mut stmt = tx.prepare_cached(ADD_USAGE)?;
-        for (function, bytes) in usage {
-            stmt.execute(params![function, bytes])?;
+
+    /// One block per function of the batch, and an id entry per record.
+    fn insert(&mut self, mut records: Vec<CallRecord>) -> Result<u64> {
+        let mut seq = self.last_seq;
+        for record in &mut records {
+            seq += 1;
+            record.seq = seq;
         }
+        let tx = self.conn.transaction()?;
+        let mut blocks: Vec<Block> = Vec::new();
+        {
+            let mut ids = tx.prepare_cached(INSERT_ID)?;
+            for record in &records {
+                let at = match blocks.iter().position(|b| b.function == record.function) {
+                    Some(at) => at,
+                    None => {
+                        blocks.push(Block::new(record.seq as i64, &record.function));
+                        blocks.len() - 1
+                    }
+                };
+                blocks[at].push(record, None)?;
+                ids.execute(params![record.request_id, record.seq as i64, blocks[at].id])?;
+            }
+        }
+        for block in &blocks {
+            block.insert(&tx)?;
+        }
+        tx.prepare_cached(SET_LAST_SEQ)?
+            .execute(params![seq as i64])?;
+        tx.commit()?;
+        self.last_seq = seq;
+        self.shared.store(seq, Ordering::Release);
+        Ok(seq)
     }
-    tx.commit()?;
-    Ok(last.max(0) as u64)
 }
 
 /// Count `bytes` of `function`'s records as gone.
@@ -238,6 +582,111 @@ fn release(tx: &rusqlite::Transaction<'_>, function: &str, bytes: i64) -> Result
     tx.prepare_cached(RELEASE_USAGE)?
         .execute(params![function, bytes])?;
     Ok(())
+}
+
+/// Forget where the record of `line` was.
+fn forget(tx: &rusqlite::Transaction<'_>, line: &str) -> Result<()> {
+    let key: Key = serde_json::from_str(line).map_err(|e| RecordsError::Corrupt(e.to_string()))?;
+    tx.prepare_cached(DELETE_ID)?
+        .execute(params![key.request_id, key.seq as i64])?;
+    Ok(())
+}
+
+/// A stored block's row, as retention reads it.
+struct Stored {
+    id: i64,
+    function: String,
+    min_started: i64,
+    max_started: i64,
+    count: i64,
+    bytes: i64,
+    min_id: String,
+    max_id: String,
+    sorted: bool,
+    text: String,
+}
+
+/// The columns of [`Stored`], in its order.
+const STORED: &str = "id, function, min_started_ms, max_started_ms, count, bytes, min_request_id,
+     max_request_id, ids_sorted, records";
+
+impl Stored {
+    fn of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+        Ok(Stored {
+            id: r.get(0)?,
+            function: r.get(1)?,
+            min_started: r.get(2)?,
+            max_started: r.get(3)?,
+            count: r.get(4)?,
+            bytes: r.get(5)?,
+            min_id: r.get(6)?,
+            max_id: r.get(7)?,
+            sorted: r.get(8)?,
+            text: r.get(9)?,
+        })
+    }
+}
+
+/// Remove a block whole, its call_ids entries with it: as one range of
+/// the tree when its ids came in order (no line decoded; the range holds
+/// only entries of calls of the same moments), else one by one.
+fn drop_block(tx: &rusqlite::Transaction<'_>, block: &Stored) -> Result<()> {
+    let Stored {
+        id,
+        function,
+        bytes,
+        text,
+        ..
+    } = block;
+    if block.sorted {
+        tx.prepare_cached(
+            "DELETE FROM call_ids WHERE request_id >= ?1 AND request_id <= ?2 AND block = ?3",
+        )?
+        .execute(params![block.min_id, block.max_id, id])?;
+    } else {
+        for line in lines(text) {
+            forget(tx, line)?;
+        }
+    }
+    tx.prepare_cached("DELETE FROM blocks WHERE id = ?1")?
+        .execute(params![id])?;
+    release(tx, function, *bytes)
+}
+
+/// Remove the first records of block `id` while `cut` says so (given each
+/// record and its bytes), keeping the rest; how many went and their bytes.
+fn cut_block(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    function: &str,
+    text: &str,
+    mut cut: impl FnMut(&CallRecord, i64) -> bool,
+) -> Result<(u64, i64)> {
+    let mut kept = Block::new(id, function);
+    let (mut count, mut freed) = (0u64, 0i64);
+    let mut cutting = true;
+    for line in lines(text) {
+        let record = decode(line)?;
+        let size = line.len() as i64;
+        if cutting && cut(&record, size) {
+            forget(tx, line)?;
+            count += 1;
+            freed += size;
+        } else {
+            cutting = false;
+            kept.push(&record, Some(line))?;
+        }
+    }
+    if count > 0 {
+        if kept.count == 0 {
+            tx.prepare_cached("DELETE FROM blocks WHERE id = ?1")?
+                .execute(params![id])?;
+        } else {
+            kept.update(tx)?;
+        }
+        release(tx, function, freed)?;
+    }
+    Ok((count, freed))
 }
 
 fn prune(
@@ -249,37 +698,36 @@ fn prune(
     let mut removed = 0u64;
     if !retention.max_age.is_zero() {
         let cutoff = now_ms.saturating_sub(retention.max_age.as_millis() as u64) as i64;
-        // Oldest first by seq (arrival order), a slice at a time, up to
-        // the first record young enough to stay.
-        loop {
+        // Oldest blocks first (by id: the order they were written in), a
+        // slice at a time, up to the first record young enough to stay:
+        // whole blocks while all their records are too old, then the old
+        // first records of the block that has both.
+        'age: loop {
             let tx = conn.transaction()?;
-            let oldest: Vec<(i64, String, i64, i64)> = tx
-                .prepare_cached(
-                    "SELECT seq, function, bytes, started_at_ms FROM calls ORDER BY seq LIMIT 1000",
-                )?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            let oldest: Vec<Stored> = tx
+                .prepare_cached(&format!("SELECT {STORED} FROM blocks ORDER BY id LIMIT 64"))?
+                .query_map([], Stored::of)?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut cut = None;
-            let mut freed: HashMap<&str, i64> = HashMap::new();
-            let mut count = 0u64;
-            for (seq, function, bytes, started) in &oldest {
-                if *started >= cutoff {
+            let mut stop = oldest.len() < 64;
+            for block in &oldest {
+                if block.max_started < cutoff {
+                    drop_block(&tx, block)?;
+                    removed += block.count.max(0) as u64;
+                } else {
+                    if block.min_started < cutoff {
+                        let (n, _) =
+                            cut_block(&tx, block.id, &block.function, &block.text, |r, _| {
+                                (r.started_at_ms as i64) < cutoff
+                            })?;
+                        removed += n;
+                    }
+                    stop = true;
                     break;
                 }
-                cut = Some(*seq);
-                *freed.entry(function.as_str()).or_default() += bytes;
-                count += 1;
-            }
-            let Some(cut) = cut else { break };
-            tx.prepare_cached("DELETE FROM calls WHERE seq <= ?1")?
-                .execute(params![cut])?;
-            for (function, bytes) in freed {
-                release(&tx, function, bytes)?;
             }
             tx.commit()?;
-            removed += count;
-            if (count as usize) < oldest.len() || oldest.len() < 1000 {
-                break;
+            if stop {
+                break 'age;
             }
         }
     }
@@ -293,60 +741,197 @@ fn prune(
             if functions.is_some_and(|only| !only.contains(&function)) {
                 continue;
             }
-            // Down to nine tenths of the cap, oldest first, a slice at a
-            // time: the cap is not met again by the next batch.
+            // Down to nine tenths of the cap, oldest first: whole blocks
+            // while that leaves at least the target, then the first
+            // records of the next block (the cap is not met again by the
+            // next batch).
             let target = cap - cap / 10;
             while bytes > target {
                 let tx = conn.transaction()?;
-                let oldest: Vec<(i64, i64)> = tx
-                    .prepare_cached(
-                        "SELECT seq, bytes FROM calls WHERE function = ?1 ORDER BY seq LIMIT 500",
-                    )?
-                    .query_map(params![function], |r| Ok((r.get(0)?, r.get(1)?)))?
+                let oldest: Vec<Stored> = tx
+                    .prepare_cached(&format!(
+                        "SELECT {STORED} FROM blocks WHERE function = ?1 ORDER BY last_seq LIMIT 16"
+                    ))?
+                    .query_map(params![function], Stored::of)?
                     .collect::<rusqlite::Result<_>>()?;
                 if oldest.is_empty() {
                     release(&tx, &function, bytes)?;
                     tx.commit()?;
                     break;
                 }
-                let (mut cut, mut freed, mut count) = (0i64, 0i64, 0u64);
-                for (seq, size) in &oldest {
-                    if bytes - freed <= target {
+                for block in &oldest {
+                    if bytes - block.bytes >= target {
+                        drop_block(&tx, block)?;
+                        removed += block.count.max(0) as u64;
+                        bytes -= block.bytes;
+                    } else {
+                        let mut left = bytes;
+                        let (n, freed) =
+                            cut_block(&tx, block.id, &function, &block.text, |_, size| {
+                                let go = left > target;
+                                if go {
+                                    left -= size;
+                                }
+                                go
+                            })?;
+                        removed += n;
+                        bytes -= freed;
                         break;
                     }
-                    cut = *seq;
-                    freed += size;
-                    count += 1;
                 }
-                tx.prepare_cached("DELETE FROM calls WHERE function = ?1 AND seq <= ?2")?
-                    .execute(params![function, cut])?;
-                release(&tx, &function, freed)?;
                 tx.commit()?;
-                removed += count;
-                bytes -= freed;
             }
         }
     }
     Ok(removed)
 }
 
-/// A row of `SELECT seq, record`: the record, with its seq.
-fn decode(seq: i64, text: &str) -> Result<CallRecord> {
-    let mut record: CallRecord =
-        serde_json::from_str(text).map_err(|e| RecordsError::Corrupt(e.to_string()))?;
-    record.seq = seq.max(0) as u64;
-    Ok(record)
+/// `"request_id":"<id>"` as it stands in a record's line: lines without it
+/// are not that call's (and are not decoded).
+fn id_needle(request_id: &str) -> String {
+    format!(
+        "\"request_id\":{}",
+        serde_json::to_string(request_id).unwrap_or_default()
+    )
 }
 
-/// Rows of `SELECT seq, record ...` as records.
-fn records_of(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    params: impl rusqlite::Params,
-) -> Result<Vec<CallRecord>> {
-    let rows: Vec<(i64, String)> = stmt
-        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    rows.iter().map(|(seq, text)| decode(*seq, text)).collect()
+/// The record of `seq` in block `text`, if still there.
+fn find(text: &str, seq: u64, needle: &str) -> Result<Option<CallRecord>> {
+    for line in lines(text) {
+        if line.contains(needle) {
+            let record = decode(line)?;
+            if record.seq == seq {
+                return Ok(Some(record));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Records of `request_id` (newest first): from `call_ids`, each looked up
+/// in its block (an entry whose block or record went is passed over).
+fn by_id(conn: &Connection, request_id: &str, most: usize) -> Result<Vec<CallRecord>> {
+    let needle = id_needle(request_id);
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.seq, b.records FROM call_ids c JOIN blocks b ON b.id = c.block
+         WHERE c.request_id = ?1 ORDER BY c.seq DESC",
+    )?;
+    let mut rows = stmt.query(params![request_id])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let text = row
+            .get_ref(1)?
+            .as_str()
+            .map_err(|e| RecordsError::Corrupt(e.to_string()))?;
+        if let Some(record) = find(text, seq.max(0) as u64, &needle)? {
+            found.push(record);
+            if found.len() >= most {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Can a block of this summary hold a record `query` passes?
+fn may_match(
+    query: &CallQuery,
+    errors: i64,
+    count: i64,
+    versions: (i64, i64),
+    max_started: i64,
+) -> bool {
+    query.since_ms.is_none_or(|t| max_started >= t as i64)
+        && query.status.is_none_or(|s| match s {
+            StatusFilter::Ok => errors < count,
+            StatusFilter::Error => errors > 0,
+        })
+        && query
+            .version
+            .is_none_or(|v| (versions.0..=versions.1).contains(&i64::from(v)))
+}
+
+/// `list` on the reading connection: see [`CallStore::list`]; bounded by
+/// [`MAX_LIST_BLOCKS`] and [`MAX_LIST_RECORDS`].
+fn list_blocks(conn: &Connection, function: &str, query: &CallQuery) -> Result<Vec<CallRecord>> {
+    let limit = query.limit() as usize;
+    if let Some(id) = &query.request_id {
+        let mut found: Vec<CallRecord> = by_id(conn, id, MAX_LIST_RECORDS)?
+            .into_iter()
+            .filter(|r| {
+                r.function == function
+                    && query.after_seq.is_none_or(|a| r.seq > a)
+                    && query.matches(r)
+            })
+            .collect();
+        if query.after_seq.is_some() {
+            found.reverse();
+        }
+        found.truncate(limit);
+        return Ok(found);
+    }
+    let after = query.after_seq;
+    let mut stmt = conn.prepare_cached(if after.is_some() {
+        "SELECT errors, count, min_version, max_version, max_started_ms, records FROM blocks
+         WHERE function = ?1 AND last_seq > ?2 ORDER BY last_seq ASC"
+    } else {
+        "SELECT errors, count, min_version, max_version, max_started_ms, records FROM blocks
+         WHERE function = ?1 AND last_seq > ?2 ORDER BY last_seq DESC"
+    })?;
+    let mut rows = stmt.query(params![
+        function,
+        after.unwrap_or(0).min(i64::MAX as u64) as i64
+    ])?;
+    let mut out = Vec::new();
+    let (mut blocks, mut decoded) = (0usize, 0usize);
+    while let Some(row) = rows.next()? {
+        blocks += 1;
+        if blocks > MAX_LIST_BLOCKS || decoded >= MAX_LIST_RECORDS {
+            break;
+        }
+        let (errors, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let versions: (i64, i64) = (row.get(2)?, row.get(3)?);
+        if !may_match(query, errors, count, versions, row.get(4)?) {
+            continue;
+        }
+        // Only now is the block's text read (its overflow pages).
+        let text = row
+            .get_ref(5)?
+            .as_str()
+            .map_err(|e| RecordsError::Corrupt(e.to_string()))?;
+        let mut take = |line: &str| -> Result<bool> {
+            decoded += 1;
+            let record = decode(line)?;
+            if after.is_none_or(|a| record.seq > a) && query.matches(&record) {
+                out.push(record);
+            }
+            Ok(out.len() >= limit)
+        };
+        let full = if after.is_some() {
+            let mut full = false;
+            for line in lines(text) {
+                if take(line)? {
+                    full = true;
+                    break;
+                }
+            }
+            full
+        } else {
+            let mut full = false;
+            for line in lines(text).rev() {
+                if take(line)? {
+                    full = true;
+                    break;
+                }
+            }
+            full
+        };
+        if full {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -361,60 +946,19 @@ impl CallStore for SqliteCallStore {
     }
 
     async fn list(&self, function: &str, query: &CallQuery) -> Result<Vec<CallRecord>> {
-        use rusqlite::types::Value;
-        let mut sql = String::from("SELECT seq, record FROM calls WHERE function = ?");
-        let mut args: Vec<Value> = vec![Value::Text(function.to_owned())];
-        if let Some(after) = query.after_seq {
-            sql.push_str(" AND seq > ?");
-            args.push(Value::Integer(after as i64));
-        }
-        if let Some(since) = query.since_ms {
-            sql.push_str(" AND started_at_ms >= ?");
-            args.push(Value::Integer(since as i64));
-        }
-        if let Some(id) = &query.request_id {
-            sql.push_str(" AND request_id = ?");
-            args.push(Value::Text(id.clone()));
-        }
-        if let Some(v) = query.version {
-            sql.push_str(" AND version = ?");
-            args.push(Value::Integer(i64::from(v)));
-        }
-        if let Some(status) = query.status {
-            sql.push_str(" AND ok = ?");
-            args.push(Value::Integer(i64::from(status == StatusFilter::Ok)));
-        }
-        sql.push_str(if query.after_seq.is_some() {
-            " ORDER BY seq ASC LIMIT ?"
-        } else {
-            " ORDER BY seq DESC LIMIT ?"
-        });
-        args.push(Value::Integer(i64::from(query.limit())));
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            records_of(&mut stmt, rusqlite::params_from_iter(args))
-        })
-        .await
+        let (function, query) = (function.to_owned(), query.clone());
+        self.read(move |conn| list_blocks(conn, &function, &query))
+            .await
     }
 
     async fn get(&self, request_id: &str) -> Result<Option<CallRecord>> {
         let id = request_id.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, record FROM calls WHERE request_id = ?1 ORDER BY seq DESC LIMIT 1",
-            )?;
-            Ok(records_of(&mut stmt, params![id])?.pop())
-        })
-        .await
+        self.read(move |conn| Ok(by_id(conn, &id, 1)?.pop())).await
     }
 
+    /// The highest seq given (kept across restarts and retention).
     async fn last_seq(&self) -> Result<u64> {
-        self.read(|conn| {
-            let seq: i64 =
-                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM calls", [], |r| r.get(0))?;
-            Ok(seq.max(0) as u64)
-        })
-        .await
+        Ok(self.last_seq.load(Ordering::Acquire))
     }
 
     async fn prune(
@@ -460,6 +1004,10 @@ mod tests {
         }
     }
 
+    fn ids(records: &[CallRecord]) -> Vec<&str> {
+        records.iter().map(|r| r.request_id.as_str()).collect()
+    }
+
     #[tokio::test]
     async fn stores_lists_filters_and_prunes() {
         let dir = tempfile::tempdir().unwrap();
@@ -477,8 +1025,7 @@ mod tests {
             .unwrap();
         assert_eq!(last, 3);
         let all = store.list("f", &CallQuery::default()).await.unwrap();
-        let ids: Vec<_> = all.iter().map(|r| r.request_id.as_str()).collect();
-        assert_eq!(ids, ["b", "a"], "newest first, only f's");
+        assert_eq!(ids(&all), ["b", "a"], "newest first, only f's");
         assert_eq!(all[0].seq, 2);
         let errors = CallQuery {
             status: Some(StatusFilter::Error),
@@ -506,34 +1053,279 @@ mod tests {
         assert!(store.get("a").await.unwrap().is_none());
         assert!(store.get("c").await.unwrap().is_some());
 
-        // By bytes: only the newest records that fit stay.
+        // By bytes: only the newest records that fit stay, though they
+        // were written as one block.
         let many: Vec<_> = (0..10)
             .map(|i| record("h", &format!("h{i}"), 10_000 + i, "ok"))
             .collect();
         store.insert(many.clone()).await.unwrap();
-        let size = serde_json::to_string(&many[0]).unwrap().len() as u64;
-        let stored: i64 = store
+        let (stored, text): (i64, String) = store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT bytes, records FROM blocks WHERE function = 'h'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        let lines: Vec<&str> = text.split('\n').collect();
+        assert_eq!(lines.len(), 10, "one block, a line per record");
+        let sum: usize = lines.iter().map(|l| l.len()).sum();
+        assert_eq!(
+            stored as usize, sum,
+            "a block's bytes are its records' JSON"
+        );
+        let size = lines[0].len() as u64;
+        let usage: i64 = store
             .read(|c| {
                 Ok(
-                    c.query_row("SELECT bytes FROM calls WHERE request_id = 'h0'", [], |r| {
+                    c.query_row("SELECT bytes FROM usage WHERE function = 'h'", [], |r| {
                         r.get(0)
                     })?,
                 )
             })
             .await
             .unwrap();
-        assert_eq!(stored as u64, size, "a row's bytes are its record's JSON");
+        assert_eq!(usage, stored);
         let by_bytes = RecordRetention {
             max_age: Duration::ZERO,
             max_bytes_per_function: size * 3 + size / 2,
         };
-        store
-            .prune(&by_bytes, 20_000, Some(&["h".to_owned()]))
+        assert_eq!(
+            store
+                .prune(&by_bytes, 20_000, Some(&["h".to_owned()]))
+                .await
+                .unwrap(),
+            7
+        );
+        let kept = store.list("h", &CallQuery::default()).await.unwrap();
+        assert_eq!(ids(&kept), ["h9", "h8", "h7"]);
+        assert!(
+            store.get("h6").await.unwrap().is_none(),
+            "cut from its block"
+        );
+        assert_eq!(store.get("h7").await.unwrap().unwrap().request_id, "h7");
+        let usage: i64 = store
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT bytes FROM usage WHERE function = 'h'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
             .await
             .unwrap();
-        let kept = store.list("h", &CallQuery::default()).await.unwrap();
-        let ids: Vec<_> = kept.iter().map(|r| r.request_id.as_str()).collect();
-        assert_eq!(ids, ["h9", "h8", "h7"]);
+        let left: usize = kept
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap().len())
+            .sum();
+        assert_eq!(usage as usize, left, "usage follows what stays");
+        let entries: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM call_ids", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(
+            entries, 4,
+            "c, h7, h8, h9: the ids of records gone went too"
+        );
         assert!(store.get("c").await.unwrap().is_some(), "g is untouched");
+    }
+
+    #[tokio::test]
+    async fn lists_across_blocks_and_keeps_seq_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.db");
+        let store = SqliteCallStore::open(&path).await.unwrap();
+        // Five batches of four records of f, with one of g between.
+        for b in 0..5u64 {
+            let mut batch: Vec<_> = (0..4)
+                .map(|i| {
+                    let mut r = record("f", &format!("f{b}-{i}"), 1_000 * b + i, "ok");
+                    r.version = b as u32 + 1;
+                    r
+                })
+                .collect();
+            batch[2].code = if b == 3 {
+                "timeout".into()
+            } else {
+                "ok".into()
+            };
+            batch.insert(1, record("g", &format!("g{b}"), 1_000 * b, "ok"));
+            store.insert(batch).await.unwrap();
+        }
+        assert_eq!(store.last_seq().await.unwrap(), 25);
+        let q = |f: fn(&mut CallQuery)| {
+            let mut q = CallQuery::default();
+            f(&mut q);
+            q
+        };
+        let newest = store.list("f", &q(|q| q.limit = Some(6))).await.unwrap();
+        assert_eq!(
+            ids(&newest),
+            ["f4-3", "f4-2", "f4-1", "f4-0", "f3-3", "f3-2"]
+        );
+        let seqs: Vec<u64> = newest.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [25, 24, 23, 21, 20, 19]);
+        let from = store
+            .list(
+                "f",
+                &q(|q| {
+                    q.after_seq = Some(19);
+                    q.limit = Some(3)
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&from),
+            ["f3-3", "f4-0", "f4-1"],
+            "oldest first after 19"
+        );
+        let v2 = store.list("f", &q(|q| q.version = Some(2))).await.unwrap();
+        assert_eq!(ids(&v2), ["f1-3", "f1-2", "f1-1", "f1-0"]);
+        let bad = store
+            .list("f", &q(|q| q.status = Some(StatusFilter::Error)))
+            .await
+            .unwrap();
+        assert_eq!(ids(&bad), ["f3-2"]);
+        let since = store
+            .list("f", &q(|q| q.since_ms = Some(4_002)))
+            .await
+            .unwrap();
+        assert_eq!(ids(&since), ["f4-3", "f4-2"]);
+        let one = store
+            .list("f", &q(|q| q.request_id = Some("f2-1".into())))
+            .await
+            .unwrap();
+        assert_eq!(ids(&one), ["f2-1"]);
+        let wrong = store
+            .list("g", &q(|q| q.request_id = Some("f2-1".into())))
+            .await
+            .unwrap();
+        assert!(wrong.is_empty(), "another function's call");
+        // A repeated request id: get answers the latest. (Ids out of
+        // order: their entries go one by one.)
+        store
+            .insert(vec![
+                record("g", "zz", 9_000, "ok"),
+                record("g", "f2-1", 9_000, "ok"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.get("f2-1").await.unwrap().unwrap().function, "g");
+
+        // Everything goes by age; seq still never goes back.
+        let by_age = RecordRetention {
+            max_age: Duration::from_millis(1),
+            max_bytes_per_function: 0,
+        };
+        assert_eq!(store.prune(&by_age, 1_000_000, None).await.unwrap(), 27);
+        let entries: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM call_ids", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(entries, 0, "no call_ids entry outlives its block");
+        store.close().await;
+        let store = SqliteCallStore::open(&path).await.unwrap();
+        assert_eq!(store.last_seq().await.unwrap(), 27);
+        assert_eq!(
+            store.insert(vec![record("f", "n", 1, "ok")]).await.unwrap(),
+            28
+        );
+        assert_eq!(store.get("n").await.unwrap().unwrap().seq, 28);
+    }
+
+    /// A calls.db of schema 1 (a row per call) is converted at open, and
+    /// every record stays readable.
+    #[tokio::test]
+    async fn converts_a_store_of_schema_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE calls (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    request_id TEXT NOT NULL, function TEXT NOT NULL, version INTEGER NOT NULL,
+                    ok INTEGER NOT NULL, started_at_ms INTEGER NOT NULL, bytes INTEGER NOT NULL,
+                    record TEXT NOT NULL);
+                 CREATE INDEX calls_function_seq ON calls (function, seq);
+                 CREATE INDEX calls_request_id ON calls (request_id);
+                 CREATE TABLE usage (function TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+            for i in 0..12u64 {
+                let function = if i % 3 == 0 { "g" } else { "f" };
+                let r = record(function, &format!("r{i}"), 100 + i, "ok");
+                let text = serde_json::to_string(&r).unwrap();
+                conn.execute(
+                    "INSERT INTO calls (request_id, function, version, ok, started_at_ms, bytes, record)
+                     VALUES (?1, ?2, 1, 1, ?3, ?4, ?5)",
+                    params![r.request_id, function, r.started_at_ms as i64, text.len() as i64, text],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO calls (request_id, function, version, ok, started_at_ms, bytes, record)
+                 VALUES ('bad', 'f', 1, 1, 0, 3, 'not json')",
+                [],
+            )
+            .unwrap();
+            // The newest row went (retention): its seq is not given again.
+            conn.execute(
+                "INSERT INTO calls (request_id, function, version, ok, started_at_ms, bytes, record)
+                 VALUES ('gone', 'f', 1, 1, 0, 2, '{}')",
+                [],
+            )
+            .unwrap();
+            conn.execute("DELETE FROM calls WHERE request_id = 'gone'", [])
+                .unwrap();
+        }
+        let store = SqliteCallStore::open(&path).await.unwrap();
+        assert_eq!(store.last_seq().await.unwrap(), 14);
+        let f = store.list("f", &CallQuery::default()).await.unwrap();
+        assert_eq!(f.len(), 8);
+        assert_eq!((f[0].request_id.as_str(), f[0].seq), ("r11", 12));
+        assert_eq!(store.get("r3").await.unwrap().unwrap().seq, 4);
+        assert_eq!(
+            store
+                .insert(vec![record("f", "new", 200, "ok")])
+                .await
+                .unwrap(),
+            15
+        );
+        let (tables, unreadable, version): (i64, i64, i64) = store
+            .read(|c| {
+                Ok((
+                    c.query_row(
+                        "SELECT COUNT(*) FROM sqlite_master WHERE name = 'calls'",
+                        [],
+                        |r| r.get(0),
+                    )?,
+                    c.query_row("SELECT COUNT(*) FROM calls_unreadable", [], |r| r.get(0))?,
+                    c.pragma_query_value(None, "user_version", |r| r.get(0))?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!((tables, unreadable, version), (0, 1, SCHEMA_VERSION));
+        let usage: i64 = store
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT bytes FROM usage WHERE function = 'g'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        let g = store.list("g", &CallQuery::default()).await.unwrap();
+        let want: usize = g
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap().len())
+            .sum();
+        assert_eq!(usage as usize, want);
     }
 }
