@@ -350,6 +350,14 @@ fn main() {
         m_on / m_off
     );
     println!("call-path cost from throughput: {cost_us:+.1} µs of CPU per call ({cores} cores)");
+    let page = Conn::open(&on.addr).get("/api/v1/functions/hello/calls?limit=1");
+    let dropped = serde_json::from_slice::<serde_json::Value>(&page)
+        .ok()
+        .and_then(|v| v["dropped"].as_u64());
+    match dropped {
+        Some(n) => println!("call records dropped by the \"on\" daemon (full queue): {n}"),
+        None => println!("call records dropped by the \"on\" daemon: not known (records off)"),
+    }
 
     if a.soak > 0.0 {
         soak(&on, a.conns, a.soak);

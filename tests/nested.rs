@@ -354,3 +354,48 @@ fn a_node_worker_serves_nested_answers_to_concurrent_calls() {
         assert_eq!(v, json!([format!("{tag}1"), format!("{tag}2")]));
     }
 }
+
+#[test]
+fn a_pipelined_python_worker_serves_nested_calls_of_its_queued_invokes() {
+    let d = Daemon::start();
+    deploy(
+        &d,
+        &FnDir::python_with(
+            "pipe-leaf",
+            "import time\n\ndef handler(event):\n    time.sleep(0.2)\n    return event['tag']\n",
+            "[limits]\nmax_workers = 2\n",
+        ),
+    );
+    // One worker, two calls in its pipe: the second invoke arrives while
+    // the first waits for its nested call's answer.
+    deploy(
+        &d,
+        &FnDir::python_with(
+            "pipe-root",
+            "def handler(event, context):\n    return 'root ' + context.invoke('pipe-leaf', event)\n",
+            "[limits]\nmax_workers = 1\nconcurrency = 2\n",
+        ),
+    );
+    let handles: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|tag| {
+            let addr = d.addr.clone();
+            std::thread::spawn(move || {
+                let body = json!({"tag": tag}).to_string();
+                let r = common::http(&addr, "POST", "/fn/pipe-root", body.as_bytes());
+                (tag, r.status, r.text())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (tag, status, text) = h.join().expect("thread");
+        assert_eq!(status, 200, "{text}\n{}", d.log());
+        assert_eq!(text, format!("\"root {tag}\""));
+    }
+    let w = d.get("/api/v1/workers").json();
+    let root = w["pools"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["function"] == "pipe-root").cloned())
+        .expect("pipe-root's pool");
+    assert_eq!(root["started"], 1, "both calls ran on one worker: {root}");
+}

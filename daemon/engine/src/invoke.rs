@@ -140,16 +140,23 @@ impl Engine {
             let _in_flight = in_flight;
             let _busy = busy;
             // The call runs in its own task: a caller that goes away mid-call
-            // does not abandon a worker half-way through a frame.
-            let outcome = tokio::spawn(pool.call(call).in_current_span())
-                .await
-                .map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::Internal,
-                        format!("call task failed: {e}"),
-                        "report this as a bug",
-                    )
-                })?;
+            // does not abandon a worker half-way through a frame. A nested
+            // call is already one its caller never drops (pool/nested.rs:
+            // it goes on in a task of its own if its caller ends first), so
+            // it skips the extra hop.
+            let outcome = if caller == crate::call::Caller::Nested {
+                pool.call(call).await
+            } else {
+                tokio::spawn(pool.call(call).in_current_span())
+                    .await
+                    .map_err(|e| {
+                        ApiError::new(
+                            ErrorCode::Internal,
+                            format!("call task failed: {e}"),
+                            "report this as a bug",
+                        )
+                    })?
+            };
             let elapsed = invocation.arrived.elapsed();
             let ms = elapsed.as_secs_f64() * 1000.0;
             match outcome {

@@ -188,8 +188,12 @@ struct Unfinished(FuturesUnordered<BoxFuture<'static, ToWorker>>);
 
 impl Drop for Unfinished {
     fn drop(&mut self) {
+        // (Outside a runtime, at its shutdown, there is nothing to run on.)
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         for call in std::mem::take(&mut self.0) {
-            tokio::spawn(call.in_current_span());
+            runtime.spawn(call.in_current_span());
         }
     }
 }
