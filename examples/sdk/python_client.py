@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Call the README's hello function with the Python SDK and print what it
+"""Call the README's hello function, then the recommended-row example (a
+field-mapping function that calls two data sources), with the Python SDK
+and print what it
 answered, with the call's log lines from its record.
 
     hearth deploy examples/python/hello
@@ -73,6 +75,23 @@ def main():
     )
     for line in result.log or []:
         print("  %s: %s" % (line["stream"], line["text"]))
+    recommended_row(token)
+
+
+def recommended_row(token):
+    """The field-mapping example: a page's row built from two data sources
+    (its nested calls run inside hearth; this is one call)."""
+    with hearth.Client(token=token) as client:
+        try:
+            row = client.invoke("recommended-row", {"user": "u1"})
+        except hearth.FunctionNotFound:
+            print("(recommended-row is not deployed; scripts/up deploys every example)")
+            return
+        except hearth.HearthError as e:
+            sys.exit(str(e))
+    print("%s (%s, %.1f ms):" % (row.value["title"], "personalised" if row.value["personalised"] else "not personalised", row.duration_ms))
+    for item in row.value["items"]:
+        print("  %s [%s]" % (item["title"], item["genre"]))
 
 
 if __name__ == "__main__":

@@ -40,13 +40,17 @@ pub(super) async fn calls(client: &Client, name: &str, filters: &Filters) -> any
                 format!("{:.1}", r.timing.run_ms),
                 r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 r.log.len().to_string(),
+                match &r.parent_id {
+                    Some(parent) => format!("{} from {parent}", r.caller),
+                    None => r.caller.clone(),
+                },
             ]
         })
         .collect();
     table(
         &[
             "STARTED", "REQUEST", "VERSION", "OUTCOME", "STATUS", "MS", "START", "QUEUE", "INIT",
-            "RUN", "PID", "LINES",
+            "RUN", "PID", "LINES", "CALLER",
         ],
         &rows,
     );
