@@ -100,14 +100,19 @@ const CONVERT_SLICE: usize = 5000;
 pub const MAX_LIST_BLOCKS: usize = 100_000;
 pub const MAX_LIST_RECORDS: usize = 100_000;
 
-const INSERT_BLOCK: &str = "INSERT INTO blocks (id, function, first_seq, last_seq, min_started_ms,
+/// A block, new or written over (the same id keeps its later records when
+/// retention cut its first ones).
+const WRITE_BLOCK: &str = "INSERT INTO blocks (id, function, first_seq, last_seq, min_started_ms,
      max_started_ms, count, errors, min_version, max_version, bytes, min_request_id,
      max_request_id, ids_sorted, records)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
-const UPDATE_BLOCK: &str = "UPDATE blocks SET first_seq = ?2, last_seq = ?3, min_started_ms = ?4,
-     max_started_ms = ?5, count = ?6, errors = ?7, min_version = ?8, max_version = ?9,
-     bytes = ?10, min_request_id = ?11, max_request_id = ?12, ids_sorted = ?13, records = ?14
-     WHERE id = ?1";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+     ON CONFLICT (id) DO UPDATE SET first_seq = excluded.first_seq,
+     last_seq = excluded.last_seq, min_started_ms = excluded.min_started_ms,
+     max_started_ms = excluded.max_started_ms, count = excluded.count,
+     errors = excluded.errors, min_version = excluded.min_version,
+     max_version = excluded.max_version, bytes = excluded.bytes,
+     min_request_id = excluded.min_request_id, max_request_id = excluded.max_request_id,
+     ids_sorted = excluded.ids_sorted, records = excluded.records";
 const INSERT_ID: &str =
     "INSERT OR REPLACE INTO call_ids (request_id, seq, block) VALUES (?1, ?2, ?3)";
 const DELETE_ID: &str = "DELETE FROM call_ids WHERE request_id = ?1 AND seq = ?2";
@@ -266,23 +271,7 @@ impl Block {
     }
 
     fn insert(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
-        tx.prepare_cached(INSERT_BLOCK)?.execute(params![
-            self.id,
-            self.function,
-            self.first_seq,
-            self.last_seq,
-            self.min_started,
-            self.max_started,
-            self.count,
-            self.errors,
-            self.min_version,
-            self.max_version,
-            self.bytes,
-            self.min_id,
-            self.max_id,
-            self.sorted,
-            self.text()?
-        ])?;
+        self.write(tx)?;
         tx.prepare_cached(ADD_USAGE)?
             .execute(params![self.function, self.bytes])?;
         Ok(())
@@ -290,8 +279,13 @@ impl Block {
 
     /// Write over the stored block of the same id (kept its later records).
     fn update(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
-        tx.prepare_cached(UPDATE_BLOCK)?.execute(params![
+        self.write(tx)
+    }
+
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        tx.prepare_cached(WRITE_BLOCK)?.execute(params![
             self.id,
+            self.function,
             self.first_seq,
             self.last_seq,
             self.min_started,

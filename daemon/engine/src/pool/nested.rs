@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use hearth_api::{ApiError, ErrorCode, Target};
-use hearth_protocol::{CallError, ToWorker};
+use hearth_protocol::{CallError, FromWorker, ToWorker};
 use tokio::time::Instant;
 
 use crate::call::{Caller, Dispatch, Invocation, Lineage};
@@ -49,6 +49,35 @@ pub struct CallFrame {
     pub version: Option<u32>,
     pub alias: Option<String>,
     pub timeout_ms: Option<u64>,
+}
+
+impl CallFrame {
+    /// A `call` message's call, and the invoke it belongs to (its
+    /// `parent`); None for any other message.
+    pub fn of(message: FromWorker) -> Option<(String, CallFrame)> {
+        match message {
+            FromWorker::Call {
+                id,
+                parent,
+                function,
+                payload,
+                version,
+                alias,
+                timeout_ms,
+            } => Some((
+                parent,
+                CallFrame {
+                    id,
+                    function,
+                    payload,
+                    version,
+                    alias,
+                    timeout_ms,
+                },
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Codes of calls refused before they were dispatched (the function did

@@ -338,22 +338,9 @@ async fn read_answers(weak: std::sync::Weak<SharedWorker>, mut reader: pipe::Rec
                     traceback,
                 })),
             ),
-            Ok(FromWorker::Call {
-                id,
-                parent,
-                function,
-                payload,
-                version,
-                alias,
-                timeout_ms,
-            }) => {
-                let call = super::nested::CallFrame {
-                    id,
-                    function,
-                    payload,
-                    version,
-                    alias,
-                    timeout_ms,
+            Ok(call @ FromWorker::Call { .. }) => {
+                let Some((parent, call)) = super::nested::CallFrame::of(call) else {
+                    continue;
                 };
                 let nest = shared
                     .nests

@@ -755,27 +755,15 @@ impl Worker {
                         traceback,
                     }))
                 }
-                FromWorker::Call {
-                    id: call_id,
-                    parent,
-                    function,
-                    payload,
-                    version,
-                    alias,
-                    timeout_ms,
-                } => {
+                call @ FromWorker::Call { .. } => {
+                    let Some((parent, call)) = super::nested::CallFrame::of(call) else {
+                        continue;
+                    };
                     let Some(nest) = nest.as_ref().filter(|_| parent == id) else {
                         return Err(self.protocol_error(format!(
-                            "it sent a call to {function} for invoke {parent}, which is not running (call {id} is)"
+                            "it sent a call to {} for invoke {parent}, which is not running (call {id} is)",
+                            call.function
                         )));
-                    };
-                    let call = super::nested::CallFrame {
-                        id: call_id,
-                        function,
-                        payload,
-                        version,
-                        alias,
-                        timeout_ms,
                     };
                     nested.push(Box::pin(Arc::clone(nest).serve(call)));
                 }
