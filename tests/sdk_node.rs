@@ -152,22 +152,7 @@ fn the_sdk_reaches_an_https_daemon_with_hearth_ca_cert() {
         eprintln!("skipped: node is not installed (scripts/setup installs it)");
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("certificate");
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, made.cert.pem()).expect("write cert");
-    std::fs::write(&key, made.key_pair.serialize_pem()).expect("write key");
-    let d = Daemon::start_with(
-        &[
-            "--tls-cert",
-            cert.to_str().expect("path"),
-            "--tls-key",
-            key.to_str().expect("path"),
-        ],
-        &[],
-    );
+    let (d, cert, _dir) = common::https_daemon();
     let f = common::FnDir::python("tls-hi", "def handler(e):\n    return {'hi': e['n']}\n");
     let script = r#"
         const { Client } = await import(process.env.SDK);

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Daemon, FnDir};
+use common::FnDir;
 
 fn have_curl() -> bool {
     Command::new("curl")
@@ -21,23 +21,7 @@ fn the_gateway_serves_https_with_the_given_certificate() {
         eprintln!("SKIPPED: curl is not installed");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("certificate");
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, made.cert.pem()).expect("write cert");
-    std::fs::write(&key, made.key_pair.serialize_pem()).expect("write key");
-
-    let d = Daemon::start_with(
-        &[
-            "--tls-cert",
-            cert.to_str().expect("path"),
-            "--tls-key",
-            key.to_str().expect("path"),
-        ],
-        &[],
-    );
+    let (d, cert, _dir) = common::https_daemon();
     let https = format!("https://{}", d.addr);
     // The CLI, trusting the certificate through HEARTH_CA_CERT.
     let f = FnDir::python("hi", "def handler(e, c):\n    return {'hi': e.get('n')}\n");

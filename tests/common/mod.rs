@@ -657,3 +657,26 @@ pub fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// A daemon serving HTTPS with a fresh self-signed certificate for
+/// localhost and 127.0.0.1, and the certificate's file (its CA, for
+/// HEARTH_CA_CERT). The directory holds both files.
+pub fn https_daemon() -> (Daemon, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("certificate");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).expect("write cert");
+    std::fs::write(&key, made.key_pair.serialize_pem()).expect("write key");
+    let d = Daemon::start_with(
+        &[
+            "--tls-cert",
+            cert.to_str().expect("path"),
+            "--tls-key",
+            key.to_str().expect("path"),
+        ],
+        &[],
+    );
+    (d, cert, dir)
+}
