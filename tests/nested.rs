@@ -399,3 +399,32 @@ fn a_pipelined_python_worker_serves_nested_calls_of_its_queued_invokes() {
         .expect("pipe-root's pool");
     assert_eq!(root["started"], 1, "both calls ran on one worker: {root}");
 }
+
+#[test]
+fn a_fan_out_past_a_full_pool_fails_clearly_and_may_be_retried() {
+    let d = Daemon::start();
+    deploy(
+        &d,
+        &FnDir::python_with(
+            "narrow",
+            "import time\n\ndef handler(event):\n    time.sleep(0.3)\n    return event['i']\n",
+            "[limits]\nmax_workers = 1\nmax_queue = 0\nmin_workers = 1\n",
+        ),
+    );
+    deploy(
+        &d,
+        &FnDir::python(
+            "wide",
+            "import hearth\n\ndef handler(event, context):\n    out = context.invoke_many([('narrow', {'i': i}) for i in range(3)])\n    return [[x.code, x.retryable] if isinstance(x, hearth.InvokeError) else x for x in out]\n",
+        ),
+    );
+    let (status, v, _) = call(&d, "wide", json!({}));
+    assert_eq!(status, 200, "{v}\n{}", d.log());
+    let list = v.as_array().expect("list");
+    let ran = list.iter().filter(|x| x.is_number()).count();
+    let refused = list
+        .iter()
+        .filter(|x| **x == json!(["queue_full", true]))
+        .count();
+    assert_eq!((ran, refused), (1, 2), "{v}");
+}
