@@ -5,9 +5,12 @@
 //! function as JSON lines (each with its `seq`), beside summary columns
 //! (seq range, start-time range, count, errors, version range, bytes) that
 //! let a query skip a block without reading its records. A record costs
-//! its share of one row and one entry in `call_ids` (request id, seq →
-//! block) for `get`; a row per call with two indexes cost three b-tree
-//! inserts and their pages in the WAL each.
+//! its share of one row; a row per call with two indexes cost three b-tree
+//! inserts and their pages in the WAL each. `get` finds a block whose
+//! request ids came in increasing order (the daemon's own ids, made from a
+//! counter) by its id range (`min_request_id`..`max_request_id`, a partial
+//! index); only the records of other blocks (ids a client chose) have an
+//! entry in `call_ids` (request id, seq → block).
 //!
 //! `seq` stays a global number per record, given by the writer from a
 //! counter kept in `meta` (it never goes back, even once every record is
@@ -62,8 +65,11 @@ CREATE TABLE IF NOT EXISTS blocks (
     records TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_function_last_seq ON blocks (function, last_seq);
--- Where each call's record is, for `get`. Request ids are made from a
--- counter, so entries go in at the end of the tree, not all over it.
+-- `get` in the blocks whose ids came in order: those whose range reaches
+-- the id (the newest ids, the ones looked up most, have the fewest).
+CREATE INDEX IF NOT EXISTS blocks_sorted_ids ON blocks (max_request_id) WHERE ids_sorted = 1;
+-- Where each call's record is, for `get`, for the records of blocks whose
+-- ids did not come in order (schema 2 had an entry for every record).
 CREATE TABLE IF NOT EXISTS call_ids (
     request_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -88,7 +94,7 @@ CREATE TABLE IF NOT EXISTS meta (
 const PAGE_SIZE: i64 = 16 * 1024;
 
 /// `PRAGMA user_version` once the schema is in place.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Rows of a schema-1 `calls` table converted per transaction.
 const CONVERT_SLICE: usize = 5000;
@@ -555,7 +561,8 @@ impl Writer {
         tracing::debug!(path = %path.display(), "call records writer stopped");
     }
 
-    /// One block per function of the batch, and an id entry per record.
+    /// One block per function of the batch, and an id entry per record
+    /// of a block whose ids did not come in order.
     fn insert(&mut self, mut records: Vec<CallRecord>) -> Result<u64> {
         let mut seq = self.last_seq;
         for record in &mut records {
@@ -564,18 +571,25 @@ impl Writer {
         }
         let tx = self.conn.transaction()?;
         let mut blocks: Vec<Block> = Vec::new();
-        {
+        let mut block_of = Vec::with_capacity(records.len());
+        for record in &records {
+            let at = match blocks.iter().position(|b| b.function == record.function) {
+                Some(at) => at,
+                None => {
+                    blocks.push(Block::new(record.seq as i64, &record.function));
+                    blocks.len() - 1
+                }
+            };
+            blocks[at].push(record, None)?;
+            block_of.push(at);
+        }
+        if blocks.iter().any(|b| !b.sorted) {
             let mut ids = tx.prepare_cached(INSERT_ID)?;
-            for record in &records {
-                let at = match blocks.iter().position(|b| b.function == record.function) {
-                    Some(at) => at,
-                    None => {
-                        blocks.push(Block::new(record.seq as i64, &record.function));
-                        blocks.len() - 1
-                    }
-                };
-                blocks[at].push(record, None)?;
-                ids.execute(params![record.request_id, record.seq as i64, blocks[at].id])?;
+            for (record, at) in records.iter().zip(block_of) {
+                let block = &blocks[at];
+                if !block.sorted {
+                    ids.execute(params![record.request_id, record.seq as i64, block.id])?;
+                }
             }
         }
         for block in &blocks {
@@ -821,29 +835,54 @@ fn find(text: &str, seq: u64, needle: &str) -> Result<Option<CallRecord>> {
     Ok(None)
 }
 
-/// Records of `request_id` (newest first): from `call_ids`, each looked up
-/// in its block (an entry whose block or record went is passed over).
+/// Records of `request_id` (newest first, at most `most`): in the blocks
+/// whose ids came in order and whose range holds it, and from `call_ids`
+/// for the others (an entry whose block or record went is passed over).
 fn by_id(conn: &Connection, request_id: &str, most: usize) -> Result<Vec<CallRecord>> {
     let needle = id_needle(request_id);
+    let text_of = |row: &rusqlite::Row<'_>, at: usize| -> Result<String> {
+        Ok(row
+            .get_ref(at)?
+            .as_str()
+            .map_err(|e| RecordsError::Corrupt(e.to_string()))?
+            .to_owned())
+    };
+    let mut found: Vec<CallRecord> = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT records FROM blocks
+         WHERE ids_sorted = 1 AND max_request_id >= ?1 AND min_request_id <= ?1",
+    )?;
+    let mut rows = stmt.query(params![request_id])?;
+    while let Some(row) = rows.next()? {
+        let text = text_of(row, 0)?;
+        for line in lines(&text) {
+            if line.contains(&needle) {
+                let record = decode(line)?;
+                if record.request_id == request_id {
+                    found.push(record);
+                }
+            }
+        }
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT c.seq, b.records FROM call_ids c JOIN blocks b ON b.id = c.block
          WHERE c.request_id = ?1 ORDER BY c.seq DESC",
     )?;
     let mut rows = stmt.query(params![request_id])?;
-    let mut found = Vec::new();
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
-        let text = row
-            .get_ref(1)?
-            .as_str()
-            .map_err(|e| RecordsError::Corrupt(e.to_string()))?;
-        if let Some(record) = find(text, seq.max(0) as u64, &needle)? {
+        if found.iter().any(|r| r.seq as i64 == seq) {
+            continue; // a schema-2 block: found by its range too
+        }
+        if let Some(record) = find(&text_of(row, 1)?, seq.max(0) as u64, &needle)? {
             found.push(record);
-            if found.len() >= most {
-                break;
-            }
+        }
+        if found.len() >= most.saturating_mul(2) {
+            break;
         }
     }
+    found.sort_by_key(|r| std::cmp::Reverse(r.seq));
+    found.truncate(most);
     Ok(found)
 }
 
@@ -1139,10 +1178,53 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            entries, 4,
-            "c, h7, h8, h9: the ids of records gone went too"
+            entries, 0,
+            "blocks whose ids came in order are found by their range, with no entries"
         );
         assert!(store.get("c").await.unwrap().is_some(), "g is untouched");
+
+        // Ids out of order (a client's own): an entry each, found by them,
+        // and gone with their block.
+        store
+            .insert(vec![
+                record("k", "zeta", 30_000, "ok"),
+                record("k", "alpha", 30_001, "ok"),
+                record("k", "mid", 30_002, "timeout"),
+            ])
+            .await
+            .unwrap();
+        let count_ids = || {
+            store.read(|c| {
+                Ok(c.query_row("SELECT COUNT(*) FROM call_ids", [], |r| r.get::<_, i64>(0))?)
+            })
+        };
+        assert_eq!(count_ids().await.unwrap(), 3);
+        assert_eq!(store.get("mid").await.unwrap().unwrap().code, "timeout");
+        assert_eq!(store.get("zeta").await.unwrap().unwrap().function, "k");
+        // A repeated id: the latest record.
+        store
+            .insert(vec![record("k", "zeta", 30_005, "function_error")])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("zeta").await.unwrap().unwrap().code,
+            "function_error"
+        );
+        let by_age = RecordRetention {
+            max_age: Duration::from_millis(1),
+            max_bytes_per_function: 0,
+        };
+        store.prune(&by_age, 30_004, None).await.unwrap();
+        assert!(store.get("mid").await.unwrap().is_none());
+        assert_eq!(
+            count_ids().await.unwrap(),
+            0,
+            "entries went with their block"
+        );
+        assert_eq!(
+            store.get("zeta").await.unwrap().unwrap().code,
+            "function_error"
+        );
     }
 
     #[tokio::test]
