@@ -630,12 +630,20 @@ struct Stored {
     min_id: String,
     max_id: String,
     sorted: bool,
-    text: String,
 }
 
-/// The columns of [`Stored`], in its order.
+/// The columns of [`Stored`], in its order: not its records, read only
+/// when they are needed (a block cut in two, or one whose ids have
+/// entries to remove), so retention does not read what it deletes.
 const STORED: &str = "id, function, min_started_ms, max_started_ms, count, bytes, min_request_id,
-     max_request_id, ids_sorted, records";
+     max_request_id, ids_sorted";
+
+/// The records of block `id`.
+fn block_text(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<String> {
+    Ok(tx
+        .prepare_cached("SELECT records FROM blocks WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))?)
+}
 
 impl Stored {
     fn of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
@@ -649,7 +657,6 @@ impl Stored {
             min_id: r.get(6)?,
             max_id: r.get(7)?,
             sorted: r.get(8)?,
-            text: r.get(9)?,
         })
     }
 }
@@ -662,7 +669,6 @@ fn drop_block(tx: &rusqlite::Transaction<'_>, block: &Stored) -> Result<()> {
         id,
         function,
         bytes,
-        text,
         ..
     } = block;
     if block.sorted {
@@ -671,7 +677,7 @@ fn drop_block(tx: &rusqlite::Transaction<'_>, block: &Stored) -> Result<()> {
         )?
         .execute(params![block.min_id, block.max_id, id])?;
     } else {
-        for line in lines(text) {
+        for line in lines(&block_text(tx, *id)?) {
             forget(tx, line)?;
         }
     }
@@ -742,10 +748,13 @@ fn prune(
                     removed += block.count.max(0) as u64;
                 } else {
                     if block.min_started < cutoff {
-                        let (n, _) =
-                            cut_block(&tx, block.id, &block.function, &block.text, |r, _| {
-                                (r.started_at_ms as i64) < cutoff
-                            })?;
+                        let (n, _) = cut_block(
+                            &tx,
+                            block.id,
+                            &block.function,
+                            &block_text(&tx, block.id)?,
+                            |r, _| (r.started_at_ms as i64) < cutoff,
+                        )?;
                         removed += n;
                     }
                     stop = true;
@@ -793,14 +802,19 @@ fn prune(
                         bytes -= block.bytes;
                     } else {
                         let mut left = bytes;
-                        let (n, freed) =
-                            cut_block(&tx, block.id, &function, &block.text, |_, size| {
+                        let (n, freed) = cut_block(
+                            &tx,
+                            block.id,
+                            &function,
+                            &block_text(&tx, block.id)?,
+                            |_, size| {
                                 let go = left > target;
                                 if go {
                                     left -= size;
                                 }
                                 go
-                            })?;
+                            },
+                        )?;
                         removed += n;
                         bytes -= freed;
                         break;
