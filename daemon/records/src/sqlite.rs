@@ -466,6 +466,7 @@ impl SqliteCallStore {
             conn,
             last_seq: last,
             shared: last_seq.clone(),
+            spare: Vec::new(),
         };
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -509,7 +510,15 @@ struct Writer {
     /// The highest seq given.
     last_seq: u64,
     shared: Arc<AtomicU64>,
+    /// Text buffers of earlier batches' blocks, used again: a batch's
+    /// blocks are a few hundred KiB each, and allocating them anew every
+    /// batch left the allocator's heap growing.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Spare block buffers kept, and the largest one kept.
+const SPARE_BUFFERS: usize = 8;
+const SPARE_BUFFER_MAX: usize = 4 << 20;
 
 /// How much lower than the daemon's the writer thread's priority is (its
 /// nice value, added): when both cores are busy, calls go first and records
@@ -576,7 +585,11 @@ impl Writer {
             let at = match blocks.iter().position(|b| b.function == record.function) {
                 Some(at) => at,
                 None => {
-                    blocks.push(Block::new(record.seq as i64, &record.function));
+                    let mut block = Block::new(record.seq as i64, &record.function);
+                    if let Some(text) = self.spare.pop() {
+                        block.text = text;
+                    }
+                    blocks.push(block);
                     blocks.len() - 1
                 }
             };
@@ -600,6 +613,13 @@ impl Writer {
         tx.commit()?;
         self.last_seq = seq;
         self.shared.store(seq, Ordering::Release);
+        for block in blocks {
+            let mut text = block.text;
+            if self.spare.len() < SPARE_BUFFERS && text.capacity() <= SPARE_BUFFER_MAX {
+                text.clear();
+                self.spare.push(text);
+            }
+        }
         Ok(seq)
     }
 }
