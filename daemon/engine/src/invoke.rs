@@ -159,6 +159,26 @@ impl Engine {
             };
             let elapsed = invocation.arrived.elapsed();
             let ms = elapsed.as_secs_f64() * 1000.0;
+            // The call's one CallFinished, whichever way it ended.
+            let finished = |status: u16,
+                            outcome: &str,
+                            start: hearth_api::StartKind,
+                            error: Option<&str>,
+                            detail: CallDetail<'_>| {
+                events.emit(Event::CallFinished {
+                    function: &function,
+                    version,
+                    app: &app,
+                    request_id: &request_id,
+                    caller,
+                    status,
+                    outcome,
+                    ms,
+                    start,
+                    error,
+                    detail,
+                });
+            };
             match outcome {
                 Ok(Answer {
                     result,
@@ -193,19 +213,13 @@ impl Engine {
                     };
                     if let Some(err) = too_large {
                         // The worker is fine; the answer is refused.
-                        events.emit(Event::CallFinished {
-                            function: &function,
-                            version,
-                            app: &app,
-                            request_id: &request_id,
-                            caller,
-                            status: err.status,
-                            outcome: err.code.as_str(),
-                            ms,
-                            start: timing.start,
-                            error: Some(&err.detail.message),
+                        finished(
+                            err.status,
+                            err.code.as_str(),
+                            timing.start,
+                            Some(&err.detail.message),
                             detail,
-                        });
+                        );
                         return Ok(Outcome {
                             function: function.clone(),
                             version,
@@ -218,35 +232,17 @@ impl Engine {
                         });
                     }
                     let result = result.map_err(|fe| {
-                        events.emit(Event::CallFinished {
-                            function: &function,
-                            version,
-                            app: &app,
-                            request_id: &request_id,
-                            caller,
-                            status: ErrorCode::FunctionError.status(),
-                            outcome: "function_error",
-                            ms,
-                            start: timing.start,
-                            error: Some(&fe.kind),
+                        finished(
+                            ErrorCode::FunctionError.status(),
+                            "function_error",
+                            timing.start,
+                            Some(&fe.kind),
                             detail,
-                        });
+                        );
                         function_error(&function, version, fe)
                     });
                     if result.is_ok() {
-                        events.emit(Event::CallFinished {
-                            function: &function,
-                            version,
-                            app: &app,
-                            request_id: &request_id,
-                            caller,
-                            status: 200,
-                            outcome: "ok",
-                            ms,
-                            start: timing.start,
-                            error: None,
-                            detail,
-                        });
+                        finished(200, "ok", timing.start, None, detail);
                     }
                     Ok(Outcome {
                         function,
@@ -279,19 +275,13 @@ impl Engine {
                         log: trace.log.as_ref(),
                         ..detail
                     };
-                    events.emit(Event::CallFinished {
-                        function: &function,
-                        version,
-                        app: &app,
-                        request_id: &request_id,
-                        caller,
-                        status: err.status,
-                        outcome: err.code.as_str(),
-                        ms,
-                        start: trace.timing.as_ref().map(|t| t.start).unwrap_or_default(),
-                        error: Some(&text),
+                    finished(
+                        err.status,
+                        err.code.as_str(),
+                        trace.timing.as_ref().map(|t| t.start).unwrap_or_default(),
+                        Some(&text),
                         detail,
-                    });
+                    );
                     Err(err.request_id(&request_id))
                 }
             }

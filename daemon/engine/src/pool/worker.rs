@@ -732,15 +732,8 @@ impl Worker {
                     }
                 }
             };
-            let message = match frame {
-                Ok(Ok(())) => {
-                    protocol::decode(&self.buf).map_err(|e| self.protocol_error(e.to_string()))?
-                }
-                Ok(Err(ProtocolError::Closed)) | Err(ProtocolError::Closed) => {
-                    return Err(self.died().await)
-                }
-                Ok(Err(e)) | Err(e) => return Err(self.protocol_error(e.to_string())),
-            };
+            // A failed read, or a failed write of a nested call's answer.
+            let message = self.frame_read(frame.and_then(|read| read)).await?;
             match message {
                 FromWorker::Result { id: got, value } if got == id => return Ok(Ok(value)),
                 FromWorker::Error {
@@ -812,7 +805,17 @@ impl Worker {
         let Some(from_worker) = self.from_worker.as_mut() else {
             return Err(self.protocol_error("its pipes are held by a shared worker".into()));
         };
-        match protocol::read_frame(from_worker, &mut self.buf).await {
+        let read = protocol::read_frame(from_worker, &mut self.buf).await;
+        self.frame_read(read).await
+    }
+
+    /// The message a frame read into `buf` holds, or what the failure to
+    /// read it means: the worker died (end of file), or broke the protocol.
+    async fn frame_read(
+        &mut self,
+        read: Result<(), ProtocolError>,
+    ) -> Result<FromWorker, WorkerError> {
+        match read {
             Ok(()) => protocol::decode(&self.buf).map_err(|e| self.protocol_error(e.to_string())),
             Err(ProtocolError::Closed) => Err(self.died().await),
             Err(e) => Err(self.protocol_error(e.to_string())),
