@@ -824,10 +824,7 @@ impl Pool {
         let nest = Arc::new(nested::Nest::new(
             self.dispatch.clone(),
             &call.request_id,
-            &self.spec.function,
-            self.spec.version,
-            self.spec.limits.max_depth,
-            self.spec.limits.max_nested_calls,
+            self.spec.clone(),
             call.above.clone(),
             call.deadline,
         ));

@@ -18,6 +18,7 @@ use hearth_api::{ApiError, ErrorCode, Target};
 use hearth_protocol::{CallError, FromWorker, ToWorker};
 use tokio::time::Instant;
 
+use super::worker::WorkerSpec;
 use crate::call::{Caller, Dispatch, Invocation, Lineage};
 
 /// The least time a nested call must have left to be dispatched.
@@ -28,11 +29,9 @@ pub struct Nest {
     dispatch: Option<Weak<dyn Dispatch>>,
     /// The caller's request id (the nested calls' parent).
     request_id: String,
-    function: String,
-    version: u32,
-    /// The caller's `limits.max_depth` and `limits.max_nested_calls`.
-    max_depth: u32,
-    max_nested_calls: u32,
+    /// The caller's version: its name, number and limits
+    /// (`limits.max_depth`, `limits.max_nested_calls`).
+    spec: Arc<WorkerSpec>,
     /// The caller's own lineage (None: it is a root).
     above: Option<Arc<Lineage>>,
     /// The lineage its callees get, made at the first nested call.
@@ -104,24 +103,17 @@ fn next_request_id() -> String {
 }
 
 impl Nest {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         dispatch: Option<Weak<dyn Dispatch>>,
         request_id: &str,
-        function: &str,
-        version: u32,
-        max_depth: u32,
-        max_nested_calls: u32,
+        spec: Arc<WorkerSpec>,
         above: Option<Arc<Lineage>>,
         deadline: Instant,
     ) -> Nest {
         Nest {
             dispatch,
             request_id: request_id.to_owned(),
-            function: function.to_owned(),
-            version,
-            max_depth,
-            max_nested_calls,
+            spec,
             above,
             own: OnceLock::new(),
             deadline,
@@ -140,10 +132,13 @@ impl Nest {
                 .as_ref()
                 .map(|a| a.chain.clone())
                 .unwrap_or_default();
-            chain.push((self.function.clone(), self.version));
+            chain.push((self.spec.function.clone(), self.spec.version));
             let (made, max_calls) = match &self.above {
                 Some(a) => (a.made.clone(), a.max_calls),
-                None => (Arc::new(AtomicU32::new(0)), self.max_nested_calls),
+                None => (
+                    Arc::new(AtomicU32::new(0)),
+                    self.spec.limits.max_nested_calls,
+                ),
             };
             Arc::new(Lineage {
                 chain,
@@ -196,15 +191,16 @@ impl Nest {
             ));
         }
         let depth = lineage.chain.len() as u32;
-        if depth > self.max_depth {
+        let max_depth = self.spec.limits.max_depth;
+        if depth > max_depth {
             return Err(ApiError::new(
                 ErrorCode::ChainTooDeep,
                 format!(
                     "the call chain {} would be {depth} calls deep from its root; {}@{} allows {} (limits.max_depth)",
                     chain_text(),
-                    self.function,
-                    self.version,
-                    self.max_depth
+                    self.spec.function,
+                    self.spec.version,
+                    max_depth
                 ),
                 "call fewer functions in a row, or raise limits.max_depth in the caller's hearth.toml",
             ));
@@ -230,8 +226,9 @@ impl Nest {
             return Err(ApiError::new(
                 ErrorCode::DeadlineExceeded,
                 format!(
-                    "{}@{} has no time left to call {} before its deadline",
-                    self.function, self.version, call.function
+                    "{} has no time left to call {} before its deadline",
+                    self.spec.label(),
+                    call.function
                 ),
                 "make the call earlier, or give the caller a longer limits.timeout_ms",
             ));
