@@ -275,7 +275,7 @@ fn writer_cost(count: usize) -> (f64, f64) {
         // Offered at about 20,000 a second, as calls would.
         for chunk in 0..count / 200 {
             for i in 0..200 {
-                recorder.offer(record(chunk * 200 + i));
+                recorder.offer(&record(chunk * 200 + i));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -287,6 +287,10 @@ fn writer_cost(count: usize) -> (f64, f64) {
 
 fn main() {
     let a = args();
+    if std::env::args().any(|x| x == "--in-process") {
+        in_process();
+        return;
+    }
     if std::env::args().any(|x| x == "--writer-only") {
         let (us, rate) = writer_cost(200_000);
         println!(
@@ -368,7 +372,11 @@ fn main() {
         "record writer: {us:.2} µs of CPU per record ({rate:.0} records/s offered and written)"
     );
 
-    // In-process: a call's events with and without the metrics sink.
+    in_process();
+}
+
+/// In-process costs: a call's events with and without each sink.
+fn in_process() {
     let calls = 2_000_000;
     let bare = Events::new();
     let with = Events::new();
@@ -382,6 +390,26 @@ fn main() {
     println!(
         "in-process: a call's events take {ns_bare:.0} ns without the metrics sink, {ns_with:.0} ns with it: the sink costs {:.3} µs per call",
         (ns_with - ns_bare) / 1000.0
+    );
+    // Statistics: a call's entry and exit (calls in flight, peaks) and its
+    // CallFinished added to the minute's aggregate.
+    let stats = Arc::new(hearth_engine::stats::Stats::default());
+    let counted = Events::new();
+    counted.subscribe(stats.clone() as Arc<dyn hearth_engine::EventSink>);
+    let stats_ns = |n: u32| {
+        let began = Instant::now();
+        for _ in 0..n {
+            let busy = stats.enter("examples", "hello", 1);
+            events_ns(&counted, 1);
+            drop(busy);
+        }
+        began.elapsed().as_nanos() as f64 / f64::from(n)
+    };
+    stats_ns(calls / 10);
+    let ns_stats = stats_ns(calls);
+    println!(
+        "in-process: statistics (entry, exit, aggregate) cost {:.3} µs per call",
+        (ns_stats - ns_bare) / 1000.0
     );
     struct Build;
     impl hearth_engine::EventSink for Build {

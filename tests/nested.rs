@@ -247,6 +247,42 @@ fn a_callee_is_cut_at_its_callers_deadline() {
 }
 
 #[test]
+fn a_call_that_cannot_start_in_time_gets_deadline_exceeded_at_once() {
+    let d = Daemon::start();
+    deploy(
+        &d,
+        &FnDir::python(
+            "never-run",
+            "def handler(event):\n    print('ran')\n    return 'ran'\n",
+        ),
+    );
+    // Less time than a call can be made in (1 ms, under the 2 ms a call
+    // needs): refused before it is dispatched, at once, and the callee
+    // never runs.
+    deploy(
+        &d,
+        &FnDir::python(
+            "out-of-time",
+            "import time, hearth\n\ndef handler(event, context):\n    began = time.perf_counter()\n    try:\n        context.invoke('never-run', {}, timeout_ms=1)\n        return {'code': 'none'}\n    except hearth.InvokeError as e:\n        return {'code': e.code, 'function': e.function, 'message': e.message, 'ms': (time.perf_counter() - began) * 1000}\n",
+        ),
+    );
+    let (status, v, root_id) = call(&d, "out-of-time", json!({}));
+    assert_eq!(status, 200, "{v}\n{}", d.log());
+    assert_eq!(v["code"], "deadline_exceeded", "{v}");
+    assert_eq!(v["function"], "never-run", "{v}");
+    assert!(
+        v["message"].as_str().unwrap_or("").contains("no time left"),
+        "{v}"
+    );
+    assert!(v["ms"].as_f64().unwrap_or(1e9) < 1000.0, "not at once: {v}");
+    // The caller's record is written; the callee has none (it never ran).
+    let root = &records(&d, "out-of-time", 1)[0];
+    assert_eq!(root["request_id"], root_id.as_str());
+    let r = d.get("/api/v1/functions/never-run/calls");
+    assert_eq!(r.json()["calls"], json!([]), "the callee ran: {}", r.text());
+}
+
+#[test]
 fn a_nested_call_runs_once_when_its_caller_dies() {
     let d = Daemon::start();
     deploy(

@@ -13,7 +13,7 @@ pub struct RecordSink(pub Arc<Recorder>);
 impl EventSink for RecordSink {
     fn on_event(&self, event: &Event<'_>) {
         if let Some(record) = record_of(event) {
-            self.0.offer(record);
+            self.0.offer(&record);
         }
     }
 }

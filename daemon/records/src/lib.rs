@@ -5,6 +5,7 @@
 //! bounded queue, writes them in batches, counts what a full queue drops,
 //! and applies retention (by age, and by bytes per function).
 
+mod codec;
 mod error;
 mod recorder;
 mod sqlite;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hearth_api::{CallQuery, CallRecord};
 
+pub use codec::Batch;
 pub use error::{RecordsError, Result};
 pub use recorder::{Recorder, RecorderSettings, DEFAULT_QUEUE_SIZE};
 pub use sqlite::SqliteCallStore;
@@ -48,9 +50,10 @@ impl Default for RecordRetention {
 /// Where call records are kept.
 #[async_trait]
 pub trait CallStore: Send + Sync {
-    /// Store records, in order; each gets the next `seq`. Returns the
-    /// highest `seq` given.
-    async fn insert(&self, records: Vec<CallRecord>) -> Result<u64>;
+    /// Store a batch of records, in order; each gets the next `seq`.
+    /// Returns the highest `seq` given. The batch is left empty, its
+    /// buffer kept for the next one.
+    async fn insert(&self, batch: &mut Batch) -> Result<u64>;
     /// A function's records passing `query`: newest first, or, with
     /// `after_seq`, oldest first from there.
     async fn list(&self, function: &str, query: &CallQuery) -> Result<Vec<CallRecord>>;

@@ -4,24 +4,30 @@
 //! A watch of the last `seq` written wakes follow streams.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_api::CallRecord;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::codec::Batch;
 use crate::{CallStore, RecordRetention};
 
 /// Default of `records.queue_size`: records waiting to be written.
 pub const DEFAULT_QUEUE_SIZE: usize = 10_000;
-/// Most records written in one transaction.
-const BATCH: usize = 2048;
 /// A pause after each write, so records are written a few hundred to a
 /// transaction at full speed rather than one each (a commit per record
 /// cost a quarter of the throughput); records show this much later.
 const GATHER: Duration = Duration::from_millis(50);
+
+/// Bytes of records waiting, at most (with `records.queue_size`): past
+/// it, records are dropped and counted as for a full queue.
+pub const MAX_PENDING_BYTES: usize = 64 << 20;
+
+/// The largest batch buffer kept for the next batch.
+const SPARE_MAX: usize = 4 << 20;
 
 /// How the recorder runs.
 #[derive(Debug, Clone, Copy)]
@@ -41,13 +47,35 @@ impl Default for RecorderSettings {
 }
 
 /// Takes records from calls and writes them to a [`CallStore`].
+///
+/// A call encodes its record into the pending [`Batch`] (one short lock,
+/// no allocation once the buffer has grown); the writer task swaps the
+/// batch for an empty one every [`GATHER`] and hands it to the store. No
+/// record is made on one thread and freed on another (that cost the call
+/// path more than the writing did: glibc's arenas locked against each
+/// other).
 pub struct Recorder {
-    /// None once finished (at shutdown).
-    tx: RwLock<Option<mpsc::Sender<CallRecord>>>,
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
     last_seq: watch::Receiver<u64>,
     store: Arc<dyn CallStore>,
     tasks: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
+}
+
+/// What calls and the writer task share.
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Wakes the writer when the first record of a batch comes.
+    arrived: Notify,
+    dropped: AtomicU64,
+    queue_size: usize,
+}
+
+struct Pending {
+    batch: Batch,
+    /// The writer's spare buffer, swapped in when it takes a batch.
+    spare: Option<Batch>,
+    /// No more records (shutdown).
+    closed: bool,
 }
 
 fn now_ms() -> u64 {
@@ -60,8 +88,16 @@ fn now_ms() -> u64 {
 impl Recorder {
     /// Start the writer (and the age pruner) on `store`.
     pub async fn start(store: Arc<dyn CallStore>, settings: RecorderSettings) -> Recorder {
-        let (tx, rx) = mpsc::channel(settings.queue_size.max(1));
-        let dropped = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                batch: Batch::new(),
+                spare: Some(Batch::new()),
+                closed: false,
+            }),
+            arrived: Notify::new(),
+            dropped: AtomicU64::new(0),
+            queue_size: settings.queue_size.max(1),
+        });
         let first = match store.last_seq().await {
             Ok(seq) => seq,
             Err(e) => {
@@ -72,15 +108,13 @@ impl Recorder {
         let (seq_tx, last_seq) = watch::channel(first);
         let writer = tokio::spawn(write_batches(
             store.clone(),
-            rx,
+            shared.clone(),
             seq_tx,
-            dropped.clone(),
             settings.retention,
         ));
         let pruner = tokio::spawn(prune_by_age(store.clone(), settings.retention));
         Recorder {
-            tx: RwLock::new(Some(tx)),
-            dropped,
+            shared,
             last_seq,
             store,
             tasks: Mutex::new(Some((writer, pruner))),
@@ -89,13 +123,24 @@ impl Recorder {
 
     /// Queue a record; never waits. A full queue drops it (counted, and
     /// shown by [`Recorder::dropped`]).
-    pub fn offer(&self, record: CallRecord) {
-        let sent = match self.tx.read() {
-            Ok(tx) => tx.as_ref().is_some_and(|tx| tx.try_send(record).is_ok()),
-            Err(_) => false,
+    pub fn offer(&self, record: &CallRecord) {
+        let shared = &self.shared;
+        let (sent, first) = match shared.pending.lock() {
+            Ok(mut p)
+                if !p.closed
+                    && p.batch.len() < shared.queue_size
+                    && p.batch.size() < MAX_PENDING_BYTES =>
+            {
+                let first = p.batch.is_empty();
+                (p.batch.push(record).is_ok(), first)
+            }
+            _ => (false, false),
         };
+        if first {
+            shared.arrived.notify_one();
+        }
         if !sent {
-            let before = self.dropped.fetch_add(1, Ordering::Relaxed);
+            let before = shared.dropped.fetch_add(1, Ordering::Relaxed);
             // One line for the first drop and one per thousand after.
             if before.is_multiple_of(1000) {
                 warn!(
@@ -109,7 +154,7 @@ impl Recorder {
     /// Records lost since the start: dropped for a full queue, or not
     /// written for a store error.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// The highest `seq` written, changing as records are written.
@@ -124,9 +169,10 @@ impl Recorder {
     /// Write what is queued, then stop (at shutdown): later records are
     /// dropped.
     pub async fn finish(&self) {
-        if let Ok(mut tx) = self.tx.write() {
-            tx.take();
+        if let Ok(mut p) = self.shared.pending.lock() {
+            p.closed = true;
         }
+        self.shared.arrived.notify_one();
         let tasks = self.tasks.lock().ok().and_then(|mut t| t.take());
         if let Some((writer, pruner)) = tasks {
             pruner.abort();
@@ -141,29 +187,58 @@ impl Recorder {
     }
 }
 
+/// The batch waiting, swapped for the spare (None: nothing waits); and
+/// whether the recorder is closed.
+fn take_batch(shared: &Shared) -> (Option<Batch>, bool) {
+    let Ok(mut p) = shared.pending.lock() else {
+        return (None, true);
+    };
+    if p.batch.is_empty() {
+        return (None, p.closed);
+    }
+    let fresh = p.spare.take().unwrap_or_default();
+    (Some(std::mem::replace(&mut p.batch, fresh)), p.closed)
+}
+
 async fn write_batches(
     store: Arc<dyn CallStore>,
-    mut rx: mpsc::Receiver<CallRecord>,
+    shared: Arc<Shared>,
     seq_tx: watch::Sender<u64>,
-    dropped: Arc<AtomicU64>,
     retention: RecordRetention,
 ) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut functions: Vec<String> = Vec::new();
-        if retention.max_bytes_per_function > 0 {
-            functions = batch.iter().map(|r| r.function.clone()).collect();
-            functions.sort();
-            functions.dedup();
-        }
+    loop {
+        let (batch, closed) = take_batch(&shared);
+        let Some(mut batch) = batch else {
+            if closed {
+                return;
+            }
+            shared.arrived.notified().await;
+            continue;
+        };
+        let functions = if retention.max_bytes_per_function > 0 {
+            batch.functions().to_vec()
+        } else {
+            Vec::new()
+        };
         let count = batch.len();
-        match store.insert(std::mem::take(&mut batch)).await {
+        match store.insert(&mut batch).await {
             Ok(last) => {
                 seq_tx.send_replace(last);
             }
             Err(e) => {
-                dropped.fetch_add(count as u64, Ordering::Relaxed);
+                shared.dropped.fetch_add(count as u64, Ordering::Relaxed);
                 warn!(error = %e, records = count, "cannot write call records; they are lost (counted as dropped)");
+            }
+        }
+        // Its buffer is the next batch's (none is allocated per batch),
+        // unless a burst made it large.
+        batch.clear();
+        if batch.capacity() > SPARE_MAX {
+            batch = Batch::new();
+        }
+        if let Ok(mut p) = shared.pending.lock() {
+            if p.spare.is_none() {
+                p.spare = Some(batch);
             }
         }
         if !functions.is_empty() {
@@ -175,8 +250,9 @@ async fn write_batches(
                 warn!(error = %e, "cannot apply the call records' size limit");
             }
         }
-        batch = Vec::with_capacity(BATCH.min(count.max(16) * 2));
-        tokio::time::sleep(GATHER).await;
+        if !closed {
+            tokio::time::sleep(GATHER).await;
+        }
     }
 }
 

@@ -21,8 +21,11 @@ use tokio::time::Instant;
 use super::worker::WorkerSpec;
 use crate::call::{Caller, Dispatch, Invocation, Lineage};
 
-/// The least time a nested call must have left to be dispatched.
-const LEAST_TIME: Duration = Duration::from_millis(1);
+/// The least time a nested call must have left to be dispatched (its own
+/// `timeout_ms`, or its caller's time left, whichever is less): a worker
+/// cannot take a call, run it and answer in less, so one given less is
+/// refused at once with `deadline_exceeded` rather than sent to time out.
+pub const LEAST_TIME: Duration = Duration::from_millis(2);
 
 /// What one running call needs to serve the nested calls its worker makes.
 pub struct Nest {
