@@ -28,6 +28,11 @@ pub(crate) fn poll_release_mark<S: Store + Clone>(store: S, every: Duration) -> 
         let mut seen = None;
         loop {
             tokio::time::sleep(every).await;
+            // Nobody watches any more (the daemon is stopping, its store
+            // about to close): stop before reading a closed store.
+            if tx.is_closed() {
+                return;
+            }
             match store.release_mark().await {
                 Ok(mark) if seen != Some(mark) => {
                     if tx.send(StoreChange::Releases { mark }).await.is_err() {
@@ -40,7 +45,10 @@ pub(crate) fn poll_release_mark<S: Store + Clone>(store: S, every: Duration) -> 
                         return;
                     }
                 }
-                Err(e) => warn!(error = %e, "cannot read the store's release mark"),
+                Err(_) if tx.is_closed() => return,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the store's release mark; releases made by other hearth processes on this store are not seen until it can")
+                }
             }
         }
     });

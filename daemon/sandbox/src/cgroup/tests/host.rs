@@ -169,6 +169,13 @@ fn kill_all_outruns_a_forking_loop() {
     std::thread::sleep(Duration::from_millis(100));
     let before = worker.pids().len();
     worker.kill_all();
+    // kill_all waits only about 60 ms (the daemon must not stall); on a
+    // loaded machine the last ones may still be finishing their exit.
+    // What matters is that none escapes and none is made again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !worker.pids().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(worker.pids().is_empty(), "left: {:?}", worker.pids());
     assert!(before > 2, "only {before} processes were running");
     assert_eq!(child.wait().expect("wait").signal(), Some(libc::SIGKILL));
