@@ -212,6 +212,18 @@ impl Batch {
         Ok(())
     }
 
+    /// Add an entry `encode` made (its length prefix included) of a
+    /// record of `function`: a copy, for a record encoded elsewhere.
+    pub fn push_encoded(&mut self, entry: &[u8], function: &str) {
+        self.bytes.extend_from_slice(entry);
+        self.count += 1;
+        if self.functions.last().map(String::as_str) != Some(function)
+            && !self.functions.iter().any(|f| f == function)
+        {
+            self.functions.push(function.to_owned());
+        }
+    }
+
     /// The functions of its records, each once, in the order they came.
     pub fn functions(&self) -> &[String] {
         &self.functions
@@ -336,7 +348,8 @@ impl<'a> Reader<'a> {
         rmp::decode::read_bool(&mut self.buf).map_err(|e| bad(format!("{e:?}")))
     }
 
-    fn str(&mut self) -> Result<&'a str> {
+    /// A string's bytes, not checked as UTF-8.
+    fn str_bytes(&mut self) -> Result<&'a [u8]> {
         let len =
             rmp::decode::read_str_len(&mut self.buf).map_err(|e| bad(format!("{e:?}")))? as usize;
         if self.buf.len() < len {
@@ -344,18 +357,16 @@ impl<'a> Reader<'a> {
         }
         let (s, rest) = self.buf.split_at(len);
         self.buf = rest;
-        std::str::from_utf8(s).map_err(bad)
+        Ok(s)
+    }
+
+    fn str(&mut self) -> Result<&'a str> {
+        std::str::from_utf8(self.str_bytes()?).map_err(bad)
     }
 
     /// Pass over a string without reading it.
     fn skip_str(&mut self) -> Result<()> {
-        let len =
-            rmp::decode::read_str_len(&mut self.buf).map_err(|e| bad(format!("{e:?}")))? as usize;
-        if self.buf.len() < len {
-            return Err(bad("a cut string"));
-        }
-        self.buf = &self.buf[len..];
-        Ok(())
+        self.str_bytes().map(|_| ())
     }
 
     /// Pass over a string or nil.
@@ -369,14 +380,7 @@ impl<'a> Reader<'a> {
 
     /// A string compared with `want` (its bytes: no UTF-8 check).
     fn str_is(&mut self, want: &str) -> Result<bool> {
-        let len =
-            rmp::decode::read_str_len(&mut self.buf).map_err(|e| bad(format!("{e:?}")))? as usize;
-        if self.buf.len() < len {
-            return Err(bad("a cut string"));
-        }
-        let (s, rest) = self.buf.split_at(len);
-        self.buf = rest;
-        Ok(s == want.as_bytes())
+        Ok(self.str_bytes()? == want.as_bytes())
     }
 
     fn opt_str(&mut self) -> Result<Option<&'a str>> {

@@ -26,6 +26,15 @@ const GATHER: Duration = Duration::from_millis(50);
 /// it, records are dropped and counted as for a full queue.
 pub const MAX_PENDING_BYTES: usize = 64 << 20;
 
+thread_local! {
+    /// Each calling thread's record, encoded before it is copied into the
+    /// batch.
+    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The largest encoding buffer a calling thread keeps.
+const SCRATCH_MAX: usize = 256 << 10;
+
 /// The largest batch buffer kept for the next batch.
 const SPARE_MAX: usize = 4 << 20;
 
@@ -125,17 +134,21 @@ impl Recorder {
     /// shown by [`Recorder::dropped`]).
     pub fn offer(&self, record: &CallRecord) {
         let shared = &self.shared;
-        let (sent, first) = match shared.pending.lock() {
-            Ok(mut p)
-                if !p.closed
-                    && p.batch.len() < shared.queue_size
-                    && p.batch.size() < MAX_PENDING_BYTES =>
-            {
-                let first = p.batch.is_empty();
-                (p.batch.push(record).is_ok(), first)
+        // Encoded on the calling thread, outside the lock: the lock is
+        // held for a copy of its bytes.
+        let (sent, first) = ENCODED.with_borrow_mut(|entry| {
+            entry.clear();
+            if crate::codec::encode(record, entry).is_err() {
+                return (false, false);
             }
-            _ => (false, false),
-        };
+            if entry.capacity() > SCRATCH_MAX {
+                // A call that printed a lot: keep no big buffer per thread.
+                let sent = self.push_entry(entry, &record.function);
+                *entry = Vec::new();
+                return sent;
+            }
+            self.push_entry(entry, &record.function)
+        });
         if first {
             shared.arrived.notify_one();
         }
@@ -148,6 +161,24 @@ impl Recorder {
                     "call record queue full: records dropped; raise records.queue_size (--records-queue-size) if this lasts"
                 );
             }
+        }
+    }
+
+    /// Add an encoded entry to the waiting batch if there is room: (added,
+    /// first of its batch).
+    fn push_entry(&self, entry: &[u8], function: &str) -> (bool, bool) {
+        let shared = &self.shared;
+        match shared.pending.lock() {
+            Ok(mut p)
+                if !p.closed
+                    && p.batch.len() < shared.queue_size
+                    && p.batch.size() < MAX_PENDING_BYTES =>
+            {
+                let first = p.batch.is_empty();
+                p.batch.push_encoded(entry, function);
+                (true, first)
+            }
+            _ => (false, false),
         }
     }
 

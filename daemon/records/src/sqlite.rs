@@ -9,8 +9,9 @@
 //! let a query skip a block without reading its records. A record costs
 //! its share of one row; a row per call with two indexes cost three b-tree
 //! inserts and their pages in the WAL each. `get` finds a block whose
-//! request ids came in increasing order (the daemon's own ids, made from a
-//! counter) by its id range (`min_request_id`..`max_request_id`, a partial
+//! request ids are all the daemon's own of one prefix (made from a
+//! counter: a batch's are a narrow range, in whatever order its calls
+//! ended) by its id range (`min_request_id`..`max_request_id`, a partial
 //! index); only the records of other blocks (ids a client chose) have an
 //! entry in `call_ids` (request id, seq → block).
 //!
@@ -59,9 +60,11 @@ CREATE TABLE IF NOT EXISTS blocks (
     min_version INTEGER NOT NULL,
     max_version INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
-    -- The least and greatest request id, and whether they came in
-    -- increasing order (as the daemon's own ids do): then the block's
-    -- call_ids entries go as one range.
+    -- The least and greatest request id, and whether the block's ids lie
+    -- in a narrow range (ids_sorted: all of them the daemon's own, of one
+    -- prefix: a counter's values of one batch, in whatever order calls
+    -- ended): then `get` finds the block by its range and it has no
+    -- call_ids entries.
     min_request_id TEXT NOT NULL,
     max_request_id TEXT NOT NULL,
     ids_sorted INTEGER NOT NULL,
@@ -175,6 +178,17 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
+}
+
+/// Is `id` one the daemon made: 16 lowercase hex digits, a prefix per
+/// start (and per kind: HTTP or nested) then a counter. The ids of one
+/// batch's calls are then a few hundred consecutive counter values, in
+/// whatever order the calls ended: a narrow range, which finds them.
+fn daemon_made(id: &str) -> bool {
+    id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A record of a block of JSON lines (schema 3 and before).
@@ -296,9 +310,9 @@ struct Block {
     bytes: i64,
     min_id: String,
     max_id: String,
-    /// Every request id greater than or equal to the one before.
+    /// Every request id is the daemon's own, of the first one's prefix
+    /// (see [`daemon_made`]): the block's ids lie in a narrow range.
     sorted: bool,
-    last_id: String,
     text: Vec<u8>,
 }
 
@@ -319,7 +333,6 @@ impl Block {
             min_id: String::new(),
             max_id: String::new(),
             sorted: true,
-            last_id: String::new(),
             text: Vec::new(),
         }
     }
@@ -364,8 +377,9 @@ impl Block {
         if self.count == 0 {
             self.min_id.push_str(id);
             self.max_id.push_str(id);
+            self.sorted = daemon_made(id);
         } else {
-            self.sorted &= id >= self.last_id.as_str();
+            self.sorted &= daemon_made(id) && id.get(..8) == self.min_id.get(..8);
             if id < self.min_id.as_str() {
                 self.min_id.clear();
                 self.min_id.push_str(id);
@@ -375,8 +389,6 @@ impl Block {
                 self.max_id.push_str(id);
             }
         }
-        self.last_id.clear();
-        self.last_id.push_str(id);
         self.count += 1;
         self.errors += i64::from(!summary.ok);
         self.bytes += entry.len() as i64 + 4;
@@ -833,22 +845,26 @@ fn drop_block(tx: &rusqlite::Transaction<'_>, block: &Stored) -> Result<()> {
 }
 
 /// Remove the first records of block `id` while `cut` says so (given each
-/// record and its bytes), keeping the rest; how many went and their bytes.
+/// record's start time and its bytes), keeping the rest; how many went and
+/// their bytes. Packed records kept are copied as they are, not decoded.
 fn cut_block(
     tx: &rusqlite::Transaction<'_>,
     id: i64,
     function: &str,
     records: &Records,
-    mut cut: impl FnMut(&CallRecord, i64) -> bool,
+    mut cut: impl FnMut(u64, i64) -> bool,
 ) -> Result<(u64, i64)> {
     let mut kept = Block::new(id, function);
     let (mut count, mut freed) = (0u64, 0i64);
     let mut cutting = true;
     let mut kept_bytes_before = 0i64;
     for entry in records.entries()? {
-        let record = entry.decode()?;
         let size = entry.size();
-        if cutting && cut(&record, size) {
+        let started = match &entry {
+            Entry::Packed(bytes) => codec::summary(bytes)?.started_at_ms,
+            Entry::Json(_) => entry.decode()?.started_at_ms,
+        };
+        if cutting && cut(started, size) {
             forget(tx, &entry)?;
             count += 1;
             freed += size;
@@ -856,10 +872,19 @@ fn cut_block(
             cutting = false;
             kept_bytes_before += size;
             match entry {
-                Entry::Packed(bytes) => kept.push(&record, Some(bytes))?,
+                Entry::Packed(bytes) => kept.push_entry(bytes)?,
                 // A JSON line is kept in the new form.
-                Entry::Json(_) => kept.push(&record, None)?,
+                Entry::Json(_) => kept.push(&entry.decode()?, None)?,
             }
+        }
+    }
+    // A block kept in another form may no longer be found by its id range
+    // (its ids made elsewhere): its records get call_ids entries.
+    if count > 0 && !kept.sorted {
+        let mut insert = tx.prepare_cached(INSERT_ID)?;
+        for e in codec::entries(&kept.text)? {
+            let (seq, request_id) = codec::key(e)?;
+            insert.execute(params![request_id, seq as i64, id])?;
         }
     }
     // Kept JSON lines take other bytes once packed: the difference is
@@ -908,7 +933,7 @@ fn prune(
                             block.id,
                             &block.function,
                             &block_text(&tx, block.id)?,
-                            |r, _| (r.started_at_ms as i64) < cutoff,
+                            |started, _| (started as i64) < cutoff,
                         )?;
                         removed += n;
                     }
@@ -1210,6 +1235,11 @@ impl CallStore for SqliteCallStore {
 mod tests {
     use super::*;
 
+    /// A request id as the daemon makes them (one prefix, a counter).
+    fn hid(i: u64) -> String {
+        format!("5a5a5a5a{i:08x}")
+    }
+
     fn packed(records: &[CallRecord]) -> Batch {
         Batch::of(records).unwrap()
     }
@@ -1278,7 +1308,7 @@ mod tests {
         // By bytes: only the newest records that fit stay, though they
         // were written as one block.
         let many: Vec<_> = (0..10)
-            .map(|i| record("h", &format!("h{i}"), 10_000 + i, "ok"))
+            .map(|i| record("h", &hid(i), 10_000 + i, "ok"))
             .collect();
         store.insert(&mut packed(&many.clone())).await.unwrap();
         let (stored, blob): (i64, Vec<u8>) = store
@@ -1322,12 +1352,15 @@ mod tests {
             7
         );
         let kept = store.list("h", &CallQuery::default()).await.unwrap();
-        assert_eq!(ids(&kept), ["h9", "h8", "h7"]);
+        assert_eq!(ids(&kept), [hid(9), hid(8), hid(7)]);
         assert!(
-            store.get("h6").await.unwrap().is_none(),
+            store.get(&hid(6)).await.unwrap().is_none(),
             "cut from its block"
         );
-        assert_eq!(store.get("h7").await.unwrap().unwrap().request_id, "h7");
+        assert_eq!(
+            store.get(&hid(7)).await.unwrap().unwrap().request_id,
+            hid(7)
+        );
         let usage: i64 = store
             .read(|c| {
                 Ok(
@@ -1344,12 +1377,12 @@ mod tests {
             .sum();
         assert_eq!(usage as usize, left, "usage follows what stays");
         let entries: i64 = store
-            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM call_ids", [], |r| r.get(0))?))
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM call_ids c JOIN blocks b ON b.id = c.block WHERE b.function = 'h'", [], |r| r.get(0))?))
             .await
             .unwrap();
         assert_eq!(
             entries, 0,
-            "blocks whose ids came in order are found by their range, with no entries"
+            "blocks of the daemon's own ids are found by their range, with no entries"
         );
         assert!(store.get("c").await.unwrap().is_some(), "g is untouched");
 
@@ -1365,7 +1398,12 @@ mod tests {
             .unwrap();
         let count_ids = || {
             store.read(|c| {
-                Ok(c.query_row("SELECT COUNT(*) FROM call_ids", [], |r| r.get::<_, i64>(0))?)
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM call_ids c JOIN blocks b ON b.id = c.block
+                     WHERE b.function = 'k'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
             })
         };
         assert_eq!(count_ids().await.unwrap(), 3);
@@ -1393,8 +1431,8 @@ mod tests {
         assert!(store.get("mid").await.unwrap().is_none());
         assert_eq!(
             count_ids().await.unwrap(),
-            0,
-            "entries went with their block"
+            1,
+            "entries went with their block (the later zeta's block keeps its own)"
         );
         assert_eq!(
             store.get("zeta").await.unwrap().unwrap().code,
@@ -1507,6 +1545,44 @@ mod tests {
             28
         );
         assert_eq!(store.get("n").await.unwrap().unwrap().seq, 28);
+    }
+
+    /// The daemon's own ids of one batch, in whatever order their calls
+    /// ended, are found by their block's range (no call_ids entries); a
+    /// block that mixes prefixes gets entries.
+    #[tokio::test]
+    async fn the_daemons_ids_out_of_order_are_found_by_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteCallStore::open(&dir.path().join("calls.db"))
+            .await
+            .unwrap();
+        let other = "7b7b7b7b00000004".to_owned();
+        store
+            .insert(&mut packed(&[
+                record("m", &hid(5), 1, "ok"),
+                record("m", &hid(3), 2, "ok"),
+                record("m", &hid(4), 3, "ok"),
+                record("n", &hid(6), 4, "ok"),
+                record("n", &other, 5, "ok"),
+            ]))
+            .await
+            .unwrap();
+        let entries = |f: &'static str| {
+            store.read(move |c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM call_ids c JOIN blocks b ON b.id = c.block
+                     WHERE b.function = ?1",
+                    params![f],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+        };
+        assert_eq!(entries("m").await.unwrap(), 0);
+        assert_eq!(entries("n").await.unwrap(), 2);
+        for id in [hid(3), hid(4), hid(5), hid(6), other] {
+            assert_eq!(store.get(&id).await.unwrap().unwrap().request_id, id);
+        }
+        assert!(store.get(&hid(7)).await.unwrap().is_none());
     }
 
     /// Blocks of JSON lines (schema 3) are read beside packed ones: listed,

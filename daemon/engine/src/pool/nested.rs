@@ -284,11 +284,22 @@ pub fn too_late(call: CallFrame, parent: &str) -> ToWorker {
     }
 }
 
-/// Bytes of a value as MessagePack (its size for the call's record).
+/// Bytes of a value as MessagePack (its size for the call's record),
+/// counted without encoding it anywhere.
 fn rmp_size(value: &rmpv::Value) -> u64 {
-    let mut buf = Vec::new();
-    match rmpv::encode::write_value(&mut buf, value) {
-        Ok(()) => buf.len() as u64,
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match rmpv::encode::write_value(&mut count, value) {
+        Ok(()) => count.0,
         Err(_) => 0,
     }
 }
