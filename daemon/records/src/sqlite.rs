@@ -756,7 +756,7 @@ impl Writer {
         self.last_seq = seq;
         self.shared.store(seq, Ordering::Release);
         self.batches += 1;
-        if self.batches % SHRINK_EVERY == 0 {
+        if self.batches.is_multiple_of(SHRINK_EVERY) {
             // SQLite's page cache outgrew cache_size as retention freed
             // and reused pages (sqlite3_db_status CACHE_USED: 2.7 MiB after
             // 150,000 records, 4.5 MiB after 650,000, rising; a lower
