@@ -103,6 +103,17 @@ pub fn now_minute() -> i64 {
         .unwrap_or(0)
 }
 
+/// The index of `name`'s counter in `counts`, made (at 0) at its first
+/// call.
+fn counter_of(at: &mut HashMap<String, usize>, counts: &mut Vec<u64>, name: &str) -> usize {
+    if let Some(&i) = at.get(name) {
+        return i;
+    }
+    counts.push(0);
+    at.insert(name.to_owned(), counts.len() - 1);
+    counts.len() - 1
+}
+
 impl Inner {
     /// The slot of (app, function, version), made at its first call.
     fn slot(&mut self, app: &str, function: &str, version: u32) -> Slot {
@@ -115,24 +126,8 @@ impl Inner {
                 return slot;
             }
         }
-        let function_at = match self.function_at.get(function) {
-            Some(&at) => at,
-            None => {
-                self.function_now.push(0);
-                let at = self.function_now.len() - 1;
-                self.function_at.insert(function.to_owned(), at);
-                at
-            }
-        };
-        let app_at = match self.app_at.get(app) {
-            Some(&at) => at,
-            None => {
-                self.app_now.push(0);
-                let at = self.app_now.len() - 1;
-                self.app_at.insert(app.to_owned(), at);
-                at
-            }
-        };
+        let function_at = counter_of(&mut self.function_at, &mut self.function_now, function);
+        let app_at = counter_of(&mut self.app_at, &mut self.app_now, app);
         self.slots.push(SlotState {
             app: app.to_owned(),
             function: function.to_owned(),

@@ -203,12 +203,7 @@ impl Batch {
             self.bytes.truncate(at);
             return Err(e);
         }
-        self.count += 1;
-        if self.functions.last() != Some(&record.function)
-            && !self.functions.contains(&record.function)
-        {
-            self.functions.push(record.function.clone());
-        }
+        self.counted(&record.function);
         Ok(())
     }
 
@@ -216,6 +211,11 @@ impl Batch {
     /// record of `function`: a copy, for a record encoded elsewhere.
     pub fn push_encoded(&mut self, entry: &[u8], function: &str) {
         self.bytes.extend_from_slice(entry);
+        self.counted(function);
+    }
+
+    /// Count the entry just added, a record of `function`.
+    fn counted(&mut self, function: &str) {
         self.count += 1;
         if self.functions.last().map(String::as_str) != Some(function)
             && !self.functions.iter().any(|f| f == function)
@@ -502,68 +502,12 @@ pub fn decode(entry: &[u8]) -> Result<CallRecord> {
     Ok(record)
 }
 
-/// Pass over one MessagePack value of any kind.
+/// Pass over one MessagePack value of any kind (a field a later version
+/// added).
 fn skip(buf: &mut &[u8]) -> Result<()> {
-    let first = *buf.first().ok_or_else(|| bad("a cut value"))?;
-    let take = |buf: &mut &[u8], n: usize| -> Result<()> {
-        if buf.len() < n {
-            return Err(bad("a cut value"));
-        }
-        *buf = &buf[n..];
-        Ok(())
-    };
-    let be = |buf: &[u8], n: usize| -> Result<usize> {
-        let bytes = buf.get(1..1 + n).ok_or_else(|| bad("a cut length"))?;
-        Ok(bytes.iter().fold(0usize, |acc, b| (acc << 8) | *b as usize))
-    };
-    match Marker::from_u8(first) {
-        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
-            take(buf, 1)
-        }
-        Marker::U8 | Marker::I8 => take(buf, 2),
-        Marker::U16 | Marker::I16 => take(buf, 3),
-        Marker::U32 | Marker::I32 | Marker::F32 => take(buf, 5),
-        Marker::U64 | Marker::I64 | Marker::F64 => take(buf, 9),
-        Marker::FixStr(n) => take(buf, 1 + n as usize),
-        Marker::Str8 | Marker::Bin8 => {
-            let n = be(buf, 1)?;
-            take(buf, 2 + n)
-        }
-        Marker::Str16 | Marker::Bin16 => {
-            let n = be(buf, 2)?;
-            take(buf, 3 + n)
-        }
-        Marker::Str32 | Marker::Bin32 => {
-            let n = be(buf, 4)?;
-            take(buf, 5 + n)
-        }
-        Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
-            let n = rmp::decode::read_array_len(buf).map_err(|e| bad(format!("{e:?}")))?;
-            (0..n).try_for_each(|_| skip(buf))
-        }
-        Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
-            let n = rmp::decode::read_map_len(buf).map_err(|e| bad(format!("{e:?}")))?;
-            (0..2 * n).try_for_each(|_| skip(buf))
-        }
-        Marker::FixExt1 => take(buf, 3),
-        Marker::FixExt2 => take(buf, 4),
-        Marker::FixExt4 => take(buf, 6),
-        Marker::FixExt8 => take(buf, 10),
-        Marker::FixExt16 => take(buf, 18),
-        Marker::Ext8 => {
-            let n = be(buf, 1)?;
-            take(buf, 3 + n)
-        }
-        Marker::Ext16 => {
-            let n = be(buf, 2)?;
-            take(buf, 4 + n)
-        }
-        Marker::Ext32 => {
-            let n = be(buf, 4)?;
-            take(buf, 6 + n)
-        }
-        Marker::Reserved => Err(bad("a reserved MessagePack marker")),
-    }
+    rmpv::decode::read_value_ref(buf)
+        .map(|_| ())
+        .map_err(|e| bad(format!("{e}")))
 }
 
 #[cfg(test)]

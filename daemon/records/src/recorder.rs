@@ -141,13 +141,12 @@ impl Recorder {
             if crate::codec::encode(record, entry).is_err() {
                 return (false, false);
             }
+            let sent = self.push_entry(entry, &record.function);
             if entry.capacity() > SCRATCH_MAX {
                 // A call that printed a lot: keep no big buffer per thread.
-                let sent = self.push_entry(entry, &record.function);
                 *entry = Vec::new();
-                return sent;
             }
-            self.push_entry(entry, &record.function)
+            sent
         });
         if first {
             shared.arrived.notify_one();

@@ -337,17 +337,11 @@ impl Block {
         }
     }
 
-    /// Add `record` (its seq set), as `packed` (its entry, already
-    /// encoded) if given, else encoded here.
-    fn push(&mut self, record: &CallRecord, packed: Option<&[u8]>) -> Result<()> {
-        match packed {
-            Some(entry) => self.push_entry(entry),
-            None => {
-                let mut entry = Vec::new();
-                codec::encode(record, &mut entry)?;
-                self.push_entry(&entry[4..])
-            }
-        }
+    /// Add `record` (its seq set), encoded here.
+    fn push(&mut self, record: &CallRecord) -> Result<()> {
+        let mut entry = Vec::new();
+        codec::encode(record, &mut entry)?;
+        self.push_entry(&entry[4..])
     }
 
     /// Add one encoded entry (its seq set), filed by its summary.
@@ -528,7 +522,7 @@ fn convert_rows(conn: &mut Connection, path: &Path) -> Result<()> {
                     blocks.len() - 1
                 }
             };
-            blocks[at].push(&record, None)?;
+            blocks[at].push(&record)?;
             tx.prepare_cached(INSERT_ID)?.execute(params![
                 record.request_id,
                 seq,
@@ -891,7 +885,7 @@ fn cut_block(
             match entry {
                 Entry::Packed(bytes) => kept.push_entry(bytes)?,
                 // A JSON line is kept in the new form.
-                Entry::Json(_) => kept.push(&entry.decode()?, None)?,
+                Entry::Json(_) => kept.push(&entry.decode()?)?,
             }
         }
     }
@@ -1252,6 +1246,35 @@ impl CallStore for SqliteCallStore {
 mod tests {
     use super::*;
 
+    /// Bytes of `function`'s records, as the running total has them.
+    async fn usage_of(store: &SqliteCallStore, function: &'static str) -> i64 {
+        store
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT bytes FROM usage WHERE function = ?1",
+                    params![function],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// `call_ids` entries of the blocks of `function`.
+    async fn id_entries(store: &SqliteCallStore, function: &'static str) -> i64 {
+        store
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM call_ids c JOIN blocks b ON b.id = c.block
+                     WHERE b.function = ?1",
+                    params![function],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap()
+    }
+
     /// A request id as the daemon makes them (one prefix, a counter).
     fn hid(i: u64) -> String {
         format!("5a5a5a5a{i:08x}")
@@ -1346,16 +1369,7 @@ mod tests {
             "a block's bytes are its records' entries"
         );
         let size = entries[0].len() as u64 + 4;
-        let usage: i64 = store
-            .read(|c| {
-                Ok(
-                    c.query_row("SELECT bytes FROM usage WHERE function = 'h'", [], |r| {
-                        r.get(0)
-                    })?,
-                )
-            })
-            .await
-            .unwrap();
+        let usage: i64 = usage_of(&store, "h").await;
         assert_eq!(usage, stored);
         let by_bytes = RecordRetention {
             max_age: Duration::ZERO,
@@ -1378,25 +1392,13 @@ mod tests {
             store.get(&hid(7)).await.unwrap().unwrap().request_id,
             hid(7)
         );
-        let usage: i64 = store
-            .read(|c| {
-                Ok(
-                    c.query_row("SELECT bytes FROM usage WHERE function = 'h'", [], |r| {
-                        r.get(0)
-                    })?,
-                )
-            })
-            .await
-            .unwrap();
+        let usage: i64 = usage_of(&store, "h").await;
         let left: usize = kept
             .iter()
             .map(|r| codec::encode(r, &mut Vec::new()).unwrap())
             .sum();
         assert_eq!(usage as usize, left, "usage follows what stays");
-        let entries: i64 = store
-            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM call_ids c JOIN blocks b ON b.id = c.block WHERE b.function = 'h'", [], |r| r.get(0))?))
-            .await
-            .unwrap();
+        let entries: i64 = id_entries(&store, "h").await;
         assert_eq!(
             entries, 0,
             "blocks of the daemon's own ids are found by their range, with no entries"
@@ -1413,17 +1415,7 @@ mod tests {
             ]))
             .await
             .unwrap();
-        let count_ids = || {
-            store.read(|c| {
-                Ok(c.query_row(
-                    "SELECT COUNT(*) FROM call_ids c JOIN blocks b ON b.id = c.block
-                     WHERE b.function = 'k'",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )?)
-            })
-        };
-        assert_eq!(count_ids().await.unwrap(), 3);
+        assert_eq!(id_entries(&store, "k").await, 3);
         assert_eq!(store.get("mid").await.unwrap().unwrap().code, "timeout");
         assert_eq!(store.get("zeta").await.unwrap().unwrap().function, "k");
         // A repeated id: the latest record.
@@ -1447,7 +1439,7 @@ mod tests {
         store.prune(&by_age, 30_004, None).await.unwrap();
         assert!(store.get("mid").await.unwrap().is_none());
         assert_eq!(
-            count_ids().await.unwrap(),
+            id_entries(&store, "k").await,
             1,
             "entries went with their block (the later zeta's block keeps its own)"
         );
@@ -1584,18 +1576,8 @@ mod tests {
             ]))
             .await
             .unwrap();
-        let entries = |f: &'static str| {
-            store.read(move |c| {
-                Ok(c.query_row(
-                    "SELECT COUNT(*) FROM call_ids c JOIN blocks b ON b.id = c.block
-                     WHERE b.function = ?1",
-                    params![f],
-                    |r| r.get::<_, i64>(0),
-                )?)
-            })
-        };
-        assert_eq!(entries("m").await.unwrap(), 0);
-        assert_eq!(entries("n").await.unwrap(), 2);
+        assert_eq!(id_entries(&store, "m").await, 0);
+        assert_eq!(id_entries(&store, "n").await, 2);
         for id in [hid(3), hid(4), hid(5), hid(6), other] {
             assert_eq!(store.get(&id).await.unwrap().unwrap().request_id, id);
         }
@@ -1748,16 +1730,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((tables, unreadable, version), (0, 1, SCHEMA_VERSION));
-        let usage: i64 = store
-            .read(|c| {
-                Ok(
-                    c.query_row("SELECT bytes FROM usage WHERE function = 'g'", [], |r| {
-                        r.get(0)
-                    })?,
-                )
-            })
-            .await
-            .unwrap();
+        let usage: i64 = usage_of(&store, "g").await;
         let g = store.list("g", &CallQuery::default()).await.unwrap();
         let want: usize = g
             .iter()
