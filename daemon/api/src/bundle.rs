@@ -127,7 +127,10 @@ impl Bundle {
         let manifest_file = self.file(MANIFEST_FILE).ok_or(BundleError::NoManifest)?;
         let text =
             std::str::from_utf8(&manifest_file.data).map_err(|_| BundleError::ManifestNotText)?;
-        let manifest = manifest::parse(text)?;
+        let manifest = manifest::parse_with_files(text, &|path| {
+            self.file(path.trim_start_matches("./"))
+                .map(|f| f.data.clone())
+        })?;
         let (module, _) = manifest.entry_parts();
         let candidates = manifest.runtime.entry_files(module);
         if !candidates.iter().any(|c| seen.contains(c.as_str())) {

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod bundle;
 pub mod manifest;
+pub mod metadata;
 
 mod aliases;
 mod apps;

@@ -1,11 +1,16 @@
 //! `hearth.toml`: what a function directory declares about itself.
 //!
 //! Keys (later work adds keys, never renames these):
-//! `name`, `runtime`, `entry`, `app`, `category`, `description`, and a
-//! `[limits]` table with `timeout_ms`, `memory_mb`, `max_workers`.
+//! `name`, `runtime`, `entry`, `app`, `category`, `description`, `type`,
+//! `calls`, `output_validation`, a `[limits]` table with `timeout_ms`,
+//! `memory_mb`, `max_workers`, …, the `[input]` and `[output]` JSON Schemas
+//! (inline, or `schema = "FILE"` shipped with the code) and `[errors.CODE]`
+//! tables (`status`, `message`, `retryable`): see `metadata.rs`.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+use crate::metadata::{self, DeclaredError, Errors, FunctionType, OutputValidation};
 
 pub const MANIFEST_FILE: &str = "hearth.toml";
 
@@ -245,6 +250,41 @@ pub struct Manifest {
     /// and listings show who calls whom.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<String>,
+    /// `type`: function, datasource, field or page (metadata.rs).
+    #[serde(default, rename = "type")]
+    pub kind: FunctionType,
+    /// `[input]`: the JSON Schema every call's event must match (the
+    /// schema itself, its file already read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
+    /// `[output]`: the JSON Schema of what the function returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+    /// Where each schema came from when it was a file (`schema = "..."`).
+    #[serde(default, skip_serializing_if = "SchemaFiles::is_empty")]
+    pub schema_files: SchemaFiles,
+    /// `[errors.CODE]`: the function's own error codes.
+    #[serde(default, skip_serializing_if = "Errors::is_empty")]
+    pub errors: Errors,
+    /// `output_validation`: what is done with an answer that does not match
+    /// `[output]`.
+    #[serde(default)]
+    pub output_validation: OutputValidation,
+}
+
+/// The files a version's schemas were read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaFiles {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+impl SchemaFiles {
+    pub fn is_empty(&self) -> bool {
+        self.input.is_none() && self.output.is_none()
+    }
 }
 
 impl Manifest {
@@ -299,12 +339,26 @@ pub enum ManifestError {
     },
     #[error("{MANIFEST_FILE}: `{key}` {problem}")]
     Invalid { key: &'static str, problem: String },
-    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description, calls and [limits] {LIMIT_KEYS}")]
+    /// A key whose name is made from the manifest (`errors.NOT_FOUND.status`).
+    #[error("{MANIFEST_FILE}: `{key}` {problem}")]
+    InvalidAt { key: String, problem: String },
+    #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description, type, calls, output_validation, [input], [output], [errors.CODE] and [limits] {LIMIT_KEYS}")]
     UnknownKey(String),
 }
 
-/// Parse and validate the text of a `hearth.toml`.
+/// Parse and validate the text of a `hearth.toml` on its own: a schema
+/// in a file (`schema = "..."`) cannot be read, and is an error.
 pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    parse_with_files(text, &|_| None)
+}
+
+/// Parse and validate the text of a `hearth.toml`, reading the schema
+/// files it names with `file` (a path in the function's directory → its
+/// bytes, None when there is no such file).
+pub fn parse_with_files(
+    text: &str,
+    file: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> Result<Manifest, ManifestError> {
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ManifestError::Syntax(e.message().to_owned()))?;
@@ -312,11 +366,41 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     for key in table.keys() {
         if !matches!(
             key.as_str(),
-            "name" | "runtime" | "entry" | "app" | "category" | "description" | "calls" | "limits"
+            "name"
+                | "runtime"
+                | "entry"
+                | "app"
+                | "category"
+                | "description"
+                | "calls"
+                | "limits"
+                | "type"
+                | "input"
+                | "output"
+                | "errors"
+                | "output_validation"
         ) {
             return Err(ManifestError::UnknownKey(key.clone()));
         }
     }
+    let kind = match optional_str(&table, "type")? {
+        None => FunctionType::Function,
+        Some(t) => match FunctionType::parse(&t) {
+            Some(FunctionType::Page) => {
+                return Err(ManifestError::Invalid {
+                    key: "type",
+                    problem: "is \"page\": a page is declared with [fields] and no runtime, and this hearth does not deploy pages yet; use function, datasource or field".into(),
+                })
+            }
+            Some(kind) => kind,
+            None => {
+                return Err(ManifestError::Invalid {
+                    key: "type",
+                    problem: format!("is \"{t}\"; use one of function (the default), datasource, field"),
+                })
+            }
+        },
+    };
 
     let name = required_str(&table, "name", "for example name = \"hello\"")?;
     validate_name(&name).map_err(|problem| ManifestError::Invalid {
@@ -367,6 +451,31 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         }
     };
 
+    let mut schema_files = SchemaFiles::default();
+    let input = parse_schema(&table, "input", file, &mut schema_files.input)?;
+    let output = parse_schema(&table, "output", file, &mut schema_files.output)?;
+    if kind == FunctionType::Datasource && output.is_none() {
+        return Err(ManifestError::Missing {
+            key: "output",
+            example: "a datasource declares the JSON Schema of what it returns: [output] with type = \"object\" and its properties, or [output] schema = \"schema/output.json\"",
+        });
+    }
+    let errors = parse_errors(&table)?;
+    let output_validation = match optional_str(&table, "output_validation")? {
+        None if kind == FunctionType::Datasource => OutputValidation::Log,
+        None => OutputValidation::Off,
+        Some(v) => OutputValidation::parse(&v).ok_or_else(|| ManifestError::Invalid {
+            key: "output_validation",
+            problem: format!("is \"{v}\"; use off, log (check, log what does not match) or enforce (an answer that does not match is a 500)"),
+        })?,
+    };
+    if output_validation != OutputValidation::Off && output.is_none() {
+        return Err(ManifestError::Invalid {
+            key: "output_validation",
+            problem: format!("is \"{}\" but there is no [output] schema to check answers against; declare [output] or remove output_validation", output_validation.as_str()),
+        });
+    }
+
     Ok(Manifest {
         name,
         runtime,
@@ -377,7 +486,163 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         limits,
         limits_set: Some(limits_set),
         calls,
+        kind,
+        input,
+        output,
+        schema_files,
+        errors,
+        output_validation,
     })
+}
+
+/// `[input]` / `[output]`: a JSON Schema written in TOML, or
+/// `schema = "FILE"` naming a JSON file shipped with the code.
+fn parse_schema(
+    table: &toml::Table,
+    key: &'static str,
+    file: &dyn Fn(&str) -> Option<Vec<u8>>,
+    from: &mut Option<String>,
+) -> Result<Option<serde_json::Value>, ManifestError> {
+    let invalid = |problem: String| ManifestError::Invalid { key, problem };
+    let Some(value) = table.get(key) else {
+        return Ok(None);
+    };
+    let toml::Value::Table(t) = value else {
+        return Err(invalid(format!(
+            "must be a table: write [{key}] on its own line, then JSON Schema keys (type = \"object\", required = [...], properties.id = {{ type = \"integer\" }}), or schema = \"schema/{key}.json\""
+        )));
+    };
+    let schema = match t.get("schema") {
+        Some(toml::Value::String(path)) => {
+            if t.len() > 1 {
+                return Err(invalid(format!(
+                    "has schema = \"{path}\" and other keys; either name a file with schema = \"...\" alone, or write the schema's keys inline"
+                )));
+            }
+            let bytes = file(path).ok_or_else(|| {
+                invalid(format!(
+                    "names the schema file \"{path}\", which is not in the function's directory; add it (a path relative to hearth.toml) or write the schema inline"
+                ))
+            })?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| invalid(format!("names \"{path}\", which is not UTF-8 text")))?;
+            let schema: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                invalid(format!(
+                    "names \"{path}\", which is not valid JSON: {e} (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            *from = Some(path.clone());
+            schema
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "has schema = {} ; it must be the path of a JSON file in quotes, like schema = \"schema/{key}.json\"",
+                other.type_str()
+            )))
+        }
+        None => metadata::toml_to_json(value),
+    };
+    let what = match &from {
+        Some(path) => format!("(from {path}) "),
+        None => String::new(),
+    };
+    metadata::check_schema(&schema).map_err(|p| invalid(format!("{what}{p}")))?;
+    Ok(Some(schema))
+}
+
+/// `[errors.CODE]` tables: `status` (400-599), `message`, `retryable`.
+fn parse_errors(table: &toml::Table) -> Result<Errors, ManifestError> {
+    let mut errors = Errors::new();
+    let Some(value) = table.get("errors") else {
+        return Ok(errors);
+    };
+    let toml::Value::Table(t) = value else {
+        return Err(ManifestError::Invalid {
+            key: "errors",
+            problem: "must be tables of error codes: [errors.NOT_FOUND] with status = 404 and message = \"...\"".into(),
+        });
+    };
+    for (code, decl) in t {
+        let at = |sub: &str| format!("errors.{code}{sub}");
+        metadata::check_code(code).map_err(|problem| ManifestError::InvalidAt {
+            key: at(""),
+            problem: format!("is not a usable error code: {problem}"),
+        })?;
+        let toml::Value::Table(d) = decl else {
+            return Err(ManifestError::InvalidAt {
+                key: at(""),
+                problem: format!(
+                    "must be a table: [errors.{code}] with status = 404 and message = \"...\""
+                ),
+            });
+        };
+        for k in d.keys() {
+            if !matches!(k.as_str(), "status" | "message" | "retryable") {
+                return Err(ManifestError::UnknownKey(at(&format!(".{k}"))));
+            }
+        }
+        let status =
+            match d.get("status") {
+                Some(toml::Value::Integer(s)) if (400..=599).contains(s) => *s as u16,
+                Some(toml::Value::Integer(s)) => {
+                    return Err(ManifestError::InvalidAt {
+                        key: at(".status"),
+                        problem: format!("is {s}; an error's HTTP status is between 400 and 599"),
+                    })
+                }
+                Some(other) => {
+                    return Err(ManifestError::InvalidAt {
+                        key: at(".status"),
+                        problem: format!(
+                            "must be a whole number (an HTTP status, 400-599), not {}",
+                            other.type_str()
+                        ),
+                    })
+                }
+                None => return Err(ManifestError::InvalidAt {
+                    key: at(".status"),
+                    problem:
+                        "is missing: give the HTTP status a caller gets, for example status = 404"
+                            .into(),
+                }),
+            };
+        let message = match d.get("message") {
+            Some(toml::Value::String(m)) if !m.trim().is_empty() => m.clone(),
+            Some(toml::Value::String(_)) | None => return Err(ManifestError::InvalidAt {
+                key: at(".message"),
+                problem:
+                    "is missing: say what the code means, for example message = \"no such program\""
+                        .into(),
+            }),
+            Some(other) => {
+                return Err(ManifestError::InvalidAt {
+                    key: at(".message"),
+                    problem: format!("must be a string, not {}", other.type_str()),
+                })
+            }
+        };
+        let retryable = match d.get("retryable") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(other) => {
+                return Err(ManifestError::InvalidAt {
+                    key: at(".retryable"),
+                    problem: format!("must be true or false, not {}", other.type_str()),
+                })
+            }
+        };
+        errors.insert(
+            code.clone(),
+            DeclaredError {
+                status,
+                message,
+                retryable,
+            },
+        );
+    }
+    Ok(errors)
 }
 
 /// `calls = ["programs", "user-interests"]`: function names, each once,
@@ -736,5 +1001,118 @@ max_workers = 2
             parse("name = ").expect_err("x"),
             ManifestError::Syntax(_)
         ));
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+
+    const BASE: &str = "name='p'\nruntime='python'\nentry='main.h'\n";
+
+    #[test]
+    fn schemas_errors_and_type_parse() {
+        let m = parse(&format!(
+            r#"{BASE}type = "datasource"
+[input]
+type = "object"
+required = ["id"]
+properties.id = {{ type = "integer", minimum = 1 }}
+examples = [{{ id = 42 }}]
+[output]
+type = "object"
+[errors.NOT_FOUND]
+status = 404
+message = "no such program"
+"#
+        ))
+        .expect("valid");
+        assert_eq!(m.kind, FunctionType::Datasource);
+        let input = m.input.as_ref().expect("input");
+        assert_eq!(input["properties"]["id"]["minimum"], 1);
+        assert_eq!(input["examples"][0]["id"], 42);
+        assert_eq!(m.errors["NOT_FOUND"].status, 404);
+        assert!(!m.errors["NOT_FOUND"].retryable);
+        // A datasource checks its output by default.
+        assert_eq!(m.output_validation, OutputValidation::Log);
+        // Stored and read back as JSON, it is the same.
+        let json = serde_json::to_string(&m).expect("json");
+        assert!(json.contains("\"type\":\"datasource\""), "{json}");
+        let back: Manifest = serde_json::from_str(&json).expect("back");
+        assert_eq!(back, m);
+        // A manifest stored before these keys reads with their defaults.
+        let old: Manifest = serde_json::from_str(
+            &serde_json::to_string(&parse(BASE).expect("plain")).expect("json"),
+        )
+        .expect("old");
+        assert_eq!(old.kind, FunctionType::Function);
+        assert!(old.input.is_none() && old.errors.is_empty());
+    }
+
+    #[test]
+    fn schema_files_are_read_from_the_directory() {
+        let text = format!("{BASE}[input]\nschema = \"schema/input.json\"\n");
+        let files = |path: &str| {
+            (path == "schema/input.json")
+                .then(|| br#"{"type": "object", "required": ["id"]}"#.to_vec())
+        };
+        let m = parse_with_files(&text, &files).expect("valid");
+        assert_eq!(m.input.as_ref().expect("input")["required"][0], "id");
+        assert_eq!(m.schema_files.input.as_deref(), Some("schema/input.json"));
+        let e = parse(&text).expect_err("no file");
+        assert!(e.to_string().contains("schema/input.json"), "{e}");
+        let bad = |_: &str| Some(b"{\"type\": ".to_vec());
+        let e = parse_with_files(&text, &bad).expect_err("bad json");
+        assert!(
+            e.to_string().contains("not valid JSON") && e.to_string().contains("line 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_metadata_names_the_key() {
+        let cases = [
+            ("type = \"widget\"", "`type`"),
+            ("type = \"datasource\"", "`output`"),
+            ("[input]\ntype = \"obj\"", "/type"),
+            (
+                "[input]\nschema = \"a.json\"\ntype = \"object\"",
+                "either name a file",
+            ),
+            ("input = 3", "must be a table"),
+            (
+                "[errors.NOT_FOUND]\nstatus = 200\nmessage = \"x\"",
+                "errors.NOT_FOUND.status",
+            ),
+            (
+                "[errors.NOT_FOUND]\nstatus = 404",
+                "errors.NOT_FOUND.message",
+            ),
+            (
+                "[errors.NOT_FOUND]\nstatus = 404\nmessage = \"x\"\nretry = true",
+                "errors.NOT_FOUND.retry",
+            ),
+            (
+                "[errors.\"not found\"]\nstatus = 404\nmessage = \"x\"",
+                "errors.not found",
+            ),
+            (
+                "[errors.timeout]\nstatus = 504\nmessage = \"x\"",
+                "hearth's own",
+            ),
+            ("output_validation = \"enforce\"", "no [output]"),
+            ("[output]\ntype = \"object\"\n", ""),
+        ];
+        for (extra, wanted) in cases {
+            let text = format!("{BASE}{extra}\n");
+            match parse(&text) {
+                Ok(_) if wanted.is_empty() => {}
+                Ok(m) => panic!("{extra}: accepted {m:?}"),
+                Err(e) => assert!(
+                    !wanted.is_empty() && e.to_string().contains(wanted),
+                    "{extra}: {e}"
+                ),
+            }
+        }
     }
 }
