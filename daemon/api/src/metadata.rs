@@ -298,8 +298,9 @@ fn compare(old: &Value, new: &Value, at: &str, out: &mut Vec<BreakingChange>) {
             let lost: Vec<&String> = old_types
                 .iter()
                 .filter(|t| {
-                    !new_types.contains(t)
-                        && !(t.as_str() == "integer" && new_types.iter().any(|n| n == "number"))
+                    let widened =
+                        t.as_str() == "integer" && new_types.iter().any(|n| n == "number");
+                    !(new_types.contains(t) || widened)
                 })
                 .collect();
             if !lost.is_empty() {
