@@ -49,6 +49,10 @@ pub fn outcome_class(code: &str) -> &'static str {
         | "crash_loop"
         | "rate_limited"
         | "too_many_connections" => "rejected",
+        // A function's own error code (hearth's codes are all lowercase
+        // words; a function's may not be one of them).
+        "undeclared_error" => "function_error",
+        code if crate::ErrorCode::parse(code).is_none() => "function_error",
         _ => "error",
     }
 }

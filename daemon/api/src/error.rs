@@ -51,6 +51,9 @@ pub enum ErrorCode {
     ChainTooDeep,
     BudgetExhausted,
     DeadlineExceeded,
+    InvalidInput,
+    InvalidOutput,
+    UndeclaredError,
 }
 
 impl ErrorCode {
@@ -97,6 +100,9 @@ impl ErrorCode {
         ErrorCode::ChainTooDeep,
         ErrorCode::BudgetExhausted,
         ErrorCode::DeadlineExceeded,
+        ErrorCode::InvalidInput,
+        ErrorCode::InvalidOutput,
+        ErrorCode::UndeclaredError,
     ];
 
     /// The code as it appears in `error.code`.
@@ -144,6 +150,9 @@ impl ErrorCode {
             ErrorCode::ChainTooDeep => "chain_too_deep",
             ErrorCode::BudgetExhausted => "budget_exhausted",
             ErrorCode::DeadlineExceeded => "deadline_exceeded",
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::InvalidOutput => "invalid_output",
+            ErrorCode::UndeclaredError => "undeclared_error",
         }
     }
 
@@ -157,7 +166,8 @@ impl ErrorCode {
             | ErrorCode::BadManifest
             | ErrorCode::BadBundle
             | ErrorCode::BadRequest
-            | ErrorCode::BadAlias => 400,
+            | ErrorCode::BadAlias
+            | ErrorCode::InvalidInput => 400,
             ErrorCode::FunctionNotFound
             | ErrorCode::AppNotFound
             | ErrorCode::VersionNotFound
@@ -181,7 +191,10 @@ impl ErrorCode {
             | ErrorCode::RateLimited
             | ErrorCode::BudgetExhausted => 429,
             ErrorCode::Recursion | ErrorCode::ChainTooDeep => 508,
-            ErrorCode::FunctionError | ErrorCode::Internal => 500,
+            ErrorCode::FunctionError
+            | ErrorCode::Internal
+            | ErrorCode::InvalidOutput
+            | ErrorCode::UndeclaredError => 500,
             ErrorCode::WorkerDied
             | ErrorCode::ProtocolError
             | ErrorCode::OutOfMemory
@@ -234,6 +247,14 @@ pub struct ErrorDetail {
     /// The function's own error (type, message, traceback), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<FunctionErrorBody>,
+    /// With one of the function's own error codes: whether the caller may
+    /// try again (its `[errors.CODE] retryable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+    /// With `invalid_input` and `invalid_output`: each way the value fails
+    /// the function's schema, with its JSON pointer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<crate::metadata::SchemaFailure>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

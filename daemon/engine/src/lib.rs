@@ -8,6 +8,7 @@ mod apps;
 pub mod call;
 mod catalog;
 pub mod code;
+pub mod contract;
 mod deploy;
 pub mod deps;
 mod engine;
