@@ -248,3 +248,80 @@ fn bad_metadata_is_refused_at_deploy_naming_the_key() {
     assert_eq!(m["input"]["required"][0], "id", "{m}");
     assert_eq!(m["schema_files"]["input"], "schema/input.json");
 }
+
+fn schema_fn(name: &str, input: &str) -> FnDir {
+    FnDir::python_with(
+        name,
+        "def handler(event):\n    return event\n",
+        &format!("[input]\ntype = \"object\"\n{input}"),
+    )
+}
+
+#[test]
+fn publishing_a_breaking_input_schema_needs_allow_breaking() {
+    let d = Daemon::start();
+    let v1 = schema_fn(
+        "guarded",
+        "required = [\"id\"]\nproperties.id = { type = \"integer\" }\nproperties.q = { type = \"string\" }",
+    );
+    d.ok(&["deploy", v1.path()]);
+
+    // A compatible change (a new optional field, a wider type) goes live.
+    let v2 = schema_fn(
+        "guarded",
+        "required = [\"id\"]\nproperties.id = { type = \"number\" }\nproperties.q = { type = \"string\" }\nproperties.limit = { type = \"integer\" }",
+    );
+    let out = d.ok(&["deploy", v2.path()]);
+    assert!(out.contains("version 2") && out.contains("live"), "{out}");
+
+    // A new required field, a removed one, a narrowed type: stored, not live.
+    let v3 = schema_fn(
+        "guarded",
+        "required = [\"id\", \"user\"]\nproperties.id = { type = \"integer\" }\nproperties.user = { type = \"string\" }\nproperties.limit = { type = \"integer\" }",
+    );
+    let err = d.fails(&["deploy", v3.path()]);
+    assert!(
+        err.contains("breaking") || err.contains("can break"),
+        "{err}"
+    );
+    assert!(err.contains("/user") && err.contains("required"), "{err}");
+    assert!(err.contains("/q") && err.contains("removed"), "{err}");
+    assert!(err.contains("/id") && err.contains("narrowed"), "{err}");
+    assert!(err.contains("--allow-breaking"), "{err}");
+    let f = d.get("/api/v1/functions/guarded").json();
+    assert_eq!(f["live_version"], 2, "{f}");
+    assert_eq!(f["versions"], 3, "{f}");
+
+    // The API says the same, with the code.
+    let r = d.post("/api/v1/functions/guarded/publish", r#"{"version": 3}"#);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "breaking_change");
+    let r = d.post(
+        "/api/v1/publish",
+        r#"{"releases": [{"function": "guarded", "version": 3}]}"#,
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("can break"), "{}", r.text());
+
+    // With --allow-breaking it goes live, and the changes are warned of.
+    let out = d.cli(&["publish", "guarded", "--version", "3", "--allow-breaking"]);
+    assert!(out.status.success(), "{out:?}");
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains("warning") && warned.contains("/user"),
+        "{warned}"
+    );
+    assert_eq!(d.get("/api/v1/functions/guarded").json()["live_version"], 3);
+    // Rolling back is never held up.
+    d.ok(&["rollback", "guarded"]);
+    assert_eq!(d.get("/api/v1/functions/guarded").json()["live_version"], 2);
+    // Deploy --allow-breaking publishes at once.
+    let v4 = schema_fn(
+        "guarded",
+        "required = [\"id\", \"token\"]\nproperties.id = { type = \"integer\" }",
+    );
+    let out = d.cli(&["deploy", v4.path(), "--allow-breaking"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/token"));
+    assert_eq!(d.get("/api/v1/functions/guarded").json()["live_version"], 4);
+}

@@ -14,6 +14,10 @@ pub struct DeployRequest {
     /// Make the version live once it loads (default true).
     #[serde(default = "yes")]
     pub publish: bool,
+    /// Publish even if its input schema can break callers of the live
+    /// version (see `breaking` in the answer).
+    #[serde(default)]
+    pub allow_breaking: bool,
 }
 
 fn yes() -> bool {
@@ -37,4 +41,8 @@ pub struct DeployOutcome {
     pub previous: Option<u32>,
     /// Time to start a worker and load the code, when one was started.
     pub load_ms: Option<f64>,
+    /// How its input schema can break callers of the version live before
+    /// (published anyway: `allow_breaking`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breaking: Vec<crate::metadata::BreakingChange>,
 }

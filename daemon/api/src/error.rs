@@ -54,6 +54,7 @@ pub enum ErrorCode {
     InvalidInput,
     InvalidOutput,
     UndeclaredError,
+    BreakingChange,
 }
 
 impl ErrorCode {
@@ -103,6 +104,7 @@ impl ErrorCode {
         ErrorCode::InvalidInput,
         ErrorCode::InvalidOutput,
         ErrorCode::UndeclaredError,
+        ErrorCode::BreakingChange,
     ];
 
     /// The code as it appears in `error.code`.
@@ -153,6 +155,7 @@ impl ErrorCode {
             ErrorCode::InvalidInput => "invalid_input",
             ErrorCode::InvalidOutput => "invalid_output",
             ErrorCode::UndeclaredError => "undeclared_error",
+            ErrorCode::BreakingChange => "breaking_change",
         }
     }
 
@@ -181,7 +184,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::BodyTimeout => 408,
             ErrorCode::UnsupportedMediaType => 415,
-            ErrorCode::NothingToRollBack => 409,
+            ErrorCode::NothingToRollBack | ErrorCode::BreakingChange => 409,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::BatchFailed | ErrorCode::DependencyInstallFailed | ErrorCode::LoadFailed => {
                 422

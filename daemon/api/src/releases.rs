@@ -9,6 +9,10 @@ pub struct PublishRequest {
     pub version: u32,
     #[serde(default)]
     pub message: String,
+    /// Publish even if its input schema can break callers of the live
+    /// version.
+    #[serde(default)]
+    pub allow_breaking: bool,
 }
 
 /// `POST /api/v1/functions/{name}/rollback`
@@ -24,6 +28,9 @@ pub struct BatchPublishRequest {
     pub releases: Vec<BatchItem>,
     #[serde(default)]
     pub message: String,
+    /// Publish even members whose input schema can break callers.
+    #[serde(default)]
+    pub allow_breaking: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +46,10 @@ pub struct ReleaseOutcome {
     pub version: u32,
     pub previous: Option<u32>,
     pub action: String,
+    /// How its input schema can break callers of the version live before
+    /// (published anyway: `allow_breaking`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breaking: Vec<crate::metadata::BreakingChange>,
 }
 
 /// The answer of a batch publish.

@@ -21,6 +21,7 @@ impl Releases {
         bundle: Bundle,
         message: &str,
         publish: bool,
+        allow_breaking: bool,
         actor: &str,
         progress: &Progress,
         slot: Option<OwnedSemaphorePermit>,
@@ -61,6 +62,7 @@ impl Releases {
             live: live_before == Some(put.version),
             previous: live_before,
             load_ms: None,
+            breaking: Vec::new(),
         };
         let pool = match v.pool_with_progress(&function, put.version, progress).await {
             Err(PublishError::Deps(error)) => {
@@ -114,6 +116,27 @@ impl Releases {
             return Ok(outcome);
         }
         let record = v.record(&function, put.version).await?;
+        outcome.breaking = match self
+            .breaking_changes(&function, &record, allow_breaking)
+            .await
+        {
+            Ok(changes) => changes,
+            Err(e) => {
+                v.retire(pool);
+                return Err(e);
+            }
+        };
+        for c in &outcome.breaking {
+            progress.say(format!(
+                "warning: published with a breaking input change (--allow-breaking): {} {}",
+                if c.pointer.is_empty() {
+                    "the input:"
+                } else {
+                    &c.pointer
+                },
+                c.change
+            ));
+        }
         outcome.previous = v
             .store
             .release(&function, &record, "publish", message, actor)

@@ -91,6 +91,11 @@ enum Command {
         /// Store the version without making it live.
         #[arg(long)]
         no_publish: bool,
+        /// Publish even if the new [input] schema can break callers of the
+        /// live version (a new required field, a removed field, a narrowed
+        /// type): without it such a version is stored, not published.
+        #[arg(long)]
+        allow_breaking: bool,
     },
     /// Call a function (NAME for the live version, NAME@N for version N) and print its JSON result.
     Invoke {
@@ -126,6 +131,10 @@ enum Command {
         batch: Option<PathBuf>,
         #[arg(long, short, default_value = "")]
         message: String,
+        /// Publish even if a version's [input] schema can break callers of
+        /// the live one.
+        #[arg(long)]
+        allow_breaking: bool,
     },
     /// Point an alias (prod, canary, ...) at a version, optionally sending a
     /// share of its calls to another version; call it at /fn/NAME@ALIAS.
@@ -307,7 +316,8 @@ async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<
             dir,
             message,
             no_publish,
-        } => deploy::deploy(&client, &dir, message, !no_publish).await,
+            allow_breaking,
+        } => deploy::deploy(&client, &dir, message, !no_publish, allow_breaking).await,
         Command::Invoke { target, data, log } => invoke::invoke(&client, &target, &data, log).await,
         Command::List { json } => list::list(&client, json).await,
         Command::Versions { name, json } => versions::versions(&client, &name, json).await,
@@ -316,10 +326,13 @@ async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<
             version,
             batch,
             message,
+            allow_breaking,
         } => match (name, version, batch) {
-            (_, _, Some(file)) => publish::publish_batch(&client, &file, message).await,
+            (_, _, Some(file)) => {
+                publish::publish_batch(&client, &file, message, allow_breaking).await
+            }
             (Some(name), Some(version), None) => {
-                publish::publish(&client, &name, version, message).await
+                publish::publish(&client, &name, version, message, allow_breaking).await
             }
             _ => bail!("give NAME --version N, or --batch FILE"),
         },

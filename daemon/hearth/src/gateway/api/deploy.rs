@@ -45,7 +45,7 @@ pub async fn deploy(
             gw.engine.clone(),
             bundle,
             body.message,
-            body.publish,
+            (body.publish, body.allow_breaking),
             actor,
             slot,
         ));
@@ -57,6 +57,7 @@ pub async fn deploy(
             bundle,
             &body.message,
             body.publish,
+            body.allow_breaking,
             &actor,
             &Progress::none(),
             Some(slot),
@@ -101,7 +102,7 @@ fn deploy_streaming(
     engine: Arc<Engine>,
     bundle: Bundle,
     message: String,
-    publish: bool,
+    (publish, allow_breaking): (bool, bool),
     actor: String,
     slot: OwnedSemaphorePermit,
 ) -> Resp {
@@ -122,7 +123,15 @@ fn deploy_streaming(
         let progress = Progress::new(progress_tx);
         let outcome = engine
             .releases
-            .deploy(bundle, &message, publish, &actor, &progress, Some(slot))
+            .deploy(
+                bundle,
+                &message,
+                publish,
+                allow_breaking,
+                &actor,
+                &progress,
+                Some(slot),
+            )
             .await;
         drop(progress);
         let _ = forwarder.await;
