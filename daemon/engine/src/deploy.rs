@@ -10,6 +10,16 @@ use crate::error::PublishError;
 use crate::events::Event;
 use crate::releases::Releases;
 
+/// What a deploy does once the version is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct DeployOptions {
+    /// Make it live (after proving it loads).
+    pub publish: bool,
+    /// Publish even if its input schema can break callers of the live
+    /// version.
+    pub allow_breaking: bool,
+}
+
 impl Releases {
     /// Store the bundle as a version of its function and, if `publish`,
     /// make it live once a worker has loaded it. Every path of the bundle
@@ -20,8 +30,10 @@ impl Releases {
         &self,
         bundle: Bundle,
         message: &str,
-        publish: bool,
-        allow_breaking: bool,
+        DeployOptions {
+            publish,
+            allow_breaking,
+        }: DeployOptions,
         actor: &str,
         progress: &Progress,
         slot: Option<OwnedSemaphorePermit>,
