@@ -13,6 +13,7 @@ mod aliases;
 mod apps;
 mod calls;
 mod deploy;
+mod diff;
 mod error;
 mod functions;
 mod gc;
@@ -33,6 +34,7 @@ pub use calls::{
     DEFAULT_CALL_LIMIT, MAX_CALL_LIMIT,
 };
 pub use deploy::{DeployOutcome, DeployRequest};
+pub use diff::{FileDiff, ManifestChange, VersionDiff};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, FunctionErrorBody};
 pub use functions::{CrashLoopInfo, FunctionInfo, FunctionList, VersionInfo, VersionList};
 pub use gc::{GcDir, GcReport, GcRequest, GcVersion};

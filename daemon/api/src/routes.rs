@@ -67,6 +67,10 @@ pub enum RouteId {
     ListCalls,
     FollowCalls,
     GetCall,
+    FunctionOpenApi,
+    AppOpenApi,
+    FunctionDocs,
+    VersionDiff,
 }
 
 /// What each route asks of its caller's token. `deploy` routes limited to
@@ -87,6 +91,10 @@ pub const fn access_of(id: RouteId) -> Access {
         | RouteId::AppStats
         | RouteId::FunctionStats => Access::Scope(Scope::Read),
         RouteId::ListCalls | RouteId::FollowCalls | RouteId::GetCall => Access::Scope(Scope::Read),
+        RouteId::FunctionOpenApi
+        | RouteId::AppOpenApi
+        | RouteId::FunctionDocs
+        | RouteId::VersionDiff => Access::Scope(Scope::Read),
         RouteId::Publish
         | RouteId::Rollback
         | RouteId::BatchPublish
@@ -213,6 +221,14 @@ pub const ROUTES: &[Route] = &[
         "an application's calls, success rate, durations, cold starts and rejections over ?window=1m|1h|24h|7d (default 1h), with each function's",
     ),
     route(
+        AppOpenApi,
+        Get,
+        "/api/v1/apps/{name}/openapi.json",
+        None,
+        "an OpenAPI 3.1 document",
+        "OpenAPI 3.1 of calling each live function of the application",
+    ),
+    route(
         ListFunctions,
         Get,
         "/api/v1/functions",
@@ -235,6 +251,30 @@ pub const ROUTES: &[Route] = &[
         None,
         "FunctionStats",
         "a function's calls, success rate, durations, cold starts and rejections over ?window=1m|1h|24h|7d (default 1h), split by version",
+    ),
+    route(
+        FunctionOpenApi,
+        Get,
+        "/api/v1/functions/{name}/openapi.json",
+        None,
+        "an OpenAPI 3.1 document",
+        "OpenAPI 3.1 of calling the function (its live version, or ?version=N): [input] as the body, [output] as the answer, [errors] by status, an example request",
+    ),
+    route(
+        FunctionDocs,
+        Get,
+        "/docs/{name}",
+        None,
+        "text/html",
+        "the function's interface document as a page with a call form made from its input schema (the token may come in the hearth_token cookie the page sets)",
+    ),
+    route(
+        VersionDiff,
+        Get,
+        "/api/v1/functions/{name}/diff",
+        None,
+        "VersionDiff",
+        "what changed between two versions (?from=A&to=B): files as unified diffs, hearth.toml keys, breaking input changes",
     ),
     route(
         ListVersions,

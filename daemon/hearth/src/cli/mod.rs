@@ -15,6 +15,7 @@ mod app;
 mod calls;
 mod deploy;
 mod dev;
+mod docs;
 mod gc;
 mod history;
 mod invoke;
@@ -109,6 +110,28 @@ enum Command {
     },
     /// List functions with runtime, application, live version and state.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a function's interface document: how to call it, its input
+    /// and output schemas as tables, its error codes and limits (from its
+    /// live version's hearth.toml; the page at /docs/NAME has a call form).
+    Docs {
+        name: String,
+        /// Document this version instead of the live one.
+        #[arg(long)]
+        version: Option<u32>,
+        /// Print the OpenAPI 3.1 document instead.
+        #[arg(long)]
+        openapi: bool,
+    },
+    /// Show what changed between two versions of a function: files (as
+    /// unified diffs), hearth.toml keys (schemas, errors, limits) and
+    /// breaking input changes.
+    Diff {
+        name: String,
+        from: u32,
+        to: u32,
         #[arg(long)]
         json: bool,
     },
@@ -321,6 +344,17 @@ async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<
         Command::Invoke { target, data, log } => invoke::invoke(&client, &target, &data, log).await,
         Command::List { json } => list::list(&client, json).await,
         Command::Versions { name, json } => versions::versions(&client, &name, json).await,
+        Command::Docs {
+            name,
+            version,
+            openapi,
+        } => docs::docs(&client, &name, version, openapi).await,
+        Command::Diff {
+            name,
+            from,
+            to,
+            json,
+        } => docs::diff(&client, &name, from, to, json).await,
         Command::Publish {
             name,
             version,

@@ -7,6 +7,7 @@ mod aliases;
 mod apps;
 mod calls;
 mod deploy;
+pub mod docs;
 mod functions;
 mod gc;
 mod health;
@@ -149,6 +150,11 @@ pub async fn handle(
         RouteId::ListCalls => calls::list(gw, param(0), &req).await,
         RouteId::FollowCalls => calls::follow(gw, param(0), &req).await,
         RouteId::GetCall => calls::get(gw, param(0)).await,
+        RouteId::FunctionOpenApi => docs::function_openapi(gw, param(0), &req).await,
+        RouteId::AppOpenApi => docs::app_openapi(gw, param(0)).await,
+        RouteId::VersionDiff => docs::diff(gw, param(0), &req).await,
+        // Served by the gateway itself (its own sign-in page).
+        RouteId::FunctionDocs => Err(ApiError::route_not_found(req.uri().path())),
         RouteId::Call => Err(ApiError::route_not_found(req.uri().path())),
     }
 }
