@@ -325,3 +325,127 @@ fn publishing_a_breaking_input_schema_needs_allow_breaking() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/token"));
     assert_eq!(d.get("/api/v1/functions/guarded").json()["live_version"], 4);
 }
+
+const ERRORS: &str = r#"
+[errors.NOT_FOUND]
+status = 404
+message = "no such program"
+[errors.BUSY]
+status = 503
+message = "the catalogue is being rebuilt"
+retryable = true
+"#;
+
+/// A function in `runtime` that raises the code named by the event's
+/// `code` (or answers when there is none).
+fn raiser(runtime: &str, name: &str) -> FnDir {
+    let manifest = |entry: &str| {
+        format!("name = \"{name}\"\nruntime = \"{runtime}\"\nentry = \"{entry}\"\napp = \"tests\"\n{ERRORS}")
+    };
+    match runtime {
+        "python" => FnDir::new(
+            &manifest("main.handler"),
+            &[(
+                "main.py",
+                "import hearth\n\ndef handler(event):\n    if event.get(\"code\"):\n        raise hearth.Error(event[\"code\"], \"no program %s\" % event.get(\"id\"))\n    return {\"ok\": True}\n",
+            )],
+        ),
+        "node" => FnDir::new(
+            &manifest("main.handler"),
+            &[(
+                "main.js",
+                "const { HearthError } = require('hearth');\nexports.handler = async (event, context) => {\n  if (event.code === 'BUSY') throw new context.HearthError('BUSY', `no program ${event.id}`);\n  if (event.code) throw new HearthError(event.code, `no program ${event.id}`);\n  return { ok: true };\n};\n",
+            )],
+        ),
+        _ => FnDir::new(
+            &manifest("main.handler"),
+            &[(
+                "main.lua",
+                "local M = {}\nfunction M.handler(event)\n  if event.code then\n    error({ code = event.code, message = \"no program \" .. tostring(event.id) })\n  end\n  return { ok = true }\nend\nreturn M\n",
+            )],
+        ),
+    }
+}
+
+#[test]
+fn declared_error_codes_reach_the_caller_with_their_status_from_every_runtime() {
+    let d = Daemon::start();
+    for runtime in ["python", "node", "lua"] {
+        let name = format!("raise-{runtime}");
+        let f = raiser(runtime, &name);
+        d.ok(&["deploy", f.path()]);
+        let path = format!("/fn/{name}");
+        assert_eq!(d.post(&path, "{}").status, 200, "{runtime}");
+
+        let r = d.post(&path, r#"{"code": "NOT_FOUND", "id": 42}"#);
+        assert_eq!(r.status, 404, "{runtime}: {}", r.text());
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], "NOT_FOUND", "{runtime}: {e}");
+        assert_eq!(e["message"], "no program 42", "{runtime}: {e}");
+        assert_eq!(e["retryable"], false, "{runtime}: {e}");
+        assert_eq!(e["function"], name.as_str());
+        assert!(
+            e["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("no such program")),
+            "{e}"
+        );
+
+        let r = d.post(&path, r#"{"code": "BUSY", "id": 1}"#);
+        assert_eq!(r.status, 503, "{runtime}: {}", r.text());
+        assert_eq!(r.json()["error"]["retryable"], true, "{runtime}");
+
+        // An undeclared code is a 500 that says so.
+        let r = d.post(&path, r#"{"code": "GONE", "id": 1}"#);
+        assert_eq!(r.status, 500, "{runtime}: {}", r.text());
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], "undeclared_error", "{runtime}: {e}");
+        let m = e["message"].as_str().unwrap_or_default();
+        assert!(
+            m.contains("GONE") && m.contains("does not declare") && m.contains("NOT_FOUND"),
+            "{runtime}: {m}"
+        );
+    }
+    // The records and statistics count the function's own code.
+    let found = || {
+        d.get("/api/v1/functions/raise-lua/calls?status=error")
+            .json()["calls"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["code"] == "NOT_FOUND"))
+    };
+    assert!(common::eventually(5, found));
+}
+
+#[test]
+fn a_nested_caller_gets_the_callees_declared_code() {
+    let d = Daemon::start();
+    let callee = raiser("lua", "lookup");
+    d.ok(&["deploy", callee.path()]);
+    let caller = FnDir::python_with(
+        "asks-lookup",
+        r#"
+import hearth
+def handler(event, context):
+    try:
+        return context.invoke("lookup", event)
+    except hearth.InvokeError as e:
+        return {"code": e.code, "message": e.message, "retryable": e.retryable}
+"#,
+        "calls = [\"lookup\"]",
+    );
+    d.ok(&["deploy", caller.path()]);
+    let v = d
+        .post("/fn/asks-lookup", r#"{"code": "BUSY", "id": 7}"#)
+        .json();
+    assert_eq!(v["code"], "BUSY", "{v}");
+    assert_eq!(v["message"], "no program 7");
+    assert_eq!(v["retryable"], true);
+    let v = d
+        .post("/fn/asks-lookup", r#"{"code": "NOT_FOUND", "id": 7}"#)
+        .json();
+    assert_eq!(
+        (v["code"].as_str(), v["retryable"].as_bool()),
+        (Some("NOT_FOUND"), Some(false)),
+        "{v}"
+    );
+}
