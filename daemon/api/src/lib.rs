@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bundle;
 pub mod manifest;
 pub mod metadata;
+pub mod openapi;
 
 mod aliases;
 mod apps;
@@ -44,8 +45,8 @@ pub use releases::{
     ReleaseList, ReleaseOutcome, RollbackRequest,
 };
 pub use stats::{
-    is_rejection, AppStats, CallStats, FunctionStats, Histogram, StatsWindow, VersionStats,
-    REJECTIONS,
+    is_rejection, AppStats, CallStats, FunctionStats, Histogram, StatsQuery, StatsWindow,
+    VersionStats, REJECTIONS,
 };
 pub use target::Target;
 pub use workers::{AppUsage, BudgetStats, GenericStats, PoolStats, StartKind, Timing, WorkersInfo};
