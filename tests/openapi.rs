@@ -155,6 +155,60 @@ impl Spec {
     }
 }
 
+/// The head of a server-sent events answer, as a reply without a body,
+/// and the `data` of the events that came within 10 s (at least `want`).
+fn events(d: &Daemon, path: &str, want: usize) -> (Reply, Vec<Value>) {
+    use std::io::Read;
+    let mut stream = common::start_request(&d.addr, "GET", path, 0, &[], b"");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("read timeout");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let data = |raw: &[u8]| -> Vec<Value> {
+        String::from_utf8_lossy(raw)
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).expect("an event's data is JSON"))
+            .collect()
+    };
+    while std::time::Instant::now() < end && data(&raw).len() < want {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no answer to GET {path}: {:?}",
+                String::from_utf8_lossy(&raw)
+            )
+        });
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let events = data(&raw[split..]);
+    let reply = Reply {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    (reply, events)
+}
+
 fn send(d: &Daemon, method: &str, path: &str, body: &str) -> Reply {
     http(&d.addr, method, path, body.as_bytes())
 }
@@ -425,6 +479,22 @@ fn real_answers_match_the_document() {
     let reply = d.get("/api/v1/functions/hello/calls?colour=red");
     assert_eq!(reply.code(), "bad_request", "{}", reply.text());
     s.check("GET", "/api/v1/functions/{name}/calls", &reply);
+
+    // The stream of records, from the first: text/event-stream, and each
+    // event's data a record as the document gives it.
+    let (head, records) = events(&d, "/api/v1/functions/hello/calls/stream?after_seq=0", 2);
+    s.check("GET", "/api/v1/functions/{name}/calls/stream", &head);
+    assert!(records.len() >= 2, "the stream sent {records:?}");
+    let data = &s.doc["paths"]["/api/v1/functions/{name}/calls/stream"]["get"]["responses"]["200"]
+        ["content"]["text/event-stream"]["x-hearth-event-data"];
+    for record in &records {
+        let errors = s.mismatches(data, record, "GET /api/v1/functions/{name}/calls/stream");
+        assert!(
+            errors.is_empty(),
+            "GET /api/v1/functions/{{name}}/calls/stream sent a record that does not match the document:\n  {}\nrecord: {record}",
+            errors.join("\n  ")
+        );
+    }
 
     // gc, as a dry run.
     let reply = send(&d, "POST", "/api/v1/gc", r#"{"dry_run": true}"#);
