@@ -34,7 +34,7 @@ const SECURITY: &str = "hearthToken";
 type SchemaOf = fn(&mut SchemaGenerator) -> Schema;
 
 /// What a route's `request` or `response` name stands for.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Payload {
     /// The JSON of a type of this crate.
     Json(SchemaOf),
@@ -46,18 +46,6 @@ pub enum Payload {
     PrometheusText,
     /// Server-sent events whose `data` is the JSON of a type.
     Events(SchemaOf),
-}
-
-impl std::fmt::Debug for Payload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Payload::Json(_) => "Json",
-            Payload::AnyJson => "AnyJson",
-            Payload::Object => "Object",
-            Payload::PrometheusText => "PrometheusText",
-            Payload::Events(_) => "Events",
-        })
-    }
 }
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
@@ -288,8 +276,8 @@ pub enum OpenApiError {
     Encode(#[from] serde_json::Error),
 }
 
-/// `GET /api/v1/health` → `getHealth`-like ids: the route's id in lower
-/// camel case, with its method when the id serves several methods.
+/// The route's id in lower camel case (`ListFunctions` → `listFunctions`),
+/// with its method when the id serves several (`setAppPut`, `setAppPost`).
 fn operation_id(route: &Route) -> String {
     let id = format!("{:?}", route.id);
     let mut out: String = id
@@ -339,7 +327,7 @@ fn access_text(access: Access) -> String {
             };
             format!("Needs a token with scope `{needed}`{also}: `Authorization: Bearer TOKEN`.")
         }
-        Access::Call => "Open, unless the function's application is key-protected (`invoke = \"key\"`): then a token with scope `invoke` for the application (or `admin`) as `Authorization: Bearer TOKEN`.".to_owned(),
+        Access::Call => "Open, unless the function's application is key-protected (`hearth app NAME --invoke key`): then a token with scope `invoke` for the application (or `admin`) as `Authorization: Bearer TOKEN`.".to_owned(),
     }
 }
 
