@@ -43,6 +43,15 @@ pub struct CrashLoopInfo {
     pub last_error: String,
 }
 
+/// The query of a function's generated documents (its OpenAPI document,
+/// its page): which version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VersionQuery {
+    /// The version to describe (default: the live one, else the latest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
 /// `GET /api/v1/functions`
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionList {

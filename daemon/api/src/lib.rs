@@ -35,9 +35,11 @@ pub use calls::{
     DEFAULT_CALL_LIMIT, MAX_CALL_LIMIT,
 };
 pub use deploy::{DeployOutcome, DeployRequest};
-pub use diff::{FileDiff, ManifestChange, VersionDiff};
+pub use diff::{DiffQuery, FileDiff, ManifestChange, VersionDiff};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, FunctionErrorBody};
-pub use functions::{CrashLoopInfo, FunctionInfo, FunctionList, VersionInfo, VersionList};
+pub use functions::{
+    CrashLoopInfo, FunctionInfo, FunctionList, VersionInfo, VersionList, VersionQuery,
+};
 pub use gc::{GcDir, GcReport, GcRequest, GcVersion};
 pub use health::{HealthInfo, ServiceInfo};
 pub use releases::{

@@ -274,7 +274,7 @@ pub struct Manifest {
 }
 
 /// The files a version's schemas were read from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SchemaFiles {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,

@@ -28,6 +28,8 @@ use crate::routes::{Route, RouteId, ROUTES};
 const SCHEMAS: &str = "/components/schemas";
 /// The name of the security scheme (a hearth token as a bearer token).
 const SECURITY: &str = "hearthToken";
+/// The same token in the cookie the function pages set.
+const COOKIE: &str = "hearthCookie";
 
 /// A schema of a type, from a generator (which keeps the schemas it
 /// refers to in its definitions).
@@ -46,6 +48,8 @@ pub enum Payload {
     PrometheusText,
     /// Server-sent events whose `data` is the JSON of a type.
     Events(SchemaOf),
+    /// A page for people (its errors are pages too).
+    Html,
 }
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
@@ -91,12 +95,14 @@ pub fn payload(name: &str) -> Option<Payload> {
         TokenList,
         TokenRequest,
         TokenRevoked,
+        VersionDiff,
         VersionList,
         WorkersInfo,
     );
     match name {
         "the event (any JSON)" | "the function's result" => Some(Payload::AnyJson),
-        "the OpenAPI 3.1 document" => Some(Payload::Object),
+        "the OpenAPI 3.1 document" | "an OpenAPI 3.1 document" => Some(Payload::Object),
+        "text/html" => Some(Payload::Html),
         "Prometheus text (format 0.0.4)" => Some(Payload::PrometheusText),
         "server-sent events of CallRecord" => Some(Payload::Events(schema::<crate::CallRecord>)),
         _ => None,
@@ -122,6 +128,10 @@ fn query_of(route: &Route) -> Option<Query> {
         RouteId::AppStats | RouteId::FunctionStats => {
             Some(Query::Fields(inline::<crate::StatsQuery>))
         }
+        RouteId::FunctionOpenApi | RouteId::FunctionDocs => {
+            Some(Query::Fields(inline::<crate::VersionQuery>))
+        }
+        RouteId::VersionDiff => Some(Query::Fields(inline::<crate::DiffQuery>)),
         RouteId::Call if route.method == crate::routes::Method::Get => Some(Query::Event),
         _ => None,
     }
@@ -211,6 +221,9 @@ fn errors_of(route: &Route) -> Vec<ErrorCode> {
             RateLimited,
             TooManyConnections,
             Timeout,
+            InvalidInput,
+            InvalidOutput,
+            UndeclaredError,
         ],
         RouteId::Deploy => &[
             BadManifest,
@@ -220,20 +233,30 @@ fn errors_of(route: &Route) -> Vec<ErrorCode> {
             RuntimeUnavailable,
             WorkerStartFailed,
             Overloaded,
+            BreakingChange,
         ],
         RouteId::Publish => &[
             VersionNotFound,
+            BreakingChange,
             LoadFailed,
             DependencyInstallFailed,
             RuntimeUnavailable,
             WorkerStartFailed,
         ],
         RouteId::Rollback => &[NotPublished, NothingToRollBack, LoadFailed],
-        RouteId::BatchPublish => &[FunctionNotFound, VersionNotFound, BatchFailed],
+        RouteId::BatchPublish => &[
+            FunctionNotFound,
+            VersionNotFound,
+            BatchFailed,
+            BreakingChange,
+        ],
         RouteId::SetAlias => &[BadAlias, VersionNotFound, LoadFailed],
         RouteId::RevokeToken => &[TokenNotFound],
         RouteId::GetCall => &[CallNotFound],
         RouteId::AppStats => &[AppNotFound, BadRequest],
+        RouteId::AppOpenApi => &[AppNotFound],
+        RouteId::FunctionOpenApi | RouteId::VersionDiff => &[VersionNotFound, BadRequest],
+        RouteId::FunctionDocs => &[FunctionNotFound, VersionNotFound, BadRequest],
         RouteId::FunctionStats | RouteId::ListCalls | RouteId::FollowCalls | RouteId::SetApp => {
             &[BadRequest]
         }
@@ -305,7 +328,7 @@ fn tag_of(path: &str) -> &str {
         "publish" | "rollback" => "releases",
         "stream" => "calls",
         "fn" => "invoke",
-        "openapi.json" => "openapi",
+        "openapi.json" => "docs",
         other => other,
     }
 }
@@ -376,14 +399,13 @@ fn path_params(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| {
-            let description = match (name, tag_of(path)) {
-                ("target", _) => "the function: NAME, NAME@VERSION or NAME@ALIAS",
-                ("alias", _) => "the alias (`prod`, `canary`, ...)",
-                ("request_id", _) => "the call's request id (its answer's x-request-id)",
-                ("name", "apps") => "the application's name",
-                ("name", "tokens") => "the token's name",
-                ("name", "stats") if path.starts_with("/api/v1/apps/") => "the application's name",
-                ("name", _) => "the function's name",
+            let description = match name {
+                "target" => "the function: NAME, NAME@VERSION or NAME@ALIAS",
+                "alias" => "the alias (`prod`, `canary`, ...)",
+                "request_id" => "the call's request id (its answer's x-request-id)",
+                "name" if path.starts_with("/api/v1/apps/") => "the application's name",
+                "name" if path.starts_with("/api/v1/tokens/") => "the token's name",
+                "name" => "the function's name",
                 _ => "",
             };
             let mut param = json!({
@@ -466,6 +488,7 @@ fn content(name: &str, payload: Payload, g: &mut SchemaGenerator) -> Value {
             },
             "x-hearth-event-data": of(g).to_value(),
         }}),
+        Payload::Html => json!({"text/html": {"schema": {"type": "string", "description": name}}}),
     }
 }
 
@@ -517,6 +540,13 @@ fn operation(
 
     let answer =
         payload(route.response).ok_or_else(|| no_schema(route, "response", route.response))?;
+    let error_content = match answer {
+        Payload::Html => json!({"text/html": {"schema": {
+            "type": "string",
+            "description": "a page saying what went wrong (for 401 and 403, a form asking for a token)",
+        }}}),
+        _ => json!({"application/json": {"schema": error_body}}),
+    };
     let mut responses = Map::new();
     for (status, meaning) in successes_of(route.id) {
         let description = if meaning.is_empty() {
@@ -567,7 +597,7 @@ fn operation(
             json!({
                 "description": format!("error.code {} (docs/API.md, \"Errors\")", list.join(", ")),
                 "headers": headers,
-                "content": {"application/json": {"schema": error_body}},
+                "content": error_content,
                 "x-hearth-codes": codes,
             }),
         );
@@ -577,13 +607,17 @@ fn operation(
         json!({
             "description": "any other error, in the same shape (docs/API.md, \"Errors\")",
             "headers": request_id_header(),
-            "content": {"application/json": {"schema": error_body}},
+            "content": error_content,
         }),
     );
     op.insert("responses".into(), Value::Object(responses));
 
     let security = match route.access {
         Access::Public => json!([]),
+        // A page takes the token from its cookie too.
+        Access::Scope(s) if matches!(answer, Payload::Html) => {
+            json!([{ SECURITY: [s.as_str()] }, { COOKIE: [s.as_str()] }])
+        }
         Access::Scope(s) => json!([{ SECURITY: [s.as_str()] }]),
         // Open, or a token when the application is key-protected.
         Access::Call => json!([{}, { SECURITY: ["invoke"] }]),
@@ -698,6 +732,12 @@ pub fn document() -> Result<Value, OpenApiError> {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "a hearth token (`hearth token create NAME --scope read|deploy|admin|invoke`; the daemon's local admin token is in DATA_DIR/admin.token). Scopes nest: admin holds deploy, deploy holds read; each operation names the scope it needs in x-hearth-scope.",
+                },
+                COOKIE: {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "hearth_token",
+                    "description": "the same token, in the cookie a function's page (/docs/{name}) sets from its sign-in form",
                 },
             },
             "headers": {
