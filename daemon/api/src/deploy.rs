@@ -1,12 +1,13 @@
 //! `POST /api/v1/deploy`: store a bundle as a version, prove it loads, and
 //! (by default) publish it.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::BundleFile;
 
 /// The body of a deploy: the function's files (its hearth.toml among them).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DeployRequest {
     pub files: Vec<BundleFile>,
     #[serde(default)]
@@ -28,7 +29,7 @@ fn yes() -> bool {
 /// same code already was. With `Accept: application/x-ndjson` it comes as
 /// the last line `{"result": ...}` of a stream of `{"progress": "..."}`
 /// lines (or `{"error": ..., "status": N}`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DeployOutcome {
     pub function: String,
     pub version: u32,

@@ -3,11 +3,21 @@
 //! file), its metadata and limits (key by key), and how its input schema
 //! can break callers of the older one.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::metadata::BreakingChange;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The query of the diff: the two versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DiffQuery {
+    /// The older version.
+    pub from: u32,
+    /// The newer version.
+    pub to: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct VersionDiff {
     pub function: String,
     pub from: u32,
@@ -21,7 +31,7 @@ pub struct VersionDiff {
     pub breaking: Vec<BreakingChange>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FileDiff {
     pub path: String,
     /// `added`, `removed` or `changed`.
@@ -34,7 +44,7 @@ pub struct FileDiff {
     pub to_bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ManifestChange {
     pub key: String,
     /// null when the key was not there.

@@ -4,6 +4,7 @@
 //! it goes with, a message naming the function, limit or file, and a hint
 //! that says what to do.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Every error code hearth answers with.
@@ -223,12 +224,12 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// Every error, from every endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, JsonSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: one of [`ErrorCode`] (a client keeps the
     /// text, so a newer daemon's codes still read).
@@ -260,7 +261,7 @@ pub struct ErrorDetail {
     pub failures: Vec<crate::metadata::SchemaFailure>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionErrorBody {
     #[serde(rename = "type")]
     pub kind: String,

@@ -1,10 +1,11 @@
 //! Releases: publish a version, roll back, publish several at once, and the
 //! release history.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/functions/{name}/publish`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PublishRequest {
     pub version: u32,
     #[serde(default)]
@@ -16,14 +17,14 @@ pub struct PublishRequest {
 }
 
 /// `POST /api/v1/functions/{name}/rollback`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct RollbackRequest {
     #[serde(default)]
     pub message: String,
 }
 
 /// `POST /api/v1/publish`: several versions live at once, all or none.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BatchPublishRequest {
     pub releases: Vec<BatchItem>,
     #[serde(default)]
@@ -33,14 +34,14 @@ pub struct BatchPublishRequest {
     pub allow_breaking: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BatchItem {
     pub function: String,
     pub version: u32,
 }
 
 /// What a publish or rollback did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ReleaseOutcome {
     pub function: String,
     pub version: u32,
@@ -53,13 +54,13 @@ pub struct ReleaseOutcome {
 }
 
 /// The answer of a batch publish.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BatchPublishOutcome {
     pub releases: Vec<ReleaseOutcome>,
 }
 
 /// One member of a batch that cannot go live.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BatchFailure {
     pub function: String,
     pub version: u32,
@@ -67,7 +68,7 @@ pub struct BatchFailure {
 }
 
 /// One entry of a function's release history.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ReleaseInfo {
     pub version: u32,
     pub from_version: Option<u32>,
@@ -85,7 +86,7 @@ pub struct ReleaseInfo {
 }
 
 /// `GET /api/v1/functions/{name}/releases`, newest first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ReleaseList {
     pub function: String,
     pub releases: Vec<ReleaseInfo>,

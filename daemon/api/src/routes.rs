@@ -1,7 +1,8 @@
 //! The route table of the HTTP API: every route with its method, path,
 //! request and response types. The gateway dispatches from it (a path that
 //! matches with another method is a 405 naming the methods that it takes),
-//! docs/API.md describes it, and an OpenAPI document can be generated from it.
+//! docs/API.md describes it, and `openapi.rs` generates the OpenAPI document
+//! (`GET /api/v1/openapi.json`) from it.
 //! Each route's [`Access`] (the scope its token needs) comes from
 //! [`access_of`]: the gateway checks it before any handler runs.
 
@@ -43,6 +44,8 @@ pub enum RouteId {
     /// `/fn/{target}`: call a function.
     Call,
     Health,
+    /// `GET /api/v1/openapi.json`: this API as an OpenAPI 3.1 document.
+    OpenApi,
     /// `GET /metrics`: Prometheus text.
     Metrics,
     Workers,
@@ -81,6 +84,7 @@ pub const fn access_of(id: RouteId) -> Access {
         RouteId::Call => Access::Call,
         RouteId::Health => Access::Public,
         RouteId::Workers
+        | RouteId::OpenApi
         | RouteId::Metrics
         | RouteId::ListApps
         | RouteId::ListFunctions
@@ -115,9 +119,11 @@ pub struct Route {
     pub method: Method,
     /// Segments in braces are parameters: `/api/v1/functions/{name}`.
     pub path: &'static str,
-    /// The request body's type in this crate (None: no body, or the event).
+    /// The request body's type in this crate (None: no body). A name the
+    /// OpenAPI document knows: `openapi::payload` maps it to its schema.
     pub request: Option<&'static str>,
-    /// The 2xx answer's type in this crate.
+    /// The 2xx answer's type in this crate (also mapped by
+    /// `openapi::payload`).
     pub response: &'static str,
     pub summary: &'static str,
     /// The scope the route needs (from [`access_of`]).
@@ -152,7 +158,7 @@ pub const ROUTES: &[Route] = &[
         Call,
         Post,
         "/fn/{target}",
-        None,
+        Some("the event (any JSON)"),
         "the function's result",
         "call a function (NAME, NAME@VERSION or NAME@ALIAS) with the JSON body as the event",
     ),
@@ -171,6 +177,14 @@ pub const ROUTES: &[Route] = &[
         None,
         "HealthInfo",
         "status, version, runtimes found",
+    ),
+    route(
+        OpenApi,
+        Get,
+        "/api/v1/openapi.json",
+        None,
+        "the OpenAPI 3.1 document",
+        "this API as an OpenAPI 3.1 document, generated from the route table and the API types",
     ),
     route(
         Metrics,

@@ -12,6 +12,7 @@ mod functions;
 mod gc;
 mod health;
 mod metrics;
+mod openapi;
 mod releases;
 mod stats;
 mod tokens;
@@ -127,6 +128,7 @@ pub async fn handle(
         || who.ok_or_else(|| hearth_auth::unauthorized("no token was sent", routes_scope(route)));
     match route {
         RouteId::Health => Ok(health::health(gw)),
+        RouteId::OpenApi => openapi::document(),
         RouteId::Workers => Ok(workers::list(gw)),
         RouteId::Metrics => metrics::scrape(gw),
         RouteId::ListApps => apps::list(gw).await,
