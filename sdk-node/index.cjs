@@ -218,7 +218,12 @@ class Client {
   async deploy(source, options = {}) {
     const files = Array.isArray(source) ? filesFromList(source) : readBundle(String(source));
     return this.api('POST', '/api/v1/deploy', {
-      body: { files, message: options.message ?? '', publish: options.publish ?? true },
+      body: {
+        files,
+        message: options.message ?? '',
+        publish: options.publish ?? true,
+        allow_breaking: options.allowBreaking ?? false,
+      },
       timeoutMs: options.timeoutMs ?? Math.max(this.timeoutMs, DEFAULT_DEPLOY_TIMEOUT_MS),
     });
   }
@@ -226,7 +231,7 @@ class Client {
   /** Make `version` live. */
   publish(name, version, options = {}) {
     return this.api('POST', `/api/v1/functions/${seg(name)}/publish`, {
-      body: { version, message: options.message ?? '' },
+      body: { version, message: options.message ?? '', allow_breaking: options.allowBreaking ?? false },
       timeoutMs: options.timeoutMs,
     });
   }

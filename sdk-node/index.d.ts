@@ -287,9 +287,9 @@ export class Client {
   releases(name: string): Promise<Release[]>;
   deploy(
     source: string | FileInput[],
-    options?: { message?: string; publish?: boolean; timeoutMs?: number },
+    options?: { message?: string; publish?: boolean; allowBreaking?: boolean; timeoutMs?: number },
   ): Promise<DeployOutcome>;
-  publish(name: string, version: number, options?: { message?: string; timeoutMs?: number }): Promise<ReleaseOutcome>;
+  publish(name: string, version: number, options?: { message?: string; allowBreaking?: boolean; timeoutMs?: number }): Promise<ReleaseOutcome>;
   rollback(name: string, options?: { message?: string; timeoutMs?: number }): Promise<ReleaseOutcome>;
   aliases(name: string): Promise<Alias[]>;
   setAlias(
@@ -340,6 +340,10 @@ export class HearthError extends Error {
   log: string | null;
   /** How many times the request was sent. */
   attempts: number;
+  /** With invalid_input / invalid_output: each way the value failed the schema. */
+  failures: { pointer: string; message: string; keyword: string }[];
+  /** With one of the function's own declared codes: its declared `retryable`. */
+  retryable: boolean | null;
 }
 /** Refused before it ran (safe to send again); retried by the client. */
 export class RefusedError extends HearthError {}
@@ -405,6 +409,16 @@ export class ChainTooDeepError extends CallFailedError {}
 export class BudgetExhaustedError extends CallFailedError {}
 /** A nested call had no time left before its caller's deadline. */
 export class DeadlineExceededError extends CallFailedError {}
+/** The event does not match the function's [input] schema (`failures` says where). */
+export class InvalidInputError extends HearthError {}
+/** The answer does not match the function's [output] schema (output_validation = "enforce"). */
+export class InvalidOutputError extends CallFailedError {}
+/** The function raised an error code its hearth.toml does not declare. */
+export class UndeclaredError extends CallFailedError {}
+/** The version's input schema can break callers of the live one (allowBreaking). */
+export class BreakingChangeError extends HearthError {}
+/** One of the function's own declared error codes: `code`, `status`, `retryable` as declared. */
+export class DeclaredError extends CallFailedError {}
 
 /** The class of a hearth error code (HearthError for an unknown one). */
 export function errorClassFor(code: string): typeof HearthError;

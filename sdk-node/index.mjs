@@ -58,6 +58,11 @@ export const {
   ChainTooDeepError,
   BudgetExhaustedError,
   DeadlineExceededError,
+  InvalidInputError,
+  InvalidOutputError,
+  UndeclaredError,
+  BreakingChangeError,
+  DeclaredError,
 } = sdk;
 
 export default sdk;

@@ -18,6 +18,10 @@ class HearthError extends Error {
     this.retryAfter = fields.retryAfter ?? null;
     this.log = fields.log ?? null;
     this.attempts = fields.attempts ?? 1;
+    /** With invalid_input / invalid_output: [{pointer, message, keyword}]. */
+    this.failures = Array.isArray(fields.failures) ? fields.failures : [];
+    /** With one of the function's own declared codes: its `retryable`. */
+    this.retryable = typeof fields.retryable === 'boolean' ? fields.retryable : null;
   }
 }
 
@@ -86,9 +90,20 @@ const TABLE = [
   ['chain_too_deep', 'ChainTooDeepError', CallFailedError],
   ['budget_exhausted', 'BudgetExhaustedError', CallFailedError],
   ['deadline_exceeded', 'DeadlineExceededError', CallFailedError],
+  ['invalid_input', 'InvalidInputError', HearthError],
+  ['invalid_output', 'InvalidOutputError', CallFailedError],
+  ['undeclared_error', 'UndeclaredError', CallFailedError],
+  ['breaking_change', 'BreakingChangeError', HearthError],
 ];
 
-const classes = { HearthError, RefusedError, CallFailedError, FunctionError };
+/**
+ * One of the function's own declared error codes (`[errors.CODE]` in its
+ * hearth.toml): `code` is that code, `status` its declared status and
+ * `retryable` its declared `retryable`.
+ */
+class DeclaredError extends CallFailedError {}
+
+const classes = { HearthError, RefusedError, CallFailedError, FunctionError, DeclaredError };
 const byCode = new Map();
 for (const [code, name, parent] of TABLE) {
   let cls = classes[name];
@@ -139,7 +154,9 @@ function fromResponse(status, headers, body) {
       { code: 'unexpected_response', status, retryAfter, requestId },
     );
   }
-  const Cls = errorClassFor(detail.code);
+  let Cls = errorClassFor(detail.code);
+  // A code of the function's own comes with its declared `retryable`.
+  if (Cls === HearthError && typeof detail.retryable === 'boolean') Cls = DeclaredError;
   return new Cls(detail.message || detail.code, {
     code: detail.code,
     hint: detail.hint,
@@ -150,6 +167,8 @@ function fromResponse(status, headers, body) {
     details: detail.details,
     retryAfter,
     log: detail.log,
+    failures: detail.failures,
+    retryable: detail.retryable,
   });
 }
 

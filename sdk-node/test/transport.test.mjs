@@ -106,7 +106,7 @@ test('management requests: token, query, body; errors without a JSON body', asyn
   assert.equal(seen.auth, 'Bearer hearth_t');
   await c.publish('f', 2, { message: 'm' });
   assert.equal(seen.type, 'application/json');
-  assert.deepEqual(JSON.parse(seen.body), { version: 2, message: 'm' });
+  assert.deepEqual(JSON.parse(seen.body), { version: 2, message: 'm', allow_breaking: false });
   await c.invoke('f', { a: 1 }, { version: 4 });
   assert.equal(seen.url, '/fn/f@4');
   assert.deepEqual(JSON.parse(seen.body), { a: 1 });

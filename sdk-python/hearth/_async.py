@@ -86,13 +86,16 @@ class AsyncClient:
         publish: bool = True,
         *,
         timeout: Optional[float] = None,
+        allow_breaking: bool = False,
     ) -> Dict[str, Any]:
-        return await self._run(self.sync.deploy, path, message, publish, timeout=timeout)
+        return await self._run(
+            self.sync.deploy, path, message, publish, timeout=timeout, allow_breaking=allow_breaking
+        )
 
     async def publish(
-        self, name: str, version: int, message: Optional[str] = None
+        self, name: str, version: int, message: Optional[str] = None, *, allow_breaking: bool = False
     ) -> Dict[str, Any]:
-        return await self._run(self.sync.publish, name, version, message)
+        return await self._run(self.sync.publish, name, version, message, allow_breaking=allow_breaking)
 
     async def rollback(self, name: str, message: Optional[str] = None) -> Dict[str, Any]:
         return await self._run(self.sync.rollback, name, message)

@@ -340,18 +340,36 @@ class Client:
         publish: bool = True,
         *,
         timeout: Optional[float] = None,
+        allow_breaking: bool = False,
     ) -> Dict[str, Any]:
         """Store the function directory ``path`` as a version (and publish
-        it): ``{function, version, created, hash, live, previous, load_ms}``."""
+        it): ``{function, version, created, hash, live, previous, load_ms}``.
+        A version whose input schema can break callers of the live one is
+        stored but not published (``BreakingChange``) unless
+        ``allow_breaking``."""
         files = read_files(os.fspath(path))
-        body = {"files": files, "message": message or "", "publish": bool(publish)}
+        body = {
+            "files": files,
+            "message": message or "",
+            "publish": bool(publish),
+            "allow_breaking": bool(allow_breaking),
+        }
         return self._post("/api/v1/deploy", body, timeout=timeout)
 
-    def publish(self, name: str, version: int, message: Optional[str] = None) -> Dict[str, Any]:
-        """Make ``version`` live: ``{function, version, previous, action}``."""
+    def publish(
+        self,
+        name: str,
+        version: int,
+        message: Optional[str] = None,
+        *,
+        allow_breaking: bool = False,
+    ) -> Dict[str, Any]:
+        """Make ``version`` live: ``{function, version, previous, action}``
+        (``BreakingChange`` when its input schema can break callers of the
+        live version, unless ``allow_breaking``)."""
         return self._post(
             "/api/v1/functions/%s/publish" % _q(name),
-            {"version": int(version), "message": message or ""},
+            {"version": int(version), "message": message or "", "allow_breaking": bool(allow_breaking)},
         )
 
     def rollback(self, name: str, message: Optional[str] = None) -> Dict[str, Any]:

@@ -71,6 +71,10 @@ __all__ = [
     "ChainTooDeep",
     "BudgetExhausted",
     "DeadlineExceeded",
+    "InvalidOutput",
+    "UndeclaredError",
+    "DeclaredError",
+    "BreakingChange",
     "ServerError",
     "Internal",
     "RuntimeUnavailable",
@@ -91,7 +95,10 @@ class HearthError(Exception):
     (a function's type, message and traceback; an installer's output);
     ``retry_after`` the seconds of a Retry-After header; ``attempts`` how
     many times the request was sent; ``log`` the call's log lines when
-    ``invoke(..., log=True)`` was asked.
+    ``invoke(..., log=True)`` was asked; ``failures`` each way an event
+    failed the function's schema (``invalid_input``, ``invalid_output``:
+    dicts with ``pointer``, ``message``, ``keyword``); ``retryable`` the
+    function's own declaration, for one of its declared error codes.
     """
 
     code = "error"
@@ -107,8 +114,12 @@ class HearthError(Exception):
         request_id: Optional[str] = None,
         details: Optional[Dict[str, Any]] = None,
         retry_after: Optional[float] = None,
+        failures: Optional[list] = None,
+        retryable: Optional[bool] = None,
     ) -> None:
         super().__init__(message)
+        self.failures = list(failures or [])
+        self.retryable = retryable
         if code is not None:
             self.code = code
         self.message = message
@@ -163,7 +174,11 @@ class UnexpectedResponse(HearthError):
 
 
 class InvalidInput(HearthError):
-    """The request is wrong: fix it rather than retry it."""
+    """The request is wrong: fix it rather than retry it. Itself, code
+    ``invalid_input``: the event does not match the function's [input]
+    schema (``failures`` says where); the function did not run."""
+
+    code = "invalid_input"
 
 
 class BadJson(InvalidInput):
@@ -379,6 +394,32 @@ class DeadlineExceeded(CallFailed):
     code = "deadline_exceeded"
 
 
+class InvalidOutput(CallFailed):
+    """The function answered with a value its [output] schema refuses
+    (``output_validation = "enforce"``); ``failures`` says where."""
+
+    code = "invalid_output"
+
+
+class UndeclaredError(CallFailed):
+    """The function raised an error code its hearth.toml does not declare."""
+
+    code = "undeclared_error"
+
+
+class DeclaredError(CallFailed):
+    """The function raised one of its own declared error codes
+    (``[errors.CODE]``): ``code`` is that code, ``status`` its declared
+    HTTP status and ``retryable`` its declared ``retryable``."""
+
+
+class BreakingChange(ReleaseError):
+    """The version's input schema can break callers of the live version;
+    publish it with ``allow_breaking=True`` if they are ready."""
+
+    code = "breaking_change"
+
+
 class ServerError(HearthError):
     """The daemon, its store or a runtime failed."""
 
@@ -462,7 +503,13 @@ def error_from_response(
         )
     version = detail.get("version")
     details = detail.get("details")
-    err = error_class(code)(
+    failures = detail.get("failures")
+    retryable = detail.get("retryable")
+    cls = error_class(code)
+    # A code of the function's own comes with its declared `retryable`.
+    if cls is HearthError and isinstance(retryable, bool):
+        cls = DeclaredError
+    err = cls(
         code=code,
         message=str(detail.get("message") or ""),
         hint=str(detail.get("hint") or ""),
@@ -472,5 +519,7 @@ def error_from_response(
         request_id=detail.get("request_id") or headers.get("x-request-id"),
         details=details if isinstance(details, dict) else None,
         retry_after=retry_after,
+        failures=failures if isinstance(failures, list) else None,
+        retryable=retryable if isinstance(retryable, bool) else None,
     )
     return err

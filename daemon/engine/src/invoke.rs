@@ -212,11 +212,11 @@ impl Engine {
                 }) => {
                     // The answer as JSON, made once: its size is the record's
                     // and the limit's, and HTTP sends these bytes as they are.
-                    let json = result.as_ref().ok().map(|value| {
-                        bytes::Bytes::from(
-                            serde_json::to_vec(&hearth_protocol::value_to_json(value))
-                                .unwrap_or_default(),
-                        )
+                    // The answer as a JSON tree once: the output schema
+                    // reads it, and its bytes are the answer.
+                    let tree = result.as_ref().ok().map(hearth_protocol::value_to_json);
+                    let json = tree.as_ref().map(|tree| {
+                        bytes::Bytes::from(serde_json::to_vec(tree).unwrap_or_default())
                     });
                     let mut refused = json
                         .as_ref()
@@ -226,9 +226,8 @@ impl Engine {
                         });
                     // The answer against the [output] schema, when asked.
                     if refused.is_none() && contract.checks_output() {
-                        if let Ok(value) = &result {
-                            let failures =
-                                contract.output_failures(&hearth_protocol::value_to_json(value));
+                        if let Some(tree) = &tree {
+                            let failures = contract.output_failures(tree);
                             if let Some(first) = failures.first() {
                                 let enforced = contract.output_validation
                                     == hearth_api::metadata::OutputValidation::Enforce;
