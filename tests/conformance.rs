@@ -281,6 +281,52 @@ async fn raises(kind: RuntimeKind) {
         .contains("again"));
 }
 
+async fn raises_an_error_code(kind: RuntimeKind) {
+    let Some(h) = Harness::new(kind).await else {
+        return;
+    };
+    let mut w = h.worker("fail_code").await.expect("start fail_code");
+    let event = |code: &str| {
+        map(vec![
+            ("code", Value::from(code)),
+            ("msg", Value::from("no program 42")),
+        ])
+    };
+    let err = h
+        .call(&mut w, event("NOT_FOUND"))
+        .await
+        .result
+        .expect_err("fail_code must fail");
+    assert_eq!(err.code.as_deref(), Some("NOT_FOUND"), "{kind}: code");
+    assert_eq!(err.message, "no program 42", "{kind}: message");
+    assert!(!err.kind.is_empty(), "{kind}: error kind");
+    assert!(
+        err.traceback.contains("main."),
+        "{kind}: traceback should name the fixture: {}",
+        err.traceback
+    );
+    // A code that is not valid comes as a plain error saying why.
+    let bad = h
+        .call(&mut w, event("not valid"))
+        .await
+        .result
+        .expect_err("fail_code must fail");
+    assert_eq!(bad.code, None, "{kind}: an invalid code is not sent");
+    assert!(
+        bad.message.starts_with("invalid error code ") && bad.message.ends_with("no program 42"),
+        "{kind}: message {:?}",
+        bad.message
+    );
+    // Other errors have no code.
+    let mut plain = h.worker("fail").await.expect("start fail");
+    let other = h
+        .call(&mut plain, map(vec![("msg", Value::from("x"))]))
+        .await
+        .result
+        .expect_err("fail must fail");
+    assert_eq!(other.code, None, "{kind}: a plain error has no code");
+}
+
 async fn prints_while_returning(kind: RuntimeKind) {
     let Some(h) = Harness::new(kind).await else {
         return;
@@ -431,6 +477,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn a_handler_that_raises() {
                 raises($kind).await;
+            }
+            #[tokio::test]
+            async fn a_handler_that_raises_an_error_code() {
+                raises_an_error_code($kind).await;
             }
             #[tokio::test]
             async fn printing_while_returning_is_the_calls_log() {

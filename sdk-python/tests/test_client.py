@@ -161,6 +161,23 @@ class OfflineTests(unittest.TestCase):
                 os.environ["HEARTH_ADDR"] = old
         self.assertEqual(hearth.Client("127.0.0.1:7700").address, "127.0.0.1:7700")
 
+    def test_error_carries_a_function_error_code(self):
+        # What a function raises to fail with one of its own error codes;
+        # the worker knows it by its marker (shims/python/test_protocol.py
+        # runs a function that raises this very class).
+        e = hearth.Error("NOT_FOUND", "no program 42")
+        self.assertIsInstance(e, Exception)
+        self.assertIs(type(e).__hearth_error__, True)
+        self.assertEqual((e.code, e.message, str(e)), ("NOT_FOUND", "no program 42", "no program 42"))
+        bare = hearth.Error("GONE")
+        self.assertEqual((bare.code, bare.message, str(bare)), ("GONE", None, "GONE"))
+        self.assertIn("Error", hearth.__all__)
+        self.assertFalse(issubclass(hearth.Error, hearth.HearthError), "a function's error is not a client error")
+        with self.assertRaisesRegex(TypeError, "must be a str"):
+            hearth.Error(404, "x")
+        with self.assertRaisesRegex(ValueError, "empty"):
+            hearth.Error("")
+
     def test_connection_failure_names_the_address(self):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))

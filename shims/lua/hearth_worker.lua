@@ -67,13 +67,20 @@ M.FIELDS = {
 function M.frame_parts(message)
   local keys = M.FIELDS[message.t]
   if not keys then error("no message type " .. tostring(message.t), 2) end
-  if message.t == "call" then keys = M.call_fields(message) end
+  if message.t == "call" then
+    keys = M.call_fields(message)
+  elseif message.t == "error" and message.code ~= nil then
+    keys = M.ERROR_WITH_CODE
+  end
   local body = hearth.encode_ordered(message, keys)
   if #body > M.MAX_FRAME then
     error(("a frame of %d bytes is over the %d byte limit"):format(#body, M.MAX_FRAME), 0)
   end
   return pack(">I4", #body), body
 end
+
+-- An `error` with the function's own error code: `code` comes last.
+M.ERROR_WITH_CODE = { "t", "id", "kind", "message", "traceback", "code" }
 
 local CALL_OPTIONS = { "version", "alias", "timeout_ms" }
 
@@ -224,15 +231,52 @@ local function user_traceback(tb)
   return table.concat(lines, "\n") .. "\n"
 end
 
---- kind, message and traceback of a failure caught by xpcall(f, capture).
---- A table error keeps its `kind` and `message` fields (a kind may also come
---- from its metatable's __name); anything else is `default_kind`.
-function M.describe_error(captured, default_kind)
+-- What an error code may be (PROTOCOL.md, "Error codes").
+M.MAX_CODE = 64
+local CODE_RULE = ("an error code is 1 to %d characters matching [A-Za-z][A-Za-z0-9_.-]*"):format(M.MAX_CODE)
+
+--- Why `code` cannot be sent as an error code, or nil when it can.
+function M.code_problem(code)
+  if type(code) ~= "string" then return ("it is a %s, not a string"):format(type(code)) end
+  if code == "" then return "it is empty" end
+  if #code > M.MAX_CODE then return ("it is %d bytes long"):format(#code) end
+  if not code:find("^[A-Za-z]") then return "it does not start with a letter" end
+  local bad, seen = {}, {}
+  for c in code:gmatch("[^A-Za-z0-9_.%-]") do
+    if not seen[c] then
+      seen[c] = true
+      bad[#bad + 1] = ("%q"):format(c)
+    end
+  end
+  if #bad > 0 then return "it contains " .. table.concat(bad, ", ") end
+  return nil
+end
+
+local function shown(value)
+  if type(value) == "string" then
+    local text = ("%q"):format(value)
+    if #text > 80 then text = text:sub(1, 77) .. "..." end
+    return text
+  end
+  local ok, text = pcall(tostring, value)
+  return ok and text or type(value)
+end
+
+--- kind, message and traceback of a failure caught by xpcall(f, capture),
+--- and with `codes` (an invoke's answer) its error code or nil. A table error
+--- keeps its `kind` and `message` fields (a kind may also come from its
+--- metatable's __name); anything else is `default_kind`. A table with a
+--- string `code` (not a nested call's error table) is the function's own
+--- error code: a valid one is returned (the message is its `message`, or ""),
+--- an invalid one makes the message say why, and no code is returned. A
+--- table whose `code` is not a string (a library's numeric code) is a plain
+--- error, as any other table.
+function M.describe_error(captured, default_kind, codes)
   local err, tb = captured, ""
   if getmetatable(captured) == captured_mt then
     err, tb = captured.error, captured.traceback
   end
-  local kind, message = default_kind, nil
+  local kind, message, raw_code = default_kind, nil, nil
   if type(err) == "table" then
     pcall(function() -- reading fields may run the error's metamethods
       if type(err.kind) == "string" then
@@ -242,18 +286,32 @@ function M.describe_error(captured, default_kind)
         if type(mt) == "table" and type(mt.__name) == "string" then kind = mt.__name end
       end
       if type(err.message) == "string" then message = err.message end
+      if codes and type(err.code) == "string" and getmetatable(err) ~= M.invoke_error_mt then raw_code = err.code end
     end)
+  end
+  local code, head = nil, nil
+  if raw_code ~= nil then
+    local problem = M.code_problem(raw_code)
+    if problem == nil then
+      code = raw_code
+      message = message or ""
+      head = message ~= "" and message or code -- the traceback's first line
+    else
+      message = ("invalid error code %s (%s): %s, so this error is sent without one; raise a code declared "
+        .. "in hearth.toml as [errors.CODE]%s"):format(shown(raw_code), problem, CODE_RULE,
+        message and message ~= "" and ("; its message: " .. message) or "")
+    end
   end
   if message == nil then
     local ok, text = pcall(tostring, err)
     message = ok and text or ("(an error value that cannot be shown: " .. tostring(text) .. ")")
   end
   local trace = user_traceback(tb)
-  return kind, message, trace ~= "" and (message .. "\n" .. trace) or ""
+  return kind, message, trace ~= "" and ((head or message) .. "\n" .. trace) or "", code
 end
 
-local function error_message(id, kind, message, traceback)
-  return { t = "error", id = id, kind = kind, message = message, traceback = traceback or "" }
+local function error_message(id, kind, message, traceback, code)
+  return { t = "error", id = id, kind = kind, message = message, traceback = traceback or "", code = code }
 end
 
 -- Loading -------------------------------------------------------------------
@@ -641,7 +699,7 @@ function M.invoke(fn, message, session)
     session.current, session.waiting, session.results = nil, {}, {}
   end
   if not ok then
-    return error_message(id, M.describe_error(value, "Error"))
+    return error_message(id, M.describe_error(value, "Error", true))
   end
   return { t = "result", id = id, value = value }
 end

@@ -516,6 +516,36 @@ test("errors keep a table's kind and message", function()
   check(kind == "Error" and message:find("cannot be shown"), message)
 end)
 
+test("a table's code is the function's own error code when it is valid", function()
+  local function fail_with(e) return select(2, xpcall(error, function(x) return x end, e)) end
+  local kind, message, _, code = worker.describe_error(fail_with({ code = "NOT_FOUND", message = "no program 42" }), "Error", true)
+  check(kind == "Error" and message == "no program 42" and code == "NOT_FOUND", kind, message, tostring(code))
+  kind, message, _, code = worker.describe_error(fail_with({ code = "GONE", kind = "Missing" }), "Error", true)
+  check(kind == "Missing" and message == "" and code == "GONE", kind, message, tostring(code))
+  -- not for a load (codes is false), nor for a nested call's error table raised again
+  _, message, _, code = worker.describe_error(fail_with({ code = "NOT_FOUND", message = "m" }), "LoadError")
+  check(code == nil and message == "m", tostring(code))
+  _, _, _, code = worker.describe_error(fail_with(worker.invoke_error({ code = "timeout", message = "slow" }, "f")), "Error", true)
+  check(code == nil, tostring(code))
+  -- an invalid code: a plain error saying why
+  _, message, _, code = worker.describe_error(fail_with({ code = "no way", message = "m" }), "Error", true)
+  check(code == nil and message:find('^invalid error code "no way" %(it contains " "%)') and message:find("; its message: m$"), message)
+  _, message, _, code = worker.describe_error(fail_with({ code = 404, message = "upstream" }), "Error", true)
+  check(code == nil and message == "upstream", message) -- not a string: a plain table error
+  for _, bad in ipairs({ "", "1a", ("x"):rep(65), 7 }) do
+    check(worker.code_problem(bad) ~= nil, show(bad))
+  end
+  for _, good in ipairs({ "a", "NOT_FOUND", "v1.2-beta_3", "z" .. ("Az09_.-"):rep(9) }) do
+    check(worker.code_problem(good) == nil, good, tostring(worker.code_problem(good)))
+  end
+end)
+
+test("an error frame with a code has it last, one without has none", function()
+  local frame = worker.encode_frame({ code = "X", traceback = "", message = "m", kind = "K", id = "i", t = "error" })
+  check(frame:sub(5) == "\x86\xa1t\xa5error\xa2id\xa1i\xa4kind\xa1K\xa7message\xa1m\xa9traceback\xa0\xa4code\xa1X",
+    hex(frame))
+end)
+
 test("the context's helpers work with . and :", function()
   local ctx = worker.new_context({ dir = "/code/v1", name = "f", version = 2, memory_mb = 64, timeout_ms = 1000 },
     "r1", 0)

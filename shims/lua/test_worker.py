@@ -329,6 +329,23 @@ return M
 }
 
 
+FUNCTIONS["coded"] = {
+    "main.lua": """local M = {}
+
+local function find(event)
+  error({ code = event.code, message = event.message, kind = event.kind })
+end
+
+function M.handler(event, context)
+  if event.ok then return "fine" end
+  find(event)
+end
+
+return M
+""",
+}
+
+
 def make_functions(root):
     dirs = {}
     for name, files in FUNCTIONS.items():
@@ -418,6 +435,51 @@ def test_handler_errors_and_keeps_serving(dirs):
     e = w.invoke({"fail": "recursive"}, id="e5")
     assert e["kind"] == "ResultNotSerializable" and "contains itself at value.self" in e["message"], e
     assert w.invoke({}, id="ok2")["value"] == "fine"
+    assert w.close() == 0
+
+
+def test_a_table_with_a_code_sends_it_in_the_error_frame(dirs):
+    w, _ = started_and_ready()
+    assert w.load(dirs["coded"])["t"] == "loaded"
+    e = w.invoke({"code": "NOT_FOUND", "message": "no program 42"}, id="c1")
+    assert list(e) == ["t", "id", "kind", "message", "traceback", "code"], e
+    assert (e["t"], e["id"], e["kind"], e["message"], e["code"]) == ("error", "c1", "Error", "no program 42", "NOT_FOUND"), e
+    tb = e["traceback"]
+    assert tb.startswith("no program 42\nstack traceback:\n"), tb
+    assert "main.lua:4: in " in tb and "main.lua:9: in " in tb and "hearth_worker" not in tb, tb
+    # no message: "" (the traceback starts with the code); a kind is kept
+    e = w.invoke({"code": "GONE", "kind": "Missing"}, id="c2")
+    assert (e["kind"], e["message"], e["code"]) == ("Missing", "", "GONE"), e
+    assert e["traceback"].startswith("GONE\nstack traceback:\n"), e
+    longest = "z" + "Az09_.-" * 9
+    assert len(longest) == 64 and w.invoke({"code": longest}, id="c3")["code"] == longest
+    assert w.invoke({"ok": True}, id="c4")["value"] == "fine"
+    assert w.close() == 0
+
+
+def test_an_invalid_code_is_sent_as_a_plain_error_saying_why(dirs):
+    w, _ = started_and_ready()
+    assert w.load(dirs["coded"])["t"] == "loaded"
+    for code, why in (
+        ("not found", 'it contains " "'),
+        ("9LIVES", "it does not start with a letter"),
+        (".x", "it does not start with a letter"),
+        ("A" * 65, "it is 65 bytes long"),
+        ("", "it is empty"),
+    ):
+        e = w.invoke({"code": code, "message": "no program 42"}, id="bad")
+        assert e["t"] == "error" and "code" not in e, (code, e)
+        assert e["kind"] == "Error", e
+        assert e["message"].startswith("invalid error code "), e
+        assert why in e["message"] and "[A-Za-z][A-Za-z0-9_.-]*" in e["message"], (why, e)
+        assert e["message"].endswith("; its message: no program 42"), e
+        assert "main.lua:4: in " in e["traceback"], e
+    # a table without a code, or whose code is not a string (a library's
+    # numeric one), is as before: kind and message kept, no code
+    e = w.invoke({"kind": "ValidationError", "message": "no email"}, id="plain")
+    assert (e["kind"], e["message"]) == ("ValidationError", "no email") and "code" not in e, e
+    e = w.invoke({"code": 404, "message": "upstream said no"}, id="numeric")
+    assert (e["kind"], e["message"]) == ("Error", "upstream said no") and "code" not in e, e
     assert w.close() == 0
 
 
@@ -669,6 +731,7 @@ def test_error_call_results(dirs):
             "error": {"code": "timeout", "message": "programs timed out", "function": "programs", "retryable": False}})
     e = w.recv()
     assert (e["t"], e["kind"], e["message"]) == ("error", "HearthInvokeError", "programs timed out"), e
+    assert "code" not in e, "a nested call's error code is not the function's own: %r" % e
     assert w.close() == 0
 
 

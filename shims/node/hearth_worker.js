@@ -19,6 +19,16 @@ const net = require('net');
 const path = require('path');
 const codec = require('./codec');
 
+/** The marker of an error with one of the function's own codes (see ./hearth.js). */
+const HEARTH_ERROR = Symbol.for('hearth.error');
+let hearthModule = null;
+
+/** ./hearth.js (the error classes), loaded when first needed rather than at start-up. */
+function hearth() {
+  if (hearthModule === null) hearthModule = require('./hearth');
+  return hearthModule;
+}
+
 const PROTOCOL = 1;
 const MAX_FRAME = codec.MAX_FRAME;
 const IN_FD = 3;
@@ -129,63 +139,6 @@ function frameLength(data, offset) {
 }
 
 // --------------------------------------------------------- handler context
-
-/**
- * A nested call that did not give a value: refused by the daemon, or the
- * callee failed. `code` is an error code of docs/API.md (`function_error`,
- * `timeout`, `function_not_found`, `queue_full`, ...) or a nested-call one
- * (`recursion`, `chain_too_deep`, `budget_exhausted`, `deadline_exceeded`).
- * `error` is {type, message, traceback} of the callee's own exception when
- * `code` is `function_error`, else null. `retryable` is true when the call
- * was refused before it ran (the caller may try again; hearth never does).
- */
-class HearthInvokeError extends Error {
-  constructor(fields = {}) {
-    super(typeof fields.message === 'string' ? fields.message : '');
-    this.code = typeof fields.code === 'string' ? fields.code : 'unknown';
-    this.function = fields.function === undefined ? null : fields.function;
-    this.version = fields.version === undefined ? null : fields.version;
-    this.requestId = fields.requestId === undefined ? null : fields.requestId;
-    this.retryable = fields.retryable === true;
-    this.error = fields.error === undefined ? null : fields.error;
-  }
-
-  get name() {
-    return 'HearthInvokeError';
-  }
-
-  /** From the `error` map of a `call_result` (PROTOCOL.md, "Nested calls"). */
-  static fromWire(wire, functionName) {
-    const map = wire !== null && typeof wire === 'object' && !Array.isArray(wire) ? wire : {};
-    const text = (v) => (typeof v === 'string' ? v : null);
-    const code = text(map.code) || 'unknown';
-    const message = text(map.message) ?? `nested call to ${functionName} failed (${code})`;
-    let error = null;
-    if (code === 'function_error') {
-      const type = text(map.kind) || 'Error';
-      error = { type, message: calleeMessage(message, type), traceback: text(map.traceback) ?? '' };
-    }
-    return new HearthInvokeError({
-      code,
-      message,
-      function: text(map.function) ?? functionName,
-      version: Number.isInteger(map.version) ? map.version : null,
-      requestId: text(map.request_id),
-      retryable: map.retryable === true,
-      error,
-    });
-  }
-}
-
-/**
- * The callee's own exception message: the daemon's message reads
- * "<function>@<version> raised <Kind>: <message>"; anything else is kept whole.
- */
-function calleeMessage(message, kind) {
-  const marker = ` raised ${kind}: `;
-  const at = message.indexOf(marker);
-  return at >= 0 ? message.slice(at + marker.length) : message;
-}
 
 const INVOKE_OPTIONS = new Set(['version', 'alias', 'timeoutMs']);
 const MAX_U32 = 0xffffffff;
@@ -312,7 +265,14 @@ class Context {
   }
 }
 
-Context.prototype.HearthInvokeError = HearthInvokeError;
+for (const name of ['HearthError', 'HearthInvokeError']) {
+  Object.defineProperty(Context.prototype, name, {
+    get() {
+      return hearth()[name];
+    },
+    configurable: true,
+  });
+}
 
 /** Lambda-style handlers take (event, context); plain ones may take just (event). */
 function takesOneArgument(handler) {
@@ -326,7 +286,7 @@ function isThenable(value) {
 
 // ---------------------------------------------------------------- errors
 
-const SHIM_FILES = [__filename, path.join(__dirname, 'codec.js')];
+const SHIM_FILES = [__filename, path.join(__dirname, 'codec.js'), path.join(__dirname, 'hearth.js')];
 
 /** The stack without the shim's and Node's own (node:...) frames, so it shows the user's code. */
 function userStack(err) {
@@ -340,16 +300,37 @@ function userStack(err) {
     .join('\n');
 }
 
-/** `error` message for something thrown by the user's code (any value may be thrown). */
-function errorMessage(id, err) {
+/**
+ * `error` message for something thrown by the user's code (any value may be
+ * thrown). With `codes` (an invoke's answer), an error marked as hearth's
+ * (HearthError) sends its `code` (PROTOCOL.md, "Error codes"); one whose code
+ * is not valid is sent without it, its message saying why.
+ */
+function errorMessage(id, err, codes = false) {
   if (err instanceof Error || (err !== null && typeof err === 'object' && typeof err.message === 'string')) {
-    return {
+    const frame = {
       t: 'error',
       id,
       kind: typeof err.name === 'string' && err.name ? err.name : 'Error',
       message: String(err.message),
       traceback: userStack(err),
     };
+    if (codes) {
+      let marked = false;
+      let code;
+      try {
+        marked = err[HEARTH_ERROR] === true;
+        code = marked ? err.code : undefined;
+      } catch {
+        marked = false; // a getter (or a Proxy) of the function's own threw: a plain error
+      }
+      if (marked) {
+        const problem = codeProblem(code);
+        if (problem === null) frame.code = code;
+        else frame.message = invalidCodeMessage(describe(code), problem, frame.message);
+      }
+    }
+    return frame;
   }
   let text;
   try {
@@ -358,6 +339,29 @@ function errorMessage(id, err) {
     text = String(err);
   }
   return { t: 'error', id, kind: 'Error', message: text, traceback: '' };
+}
+
+// What an error code may be (PROTOCOL.md, "Error codes").
+const MAX_CODE = 64;
+const CODE_RULE = `an error code is 1 to ${MAX_CODE} characters matching [A-Za-z][A-Za-z0-9_.-]*`;
+
+/** Why `code` cannot be sent as an error code, or null when it can. */
+function codeProblem(code) {
+  if (typeof code !== 'string') return `it is ${code === null ? 'null' : `a ${typeof code}`}, not a string`;
+  if (code === '') return 'it is empty';
+  if (code.length > MAX_CODE) return `it is ${code.length} characters long`;
+  if (!/^[A-Za-z]/.test(code)) return 'it does not start with a letter';
+  const bad = code.match(/[^A-Za-z0-9_.-]/gu);
+  if (bad !== null) return `it contains ${[...new Set(bad)].map((c) => JSON.stringify(c)).join(', ')}`;
+  return null;
+}
+
+/** The message of an error sent without its code, because the code is not valid. */
+function invalidCodeMessage(shown, problem, text) {
+  return (
+    `invalid error code ${shown} (${problem}): ${CODE_RULE}, so this error is sent without one; ` +
+    `raise a code declared in hearth.toml as [errors.CODE]${text ? `; its message: ${text}` : ''}`
+  );
 }
 
 function shimError(id, kind, message) {
@@ -516,10 +520,107 @@ function findHandler(exports, moduleName, attr) {
   return { holder, handler };
 }
 
+// Whether the function's code is given ./hearth.js for 'hearth' yet.
+let hearthForRequire = false;
+let hearthForImport = false;
+
+/**
+ * Make `require('hearth')` give the function ./hearth.js (HearthError,
+ * HearthInvokeError) when it resolves to nothing else: a function that
+ * ships a node_modules/hearth of its own keeps it. Done at load, by
+ * wrapping the CommonJS resolver (no cost at start-up, none for other
+ * modules beyond one string comparison).
+ */
+function provideHearthToRequire() {
+  if (hearthForRequire) return;
+  hearthForRequire = true;
+  const Module = require('module');
+  const resolve = Module._resolveFilename;
+  // The path require('./hearth') caches the module under (a real path), so
+  // that the function gets the very classes the worker uses.
+  const file = require.resolve('./hearth');
+  if (typeof resolve !== 'function') return;
+  Module._resolveFilename = function resolveFilename(request, ...rest) {
+    if (request !== 'hearth') return resolve.call(this, request, ...rest);
+    try {
+      return resolve.call(this, request, ...rest);
+    } catch (err) {
+      if (err && err.code === 'MODULE_NOT_FOUND') return file;
+      throw err;
+    }
+  };
+}
+
+/** An import of 'hearth' in an ES module's source (static or dynamic). */
+const IMPORTS_HEARTH = /\b(?:from|import)\s*\(?\s*['"]hearth['"]/;
+
+/**
+ * The same for `import ... from 'hearth'` in ES modules, which do not use
+ * the CommonJS resolver: a resolve hook, registered before an ES entry is
+ * imported. Node's in-thread module.registerHooks (22.15 and later) costs
+ * nothing much; the module.register of older versions runs its hooks on a
+ * thread of its own, which adds tens of milliseconds to the load, so it is
+ * registered only when the entry's own source imports 'hearth'.
+ */
+function provideHearthToImport(file) {
+  if (hearthForImport) return;
+  const Module = require('module');
+  if (typeof Module.registerHooks !== 'function') {
+    let source = '';
+    try {
+      source = fs.readFileSync(file, 'utf8');
+    } catch {
+      // import() reports it
+    }
+    if (!IMPORTS_HEARTH.test(source)) return;
+  }
+  hearthForImport = true;
+  const { pathToFileURL } = require('url');
+  const url = pathToFileURL(require.resolve('./hearth')).href;
+  if (typeof Module.registerHooks === 'function') {
+    Module.registerHooks({
+      resolve(specifier, context, next) {
+        if (specifier !== 'hearth') return next(specifier, context);
+        try {
+          return next(specifier, context);
+        } catch (err) {
+          if (err && (err.code === 'ERR_MODULE_NOT_FOUND' || err.code === 'MODULE_NOT_FOUND')) {
+            return { url, format: 'commonjs', shortCircuit: true };
+          }
+          throw err;
+        }
+      },
+    });
+    return;
+  }
+  if (typeof Module.register !== 'function') return; // Node before 20.6: require('hearth') only
+  const hooks =
+    'export async function resolve(specifier, context, next) {\n' +
+    "  if (specifier !== 'hearth') return next(specifier, context);\n" +
+    '  try {\n' +
+    '    return await next(specifier, context);\n' +
+    '  } catch (err) {\n' +
+    "    if (err && err.code === 'ERR_MODULE_NOT_FOUND') {\n" +
+    `      return { url: ${JSON.stringify(url)}, format: 'commonjs', shortCircuit: true };\n` +
+    '    }\n' +
+    '    throw err;\n' +
+    '  }\n' +
+    '}\n';
+  Module.register(`data:text/javascript,${encodeURIComponent(hooks)}`);
+}
+
 /** Import an ES module (a promise of its namespace). */
 function importModule(file) {
   const { pathToFileURL } = require('url');
-  return import(pathToFileURL(file).href);
+  provideHearthToImport(file);
+  return import(pathToFileURL(file).href).catch((err) => {
+    if (err && err.code === 'ERR_MODULE_NOT_FOUND' && !hearthForImport && /\bpackage 'hearth'/.test(String(err.message))) {
+      err.message +=
+        "; the worker gives 'hearth' to ES modules when the entry module itself imports it: import it in " +
+        `${path.basename(file)} too, or use context.HearthError`;
+    }
+    throw err;
+  });
 }
 
 /**
@@ -528,6 +629,7 @@ function importModule(file) {
  * a promise of them.
  */
 function loadModule(file) {
+  provideHearthToRequire();
   if (file.endsWith('.mjs')) return importModule(file);
   try {
     return require(file);
@@ -794,7 +896,7 @@ class Worker {
       thenable = isThenable(value);
     } catch (err) {
       this.finished(id);
-      this.answerCall(encodeFrame(errorMessage(id, err)));
+      this.answerCall(encodeFrame(errorMessage(id, err, true)));
       return;
     }
     if (!thenable) {
@@ -807,7 +909,7 @@ class Worker {
     const settle = (ok, outcome) => {
       if (!this.inflight.delete(call)) return; // already failed by an uncaught exception
       this.finished(id);
-      this.answerCall(ok ? resultFrame(id, outcome) : encodeFrame(errorMessage(id, outcome)));
+      this.answerCall(ok ? resultFrame(id, outcome) : encodeFrame(errorMessage(id, outcome, true)));
     };
     call.fail = (err) => settle(false, err);
     Promise.resolve(value).then(
@@ -864,7 +966,7 @@ class Worker {
     const mine = this.running.get(pending.parent);
     if (mine) mine.delete(message.id);
     if (message.ok === true) pending.resolve(message.value === undefined ? null : message.value);
-    else pending.reject(HearthInvokeError.fromWire(message.error, pending.function));
+    else pending.reject(hearth().HearthInvokeError.fromWire(message.error, pending.function));
   }
 
   /**
@@ -1068,11 +1170,26 @@ function main() {
 
 // Handlers reach the error class as context.HearthInvokeError, or as a global
 // (for `instanceof` in code that has no context at hand).
-Object.defineProperty(globalThis, 'HearthInvokeError', { value: HearthInvokeError, writable: true, configurable: true, enumerable: false });
+// (Loaded on first use; assigning the global replaces it as before.)
+Object.defineProperty(globalThis, 'HearthInvokeError', {
+  get() {
+    return hearth().HearthInvokeError;
+  },
+  set(value) {
+    Object.defineProperty(globalThis, 'HearthInvokeError', { value, writable: true, configurable: true, enumerable: false });
+  },
+  configurable: true,
+  enumerable: false,
+});
 
 module.exports = {
   PROTOCOL,
-  HearthInvokeError,
+  get HearthError() {
+    return hearth().HearthError;
+  },
+  get HearthInvokeError() {
+    return hearth().HearthInvokeError;
+  },
   MAX_FRAME,
   ProtocolError,
   EntryNotFound,

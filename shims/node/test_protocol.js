@@ -477,6 +477,163 @@ test('e2e: a handler that throws: an error reply, and the worker keeps serving',
   assert.equal((await w.close()).code, 0);
 });
 
+// ------------------------------------------------------------ error codes
+
+const RAISES = `
+  const { HearthError, HearthInvokeError } = require('hearth');
+  class NotFound extends HearthError {
+    constructor(what) { super('NOT_FOUND', \`no \${what}\`); }
+  }
+  function find(event) {
+    throw new HearthError(event.code, event.message);
+  }
+  exports.handler = async (event, context) => {
+    switch (event.do) {
+      case 'throw': return find(event);
+      case 'reject': await null; throw new context.HearthError(event.code);
+      case 'subclass': throw new NotFound('program 42');
+      case 'mutated': { const e = new HearthError('FINE', 'changed below'); e.code = event.code; throw e; }
+      case 'plain': { const e = new Error('not hearth\\'s'); e.code = 'NOT_FOUND'; throw e; }
+      case 'invoke_error': throw new HearthInvokeError({ code: 'timeout', message: 'slow' });
+      case 'same': return [HearthError === context.HearthError, HearthInvokeError === context.HearthInvokeError,
+                           require.resolve('hearth') === require.resolve('hearth'), Object.keys(require('hearth')).sort()];
+      default: return 'fine';
+    }
+  };`;
+
+test('e2e: a HearthError sends its code in the error frame, with message and traceback', async () => {
+  const w = await loadedWorker({ 'main.js': RAISES });
+  const failed = await invoke(w, { do: 'throw', code: 'NOT_FOUND', message: 'no program 42' });
+  assert.deepEqual(Object.keys(failed), ['t', 'id', 'kind', 'message', 'traceback', 'code']);
+  assert.deepEqual([failed.t, failed.kind, failed.message, failed.code], ['error', 'HearthError', 'no program 42', 'NOT_FOUND']);
+  assert.match(failed.traceback, /^HearthError: no program 42\n\s+at find \(.*main\.js:7:/);
+  assert.doesNotMatch(failed.traceback, /hearth_worker|hearth\.js|node:/);
+  const longest = `z${'Az09_.-'.repeat(9)}`;
+  assert.equal((await invoke(w, { do: 'throw', code: longest })).code, longest);
+  const rejected = await invoke(w, { do: 'reject', code: 'GONE' });
+  assert.deepEqual([rejected.kind, rejected.message, rejected.code], ['HearthError', '', 'GONE']);
+  const sub = await invoke(w, { do: 'subclass' });
+  assert.deepEqual([sub.kind, sub.message, sub.code], ['NotFound', 'no program 42', 'NOT_FOUND']);
+  assert.match(sub.traceback, /^NotFound: no program 42\n/);
+  assert.deepEqual((await invoke(w, { do: 'same' })).value, [true, true, true, ['HEARTH_ERROR', 'HearthError', 'HearthInvokeError']]);
+  assert.equal((await invoke(w, {})).value, 'fine');
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: an invalid error code is sent as a plain error saying why', async () => {
+  const w = await loadedWorker({ 'main.js': RAISES });
+  for (const [code, why] of [
+    ['not found', 'it contains " "'],
+    ['9LIVES', 'it does not start with a letter'],
+    ['-X', 'it does not start with a letter'],
+    ['A'.repeat(65), 'it is 65 characters long'],
+    ['caf\u00e9', 'it contains "\u00e9"'],
+  ]) {
+    const failed = await invoke(w, { do: 'throw', code, message: 'no program 42' });
+    assert.equal(failed.t, 'error', code);
+    assert.ok(!('code' in failed), code);
+    assert.equal(failed.kind, 'HearthError', code);
+    assert.ok(failed.message.startsWith('invalid error code '), failed.message);
+    assert.ok(failed.message.includes(why), `${code}: ${failed.message}`);
+    assert.ok(failed.message.includes('[A-Za-z][A-Za-z0-9_.-]*'), failed.message);
+    assert.ok(failed.message.endsWith('; its message: no program 42'), failed.message);
+    assert.match(failed.traceback, /at find \(.*main\.js:7:/);
+  }
+  // The constructor refuses what is not a non-empty string...
+  for (const code of [404, '', null]) {
+    const failed = await invoke(w, { do: 'throw', code });
+    assert.ok(!('code' in failed), String(code));
+    assert.equal(failed.kind, 'TypeError');
+    assert.match(failed.message, /^HearthError: the error code/);
+  }
+  // ...and a code set afterwards is checked when it is sent.
+  const mutated = await invoke(w, { do: 'mutated', code: 404 });
+  assert.ok(!('code' in mutated));
+  assert.equal(mutated.message.split(':')[0], 'invalid error code 404 (it is a number, not a string)');
+  assert.ok(mutated.message.endsWith('; its message: changed below'), mutated.message);
+  // Errors that are not hearth's keep any code property to themselves.
+  const plain = await invoke(w, { do: 'plain' });
+  assert.deepEqual([plain.kind, plain.message, 'code' in plain], ['Error', "not hearth's", false]);
+  const nested = await invoke(w, { do: 'invoke_error' });
+  assert.deepEqual([nested.kind, nested.message, 'code' in nested], ['HearthInvokeError', 'slow', false]);
+  assert.equal((await w.close()).code, 0);
+});
+
+test("e2e: import { HearthError } from 'hearth' in an ES module", async () => {
+  const w = await loadedWorker({
+    'main.mjs': `
+      import { HearthError } from 'hearth';
+      import hearth from 'hearth';
+      export async function handler(event, context) {
+        if (event.which) return [HearthError === context.HearthError, hearth.HearthError === HearthError];
+        throw new HearthError('NOT_FOUND', 'no program 42');
+      }`,
+  });
+  assert.deepEqual((await invoke(w, { which: true })).value, [true, true]);
+  const failed = await invoke(w, {});
+  assert.deepEqual([failed.kind, failed.message, failed.code], ['HearthError', 'no program 42', 'NOT_FOUND']);
+  assert.match(failed.traceback, /main\.mjs:6:/);
+  assert.equal((await w.close()).code, 0);
+});
+
+test("e2e: an ES module that the entry imports may import 'hearth' where Node has in-thread hooks", async () => {
+  const files = {
+    'main.mjs': "export { handler } from './lib.mjs';",
+    'lib.mjs': "import { HearthError } from 'hearth';\nexport const handler = () => { throw new HearthError('DEEP', 'from lib'); };",
+  };
+  if (typeof require('node:module').registerHooks === 'function') {
+    const w = await loadedWorker(files);
+    assert.deepEqual((await invoke(w, {})).code, 'DEEP');
+    assert.equal((await w.close()).code, 0);
+    return;
+  }
+  // Older Node: the hook is only registered when the entry imports 'hearth'
+  // (it costs a thread); the load error says so.
+  const dir = makeFunctionDir(files);
+  const w = startWorker();
+  assert.equal((await w.next()).t, 'ready');
+  const reply = await w.request({ t: 'load', id: 'load', dir, entry: 'main.handler', function: 'hello', version: 1, timeout_ms: 3000, memory_mb: 128 });
+  assert.equal(reply.t, 'error');
+  assert.match(reply.message, /Cannot find package 'hearth'.*import it in main\.mjs too, or use context\.HearthError/s);
+  assert.equal((await w.close()).code, 0);
+});
+
+test('e2e: a function that ships its own node_modules/hearth keeps it, in require and import', async () => {
+  const own = {
+    'node_modules/hearth/package.json': '{"name": "hearth", "version": "9.9.9", "main": "index.js"}',
+    'node_modules/hearth/index.js': 'exports.mine = "the function\'s own";',
+  };
+  const cjs = await loadedWorker({
+    ...own,
+    'main.js': `
+      const hearth = require('hearth');
+      exports.handler = (event, context) => {
+        if (event.which) return [hearth.mine, 'HearthError' in hearth];
+        throw new context.HearthError('NOT_FOUND', 'no program 42');
+      };`,
+  });
+  assert.deepEqual((await invoke(cjs, { which: true })).value, ["the function's own", false]);
+  assert.equal((await invoke(cjs, {})).code, 'NOT_FOUND'); // context.HearthError still works
+  assert.equal((await cjs.close()).code, 0);
+  const esm = await loadedWorker({
+    ...own,
+    'main.mjs': `
+      import hearth from 'hearth';
+      export const handler = () => [hearth.mine, 'HearthError' in hearth];`,
+  });
+  assert.deepEqual((await invoke(esm, {})).value, ["the function's own", false]);
+  assert.equal((await esm.close()).code, 0);
+});
+
+test('e2e: a load that throws a HearthError is a load error without a code', async () => {
+  const dir = makeFunctionDir({ 'main.js': "const { HearthError } = require('hearth'); throw new HearthError('AT_LOAD', 'too early');" });
+  const w = startWorker();
+  assert.equal((await w.next()).t, 'ready');
+  const reply = await w.request({ t: 'load', id: 'load', dir, entry: 'main.handler', function: 'hello', version: 1, timeout_ms: 3000, memory_mb: 128 });
+  assert.deepEqual([reply.t, reply.kind, reply.message, 'code' in reply], ['error', 'HearthError', 'too early', false]);
+  assert.equal((await w.close()).code, 0);
+});
+
 test('e2e: an exception thrown from a callback fails the running invoke only', async () => {
   const w = await loadedWorker({
     'main.js': `

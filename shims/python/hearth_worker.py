@@ -207,6 +207,65 @@ class InvokeError(Exception):
 InvokeError.__module__ = "hearth"
 
 
+class Error(Exception):
+    """An error the function raises with one of its own error codes (declared
+    in its hearth.toml as [errors.CODE]): `raise hearth.Error("NOT_FOUND",
+    "no program 42")`. `code` must be a non-empty str; `message` (optional)
+    says what happened. The worker sends the code in its `error` frame
+    (PROTOCOL.md, "Error codes"). The client SDK's `hearth.Error` is the same
+    class; the worker knows either by their `__hearth_error__` marker."""
+
+    __hearth_error__ = True
+
+    def __init__(self, code, message=None):
+        if not isinstance(code, str):
+            raise TypeError(
+                "hearth.Error: the error code must be a str naming one of the function's error codes "
+                "([errors.CODE] in hearth.toml), not %s" % type(code).__name__
+            )
+        if not code:
+            raise ValueError(
+                "hearth.Error: the error code is empty; name one of the function's error codes "
+                "([errors.CODE] in hearth.toml)"
+            )
+        if message is not None and not isinstance(message, str):
+            message = str(message)
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self):
+        return self.code if self.message is None else self.message
+
+    def __repr__(self):
+        return "Error(%r, %r)" % (self.code, self.message)
+
+
+Error.__module__ = "hearth"
+
+# What an error code may be (PROTOCOL.md, "Error codes").
+MAX_CODE = 64
+_CODE_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_CODE_REST = _CODE_FIRST | frozenset("0123456789_.-")
+CODE_RULE = "an error code is 1 to %d characters matching [A-Za-z][A-Za-z0-9_.-]*" % MAX_CODE
+
+
+def code_problem(code):
+    """Why `code` cannot be sent as an error code, or None when it can."""
+    if not isinstance(code, str):
+        return "it is a %s, not a str" % type(code).__name__
+    if not code:
+        return "it is empty"
+    if len(code) > MAX_CODE:
+        return "it is %d characters long" % len(code)
+    if code[0] not in _CODE_FIRST:
+        return "it does not start with a letter"
+    bad = sorted(set(code) - _CODE_REST)
+    if bad:
+        return "it contains %s" % ", ".join(repr(c) for c in bad)
+    return None
+
+
 def _check_uint(what, value, top):
     if type(value) is not int:  # bool is an int: refused too
         raise TypeError("%s must be an int, not %s" % (what, type(value).__name__))
@@ -452,17 +511,19 @@ class Channel:
 
 
 def install_hearth_module(paths):
-    """Make `import hearth` give the function InvokeError, unless its code or
-    its own packages ship a module of that name (theirs wins, then)."""
+    """Make `import hearth` give the function Error and InvokeError, unless
+    its code or its own packages ship a module of that name (theirs wins,
+    then: the client SDK's `hearth` has an Error the worker knows too)."""
     if "hearth" in sys.modules:
         return
     for path in paths:
         for name in ("hearth", "hearth.py"):
             if os.path.exists(os.path.join(path, name)):
                 return
-    module = types.ModuleType("hearth", "What the hearth runtime gives a Python function: InvokeError.")
+    module = types.ModuleType("hearth", "What the hearth runtime gives a Python function: Error and InvokeError.")
+    module.Error = Error
     module.InvokeError = InvokeError
-    module.__all__ = ["InvokeError"]
+    module.__all__ = ["Error", "InvokeError"]
     sys.modules["hearth"] = module
 
 
@@ -473,6 +534,7 @@ class Context:
     __slots__ = ("request_id", "function_name", "function_version", "memory_limit_in_mb", "deadline_ms", "_channel")
 
     InvokeError = InvokeError  # also hearth.InvokeError; this one works even when the function ships its own `hearth`
+    Error = Error  # also hearth.Error, likewise
 
     def __init__(self, request_id, function_name, function_version, memory_limit_in_mb, deadline_ms, channel=None):
         self.request_id = request_id
@@ -554,14 +616,49 @@ def user_traceback(exc):
     return "".join(lines)
 
 
-def error_message(request_id, exc):
-    return {
+def error_message(request_id, exc, codes=False):
+    """The `error` frame for `exc`. With `codes` (an invoke's answer), an
+    exception marked `__hearth_error__` (hearth.Error, the SDK's too) sends
+    its `code`, and its own `message` ("" when it has none); one whose code
+    is not valid is sent without a code, its message saying why."""
+    frame = {
         "t": "error",
         "id": request_id,
         "kind": type(exc).__name__,
-        "message": str(exc),
+        "message": None,
         "traceback": user_traceback(exc),
     }
+    marked = False
+    if codes:
+        try:
+            marked = getattr(exc, "__hearth_error__", False) is True
+            if marked:
+                code = getattr(exc, "code", None)
+                text = getattr(exc, "message", None)
+                text = "" if text is None else str(text)
+        except Exception:  # a property of the function's own class failed: a plain error
+            marked = False
+    if marked:
+        problem = code_problem(code)
+        if problem is None:
+            frame["message"] = text
+            frame["code"] = code
+        else:
+            frame["message"] = invalid_code_message(_shown(code), problem, text)
+    if frame["message"] is None:
+        frame["message"] = str(exc)
+    return frame
+
+
+def invalid_code_message(shown, problem, text):
+    """The message of an error sent without its code, because the code is not valid."""
+    return "invalid error code %s (%s): %s, so this error is sent without one; raise a code declared in " \
+        "hearth.toml as [errors.CODE]%s" % (shown, problem, CODE_RULE, ("; its message: " + text) if text else "")
+
+
+def _shown(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def shim_error(request_id, kind, message):
@@ -798,7 +895,7 @@ def serve(in_fd=IN_FD, out_fd=OUT_FD):
             except Exception as exc:  # the handler failed: report it and keep serving
                 channel.end()
                 flush_output()
-                write_frame(out_fd, error_message(request_id, exc))
+                write_frame(out_fd, error_message(request_id, exc, codes=True))
                 continue
             channel.end()
             flush_output()

@@ -812,6 +812,185 @@ def handler(event, context):
         self.assertEqual(w.close(), 0)
 
 
+# A handler that raises hearth's error (or another) as event["do"] says.
+RAISES = """
+import asyncio
+import hearth
+
+class Coded(hearth.Error):
+    pass
+
+class NotHearths(Exception):
+    code = "NOT_FOUND"  # a code attribute alone does not make an error code
+
+class Unsettable(hearth.Error):
+    def __init__(self, code):
+        super().__init__("FINE", "set below")
+        self.code = code
+
+async def later(code, message):
+    await asyncio.sleep(0)
+    raise hearth.Error(code, message)
+
+def handler(event, context):
+    do = event["do"]
+    if do == "raise":
+        raise hearth.Error(event["code"], event.get("message"))
+    if do == "context":
+        raise context.Error(event["code"])
+    if do == "subclass":
+        raise Coded(event["code"], "from a subclass")
+    if do == "not_hearths":
+        raise NotHearths("a plain exception")
+    if do == "unsettable":
+        raise Unsettable(event["code"])
+    if do == "async":
+        return later(event["code"], "awaited")
+    if do == "same":
+        return [hearth.Error is context.Error, hearth.Error.__module__, sorted(hearth.__all__)]
+    return "fine"
+"""
+
+
+class ErrorCodeTests(unittest.TestCase):
+    """hearth.Error on a real worker: the code in the `error` frame
+    (PROTOCOL.md, "Error codes"), and codes that are not valid."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="hearth-py-codes-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+
+    def worker(self, source=RAISES, files=(), **load):
+        code = os.path.join(self.root, "code")
+        os.makedirs(code, exist_ok=True)
+        with open(os.path.join(code, "main.py"), "w") as f:
+            f.write(source)
+        for name, text in files:
+            with open(os.path.join(code, name), "w") as f:
+                f.write(text)
+        w = Worker()
+        self.addCleanup(w.dispose)
+        loaded = w.load(code, **load)
+        self.assertEqual(loaded["t"], "loaded", loaded)
+        return w
+
+    def error(self, w, **event):
+        reply = w.invoke(event)
+        self.assertEqual((reply["t"], reply["id"]), ("error", "r1"), reply)
+        return reply
+
+    def test_the_raised_code_comes_in_the_error_frame(self):
+        w = self.worker()
+        reply = self.error(w, do="raise", code="NOT_FOUND", message="no program 42")
+        self.assertEqual(list(reply), ["t", "id", "kind", "message", "traceback", "code"])
+        self.assertEqual(
+            (reply["kind"], reply["message"], reply["code"]), ("Error", "no program 42", "NOT_FOUND")
+        )
+        self.assertIn('main.py", line', reply["traceback"])
+        self.assertIn("in handler", reply["traceback"])
+        self.assertTrue(reply["traceback"].endswith("hearth.Error: no program 42\n"), reply["traceback"])
+        # every character a code may have, at the longest length
+        longest = "z" + "Az09_.-" * 9
+        self.assertEqual(len(longest), 64)
+        self.assertEqual(self.error(w, do="raise", code=longest)["code"], longest)
+        self.assertEqual(w.invoke({"do": "nothing"})["value"], "fine")  # and it keeps serving
+        self.assertEqual(w.close(), 0)
+
+    def test_context_error_subclasses_and_async_handlers(self):
+        w = self.worker()
+        reply = self.error(w, do="context", code="GONE")
+        self.assertEqual((reply["kind"], reply["message"], reply["code"]), ("Error", "", "GONE"))
+        reply = self.error(w, do="subclass", code="NOT_FOUND")
+        self.assertEqual((reply["kind"], reply["message"], reply["code"]), ("Coded", "from a subclass", "NOT_FOUND"))
+        reply = self.error(w, do="async", code="LATE")
+        self.assertEqual((reply["kind"], reply["message"], reply["code"]), ("Error", "awaited", "LATE"))
+        self.assertIn("in later", reply["traceback"])
+        self.assertEqual(w.invoke({"do": "same"})["value"], [True, "hearth", ["Error", "InvokeError"]])
+
+    def test_an_invalid_code_is_sent_as_a_plain_error_saying_why(self):
+        w = self.worker()
+        for code, why in (
+            ("not found", "it contains ' '"),
+            ("9LIVES", "it does not start with a letter"),
+            ("_X", "it does not start with a letter"),
+            ("A" * 65, "it is 65 characters long"),
+            ("caf\u00e9", "it contains '\u00e9'"),
+        ):
+            with self.subTest(code):
+                reply = self.error(w, do="raise", code=code, message="no program 42")
+                self.assertNotIn("code", reply)
+                self.assertEqual(reply["kind"], "Error")
+                self.assertTrue(reply["message"].startswith("invalid error code "), reply["message"])
+                self.assertIn(why, reply["message"])
+                self.assertIn("[A-Za-z][A-Za-z0-9_.-]*", reply["message"])
+                self.assertTrue(reply["message"].endswith("; its message: no program 42"), reply["message"])
+                self.assertIn("in handler", reply["traceback"])
+        # the constructor refuses what is not a non-empty str...
+        for code, kind in ((42, "TypeError"), ("", "ValueError"), (None, "TypeError")):
+            with self.subTest(code):
+                reply = self.error(w, do="raise", code=code)
+                self.assertNotIn("code", reply)
+                self.assertEqual(reply["kind"], kind)
+                self.assertIn("hearth.Error: the error code", reply["message"])
+        # ...and a code set afterwards is checked when it is sent
+        reply = self.error(w, do="unsettable", code=404)
+        self.assertNotIn("code", reply)
+        self.assertEqual(reply["kind"], "Unsettable")
+        self.assertIn("invalid error code 404 (it is a int, not a str)", reply["message"])
+        self.assertTrue(reply["message"].endswith("; its message: set below"), reply["message"])
+
+    def test_only_hearths_errors_send_a_code(self):
+        w = self.worker()
+        reply = self.error(w, do="not_hearths")
+        self.assertNotIn("code", reply)
+        self.assertEqual((reply["kind"], reply["message"]), ("NotHearths", "a plain exception"))
+
+    def test_a_load_error_has_no_code(self):
+        code = os.path.join(self.root, "code")
+        os.makedirs(code)
+        with open(os.path.join(code, "main.py"), "w") as f:
+            f.write("import hearth\nraise hearth.Error('AT_IMPORT', 'too early')\n")
+        w = Worker()
+        self.addCleanup(w.dispose)
+        reply = w.load(code)
+        self.assertEqual((reply["t"], reply["kind"], reply["message"]), ("error", "Error", "too early"), reply)
+        self.assertNotIn("code", reply)
+
+    def test_the_client_sdks_error_is_known_too(self):
+        # A function whose own packages hold the client SDK imports that
+        # `hearth`, not the worker's: its Error sends the code all the same.
+        sdk = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sdk-python", "hearth")
+        deps = os.path.join(self.root, "site")
+        os.makedirs(deps)
+        os.symlink(os.path.abspath(sdk), os.path.join(deps, "hearth"))
+        source = (
+            "import hearth\n\n"
+            "def handler(event, context):\n"
+            "    if event.get('do') == 'which':\n"
+            "        return [hasattr(hearth, 'Client'), hearth.Error is context.Error]\n"
+            "    raise hearth.Error('NOT_FOUND', 'no program 42')\n"
+        )
+        w = self.worker(source, env={"HEARTH_DEPS": deps})
+        self.assertEqual(w.invoke({"do": "which"})["value"], [True, False])
+        reply = self.error(w)
+        self.assertEqual(
+            (reply["kind"], reply["message"], reply["code"]), ("Error", "no program 42", "NOT_FOUND")
+        )
+        self.assertTrue(reply["traceback"].endswith("hearth.Error: no program 42\n"), reply["traceback"])
+
+    def test_a_function_that_ships_its_own_hearth_keeps_it_and_has_context_error(self):
+        source = (
+            "import hearth\n\n"
+            "def handler(event, context):\n"
+            "    if event.get('do') == 'which':\n"
+            "        return [hearth.MINE, hasattr(hearth, 'Error')]\n"
+            "    raise context.Error('NOT_FOUND', 'no program 42')\n"
+        )
+        w = self.worker(source, files=[("hearth.py", "MINE = 'the function\\'s own'\n")])
+        self.assertEqual(w.invoke({"do": "which"})["value"], ["the function's own", False])
+        self.assertEqual(self.error(w)["code"], "NOT_FOUND")
+
+
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python")
 PROGRAMS = [
     {"id": 1, "title": "Morning News", "genre": "news"},

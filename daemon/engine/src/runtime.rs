@@ -18,6 +18,7 @@ const NODE_SHIM: &[(&str, &str)] = &[
         include_str!("../../../shims/node/hearth_worker.js"),
     ),
     ("codec.js", include_str!("../../../shims/node/codec.js")),
+    ("hearth.js", include_str!("../../../shims/node/hearth.js")),
 ];
 const LUA_SHIM: &[(&str, &str)] = &[
     (

@@ -95,6 +95,10 @@ pub enum FromWorker {
         kind: String,
         message: String,
         traceback: String,
+        /// The function's own error code, when its handler raised hearth's
+        /// error with a valid one (PROTOCOL.md, "Error codes").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
     },
     Pong {
         id: String,

@@ -13,6 +13,10 @@ function M.fail(event)
   error("boom: " .. event.msg)
 end
 
+function M.fail_code(event)
+  error({ code = event.code, message = event.msg })
+end
+
 function M.chatty(event)
   for i = 0, event.lines - 1 do
     print("out line " .. i)

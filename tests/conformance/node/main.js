@@ -14,6 +14,11 @@ exports.fail = (event) => {
   throw new Error("boom: " + event.msg);
 };
 
+exports.fail_code = (event) => {
+  const { HearthError } = require("hearth");
+  throw new HearthError(event.code, event.msg);
+};
+
 exports.chatty = (event) => {
   for (let i = 0; i < event.lines; i++) console.log("out line " + i);
   process.stderr.write("err line\n");

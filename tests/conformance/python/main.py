@@ -17,6 +17,12 @@ def fail(event):
     raise ValueError("boom: " + event["msg"])
 
 
+def fail_code(event):
+    import hearth
+
+    raise hearth.Error(event["code"], event["msg"])
+
+
 def chatty(event):
     for i in range(event["lines"]):
         print(f"out line {i}")

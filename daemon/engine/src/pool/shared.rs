@@ -330,13 +330,14 @@ async fn read_answers(weak: std::sync::Weak<SharedWorker>, mut reader: pipe::Rec
                 kind,
                 message,
                 traceback,
+                code,
             }) => (
                 id,
                 Ok(Err(FunctionError {
                     kind,
                     message,
                     traceback,
-                    code: None,
+                    code,
                 })),
             ),
             Ok(call @ FromWorker::Call { .. }) => {

@@ -617,6 +617,7 @@ impl Worker {
                 kind,
                 message,
                 traceback,
+                code,
                 ..
             } => Err(WorkerError::LoadFailed {
                 function: spec.label(),
@@ -624,7 +625,7 @@ impl Worker {
                     kind,
                     message,
                     traceback,
-                    code: None,
+                    code,
                 },
             }),
             other => Err(self.protocol_error(format!("expected `loaded`, got {other:?}"))),
@@ -748,12 +749,13 @@ impl Worker {
                     kind,
                     message,
                     traceback,
+                    code,
                 } if got == id => {
                     return Ok(Err(FunctionError {
                         kind,
                         message,
                         traceback,
-                        code: None,
+                        code,
                     }))
                 }
                 call @ FromWorker::Call { .. } => {
