@@ -58,6 +58,8 @@ export const {
   ChainTooDeepError,
   BudgetExhaustedError,
   DeadlineExceededError,
+  FunctionInUseError,
+  FunctionOfflineError,
 } = sdk;
 
 export default sdk;

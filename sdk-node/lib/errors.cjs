@@ -86,6 +86,8 @@ const TABLE = [
   ['chain_too_deep', 'ChainTooDeepError', CallFailedError],
   ['budget_exhausted', 'BudgetExhaustedError', CallFailedError],
   ['deadline_exceeded', 'DeadlineExceededError', CallFailedError],
+  ['function_in_use', 'FunctionInUseError', HearthError],
+  ['function_offline', 'FunctionOfflineError', HearthError],
 ];
 
 const classes = { HearthError, RefusedError, CallFailedError, FunctionError };
