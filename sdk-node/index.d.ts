@@ -377,6 +377,10 @@ export class AliasNotFoundError extends HearthError {}
 export class RouteNotFoundError extends HearthError {}
 export class MethodNotAllowedError extends HearthError {}
 export class NothingToRollBackError extends HearthError {}
+/** A delete refused: other functions declare they call this one (`force=true` deletes anyway). */
+export class FunctionInUseError extends HearthError {}
+/** The function is offline (`hearth offline`); calls are refused until `hearth online`. */
+export class FunctionOfflineError extends HearthError {}
 export class BodyTooLargeError extends HearthError {}
 export class BatchFailedError extends HearthError {}
 export class DependencyInstallFailedError extends HearthError {}

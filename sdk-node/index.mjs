@@ -63,6 +63,8 @@ export const {
   UndeclaredError,
   BreakingChangeError,
   DeclaredError,
+  FunctionInUseError,
+  FunctionOfflineError,
 } = sdk;
 
 export default sdk;

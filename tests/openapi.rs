@@ -584,6 +584,40 @@ fn real_answers_match_the_document() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     s.check("GET", "/metrics", &reply);
 
+    // Managing functions: conditions, edit, offline and online, delete.
+    let reply = d.get("/api/v1/functions?app=tests&state=live&search=HEL");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    s.check("GET", "/api/v1/functions", &reply);
+    let reply = d.get("/api/v1/functions?type=blob");
+    assert_eq!(reply.code(), "bad_request", "{}", reply.text());
+    s.check("GET", "/api/v1/functions", &reply);
+    let reply = send(
+        &d,
+        "PUT",
+        "/api/v1/functions/hello",
+        r#"{"category": "greeting"}"#,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    s.check("PUT", "/api/v1/functions/{name}", &reply);
+    let spare = function("spare", "def handler(event):\n    return {}\n");
+    let reply = send(&d, "POST", "/api/v1/deploy", &spare);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let reply = send(&d, "POST", "/api/v1/functions/spare/offline", "");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    s.check("POST", "/api/v1/functions/{name}/offline", &reply);
+    let reply = d.post("/fn/spare", "{}");
+    assert_eq!(reply.code(), "function_offline", "{}", reply.text());
+    s.check("POST", "/fn/{target}", &reply);
+    let reply = send(&d, "POST", "/api/v1/functions/spare/online", "");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    s.check("POST", "/api/v1/functions/{name}/online", &reply);
+    let reply = send(&d, "DELETE", "/api/v1/functions/spare?force=true", "");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    s.check("DELETE", "/api/v1/functions/{name}", &reply);
+    let reply = send(&d, "DELETE", "/api/v1/functions/spare", "");
+    assert_eq!(reply.code(), "function_not_found", "{}", reply.text());
+    s.check("DELETE", "/api/v1/functions/{name}", &reply);
+
     // Every JSON operation of the document this test does not reach is
     // named, so a new route gets a request here.
     let mut missed = Vec::new();

@@ -94,6 +94,8 @@ const TABLE = [
   ['invalid_output', 'InvalidOutputError', CallFailedError],
   ['undeclared_error', 'UndeclaredError', CallFailedError],
   ['breaking_change', 'BreakingChangeError', HearthError],
+  ['function_in_use', 'FunctionInUseError', HearthError],
+  ['function_offline', 'FunctionOfflineError', HearthError],
 ];
 
 /**

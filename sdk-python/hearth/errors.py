@@ -49,6 +49,8 @@ __all__ = [
     "Forbidden",
     "Conflict",
     "NothingToRollBack",
+    "FunctionInUse",
+    "FunctionOffline",
     "ReleaseError",
     "BatchFailed",
     "DependencyInstallFailed",
@@ -274,6 +276,20 @@ class Conflict(HearthError):
 
 class NothingToRollBack(Conflict):
     code = "nothing_to_roll_back"
+
+
+class FunctionInUse(Conflict):
+    """A delete refused: other functions declare they call this one
+    (``calls`` in their hearth.toml); ``force=true`` deletes it anyway."""
+
+    code = "function_in_use"
+
+
+class FunctionOffline(Conflict):
+    """The function was taken offline (``hearth offline``): every call is
+    refused until ``hearth online``. Not retried."""
+
+    code = "function_offline"
 
 
 class ReleaseError(HearthError):

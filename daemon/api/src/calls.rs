@@ -283,7 +283,7 @@ impl CallQuery {
 }
 
 /// Percent-encode what a query value must not hold as is.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

@@ -46,4 +46,8 @@ pub struct DeployOutcome {
     /// (published anyway: `allow_breaking`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breaking: Vec<crate::metadata::BreakingChange>,
+    /// The function is offline (`hearth offline`): calls are refused until
+    /// `hearth online`, which serves the live version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
 }

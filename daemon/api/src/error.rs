@@ -56,6 +56,8 @@ pub enum ErrorCode {
     InvalidOutput,
     UndeclaredError,
     BreakingChange,
+    FunctionInUse,
+    FunctionOffline,
 }
 
 impl ErrorCode {
@@ -106,6 +108,8 @@ impl ErrorCode {
         ErrorCode::InvalidOutput,
         ErrorCode::UndeclaredError,
         ErrorCode::BreakingChange,
+        ErrorCode::FunctionInUse,
+        ErrorCode::FunctionOffline,
     ];
 
     /// The code as it appears in `error.code`.
@@ -157,6 +161,8 @@ impl ErrorCode {
             ErrorCode::InvalidOutput => "invalid_output",
             ErrorCode::UndeclaredError => "undeclared_error",
             ErrorCode::BreakingChange => "breaking_change",
+            ErrorCode::FunctionInUse => "function_in_use",
+            ErrorCode::FunctionOffline => "function_offline",
         }
     }
 
@@ -185,7 +191,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::BodyTimeout => 408,
             ErrorCode::UnsupportedMediaType => 415,
-            ErrorCode::NothingToRollBack | ErrorCode::BreakingChange => 409,
+            ErrorCode::NothingToRollBack | ErrorCode::BreakingChange | ErrorCode::FunctionInUse => {
+                409
+            }
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::BatchFailed | ErrorCode::DependencyInstallFailed | ErrorCode::LoadFailed => {
                 422
@@ -207,7 +215,8 @@ impl ErrorCode {
             | ErrorCode::WorkerStartFailed
             | ErrorCode::Overloaded
             | ErrorCode::CrashLoop
-            | ErrorCode::TooManyConnections => 503,
+            | ErrorCode::TooManyConnections
+            | ErrorCode::FunctionOffline => 503,
             ErrorCode::Timeout | ErrorCode::DeadlineExceeded => 504,
         }
     }

@@ -38,7 +38,8 @@ pub use deploy::{DeployOutcome, DeployRequest};
 pub use diff::{DiffQuery, FileDiff, ManifestChange, VersionDiff};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, FunctionErrorBody};
 pub use functions::{
-    CrashLoopInfo, FunctionInfo, FunctionList, VersionInfo, VersionList, VersionQuery,
+    CrashLoopInfo, DeleteQuery, FunctionEdit, FunctionFilter, FunctionInfo, FunctionList,
+    FunctionStateOutcome, VersionInfo, VersionList, VersionQuery, FUNCTION_STATES,
 };
 pub use gc::{GcDir, GcReport, GcRequest, GcVersion};
 pub use health::{HealthInfo, ServiceInfo};

@@ -81,8 +81,10 @@ pub fn payload(name: &str) -> Option<Payload> {
         DeployOutcome,
         DeployRequest,
         ErrorBody,
+        FunctionEdit,
         FunctionInfo,
         FunctionList,
+        FunctionStateOutcome,
         FunctionStats,
         GcReport,
         GcRequest,
@@ -132,6 +134,8 @@ fn query_of(route: &Route) -> Option<Query> {
             Some(Query::Fields(inline::<crate::VersionQuery>))
         }
         RouteId::VersionDiff => Some(Query::Fields(inline::<crate::DiffQuery>)),
+        RouteId::ListFunctions => Some(Query::Fields(inline::<crate::FunctionFilter>)),
+        RouteId::DeleteFunction => Some(Query::Fields(inline::<crate::DeleteQuery>)),
         RouteId::Call if route.method == crate::routes::Method::Get => Some(Query::Event),
         _ => None,
     }
@@ -224,6 +228,7 @@ fn errors_of(route: &Route) -> Vec<ErrorCode> {
             InvalidInput,
             InvalidOutput,
             UndeclaredError,
+            FunctionOffline,
         ],
         RouteId::Deploy => &[
             BadManifest,
@@ -252,6 +257,8 @@ fn errors_of(route: &Route) -> Vec<ErrorCode> {
         ],
         RouteId::SetAlias => &[BadAlias, VersionNotFound, LoadFailed],
         RouteId::RevokeToken => &[TokenNotFound],
+        RouteId::DeleteFunction => &[FunctionInUse, BadRequest],
+        RouteId::ListFunctions | RouteId::EditFunction => &[BadRequest],
         RouteId::GetCall => &[CallNotFound],
         RouteId::AppStats => &[AppNotFound, BadRequest],
         RouteId::AppOpenApi => &[AppNotFound],

@@ -51,6 +51,10 @@ pub struct ReleaseOutcome {
     /// (published anyway: `allow_breaking`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breaking: Vec<crate::metadata::BreakingChange>,
+    /// The function is offline (`hearth offline`): the version is live for
+    /// when it comes back online, and calls are refused until then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
 }
 
 /// The answer of a batch publish.
@@ -72,7 +76,7 @@ pub struct BatchFailure {
 pub struct ReleaseInfo {
     pub version: u32,
     pub from_version: Option<u32>,
-    /// publish, rollback or alias.
+    /// publish, rollback, alias, delete, offline or online.
     pub action: String,
     /// The alias moved, for `alias` releases.
     #[serde(default, skip_serializing_if = "String::is_empty")]

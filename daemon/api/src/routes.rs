@@ -74,6 +74,10 @@ pub enum RouteId {
     AppOpenApi,
     FunctionDocs,
     VersionDiff,
+    DeleteFunction,
+    EditFunction,
+    FunctionOffline,
+    FunctionOnline,
 }
 
 /// What each route asks of its caller's token. `deploy` routes limited to
@@ -104,6 +108,10 @@ pub const fn access_of(id: RouteId) -> Access {
         | RouteId::BatchPublish
         | RouteId::SetAlias
         | RouteId::Deploy => Access::Scope(Scope::Deploy),
+        RouteId::DeleteFunction
+        | RouteId::EditFunction
+        | RouteId::FunctionOffline
+        | RouteId::FunctionOnline => Access::Scope(Scope::Deploy),
         RouteId::SetApp
         | RouteId::ListTokens
         | RouteId::CreateToken
@@ -257,6 +265,38 @@ pub const ROUTES: &[Route] = &[
         None,
         "FunctionInfo",
         "one function",
+    ),
+    route(
+        EditFunction,
+        Put,
+        "/api/v1/functions/{name}",
+        Some("FunctionEdit"),
+        "FunctionInfo",
+        "set a function's description and category (not part of any version)",
+    ),
+    route(
+        DeleteFunction,
+        Delete,
+        "/api/v1/functions/{name}",
+        None,
+        "FunctionStateOutcome",
+        "delete a function: its workers end, calls get 404, its versions and history stay (?force=true: even while live functions call it)",
+    ),
+    route(
+        FunctionOffline,
+        Post,
+        "/api/v1/functions/{name}/offline",
+        None,
+        "FunctionStateOutcome",
+        "take a function offline: its workers end and every call gets 503 function_offline",
+    ),
+    route(
+        FunctionOnline,
+        Post,
+        "/api/v1/functions/{name}/online",
+        None,
+        "FunctionStateOutcome",
+        "bring an offline function back: calls go to its live version again",
     ),
     route(
         FunctionStats,

@@ -12,7 +12,7 @@ use crate::error::PublishError;
 use crate::events::Event;
 use crate::locks::FunctionLocks;
 use crate::pool::Pool;
-use crate::router::AliasRoute;
+use crate::router::{AliasRoute, Blocked};
 use crate::versions::Versions;
 
 pub struct Aliases {
@@ -52,6 +52,11 @@ impl Aliases {
         let v = &self.versions;
         let lock = self.locks.of(function);
         let _guard = lock.lock().await;
+        if v.router.blocked(function) == Some(Blocked::Deleted) {
+            return Err(PublishError::Deleted {
+                function: function.to_owned(),
+            });
+        }
         let mut versions = vec![target.version];
         versions.extend(target.split.map(|(v, _)| v));
         for version in versions {
@@ -64,6 +69,11 @@ impl Aliases {
             .set_alias(function, alias, target, message, actor)
             .await?;
         self.sync().await?;
+        // Moved while offline: it routes once the function is back; the
+        // workers that proved it loads end now.
+        if v.router.blocked(function).is_some() {
+            v.close_function(function);
+        }
         v.shared.events.emit(Event::AliasMoved {
             function,
             alias,
@@ -86,6 +96,11 @@ impl Aliases {
         let v = &self.versions;
         let mut routes = HashMap::new();
         for a in v.store.aliases().await? {
+            // An offline or deleted function's aliases keep their targets
+            // but route nothing until it is back.
+            if v.router.blocked(&a.function).is_some() {
+                continue;
+            }
             let primary = v.pool_for(&a.function, a.target.version).await?;
             let split = match a.target.split {
                 Some((version, w)) => Some((v.pool_for(&a.function, version).await?, w)),

@@ -9,6 +9,7 @@ use crate::deps::Progress;
 use crate::error::PublishError;
 use crate::events::Event;
 use crate::releases::Releases;
+use crate::router::Blocked;
 
 /// What a deploy does once the version is stored.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +60,9 @@ impl Releases {
             .function(&function)
             .await?
             .and_then(|f| f.live_version);
+        // Deployed again, a deleted function is back (an offline one stays
+        // offline).
+        let offline = v.refresh_blocked(&function).await? == Some(Blocked::Offline);
         v.shared.events.emit(Event::VersionStored {
             function: &function,
             version: put.version,
@@ -75,6 +79,7 @@ impl Releases {
             previous: live_before,
             load_ms: None,
             breaking: Vec::new(),
+            offline,
         };
         let pool = match v.pool_with_progress(&function, put.version, progress).await {
             Err(PublishError::Deps(error)) => {
@@ -124,7 +129,11 @@ impl Releases {
             Err(e) => return Err(e),
         };
         if !publish {
-            v.retire(pool);
+            if offline {
+                v.close_function(&function);
+            } else {
+                v.retire(pool);
+            }
             return Ok(outcome);
         }
         let record = v.record(&function, put.version).await?;
@@ -153,6 +162,7 @@ impl Releases {
             .store
             .release(&function, &record, "publish", message, actor)
             .await?;
+        outcome.offline = v.refresh_blocked(&function).await? == Some(Blocked::Offline);
         v.route(vec![(function.clone(), pool)]);
         outcome.live = true;
         v.shared.events.emit(Event::Released {

@@ -71,6 +71,33 @@ pub enum PublishError {
         live: u32,
         changes: Vec<hearth_api::metadata::BreakingChange>,
     },
+    #[error("{function} is offline: every call to it is refused (`hearth offline {function}` took it offline); its versions, aliases and live version are kept")]
+    Offline { function: String },
+    #[error("{function} was deleted: it takes no calls and is not listed; its versions and release history are kept")]
+    Deleted { function: String },
+    #[error("{function} was not deleted: {} declare{} that {} call{} it (`calls` in the live version's hearth.toml)", .callers.join(", "), if .callers.len() == 1 { "s" } else { "" }, if .callers.len() == 1 { "it" } else { "they" }, if .callers.len() == 1 { "s" } else { "" })]
+    InUse {
+        function: String,
+        callers: Vec<String>,
+    },
+    #[error("{function}: {field} is {len} bytes, over the limit of {max}")]
+    EditTooLong {
+        function: String,
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+}
+
+impl PublishError {
+    /// Why a call to `function` is refused when it is offline or deleted.
+    pub(crate) fn blocked(function: &str, why: crate::router::Blocked) -> PublishError {
+        let function = function.to_owned();
+        match why {
+            crate::router::Blocked::Offline => PublishError::Offline { function },
+            crate::router::Blocked::Deleted => PublishError::Deleted { function },
+        }
+    }
 }
 
 impl From<PublishError> for ApiError {
@@ -177,6 +204,29 @@ impl From<PublishError> for ApiError {
                 format!("make another version live with `hearth publish {function} --version N`"),
             )
             .function(&function, Some(live)),
+            PublishError::Offline { function } => ApiError::new(
+                ErrorCode::FunctionOffline,
+                message,
+                format!("bring it back with `hearth online {function}`"),
+            )
+            .function(&function, None),
+            PublishError::Deleted { function } => ApiError::new(
+                ErrorCode::FunctionNotFound,
+                message,
+                format!("bring it back by deploying it again (`hearth deploy DIR`) or by publishing one of its versions (`hearth publish {function} --version N`; `hearth versions {function}` lists them, `hearth history {function}` shows the delete)"),
+            )
+            .function(&function, None),
+            PublishError::InUse { function, .. } => ApiError::new(
+                ErrorCode::FunctionInUse,
+                message,
+                format!("take {function} out of their `calls` and deploy them again, or delete it anyway with `hearth delete {function} --force` (DELETE ...?force=true): their calls to it will then get 404 function_not_found"),
+            )
+            .function(&function, None),
+            PublishError::EditTooLong { function, field, max, .. } => ApiError::bad_request(
+                message,
+                format!("give {field} at most {max} bytes: `hearth edit {function} --{field} TEXT`"),
+            )
+            .function(&function, None),
         }
     }
 }

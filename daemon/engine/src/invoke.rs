@@ -13,6 +13,7 @@ use tracing::{info_span, Instrument};
 
 use crate::call::{Invocation, Outcome};
 use crate::engine::Engine;
+use crate::error::PublishError;
 use crate::events::{CallDetail, Event};
 use crate::pool::{Answer, Call, CallFailed, Pool};
 
@@ -57,11 +58,24 @@ impl Engine {
 
     /// The pool a target names: the live version, a version, or the
     /// version an alias picks for this call.
+    /// A function offline or deleted refuses every call, whatever it names.
     pub async fn resolve(&self, target: &Target) -> Result<Resolved, ApiError> {
+        let router = &self.versions.router;
+        let name = target.function();
+        if let Some(why) = router.blocked(name) {
+            return Err(PublishError::blocked(name, why).into());
+        }
         let pool = match target {
             Target::Live(name) => self.releases.live_pool(name).await?,
-            Target::Version(name, v) => self.versions.pool_for(name, *v).await?,
-            Target::Alias(name, alias) => match self.versions.router.alias(name, alias) {
+            Target::Version(name, v) => {
+                let pool = self.versions.pool_for(name, *v).await?;
+                // Taken offline or deleted while its pool was being made.
+                if let Some(why) = router.blocked(name) {
+                    return Err(PublishError::blocked(name, why).into());
+                }
+                pool
+            }
+            Target::Alias(name, alias) => match router.alias(name, alias) {
                 Some(route) => route.pick().clone(),
                 None => return Err(ApiError::alias_not_found(name, alias)),
             },

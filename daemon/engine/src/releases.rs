@@ -11,6 +11,7 @@ use crate::error::PublishError;
 use crate::events::Event;
 use crate::locks::FunctionLocks;
 use crate::pool::Pool;
+use crate::router::Blocked;
 use crate::versions::Versions;
 
 pub struct Releases {
@@ -22,7 +23,11 @@ impl Releases {
     /// Route every function's live version (workers start on first call).
     pub async fn restore_routes(&self) -> Result<usize, StoreError> {
         let mut routed = 0;
-        for f in self.versions.store.list_functions().await? {
+        for f in self.versions.store.list_all_functions().await? {
+            if let Some(why) = crate::versions::blocked_of(&f) {
+                self.versions.router.set_blocked(&f.name, Some(why));
+                continue;
+            }
             let Some(version) = f.live_version else {
                 continue;
             };
@@ -47,6 +52,11 @@ impl Releases {
             .function(function)
             .await?
             .ok_or_else(|| PublishError::UnknownFunction(function.to_owned()))?;
+        if record.deleted_at.is_some() {
+            return Err(PublishError::Deleted {
+                function: function.to_owned(),
+            });
+        }
         record
             .live_version
             .ok_or_else(|| PublishError::NotPublished {
@@ -73,6 +83,19 @@ impl Releases {
     ) -> Result<(Arc<Pool>, bool), PublishError> {
         let lock = self.locks.of(function);
         let _guard = lock.lock().await;
+        self.route_from_store_locked(function).await
+    }
+
+    /// The same, with the function's lock held. A function the store has
+    /// offline or deleted is not routed: calls to it are refused from now
+    /// on (that is the error).
+    pub(crate) async fn route_from_store_locked(
+        &self,
+        function: &str,
+    ) -> Result<(Arc<Pool>, bool), PublishError> {
+        if let Some(why) = self.versions.refresh_blocked(function).await? {
+            return Err(PublishError::blocked(function, why));
+        }
         let version = self.live_version_of(function).await?;
         if let Some(pool) = self.versions.router.live(function) {
             if pool.spec().version == version {
@@ -217,6 +240,8 @@ impl Releases {
             .store
             .release(function, &record, action, message, actor)
             .await?;
+        // A deleted function is back; an offline one stays so (not routed).
+        let offline = v.refresh_blocked(function).await? == Some(Blocked::Offline);
         v.route(vec![(function.to_owned(), pool)]);
         v.shared.events.emit(Event::Released {
             function,
@@ -224,13 +249,16 @@ impl Releases {
             previous,
             action,
         });
-        self.warm_callees(function, &record.manifest.calls);
+        if !offline {
+            self.warm_callees(function, &record.manifest.calls);
+        }
         Ok(ReleaseOutcome {
             function: function.to_owned(),
             version,
             previous,
             action: action.to_owned(),
             breaking,
+            offline,
         })
     }
 
@@ -354,11 +382,17 @@ impl Releases {
             .store
             .release_many(&records, "publish", message, actor)
             .await?;
+        let mut offline = std::collections::HashSet::new();
+        for (function, _) in &records {
+            if v.refresh_blocked(function).await? == Some(Blocked::Offline) {
+                offline.insert(function.clone());
+            }
+        }
         v.route(pools);
         v.shared
             .events
             .emit(Event::BatchReleased { count: items.len() });
-        for (function, record) in &records {
+        for (function, record) in records.iter().filter(|(f, _)| !offline.contains(f)) {
             self.warm_callees(function, &record.manifest.calls);
         }
         Ok(items
@@ -372,6 +406,7 @@ impl Releases {
                     previous,
                     action: "publish".into(),
                     breaking,
+                    offline: offline.contains(function),
                 },
             )
             .collect())

@@ -27,10 +27,22 @@ impl AliasRoute {
     }
 }
 
+/// Why every call to a function is refused, whatever it names (live
+/// version, version or alias).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    /// `hearth offline`: 503 `function_offline`.
+    Offline,
+    /// `hearth delete`: 404 `function_not_found`.
+    Deleted,
+}
+
 #[derive(Default)]
 pub struct Router {
     live: ArcSwap<HashMap<String, Arc<Pool>>>,
     aliases: ArcSwap<HashMap<(String, String), Arc<AliasRoute>>>,
+    /// Functions offline or deleted (usually none: then one atomic load).
+    blocked: ArcSwap<HashMap<String, Blocked>>,
 }
 
 impl Router {
@@ -96,6 +108,43 @@ impl Router {
             }
         }
         previous
+    }
+
+    /// Whether calls to `function` are refused, and why.
+    pub fn blocked(&self, function: &str) -> Option<Blocked> {
+        let blocked = self.blocked.load();
+        if blocked.is_empty() {
+            return None;
+        }
+        blocked.get(function).copied()
+    }
+
+    /// Refuse every call to `function` (or, with None, stop refusing them).
+    pub fn set_blocked(&self, function: &str, why: Option<Blocked>) {
+        self.blocked.rcu(|table| {
+            let mut next = HashMap::clone(table);
+            match why {
+                Some(why) => next.insert(function.to_owned(), why),
+                None => next.remove(function),
+            };
+            next
+        });
+    }
+
+    /// Stop routing `function`'s live version; returns the pool it had.
+    pub fn remove_live(&self, function: &str) -> Option<Arc<Pool>> {
+        let mut removed = None;
+        self.live.rcu(|table| {
+            let mut next = HashMap::clone(table);
+            removed = next.remove(function);
+            next
+        });
+        if let Some(old) = &removed {
+            if !self.is_routed(old) {
+                old.set_keep_warm(false);
+            }
+        }
+        removed
     }
 
     /// Replace every alias route at once.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hearth_sandbox::isolation::Isolation;
-use hearth_store::{DynStore, VersionRecord};
+use hearth_store::{DynStore, FunctionRecord, VersionRecord};
 
 use crate::code::CodeDir;
 use crate::deps::{self, Deps, Installed, Progress};
@@ -18,7 +18,7 @@ use crate::error::PublishError;
 use crate::events::Event;
 use crate::gc::Retention;
 use crate::pool::{Pool, Shared, WorkerError, WorkerSpec};
-use crate::router::Router;
+use crate::router::{Blocked, Router};
 use crate::runtime::Runtimes;
 
 /// How long an old version keeps its warm workers after it stops being
@@ -271,9 +271,54 @@ impl Versions {
     }
 
     /// Swap routes in (one atomic step) and retire the pools they replace.
+    /// A function offline or deleted is not routed: its pools are closed
+    /// (a publish while offline proved its version loads, and its worker
+    /// ends now).
     pub(crate) fn route(&self, routes: Vec<(String, Arc<Pool>)>) {
-        for old in self.router.set_live_many(routes).into_iter().flatten() {
+        let (blocked, open): (Vec<_>, Vec<_>) = routes
+            .into_iter()
+            .partition(|(function, _)| self.router.blocked(function).is_some());
+        for (function, _) in blocked {
+            self.close_function(&function);
+        }
+        for old in self.router.set_live_many(open).into_iter().flatten() {
             self.retire(old);
+        }
+    }
+
+    /// Whether the store has `function` offline or deleted, made the
+    /// routing table's view (calls are refused from now on, or no longer).
+    pub(crate) async fn refresh_blocked(
+        &self,
+        function: &str,
+    ) -> Result<Option<Blocked>, PublishError> {
+        let why = self
+            .store
+            .function(function)
+            .await?
+            .and_then(|f| blocked_of(&f));
+        self.router.set_blocked(function, why);
+        Ok(why)
+    }
+
+    /// End a function's workers for good (it was taken offline or deleted):
+    /// its live route goes, and every pool of its versions is closed and
+    /// forgotten (calls running finish first). Alias routes must already
+    /// leave it out (`Aliases::sync` does for blocked functions).
+    pub(crate) fn close_function(&self, function: &str) {
+        self.router.remove_live(function);
+        let closed: Vec<Arc<Pool>> = {
+            let mut map = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<(String, u32)> =
+                map.keys().filter(|(f, _)| f == function).cloned().collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        for pool in closed {
+            pool.close();
+            self.shared.events.emit(Event::VersionReclaimed {
+                function,
+                version: pool.spec().version,
+            });
         }
     }
 
@@ -363,5 +408,16 @@ impl Versions {
         for pool in self.pools() {
             pool.shutdown();
         }
+    }
+}
+
+/// Why the store has calls to a function refused, if it does.
+pub(crate) fn blocked_of(f: &FunctionRecord) -> Option<Blocked> {
+    if f.deleted_at.is_some() {
+        Some(Blocked::Deleted)
+    } else if f.offline {
+        Some(Blocked::Offline)
+    } else {
+        None
     }
 }

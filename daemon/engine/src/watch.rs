@@ -10,6 +10,7 @@ use crate::aliases::Aliases;
 use crate::error::PublishError;
 use crate::events::Event;
 use crate::releases::Releases;
+use crate::versions::blocked_of;
 
 /// How often SQLite is polled for releases made by other processes.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
@@ -21,7 +22,23 @@ pub(crate) async fn sync_from_store(
     aliases: &Aliases,
 ) -> Result<(), PublishError> {
     let v = &releases.versions;
-    for f in v.store.list_functions().await? {
+    // Taken offline, deleted or brought back by another process: looked
+    // at without the lock, checked again under it.
+    let mut closed = Vec::new();
+    let all = v.store.list_all_functions().await?;
+    for f in &all {
+        if v.router.blocked(&f.name) != blocked_of(f) {
+            let lock = releases.locks.of(&f.name);
+            let _guard = lock.lock().await;
+            if v.refresh_blocked(&f.name).await?.is_some() {
+                closed.push(f.name.clone());
+            }
+        }
+    }
+    for f in all {
+        if f.deleted_at.is_some() || f.offline {
+            continue;
+        }
         let Some(version) = f.live_version else {
             continue;
         };
@@ -37,7 +54,12 @@ pub(crate) async fn sync_from_store(
             }
         }
     }
-    aliases.sync().await
+    aliases.sync().await?;
+    // Their alias routes are gone: now their workers end.
+    for function in closed {
+        v.close_function(&function);
+    }
+    Ok(())
 }
 
 /// Follow the store's changes until the watch ends. A sync that fails is

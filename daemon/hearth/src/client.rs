@@ -387,6 +387,17 @@ impl Client {
         self.decode(resp)
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let bytes =
+            serde_json::to_vec(body).map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
+        let resp = self.send(Method::PUT, path, Some(bytes)).await?;
+        self.decode(resp)
+    }
+
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

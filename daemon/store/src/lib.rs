@@ -39,10 +39,43 @@ pub trait Store: Send + Sync + 'static {
     /// Create the application if needed and set its budget.
     async fn set_app(&self, app: &AppRecord) -> Result<()>;
 
-    /// Every function, by name.
+    /// Every function, by name (not those deleted).
     async fn list_functions(&self) -> Result<Vec<FunctionRecord>>;
 
+    /// A function, deleted or not (`deleted_at` says).
     async fn function(&self, name: &str) -> Result<Option<FunctionRecord>>;
+
+    /// Every function, those deleted included, by name.
+    async fn list_all_functions(&self) -> Result<Vec<FunctionRecord>>;
+
+    /// Delete a function: no version is live any more, it is no longer
+    /// listed, and it is not offline; its versions, aliases and release
+    /// history stay, and a `delete` release is recorded (naming the version
+    /// that was live, else the latest). A deploy (`put_version`) or a
+    /// release brings it back. False (nothing written) if there is no
+    /// function of that name that is not deleted.
+    async fn delete_function(&self, name: &str, message: &str, actor: &str) -> Result<bool>;
+
+    /// Take a function offline (or bring it back online), recording an
+    /// `offline` (`online`) release. False (nothing written) if it already
+    /// is, or there is no such function that is not deleted.
+    async fn set_offline(
+        &self,
+        name: &str,
+        offline: bool,
+        message: &str,
+        actor: &str,
+    ) -> Result<bool>;
+
+    /// Set a function's description and category (those given); they are
+    /// not part of any version. False if there is no such function that is
+    /// not deleted.
+    async fn edit_function(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        category: Option<&str>,
+    ) -> Result<bool>;
 
     /// Store `bundle` as the next version of the function it declares,
     /// creating the application and function on first deploy.
@@ -85,9 +118,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_versions(&self, function: &str, numbers: &[u32]) -> Result<Vec<u32>>;
 
     /// Make several versions live in one transaction: all or none. Each
-    /// release also refreshes its function's runtime, application, category
-    /// and description from that version's manifest. Returns the version
-    /// each function had live before, in order.
+    /// release also refreshes its function's runtime and application from
+    /// that version's manifest, and its category and description where that
+    /// version's hearth.toml says something else than the one they were
+    /// last taken from (the version live before; at first the one the
+    /// function was created with): an edit (`edit_function`) stays until a
+    /// hearth.toml changes the key. A deleted function comes back; an
+    /// offline one stays offline. Returns the version each function had
+    /// live before, in order.
     async fn release_many(
         &self,
         releases: &[(String, VersionRecord)],

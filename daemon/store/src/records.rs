@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use hearth_api::manifest::Manifest;
+use hearth_api::metadata::FunctionType;
 use hearth_api::Histogram;
 use hearth_api::{AliasInfo, AliasTarget, FunctionInfo, ReleaseInfo, VersionInfo};
 use hearth_api::{InvokeMode, Scope};
@@ -17,12 +18,19 @@ pub struct FunctionRecord {
     pub app: String,
     pub category: String,
     pub description: String,
-    /// draft until a version is published, then live.
+    /// draft until a version is published, then live (and draft again
+    /// once deleted).
     pub state: String,
     pub live_version: Option<u32>,
     pub versions: u32,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The live version's `type` (the latest version's while none is live).
+    pub kind: FunctionType,
+    /// Taken offline: every call is refused; its live version stays.
+    pub offline: bool,
+    /// When it was deleted (milliseconds since the epoch); None: it is not.
+    pub deleted_at: Option<i64>,
 }
 
 /// An application and its budget (0: no limit).
@@ -166,7 +174,12 @@ impl From<FunctionRecord> for FunctionInfo {
             app: f.app,
             category: f.category,
             description: f.description,
-            state: f.state,
+            state: if f.offline {
+                "offline".to_owned()
+            } else {
+                f.state
+            },
+            kind: f.kind,
             live_version: f.live_version,
             versions: f.versions,
             created_at: f.created_at,

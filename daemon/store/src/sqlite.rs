@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use hearth_api::bundle::{Bundle, BundleFile};
 use hearth_api::manifest::Manifest;
+use hearth_api::metadata::FunctionType;
 use hearth_api::AliasTarget;
 
 use crate::{
@@ -326,9 +327,87 @@ impl Store for SqliteStore {
     }
 
     async fn list_functions(&self) -> Result<Vec<FunctionRecord>> {
+        let sql = format!(
+            "SELECT {} WHERE f.deleted_at IS NULL ORDER BY f.name",
+            FUNCTION_COLUMNS
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(function_from_row).collect()
+    }
+
+    async fn list_all_functions(&self) -> Result<Vec<FunctionRecord>> {
         let sql = format!("SELECT {} ORDER BY f.name", FUNCTION_COLUMNS);
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
         rows.iter().map(function_from_row).collect()
+    }
+
+    async fn delete_function(&self, name: &str, message: &str, actor: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let Some((id, live, named)) = undeleted(&mut tx, name).await? else {
+            return Ok(false);
+        };
+        record_release(&mut tx, id, named, live, "delete", message, actor, now).await?;
+        sqlx::query(
+            "UPDATE functions SET deleted_at = ?, live_version = NULL, state = 'draft', offline = 0, \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_offline(
+        &self,
+        name: &str,
+        offline: bool,
+        message: &str,
+        actor: &str,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let Some((id, live, named)) = undeleted(&mut tx, name).await? else {
+            return Ok(false);
+        };
+        let done = sqlx::query(
+            "UPDATE functions SET offline = ?, updated_at = ? WHERE id = ? AND offline IS NOT ?",
+        )
+        .bind(offline)
+        .bind(now)
+        .bind(id)
+        .bind(offline)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let action = if offline { "offline" } else { "online" };
+        record_release(&mut tx, id, named, live, action, message, actor, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn edit_function(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        category: Option<&str>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE functions SET description = COALESCE(?, description), category = COALESCE(?, category), \
+             updated_at = ? WHERE name = ? AND deleted_at IS NULL",
+        )
+        .bind(description)
+        .bind(category)
+        .bind(now_ms())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn function(&self, name: &str) -> Result<Option<FunctionRecord>> {
@@ -364,12 +443,15 @@ impl Store for SqliteStore {
             .await?;
 
         sqlx::query(
-            "INSERT INTO functions (name, runtime, app_id, category, description, state, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, 'draft', ?, ?) ON CONFLICT(name) DO NOTHING",
+            "INSERT INTO functions (name, runtime, app_id, category, description, manifest_category, \
+             manifest_description, state, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?) ON CONFLICT(name) DO NOTHING",
         )
         .bind(&manifest.name)
         .bind(manifest.runtime.as_str())
         .bind(app_id)
+        .bind(&manifest.category)
+        .bind(&manifest.description)
         .bind(&manifest.category)
         .bind(&manifest.description)
         .bind(now)
@@ -380,6 +462,18 @@ impl Store for SqliteStore {
             .bind(&manifest.name)
             .fetch_one(&mut *tx)
             .await?;
+        // A deleted function deployed again is back (as a draft until a
+        // version is published), in the application it now names.
+        sqlx::query(
+            "UPDATE functions SET deleted_at = NULL, runtime = ?, app_id = ?, updated_at = ? \
+             WHERE id = ? AND deleted_at IS NOT NULL",
+        )
+        .bind(manifest.runtime.as_str())
+        .bind(app_id)
+        .bind(now)
+        .bind(function_id)
+        .execute(&mut *tx)
+        .await?;
 
         let existing: Option<i64> =
             sqlx::query_scalar("SELECT number FROM versions WHERE function_id = ? AND hash = ?")
@@ -573,14 +667,23 @@ impl Store for SqliteStore {
             let before = row
                 .try_get::<Option<i64>, _>("live_version")?
                 .map(|v| v as u32);
+            // Category and description are the function's own: taken from
+            // the hearth.toml only where it says something new.
             sqlx::query(
                 "UPDATE functions SET live_version = ?, state = 'live', runtime = ?, \
-                 app_id = (SELECT id FROM applications WHERE name = ?), category = ?, description = ?, updated_at = ? \
+                 app_id = (SELECT id FROM applications WHERE name = ?), \
+                 category = CASE WHEN manifest_category = ? THEN category ELSE ? END, \
+                 description = CASE WHEN manifest_description = ? THEN description ELSE ? END, \
+                 manifest_category = ?, manifest_description = ?, deleted_at = NULL, updated_at = ? \
                  WHERE id = ?",
             )
             .bind(i64::from(version.version))
             .bind(m.runtime.as_str())
             .bind(&m.app)
+            .bind(&m.category)
+            .bind(&m.category)
+            .bind(&m.description)
+            .bind(&m.description)
             .bind(&m.category)
             .bind(&m.description)
             .bind(now)
@@ -732,9 +835,68 @@ impl Store for SqliteStore {
 
 const FUNCTION_COLUMNS: &str =
     "f.id, f.name, f.runtime, a.name AS app, f.category, f.description, f.state, \
-     f.live_version, f.created_at, f.updated_at, \
-     (SELECT COUNT(*) FROM versions v WHERE v.function_id = f.id) AS versions \
+     f.live_version, f.created_at, f.updated_at, f.offline, f.deleted_at, \
+     (SELECT COUNT(*) FROM versions v WHERE v.function_id = f.id) AS versions, \
+     COALESCE((SELECT json_extract(v.manifest, '$.type') FROM versions v \
+      WHERE v.function_id = f.id AND v.number = f.live_version), \
+      (SELECT json_extract(v.manifest, '$.type') FROM versions v WHERE v.function_id = f.id \
+      ORDER BY v.number DESC LIMIT 1)) AS kind \
      FROM functions f JOIN applications a ON a.id = f.app_id";
+
+/// A function that is not deleted, in a transaction: its id, live version,
+/// and the version a management release names (the live one, else the
+/// latest).
+async fn undeleted(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    name: &str,
+) -> Result<Option<(i64, Option<i64>, i64)>> {
+    let row = sqlx::query(
+        "SELECT f.id, f.live_version, COALESCE(f.live_version, \
+         (SELECT MAX(number) FROM versions v WHERE v.function_id = f.id), 0) AS named \
+         FROM functions f WHERE f.name = ? AND f.deleted_at IS NULL",
+    )
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get("id")?,
+            r.try_get("live_version")?,
+            r.try_get("named")?,
+        ))
+    })
+    .transpose()
+}
+
+/// One entry of a function's release history for a management action
+/// (delete, offline, online): it moves the release mark, so other
+/// processes sharing the store see it.
+#[allow(clippy::too_many_arguments)]
+async fn record_release(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    function_id: i64,
+    version: i64,
+    from_version: Option<i64>,
+    action: &str,
+    message: &str,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO releases (function_id, version, from_version, action, message, actor, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(function_id)
+    .bind(version)
+    .bind(from_version)
+    .bind(action)
+    .bind(message)
+    .bind(actor)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 fn file_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<BundleFile> {
     Ok(BundleFile {
@@ -759,6 +921,13 @@ fn function_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<FunctionRecord> {
         versions: row.try_get::<i64, _>("versions")? as u32,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        // A type this build does not know lists as a plain function.
+        kind: row
+            .try_get::<Option<String>, _>("kind")?
+            .and_then(|k| FunctionType::parse(&k))
+            .unwrap_or_default(),
+        offline: row.try_get("offline")?,
+        deleted_at: row.try_get("deleted_at")?,
     })
 }
 

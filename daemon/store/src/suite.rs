@@ -22,10 +22,17 @@ pub async fn run_all(store: &dyn Store) {
     tokens_are_kept_by_hash(store).await;
     versions_are_deleted_but_never_live_or_aliased(store).await;
     stats_add_up_by_minute_and_prune(store).await;
+    functions_are_edited_taken_offline_and_deleted(store).await;
 }
 
 fn bundle(name: &str, app: &str, code: &str) -> (Manifest, Bundle) {
-    let text = format!("name='{name}'\nruntime='python'\nentry='main.handler'\napp='{app}'\n");
+    bundle_with(name, app, code, "")
+}
+
+/// A bundle whose hearth.toml has `extra` lines too.
+fn bundle_with(name: &str, app: &str, code: &str, extra: &str) -> (Manifest, Bundle) {
+    let text =
+        format!("name='{name}'\nruntime='python'\nentry='main.handler'\napp='{app}'\n{extra}\n");
     let b = Bundle {
         files: vec![
             BundleFile {
@@ -426,4 +433,163 @@ async fn stats_add_up_by_minute_and_prune(store: &dyn Store) {
         .await
         .expect("stats")
         .is_empty());
+}
+
+async fn functions_are_edited_taken_offline_and_deleted(store: &dyn Store) {
+    use hearth_api::metadata::FunctionType;
+    let toml = "category='shop'\ndescription='from toml'";
+    let put = |code: &'static str, extra: &'static str| async move {
+        let (m, b) = bundle_with("managed", "demo", code, extra);
+        let v = store.put_version(&m, &b, "").await.expect("put").version;
+        store
+            .version("managed", v)
+            .await
+            .expect("q")
+            .expect("stored")
+    };
+    let info = || async { store.function("managed").await.expect("q").expect("exists") };
+    let v1 = put("def handler(e): return 1", toml).await;
+    assert_eq!(info().await.kind, FunctionType::Function);
+    store
+        .release("managed", &v1, "publish", "", "")
+        .await
+        .expect("release");
+    // An edit is the function's, not a version's: a redeploy whose
+    // hearth.toml leaves the keys as they were keeps it.
+    assert!(store
+        .edit_function("managed", Some("edited"), None)
+        .await
+        .expect("edit"));
+    assert!(!store
+        .edit_function("ghost", Some("x"), None)
+        .await
+        .expect("edit"));
+    let v2 = put("def handler(e): return 2", toml).await;
+    store
+        .release("managed", &v2, "publish", "", "")
+        .await
+        .expect("release");
+    let f = info().await;
+    assert_eq!(
+        (f.description.as_str(), f.category.as_str()),
+        ("edited", "shop")
+    );
+    // A hearth.toml that changes a key applies it (and only it).
+    let v3 = put(
+        "def handler(e): return 3",
+        "type='datasource'\ncategory='shop'\ndescription='new toml'\n[output]\ntype='object'",
+    )
+    .await;
+    store
+        .release("managed", &v3, "publish", "", "")
+        .await
+        .expect("release");
+    let f = info().await;
+    assert_eq!(
+        (f.description.as_str(), f.category.as_str(), f.kind),
+        ("new toml", "shop", FunctionType::Datasource)
+    );
+
+    // Offline: recorded as a release (the mark moves), once.
+    let mark = store.release_mark().await.expect("mark");
+    assert!(store
+        .set_offline("managed", true, "maintenance", "ada")
+        .await
+        .expect("offline"));
+    assert_ne!(store.release_mark().await.expect("mark"), mark);
+    assert!(!store
+        .set_offline("managed", true, "", "")
+        .await
+        .expect("again"));
+    let f = info().await;
+    assert!(f.offline);
+    assert_eq!(hearth_api::FunctionInfo::from(f).state, "offline");
+    // Publishing while offline moves the live version and stays offline.
+    store
+        .release("managed", &v2, "publish", "", "")
+        .await
+        .expect("release");
+    let f = info().await;
+    assert_eq!((f.offline, f.live_version), (true, Some(2)));
+    assert!(store
+        .set_offline("managed", false, "", "")
+        .await
+        .expect("online"));
+    let history = store.releases("managed").await.expect("history");
+    let actions: Vec<&str> = history.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["online", "publish", "offline", "publish", "publish", "publish"]
+    );
+    assert_eq!(
+        (history[2].version, history[2].message.as_str()),
+        (3, "maintenance")
+    );
+
+    // Delete: not listed, nothing live, history and versions kept.
+    let mark = store.release_mark().await.expect("mark");
+    assert!(store
+        .delete_function("managed", "gone", "ada")
+        .await
+        .expect("delete"));
+    assert_ne!(store.release_mark().await.expect("mark"), mark);
+    assert!(!store
+        .delete_function("managed", "", "")
+        .await
+        .expect("again"));
+    assert!(!store
+        .set_offline("managed", true, "", "")
+        .await
+        .expect("offline"));
+    assert!(!store
+        .edit_function("managed", None, Some("x"))
+        .await
+        .expect("edit"));
+    let f = info().await;
+    assert!(f.deleted_at.is_some());
+    assert_eq!((f.live_version, f.versions, f.offline), (None, 3, false));
+    let listed = |all: Vec<crate::FunctionRecord>| all.iter().any(|f| f.name == "managed");
+    assert!(!listed(store.list_functions().await.expect("list")));
+    assert!(listed(store.list_all_functions().await.expect("list")));
+    let history = store.releases("managed").await.expect("history");
+    assert_eq!(
+        (
+            history[0].action.as_str(),
+            history[0].version,
+            history[0].from_version
+        ),
+        ("delete", 2, Some(2))
+    );
+    assert_eq!(history.len(), 7);
+
+    // Deploying it again brings it back, its numbers going on.
+    let v4 = put("def handler(e): return 4", toml).await;
+    assert_eq!(v4.version, 4);
+    let f = info().await;
+    assert_eq!(
+        (f.deleted_at, f.live_version, f.state.as_str(), f.kind),
+        (None, None, "draft", FunctionType::Function)
+    );
+    assert!(listed(store.list_functions().await.expect("list")));
+    // Publishing v2 again (while offline) took its description back from
+    // its hearth.toml, as v3's had replaced it. v4's says the same as v2's,
+    // so an edit made now survives v4's publish.
+    assert!(store
+        .edit_function("managed", Some("kept"), Some("tools"))
+        .await
+        .expect("edit"));
+    store
+        .release("managed", &v4, "publish", "", "")
+        .await
+        .expect("release");
+    let f = info().await;
+    assert_eq!(
+        (
+            f.live_version,
+            f.state.as_str(),
+            f.description.as_str(),
+            f.category.as_str()
+        ),
+        (Some(4), "live", "kept", "tools")
+    );
 }

@@ -172,6 +172,9 @@ pub struct Pool {
     slots: Arc<Semaphore>,
     /// Keep one worker warm (set while this version is live).
     keep_warm: AtomicBool,
+    /// Closed for good (its function deleted or taken offline): no worker
+    /// is kept or started by upkeep; a worker coming back from a call ends.
+    closed: AtomicBool,
     calls: AtomicU64,
     started: AtomicU64,
     /// Calls waiting for a worker right now.
@@ -213,6 +216,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(max)),
             keep_warm: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             calls: AtomicU64::new(0),
             started: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
@@ -319,6 +323,10 @@ impl Pool {
     }
 
     fn put_idle(self: &Arc<Self>, mut worker: Worker) {
+        if self.closed.load(Ordering::Relaxed) {
+            self.emit(self.reclaimed_event(worker.pid()));
+            return;
+        }
         if self.is_shared() {
             match SharedWorker::new(worker, now_ms()) {
                 Ok(w) => {
@@ -645,6 +653,14 @@ impl Pool {
     /// workers up to the minimum.
     fn maintain(self: &Arc<Self>) {
         if self.spec.isolation.is_stopping() {
+            return;
+        }
+        if self.closed.load(Ordering::Relaxed) {
+            // A shared worker whose calls ended since the close goes now.
+            self.tidy_shared(false);
+            if let Ok(mut shared) = self.shared.lock() {
+                shared.retain(|w| w.in_flight.load(Ordering::Relaxed) > 0);
+            }
             return;
         }
         let limits = &self.spec.limits;
@@ -1144,6 +1160,19 @@ impl Pool {
 
     /// Kill every idle worker (busy ones go when their call ends and the
     /// pool is dropped).
+    /// End every worker for good: the idle ones now, the busy ones as
+    /// their calls end (calls already running finish); upkeep starts none.
+    pub fn close(&self) {
+        self.keep_warm.store(false, Ordering::Relaxed);
+        self.closed.store(true, Ordering::Relaxed);
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.retain(|w| w.in_flight.load(Ordering::Relaxed) > 0);
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
     pub fn shutdown(&self) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();

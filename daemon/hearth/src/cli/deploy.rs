@@ -105,5 +105,11 @@ pub(super) async fn deploy(
         (false, None) => "not published".to_owned(),
     };
     println!("{}: {stored}{loaded}; {state}", out.function);
+    if out.offline {
+        println!(
+            "{}: the function is offline, so calls still get 503 function_offline; `hearth online {}` serves its live version",
+            out.function, out.function
+        );
+    }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `hearth history NAME`: a function's releases, newest first.
+//! `hearth history NAME`: a function's releases (publishes, rollbacks,
+//! alias moves, deletes, offline and online), newest first.
 
 use hearth_api::ReleaseList;
 
@@ -24,16 +25,20 @@ pub(super) async fn history(client: &Client, name: &str, json: bool) -> anyhow::
                 } else {
                     format!("{} {}", r.action, r.alias)
                 },
-                format!(
-                    "{} -> {}{}",
-                    r.from_version
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    r.version,
-                    r.split
-                        .map(|(v, w)| format!(" ({w}% to {v})"))
-                        .unwrap_or_default()
-                ),
+                if matches!(r.action.as_str(), "delete" | "offline" | "online") {
+                    r.version.to_string()
+                } else {
+                    format!(
+                        "{} -> {}{}",
+                        r.from_version
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        r.version,
+                        r.split
+                            .map(|(v, w)| format!(" ({w}% to {v})"))
+                            .unwrap_or_default()
+                    )
+                },
                 r.actor.clone(),
                 r.message.clone(),
             ]

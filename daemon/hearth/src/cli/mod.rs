@@ -13,14 +13,17 @@ use crate::client::{Client, ClientError, DEFAULT_ADDR};
 
 mod app;
 mod calls;
+mod delete;
 mod deploy;
 mod dev;
 mod docs;
+mod edit;
 mod gc;
 mod history;
 mod invoke;
 mod list;
 mod logs;
+mod offline;
 mod publish;
 mod stats;
 mod table;
@@ -108,8 +111,11 @@ enum Command {
         #[arg(long)]
         log: bool,
     },
-    /// List functions with runtime, application, live version and state.
+    /// List functions with runtime, type, application, live version and
+    /// state; the options keep those that meet every condition given.
     List {
+        #[command(flatten)]
+        filters: list::ListFilters,
         #[arg(long)]
         json: bool,
     },
@@ -134,6 +140,28 @@ enum Command {
         to: u32,
         #[arg(long)]
         json: bool,
+    },
+    /// Delete a function: its workers end and its calls get 404; its
+    /// versions and history are kept, and deploying it again brings it back.
+    Delete {
+        name: String,
+        /// Delete it even while other functions declare they call it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Take a function offline: every call gets 503 and its workers end; its
+    /// versions, aliases and live version are kept.
+    Offline { name: String },
+    /// Bring an offline function back: calls go to its live version again.
+    Online { name: String },
+    /// Set a function's description or category (not part of any version:
+    /// publishes keep it until a hearth.toml changes that key).
+    Edit {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
     },
     /// List a function's versions, marking the live one.
     Versions {
@@ -342,7 +370,15 @@ async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<
             allow_breaking,
         } => deploy::deploy(&client, &dir, message, !no_publish, allow_breaking).await,
         Command::Invoke { target, data, log } => invoke::invoke(&client, &target, &data, log).await,
-        Command::List { json } => list::list(&client, json).await,
+        Command::List { filters, json } => list::list(&client, &filters, json).await,
+        Command::Delete { name, force } => delete::delete(&client, &name, force).await,
+        Command::Offline { name } => offline::set(&client, &name, true).await,
+        Command::Online { name } => offline::set(&client, &name, false).await,
+        Command::Edit {
+            name,
+            description,
+            category,
+        } => edit::edit(&client, &name, description, category).await,
         Command::Versions { name, json } => versions::versions(&client, &name, json).await,
         Command::Docs {
             name,

@@ -115,4 +115,10 @@ fn print_release(out: &ReleaseOutcome) {
         None => String::new(),
     };
     println!("{}: version {} is live{was}", out.function, out.version);
+    if out.offline {
+        println!(
+            "{}: the function is offline, so calls still get 503 function_offline; `hearth online {}` serves version {}",
+            out.function, out.function, out.version
+        );
+    }
 }
