@@ -405,6 +405,12 @@ export class ChainTooDeepError extends CallFailedError {}
 export class BudgetExhaustedError extends CallFailedError {}
 /** A nested call had no time left before its caller's deadline. */
 export class DeadlineExceededError extends CallFailedError {}
+/** No template by that name (`template_not_found`). */
+export class TemplateNotFoundError extends HearthError {}
+/** A template has that name already (`template_exists`). */
+export class TemplateExistsError extends HearthError {}
+/** Built-in templates cannot be deleted (`template_builtin`). */
+export class TemplateBuiltinError extends HearthError {}
 
 /** The class of a hearth error code (HearthError for an unknown one). */
 export function errorClassFor(code: string): typeof HearthError;

@@ -58,6 +58,9 @@ export const {
   ChainTooDeepError,
   BudgetExhaustedError,
   DeadlineExceededError,
+  TemplateNotFoundError,
+  TemplateExistsError,
+  TemplateBuiltinError,
 } = sdk;
 
 export default sdk;

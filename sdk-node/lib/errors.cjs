@@ -86,6 +86,9 @@ const TABLE = [
   ['chain_too_deep', 'ChainTooDeepError', CallFailedError],
   ['budget_exhausted', 'BudgetExhaustedError', CallFailedError],
   ['deadline_exceeded', 'DeadlineExceededError', CallFailedError],
+  ['template_not_found', 'TemplateNotFoundError', HearthError],
+  ['template_exists', 'TemplateExistsError', HearthError],
+  ['template_builtin', 'TemplateBuiltinError', HearthError],
 ];
 
 const classes = { HearthError, RefusedError, CallFailedError, FunctionError };

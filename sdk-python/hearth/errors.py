@@ -44,11 +44,14 @@ __all__ = [
     "RouteNotFound",
     "TokenNotFound",
     "CallNotFound",
+    "TemplateNotFound",
     "AuthError",
     "Unauthorized",
     "Forbidden",
     "Conflict",
     "NothingToRollBack",
+    "TemplateExists",
+    "TemplateBuiltin",
     "ReleaseError",
     "BatchFailed",
     "DependencyInstallFailed",
@@ -241,6 +244,10 @@ class CallNotFound(NotFound):
     code = "call_not_found"
 
 
+class TemplateNotFound(NotFound):
+    code = "template_not_found"
+
+
 class AuthError(HearthError):
     """The token is missing, invalid, or lacks the route's scope."""
 
@@ -259,6 +266,18 @@ class Conflict(HearthError):
 
 class NothingToRollBack(Conflict):
     code = "nothing_to_roll_back"
+
+
+class TemplateExists(Conflict):
+    """A built-in or saved template has that name already."""
+
+    code = "template_exists"
+
+
+class TemplateBuiltin(Conflict):
+    """Built-in templates ship with hearth and cannot be deleted."""
+
+    code = "template_builtin"
 
 
 class ReleaseError(HearthError):

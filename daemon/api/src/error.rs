@@ -51,6 +51,9 @@ pub enum ErrorCode {
     ChainTooDeep,
     BudgetExhausted,
     DeadlineExceeded,
+    TemplateNotFound,
+    TemplateExists,
+    TemplateBuiltin,
 }
 
 impl ErrorCode {
@@ -97,6 +100,9 @@ impl ErrorCode {
         ErrorCode::ChainTooDeep,
         ErrorCode::BudgetExhausted,
         ErrorCode::DeadlineExceeded,
+        ErrorCode::TemplateNotFound,
+        ErrorCode::TemplateExists,
+        ErrorCode::TemplateBuiltin,
     ];
 
     /// The code as it appears in `error.code`.
@@ -144,6 +150,9 @@ impl ErrorCode {
             ErrorCode::ChainTooDeep => "chain_too_deep",
             ErrorCode::BudgetExhausted => "budget_exhausted",
             ErrorCode::DeadlineExceeded => "deadline_exceeded",
+            ErrorCode::TemplateNotFound => "template_not_found",
+            ErrorCode::TemplateExists => "template_exists",
+            ErrorCode::TemplateBuiltin => "template_builtin",
         }
     }
 
@@ -165,13 +174,16 @@ impl ErrorCode {
             | ErrorCode::AliasNotFound
             | ErrorCode::RouteNotFound
             | ErrorCode::TokenNotFound
-            | ErrorCode::CallNotFound => 404,
+            | ErrorCode::CallNotFound
+            | ErrorCode::TemplateNotFound => 404,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::BodyTimeout => 408,
             ErrorCode::UnsupportedMediaType => 415,
-            ErrorCode::NothingToRollBack => 409,
+            ErrorCode::NothingToRollBack
+            | ErrorCode::TemplateExists
+            | ErrorCode::TemplateBuiltin => 409,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::BatchFailed | ErrorCode::DependencyInstallFailed | ErrorCode::LoadFailed => {
                 422

@@ -13,6 +13,7 @@ mod health;
 mod metrics;
 mod releases;
 mod stats;
+mod templates;
 mod tokens;
 mod versions;
 mod workers;
@@ -149,6 +150,10 @@ pub async fn handle(
         RouteId::ListCalls => calls::list(gw, param(0), &req).await,
         RouteId::FollowCalls => calls::follow(gw, param(0), &req).await,
         RouteId::GetCall => calls::get(gw, param(0)).await,
+        RouteId::ListTemplates => templates::list(gw).await,
+        RouteId::GetTemplate => templates::get(gw, param(0)).await,
+        RouteId::SaveTemplate => templates::save(gw, who()?, req).await,
+        RouteId::DeleteTemplate => templates::delete(gw, who()?, param(0)).await,
         RouteId::Call => Err(ApiError::route_not_found(req.uri().path())),
     }
 }
