@@ -103,7 +103,7 @@ fn collect(
     files: &mut Vec<BundleFile>,
     spec: &mut Option<String>,
 ) -> Result<(), String> {
-    for file in dir.files() {
+    for file in dir.files().filter(|f| !skipped(f.path())) {
         let path = file
             .path()
             .strip_prefix(root.path())
@@ -124,10 +124,18 @@ fn collect(
             executable: false,
         });
     }
-    for sub in dir.dirs() {
+    for sub in dir.dirs().filter(|d| !skipped(d.path())) {
         collect(root, sub, files, spec)?;
     }
     Ok(())
+}
+
+/// What running a template in place may leave beside its files (caches,
+/// installed packages, editors' files): never part of it.
+fn skipped(path: &std::path::Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') || n == "__pycache__" || n == "node_modules")
 }
 
 #[cfg(test)]

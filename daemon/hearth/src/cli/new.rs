@@ -70,14 +70,16 @@ pub(super) async fn new(client: &Client, args: NewArgs) -> anyhow::Result<()> {
         "wrote {} ({} {}, application {}) from template {} in {shown}:",
         manifest.name, manifest.runtime, manifest.kind, manifest.app, args.template
     );
+    let width = bundle.files.iter().map(|f| f.path.len()).max().unwrap_or(0);
     for f in &bundle.files {
-        println!("  {}  {}", f.path, size(f.data.len() as u64));
+        println!("  {:<width$}  {}", f.path, size(f.data.len() as u64));
     }
     if !manifest.calls.is_empty() {
         println!(
-            "it calls {}: deploy {} first (`hearth new DIR --template python-datasource --name {}` makes a data source)",
+            "it calls {}: deploy {} first (`hearth new DIR --template {}-datasource --name {}` makes a data source)",
             manifest.calls.join(", "),
             if manifest.calls.len() == 1 { "it" } else { "them" },
+            manifest.runtime,
             manifest.calls[0]
         );
     }
