@@ -209,6 +209,7 @@ pub fn deploy(conn: &mut Conn, bundle: &Bundle, publish: bool) -> serde_json::Va
         files: bundle.files.clone(),
         message: "bench".into(),
         publish,
+        allow_breaking: true,
     };
     let (status, body) = conn.post("/api/v1/deploy", &serde_json::to_vec(&req).expect("json"));
     let v: serde_json::Value = serde_json::from_slice(&body).expect("deploy answer");

@@ -50,6 +50,7 @@ impl Harness {
             dir: self.dir(),
             entry: format!("main.{handler}"),
             calls: vec![],
+            contract: Default::default(),
             limits: Limits::default(),
             runtime: self.runtimes.get(self.kind).expect("runtime").clone(),
             env: vec![],

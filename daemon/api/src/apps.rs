@@ -1,12 +1,13 @@
 //! Applications: partitions of the host with a budget of workers, memory and
 //! CPU shared by all their functions (0: no limit).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::InvokeMode;
 
 /// `PUT /api/v1/apps/{name}`: the application's budget.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AppBudgetRequest {
     #[serde(default)]
     pub max_workers: u32,
@@ -21,7 +22,7 @@ pub struct AppBudgetRequest {
 }
 
 /// What setting a budget did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AppBudgetOutcome {
     pub name: String,
     pub max_workers: u32,
@@ -34,7 +35,7 @@ pub struct AppBudgetOutcome {
 }
 
 /// One application as listed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AppInfo {
     pub name: String,
     pub max_workers: u32,
@@ -48,7 +49,7 @@ pub struct AppInfo {
 }
 
 /// `GET /api/v1/apps`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AppList {
     pub apps: Vec<AppInfo>,
 }

@@ -8,10 +8,13 @@
 //! for `admin` only); `invoke` calls the functions of key-protected
 //! applications. `deploy` and `invoke` may be limited to some applications.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Admin,
@@ -66,7 +69,7 @@ pub enum Access {
 }
 
 /// How an application's functions may be called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InvokeMode {
     /// Anyone who reaches the gateway may call them (the default).
@@ -95,7 +98,7 @@ impl InvokeMode {
 }
 
 /// `POST /api/v1/tokens`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     pub name: String,
@@ -106,7 +109,7 @@ pub struct TokenRequest {
 }
 
 /// A token as listed (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenInfo {
     pub name: String,
     pub scopes: Vec<Scope>,
@@ -123,20 +126,20 @@ pub struct TokenInfo {
 }
 
 /// What creating a token answers: the token itself, shown this once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenCreated {
     pub token: String,
     pub info: TokenInfo,
 }
 
 /// `GET /api/v1/tokens`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenList {
     pub tokens: Vec<TokenInfo>,
 }
 
 /// `DELETE /api/v1/tokens/{name}`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenRevoked {
     pub name: String,
     pub revoked: bool,

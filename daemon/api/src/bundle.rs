@@ -2,6 +2,7 @@
 //! checked and hashed by the daemon, stored as an immutable version.
 
 use base64::Engine as _;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -33,18 +34,19 @@ const SKIPPED: &[&str] = &[
     ".DS_Store",
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BundleFile {
     /// Relative path with `/` separators.
     pub path: String,
     /// File content, base64 in JSON.
     #[serde(with = "b64")]
+    #[schemars(with = "String", extend("contentEncoding" = "base64"))]
     pub data: Vec<u8>,
     #[serde(default)]
     pub executable: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Bundle {
     pub files: Vec<BundleFile>,
 }

@@ -4,12 +4,13 @@
 //! /api/v1/functions/{name}/calls` and `GET /api/v1/calls/{request_id}`
 //! show them, `hearth logs` and `hearth calls` print them.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::workers::{StartKind, Timing};
 
 /// Which of a worker's output streams a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     Stdout,
@@ -26,7 +27,7 @@ impl Stream {
 }
 
 /// One line a call printed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LogLine {
     pub stream: Stream,
     /// When the daemon read it, in milliseconds since the Unix epoch.
@@ -49,12 +50,16 @@ pub fn outcome_class(code: &str) -> &'static str {
         | "crash_loop"
         | "rate_limited"
         | "too_many_connections" => "rejected",
+        // A function's own error code (hearth's codes are all lowercase
+        // words; a function's may not be one of them).
+        "undeclared_error" => "function_error",
+        code if crate::ErrorCode::parse(code).is_none() => "function_error",
         _ => "error",
     }
 }
 
 /// One call.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct CallRecord {
     /// Its place in the records store: increases with each record stored
     /// (the `id` of its server-sent event).
@@ -122,7 +127,7 @@ impl CallRecord {
 }
 
 /// `GET /api/v1/functions/{name}/calls`: newest first.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct CallList {
     pub function: String,
     pub calls: Vec<CallRecord>,
@@ -135,15 +140,18 @@ pub struct CallList {
 }
 
 /// Which calls: the filters of the list and of the follow stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CallQuery {
     /// Only calls that started at or after this time (ms since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since_ms: Option<u64>,
+    /// Only the call with this request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Only calls that succeeded (`ok`) or that did not (`error`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusFilter>,
+    /// Only calls answered by this version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
     /// Only records stored after this `seq` (oldest first then).
@@ -159,7 +167,7 @@ pub const DEFAULT_CALL_LIMIT: u32 = 100;
 pub const MAX_CALL_LIMIT: u32 = 1000;
 
 /// `--status ok|error`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusFilter {
     Ok,

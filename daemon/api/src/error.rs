@@ -4,6 +4,7 @@
 //! it goes with, a message naming the function, limit or file, and a hint
 //! that says what to do.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Every error code hearth answers with.
@@ -51,6 +52,10 @@ pub enum ErrorCode {
     ChainTooDeep,
     BudgetExhausted,
     DeadlineExceeded,
+    InvalidInput,
+    InvalidOutput,
+    UndeclaredError,
+    BreakingChange,
     TemplateNotFound,
     TemplateExists,
     TemplateBuiltin,
@@ -100,6 +105,10 @@ impl ErrorCode {
         ErrorCode::ChainTooDeep,
         ErrorCode::BudgetExhausted,
         ErrorCode::DeadlineExceeded,
+        ErrorCode::InvalidInput,
+        ErrorCode::InvalidOutput,
+        ErrorCode::UndeclaredError,
+        ErrorCode::BreakingChange,
         ErrorCode::TemplateNotFound,
         ErrorCode::TemplateExists,
         ErrorCode::TemplateBuiltin,
@@ -150,6 +159,10 @@ impl ErrorCode {
             ErrorCode::ChainTooDeep => "chain_too_deep",
             ErrorCode::BudgetExhausted => "budget_exhausted",
             ErrorCode::DeadlineExceeded => "deadline_exceeded",
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::InvalidOutput => "invalid_output",
+            ErrorCode::UndeclaredError => "undeclared_error",
+            ErrorCode::BreakingChange => "breaking_change",
             ErrorCode::TemplateNotFound => "template_not_found",
             ErrorCode::TemplateExists => "template_exists",
             ErrorCode::TemplateBuiltin => "template_builtin",
@@ -166,7 +179,8 @@ impl ErrorCode {
             | ErrorCode::BadManifest
             | ErrorCode::BadBundle
             | ErrorCode::BadRequest
-            | ErrorCode::BadAlias => 400,
+            | ErrorCode::BadAlias
+            | ErrorCode::InvalidInput => 400,
             ErrorCode::FunctionNotFound
             | ErrorCode::AppNotFound
             | ErrorCode::VersionNotFound
@@ -182,6 +196,7 @@ impl ErrorCode {
             ErrorCode::BodyTimeout => 408,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::NothingToRollBack
+            | ErrorCode::BreakingChange
             | ErrorCode::TemplateExists
             | ErrorCode::TemplateBuiltin => 409,
             ErrorCode::BodyTooLarge => 413,
@@ -193,7 +208,10 @@ impl ErrorCode {
             | ErrorCode::RateLimited
             | ErrorCode::BudgetExhausted => 429,
             ErrorCode::Recursion | ErrorCode::ChainTooDeep => 508,
-            ErrorCode::FunctionError | ErrorCode::Internal => 500,
+            ErrorCode::FunctionError
+            | ErrorCode::Internal
+            | ErrorCode::InvalidOutput
+            | ErrorCode::UndeclaredError => 500,
             ErrorCode::WorkerDied
             | ErrorCode::ProtocolError
             | ErrorCode::OutOfMemory
@@ -219,12 +237,12 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// Every error, from every endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, JsonSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: one of [`ErrorCode`] (a client keeps the
     /// text, so a newer daemon's codes still read).
@@ -246,9 +264,17 @@ pub struct ErrorDetail {
     /// The function's own error (type, message, traceback), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<FunctionErrorBody>,
+    /// With one of the function's own error codes: whether the caller may
+    /// try again (its `[errors.CODE] retryable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+    /// With `invalid_input` and `invalid_output`: each way the value fails
+    /// the function's schema, with its JSON pointer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<crate::metadata::SchemaFailure>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionErrorBody {
     #[serde(rename = "type")]
     pub kind: String,

@@ -1,11 +1,12 @@
 //! Functions and their versions, as the management API lists them.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Manifest;
 
 /// One function.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionInfo {
     pub name: String,
     pub runtime: String,
@@ -35,21 +36,30 @@ pub struct FunctionInfo {
 
 /// A crash-loop pause: how many workers died in a row, how long until the
 /// next try, and why the last one died.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CrashLoopInfo {
     pub crashes: u32,
     pub retry_in_ms: u64,
     pub last_error: String,
 }
 
+/// The query of a function's generated documents (its OpenAPI document,
+/// its page): which version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VersionQuery {
+    /// The version to describe (default: the live one, else the latest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
 /// `GET /api/v1/functions`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionList {
     pub functions: Vec<FunctionInfo>,
 }
 
 /// One stored version (without its files).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct VersionInfo {
     pub version: u32,
     pub hash: String,
@@ -61,7 +71,7 @@ pub struct VersionInfo {
 }
 
 /// `GET /api/v1/functions/{name}/versions`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct VersionList {
     pub function: String,
     pub live_version: Option<u32>,

@@ -3,9 +3,10 @@
 //! workers' temporary directories) that no kept version needs; with
 //! `dry_run`, only list them.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct GcRequest {
     /// List what would be removed, and remove nothing.
     #[serde(default)]
@@ -13,7 +14,7 @@ pub struct GcRequest {
 }
 
 /// What gc removed (or, in a dry run, would remove).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct GcReport {
     pub dry_run: bool,
     /// The retention policy applied: each function keeps its last
@@ -30,7 +31,7 @@ pub struct GcReport {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct GcVersion {
     pub function: String,
     pub version: u32,
@@ -38,7 +39,7 @@ pub struct GcVersion {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct GcDir {
     /// `code` (a version's code directory), `deps` (a dependency install),
     /// `staging` (an unfinished write of code or dependencies) or `tmp` (a

@@ -1,9 +1,10 @@
 //! `GET /` and `GET /api/v1/health`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `GET /`: what is served here.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceInfo {
     pub service: String,
     pub version: String,
@@ -12,7 +13,7 @@ pub struct ServiceInfo {
 }
 
 /// `GET /api/v1/health`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct HealthInfo {
     pub status: String,
     pub version: String,

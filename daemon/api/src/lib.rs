@@ -8,11 +8,13 @@ pub mod auth;
 pub mod bundle;
 pub mod manifest;
 pub mod metadata;
+pub mod openapi;
 
 mod aliases;
 mod apps;
 mod calls;
 mod deploy;
+mod diff;
 mod error;
 mod functions;
 mod gc;
@@ -34,8 +36,11 @@ pub use calls::{
     DEFAULT_CALL_LIMIT, MAX_CALL_LIMIT,
 };
 pub use deploy::{DeployOutcome, DeployRequest};
+pub use diff::{DiffQuery, FileDiff, ManifestChange, VersionDiff};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, FunctionErrorBody};
-pub use functions::{CrashLoopInfo, FunctionInfo, FunctionList, VersionInfo, VersionList};
+pub use functions::{
+    CrashLoopInfo, FunctionInfo, FunctionList, VersionInfo, VersionList, VersionQuery,
+};
 pub use gc::{GcDir, GcReport, GcRequest, GcVersion};
 pub use health::{HealthInfo, ServiceInfo};
 pub use releases::{
@@ -43,8 +48,8 @@ pub use releases::{
     ReleaseList, ReleaseOutcome, RollbackRequest,
 };
 pub use stats::{
-    is_rejection, AppStats, CallStats, FunctionStats, Histogram, StatsWindow, VersionStats,
-    REJECTIONS,
+    is_rejection, AppStats, CallStats, FunctionStats, Histogram, StatsQuery, StatsWindow,
+    VersionStats, REJECTIONS,
 };
 pub use target::Target;
 pub use templates::{

@@ -7,6 +7,7 @@
 //! (inline, or `schema = "FILE"` shipped with the code) and `[errors.CODE]`
 //! tables (`status`, `message`, `retryable`): see `metadata.rs`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -46,7 +47,7 @@ pub const MAX_CONCURRENCY: u32 = 256;
 
 /// The runtimes hearth knows. Adding one means a shim under `shims/` and an
 /// entry in `runtime.rs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeKind {
     Python,
@@ -90,7 +91,7 @@ impl fmt::Display for RuntimeKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Limits {
     pub timeout_ms: u64,
     pub memory_mb: u64,
@@ -232,7 +233,7 @@ impl Default for Limits {
 }
 
 /// A validated manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Manifest {
     pub name: String,
     pub runtime: RuntimeKind,
@@ -273,7 +274,7 @@ pub struct Manifest {
 }
 
 /// The files a version's schemas were read from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SchemaFiles {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,

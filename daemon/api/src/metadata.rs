@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -21,7 +22,7 @@ use serde_json::Value;
 ///   calls data sources (`calls = [...]`).
 /// - `page`: a page composed of fields (declared with `[fields]`, no
 ///   runtime of its own).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FunctionType {
     #[default]
@@ -61,7 +62,7 @@ impl std::fmt::Display for FunctionType {
 
 /// What the engine does with a function's answer when it declares an
 /// `[output]` schema.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputValidation {
     /// Not checked.
@@ -96,7 +97,7 @@ impl OutputValidation {
 }
 
 /// One of the function's own error codes (`[errors.NOT_FOUND]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DeclaredError {
     /// The HTTP status a caller gets (400-599).
     pub status: u16,
@@ -180,7 +181,7 @@ pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
 /// One way an instance fails its schema: where (a JSON pointer into the
 /// instance, "" for the whole of it), what is wrong, and the schema
 /// keyword that says so.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SchemaFailure {
     pub pointer: String,
     pub message: String,
@@ -228,7 +229,7 @@ pub fn toml_to_json(value: &toml::Value) -> Value {
 
 /// One difference between two input schemas that can break a caller of
 /// the older one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BreakingChange {
     /// Where, as a JSON pointer into the input ("" for the input itself).
     pub pointer: String,

@@ -1,7 +1,8 @@
 //! The route table of the HTTP API: every route with its method, path,
 //! request and response types. The gateway dispatches from it (a path that
 //! matches with another method is a 405 naming the methods that it takes),
-//! docs/API.md describes it, and an OpenAPI document can be generated from it.
+//! docs/API.md describes it, and `openapi.rs` generates the OpenAPI document
+//! (`GET /api/v1/openapi.json`) from it.
 //! Each route's [`Access`] (the scope its token needs) comes from
 //! [`access_of`]: the gateway checks it before any handler runs.
 
@@ -43,6 +44,8 @@ pub enum RouteId {
     /// `/fn/{target}`: call a function.
     Call,
     Health,
+    /// `GET /api/v1/openapi.json`: this API as an OpenAPI 3.1 document.
+    OpenApi,
     /// `GET /metrics`: Prometheus text.
     Metrics,
     Workers,
@@ -67,6 +70,10 @@ pub enum RouteId {
     ListCalls,
     FollowCalls,
     GetCall,
+    FunctionOpenApi,
+    AppOpenApi,
+    FunctionDocs,
+    VersionDiff,
     ListTemplates,
     GetTemplate,
     SaveTemplate,
@@ -81,6 +88,7 @@ pub const fn access_of(id: RouteId) -> Access {
         RouteId::Call => Access::Call,
         RouteId::Health => Access::Public,
         RouteId::Workers
+        | RouteId::OpenApi
         | RouteId::Metrics
         | RouteId::ListApps
         | RouteId::ListFunctions
@@ -91,6 +99,10 @@ pub const fn access_of(id: RouteId) -> Access {
         | RouteId::AppStats
         | RouteId::FunctionStats => Access::Scope(Scope::Read),
         RouteId::ListCalls | RouteId::FollowCalls | RouteId::GetCall => Access::Scope(Scope::Read),
+        RouteId::FunctionOpenApi
+        | RouteId::AppOpenApi
+        | RouteId::FunctionDocs
+        | RouteId::VersionDiff => Access::Scope(Scope::Read),
         RouteId::ListTemplates | RouteId::GetTemplate => Access::Scope(Scope::Read),
         RouteId::SaveTemplate | RouteId::DeleteTemplate => Access::Scope(Scope::Deploy),
         RouteId::Publish
@@ -113,9 +125,11 @@ pub struct Route {
     pub method: Method,
     /// Segments in braces are parameters: `/api/v1/functions/{name}`.
     pub path: &'static str,
-    /// The request body's type in this crate (None: no body, or the event).
+    /// The request body's type in this crate (None: no body). A name the
+    /// OpenAPI document knows: `openapi::payload` maps it to its schema.
     pub request: Option<&'static str>,
-    /// The 2xx answer's type in this crate.
+    /// The 2xx answer's type in this crate (also mapped by
+    /// `openapi::payload`).
     pub response: &'static str,
     pub summary: &'static str,
     /// The scope the route needs (from [`access_of`]).
@@ -150,7 +164,7 @@ pub const ROUTES: &[Route] = &[
         Call,
         Post,
         "/fn/{target}",
-        None,
+        Some("the event (any JSON)"),
         "the function's result",
         "call a function (NAME, NAME@VERSION or NAME@ALIAS) with the JSON body as the event",
     ),
@@ -169,6 +183,14 @@ pub const ROUTES: &[Route] = &[
         None,
         "HealthInfo",
         "status, version, runtimes found",
+    ),
+    route(
+        OpenApi,
+        Get,
+        "/api/v1/openapi.json",
+        None,
+        "the OpenAPI 3.1 document",
+        "this API as an OpenAPI 3.1 document, generated from the route table and the API types",
     ),
     route(
         Metrics,
@@ -219,6 +241,14 @@ pub const ROUTES: &[Route] = &[
         "an application's calls, success rate, durations, cold starts and rejections over ?window=1m|1h|24h|7d (default 1h), with each function's",
     ),
     route(
+        AppOpenApi,
+        Get,
+        "/api/v1/apps/{name}/openapi.json",
+        None,
+        "an OpenAPI 3.1 document",
+        "OpenAPI 3.1 of calling each live function of the application",
+    ),
+    route(
         ListFunctions,
         Get,
         "/api/v1/functions",
@@ -241,6 +271,30 @@ pub const ROUTES: &[Route] = &[
         None,
         "FunctionStats",
         "a function's calls, success rate, durations, cold starts and rejections over ?window=1m|1h|24h|7d (default 1h), split by version",
+    ),
+    route(
+        FunctionOpenApi,
+        Get,
+        "/api/v1/functions/{name}/openapi.json",
+        None,
+        "an OpenAPI 3.1 document",
+        "OpenAPI 3.1 of calling the function (its live version, or ?version=N): [input] as the body, [output] as the answer, [errors] by status, an example request",
+    ),
+    route(
+        FunctionDocs,
+        Get,
+        "/docs/{name}",
+        None,
+        "text/html",
+        "the function's interface document as a page with a call form made from its input schema (the token may come in the hearth_token cookie the page sets)",
+    ),
+    route(
+        VersionDiff,
+        Get,
+        "/api/v1/functions/{name}/diff",
+        None,
+        "VersionDiff",
+        "what changed between two versions (?from=A&to=B): files as unified diffs, hearth.toml keys, breaking input changes",
     ),
     route(
         ListVersions,

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The outcomes that are refusals at admission (the call never ran): they
@@ -29,7 +30,7 @@ pub fn is_rejection(outcome: &str) -> bool {
 }
 
 /// How far back statistics look.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum StatsWindow {
     #[serde(rename = "1m")]
     Minute,
@@ -87,6 +88,14 @@ impl std::fmt::Display for StatsWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The query of the statistics routes (`?window=1h`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StatsQuery {
+    /// How far back: `1m`, `1h` (the default), `24h` or `7d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<StatsWindow>,
 }
 
 /// Durations as a fixed histogram: bucket 0 holds durations under
@@ -175,7 +184,7 @@ impl Histogram {
 
 /// What a set of calls came to (a function, one of its versions, or an
 /// application).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CallStats {
     /// Every call that got an answer or an error, rejections included.
     pub calls: u64,
@@ -207,7 +216,7 @@ pub struct CallStats {
 }
 
 /// One version's share of a function's calls.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VersionStats {
     pub version: u32,
     #[serde(flatten)]
@@ -215,7 +224,7 @@ pub struct VersionStats {
 }
 
 /// A function's statistics over a window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionStats {
     pub function: String,
     pub app: String,
@@ -233,7 +242,7 @@ pub struct FunctionStats {
 }
 
 /// An application's statistics over a window, with its functions'.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AppStats {
     pub app: String,
     pub window: StatsWindow,

@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::BundleFile;
@@ -36,7 +37,7 @@ pub const RESERVED: [&str; 2] = ["name", "app"];
 pub const MAX_VALUE_LEN: usize = 200;
 
 /// One variable of a template, with the value it takes unless given one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TemplateVariable {
     pub name: String,
     pub default: String,
@@ -45,7 +46,7 @@ pub struct TemplateVariable {
 }
 
 /// One template, as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TemplateInfo {
     pub name: String,
     pub description: String,
@@ -70,14 +71,14 @@ pub struct TemplateInfo {
 }
 
 /// `GET /api/v1/templates`: built-in ones first, then saved ones, by name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TemplateList {
     pub templates: Vec<TemplateInfo>,
 }
 
 /// `GET /api/v1/templates/{name}`: a template with its variables (besides
 /// `name` and `app`) and its files, placeholders unreplaced.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TemplateDetail {
     #[serde(flatten)]
     pub info: TemplateInfo,
@@ -86,7 +87,7 @@ pub struct TemplateDetail {
 }
 
 /// `POST /api/v1/templates`: save a function's version as a template.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SaveTemplateRequest {
     pub name: String,
     /// `FUNCTION` (its live version) or `FUNCTION@VERSION`.
@@ -97,7 +98,7 @@ pub struct SaveTemplateRequest {
 }
 
 /// `DELETE /api/v1/templates/{name}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TemplateDeleted {
     pub name: String,
     pub deleted: bool,

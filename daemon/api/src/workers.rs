@@ -1,10 +1,11 @@
 //! `GET /api/v1/workers`: pools, pre-started (generic) workers, the global
 //! budget; and the phases of a call, which every answer reports.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// How a call's worker came.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StartKind {
     /// An idle worker of the version took it.
@@ -28,7 +29,7 @@ impl StartKind {
 
 /// The phases of one call, in milliseconds. `spawn` and `load` are set
 /// when the call had to start its worker (a cold start).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Timing {
     /// Waiting for a free worker (admission queue, global cap).
     pub queue_ms: f64,
@@ -42,7 +43,7 @@ pub struct Timing {
 }
 
 /// One version's pool of workers.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct PoolStats {
     pub function: String,
     pub version: u32,
@@ -67,7 +68,7 @@ pub struct PoolStats {
 }
 
 /// Pre-started interpreters of one runtime, with no function loaded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct GenericStats {
     pub runtime: String,
     pub idle: usize,
@@ -76,14 +77,14 @@ pub struct GenericStats {
 }
 
 /// The global cap on workers with code loaded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BudgetStats {
     pub cap: usize,
     pub workers: usize,
 }
 
 /// One application's workers against its budget.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AppUsage {
     pub app: String,
     pub max_workers: usize,
@@ -91,7 +92,7 @@ pub struct AppUsage {
 }
 
 /// `GET /api/v1/workers`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkersInfo {
     pub generic: Vec<GenericStats>,
     pub pools: Vec<PoolStats>,

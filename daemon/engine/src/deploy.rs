@@ -10,6 +10,16 @@ use crate::error::PublishError;
 use crate::events::Event;
 use crate::releases::Releases;
 
+/// What a deploy does once the version is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct DeployOptions {
+    /// Make it live (after proving it loads).
+    pub publish: bool,
+    /// Publish even if its input schema can break callers of the live
+    /// version.
+    pub allow_breaking: bool,
+}
+
 impl Releases {
     /// Store the bundle as a version of its function and, if `publish`,
     /// make it live once a worker has loaded it. Every path of the bundle
@@ -20,7 +30,10 @@ impl Releases {
         &self,
         bundle: Bundle,
         message: &str,
-        publish: bool,
+        DeployOptions {
+            publish,
+            allow_breaking,
+        }: DeployOptions,
         actor: &str,
         progress: &Progress,
         slot: Option<OwnedSemaphorePermit>,
@@ -61,6 +74,7 @@ impl Releases {
             live: live_before == Some(put.version),
             previous: live_before,
             load_ms: None,
+            breaking: Vec::new(),
         };
         let pool = match v.pool_with_progress(&function, put.version, progress).await {
             Err(PublishError::Deps(error)) => {
@@ -114,6 +128,27 @@ impl Releases {
             return Ok(outcome);
         }
         let record = v.record(&function, put.version).await?;
+        outcome.breaking = match self
+            .breaking_changes(&function, &record, allow_breaking)
+            .await
+        {
+            Ok(changes) => changes,
+            Err(e) => {
+                v.retire(pool);
+                return Err(e);
+            }
+        };
+        for c in &outcome.breaking {
+            progress.say(format!(
+                "warning: published with a breaking input change (--allow-breaking): {} {}",
+                if c.pointer.is_empty() {
+                    "the input:"
+                } else {
+                    &c.pointer
+                },
+                c.change
+            ));
+        }
         outcome.previous = v
             .store
             .release(&function, &record, "publish", message, actor)

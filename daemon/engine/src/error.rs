@@ -64,6 +64,13 @@ pub enum PublishError {
     BadWeight(u8),
     #[error("{function} has no earlier version to roll back to (live version {live} was its first release)")]
     NothingToRollBack { function: String, live: u32 },
+    #[error("{function} version {version} was not published: its input schema can break callers of live version {live}: {}", .changes.iter().map(|c| if c.pointer.is_empty() { c.change.clone() } else { format!("{}: {}", c.pointer, c.change) }).collect::<Vec<_>>().join("; "))]
+    Breaking {
+        function: String,
+        version: u32,
+        live: u32,
+        changes: Vec<hearth_api::metadata::BreakingChange>,
+    },
 }
 
 impl From<PublishError> for ApiError {
@@ -158,6 +165,12 @@ impl From<PublishError> for ApiError {
                 error,
                 version,
             } => deps_error(message, error, live).version_of(version),
+            PublishError::Breaking { function, version, .. } => ApiError::new(
+                ErrorCode::BreakingChange,
+                message,
+                format!("version {version} is stored; if its callers are ready, publish it with `hearth publish {function} --version {version} --allow-breaking` (API: \"allow_breaking\": true); else keep the schema compatible (new fields optional, no field removed, no type narrowed)"),
+            )
+            .function(&function, Some(version)),
             PublishError::NothingToRollBack { function, live } => ApiError::new(
                 ErrorCode::NothingToRollBack,
                 message,

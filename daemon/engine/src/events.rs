@@ -134,6 +134,15 @@ pub enum Event<'a> {
     /// A request refused for a rate limit: `limit` is `function` or
     /// `token`, `key` the function's or the token's name.
     Throttled { limit: &'a str, key: &'a str },
+    /// A call's answer did not match its version's `[output]` schema
+    /// (`output_validation` log or enforce); `first` is the first failure.
+    OutputInvalid {
+        function: &'a str,
+        version: u32,
+        request_id: &'a str,
+        enforced: bool,
+        first: &'a str,
+    },
 }
 
 impl Event<'_> {
@@ -235,6 +244,19 @@ impl Event<'_> {
             }
             Event::Progress { message } => info!(target: "hearth::progress", "{message}"),
             Event::Throttled { limit, key } => debug!(limit, key, "rate limited"),
+            Event::OutputInvalid {
+                function,
+                version,
+                request_id,
+                enforced,
+                first,
+            } => warn!(
+                function,
+                version,
+                request_id,
+                enforced,
+                "the answer does not match the function's [output] schema: {first}"
+            ),
         }
     }
 }

@@ -13,7 +13,6 @@ use tracing::{info_span, Instrument};
 
 use crate::call::{Invocation, Outcome};
 use crate::engine::Engine;
-use crate::error::function_error;
 use crate::events::{CallDetail, Event};
 use crate::pool::{Answer, Call, CallFailed, Pool};
 
@@ -115,6 +114,29 @@ impl Engine {
             drop(_in_span);
             return Err(e.function(&function, Some(version)).request_id(&request_id));
         }
+        // The function never sees an event its [input] schema refuses.
+        if let Err(e) = spec
+            .contract
+            .check_input(&function, version, &invocation.payload)
+        {
+            let _in_span = span.enter();
+            self.versions.shared.events.emit(Event::CallFinished {
+                function: &function,
+                version,
+                app: &spec.app,
+                request_id: &request_id,
+                caller: invocation.caller,
+                status: e.status,
+                outcome: e.code.as_str(),
+                ms: invocation.arrived.elapsed().as_secs_f64() * 1000.0,
+                start: Default::default(),
+                error: Some(&e.detail.message),
+                detail,
+            });
+            drop(_in_span);
+            return Err(e.request_id(&request_id));
+        }
+        let contract = spec.contract.clone();
         let timeout = Duration::from_millis(spec.limits.timeout_ms);
         let max_response_kb = spec.limits.max_response_kb;
         let own_deadline = invocation.arrived + timeout;
@@ -196,12 +218,37 @@ impl Engine {
                                 .unwrap_or_default(),
                         )
                     });
-                    let too_large = json
+                    let mut refused = json
                         .as_ref()
                         .filter(|j| j.len() as u64 > max_response_kb.saturating_mul(1024))
                         .map(|j| {
                             ApiError::response_too_large(&function, j.len() as u64, max_response_kb)
                         });
+                    // The answer against the [output] schema, when asked.
+                    if refused.is_none() && contract.checks_output() {
+                        if let Ok(value) = &result {
+                            let failures =
+                                contract.output_failures(&hearth_protocol::value_to_json(value));
+                            if let Some(first) = failures.first() {
+                                let enforced = contract.output_validation
+                                    == hearth_api::metadata::OutputValidation::Enforce;
+                                let first = format!("at {}: {}", first.pointer, first.message);
+                                events.emit(Event::OutputInvalid {
+                                    function: &function,
+                                    version,
+                                    request_id: &request_id,
+                                    enforced,
+                                    first: &first,
+                                });
+                                if enforced {
+                                    refused = Some(crate::contract::Contract::invalid_output(
+                                        &function, version, failures,
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    let too_large = refused;
                     let detail = CallDetail {
                         timing: Some(&timing),
                         pid: Some(pid),
@@ -232,14 +279,14 @@ impl Engine {
                         });
                     }
                     let result = result.map_err(|fe| {
-                        finished(
-                            ErrorCode::FunctionError.status(),
-                            "function_error",
-                            timing.start,
-                            Some(&fe.kind),
-                            detail,
-                        );
-                        function_error(&function, version, fe)
+                        let kind = fe.kind.clone();
+                        let err = contract.function_error(&function, version, fe);
+                        let outcome = match err.code {
+                            ErrorCode::FunctionError => err.detail.code.as_str(),
+                            code => code.as_str(),
+                        };
+                        finished(err.status, outcome, timing.start, Some(&kind), detail);
+                        err
                     });
                     if result.is_ok() {
                         finished(200, "ok", timing.start, None, detail);

@@ -127,7 +127,9 @@ impl Releases {
         Ok(Some(old))
     }
 
-    /// Make `version` live (after proving it loads).
+    /// Make `version` live (after proving it loads). Unless
+    /// `allow_breaking`, a version whose input schema can break callers of
+    /// the live one is refused.
     pub async fn publish(
         &self,
         function: &str,
@@ -135,11 +137,49 @@ impl Releases {
         action: &str,
         message: &str,
         actor: &str,
+        allow_breaking: bool,
     ) -> Result<ReleaseOutcome, PublishError> {
         let lock = self.locks.of(function);
         let _guard = lock.lock().await;
-        self.release_locked(function, version, action, message, actor)
+        self.release_locked(function, version, action, message, actor, allow_breaking)
             .await
+    }
+
+    /// How `record`'s input schema can break callers of the live version
+    /// of `function` (none when nothing else is live): an error unless
+    /// `allow_breaking`, else the changes, to report.
+    pub(crate) async fn breaking_changes(
+        &self,
+        function: &str,
+        record: &hearth_store::VersionRecord,
+        allow_breaking: bool,
+    ) -> Result<Vec<hearth_api::metadata::BreakingChange>, PublishError> {
+        let v = &self.versions;
+        let live = v
+            .store
+            .function(function)
+            .await?
+            .and_then(|f| f.live_version);
+        let Some(live) = live.filter(|l| *l != record.version) else {
+            return Ok(Vec::new());
+        };
+        let live_record = v.record(function, live).await?;
+        let changes = hearth_api::metadata::breaking_changes(
+            live_record.manifest.input.as_ref(),
+            record.manifest.input.as_ref(),
+        );
+        if !changes.is_empty() && !allow_breaking {
+            return Err(PublishError::Breaking {
+                function: function.to_owned(),
+                version: record.version,
+                live,
+                changes,
+            });
+        }
+        for c in &changes {
+            tracing::warn!(function, version = record.version, live, pointer = %c.pointer, "published with a breaking input change (allow_breaking): {}", c.change);
+        }
+        Ok(changes)
     }
 
     async fn release_locked(
@@ -149,9 +189,13 @@ impl Releases {
         action: &str,
         message: &str,
         actor: &str,
+        allow_breaking: bool,
     ) -> Result<ReleaseOutcome, PublishError> {
         let v = &self.versions;
         let record = v.record(function, version).await?;
+        let breaking = self
+            .breaking_changes(function, &record, allow_breaking)
+            .await?;
         let pool = v.pool_for(function, version).await?;
         if let Err(PublishError::LoadFailed { error, .. }) =
             v.prove_loads(&pool, function, version).await
@@ -186,6 +230,7 @@ impl Releases {
             version,
             previous,
             action: action.to_owned(),
+            breaking,
         })
     }
 
@@ -245,7 +290,9 @@ impl Releases {
                 function: function.to_owned(),
                 live,
             })?;
-        self.release_locked(function, target, "rollback", message, actor)
+        // A rollback goes back to what callers had before: never held up
+        // by the schema guard.
+        self.release_locked(function, target, "rollback", message, actor, true)
             .await
     }
 
@@ -257,6 +304,7 @@ impl Releases {
         items: &[(String, u32)],
         message: &str,
         actor: &str,
+        allow_breaking: bool,
     ) -> Result<Vec<ReleaseOutcome>, PublishError> {
         let v = &self.versions;
         let mut names: Vec<&String> = items.iter().map(|(f, _)| f).collect();
@@ -274,18 +322,23 @@ impl Releases {
         let mut records = Vec::with_capacity(items.len());
         let mut pools = Vec::with_capacity(items.len());
         let mut failures = Vec::new();
+        let mut breaking = Vec::with_capacity(items.len());
         for (function, version) in items {
             let prepared = async {
                 let record = v.record(function, *version).await?;
+                let breaking = self
+                    .breaking_changes(function, &record, allow_breaking)
+                    .await?;
                 let pool = v.pool_for(function, *version).await?;
                 v.prove_loads(&pool, function, *version).await?;
-                Ok::<_, PublishError>((record, pool))
+                Ok::<_, PublishError>((record, pool, breaking))
             }
             .await;
             match prepared {
-                Ok((record, pool)) => {
+                Ok((record, pool, changes)) => {
                     records.push((function.clone(), record));
                     pools.push((function.clone(), pool));
+                    breaking.push(changes);
                 }
                 Err(e) => failures.push(BatchFailure {
                     function: function.clone(),
@@ -311,12 +364,16 @@ impl Releases {
         Ok(items
             .iter()
             .zip(previous)
-            .map(|((function, version), previous)| ReleaseOutcome {
-                function: function.clone(),
-                version: *version,
-                previous,
-                action: "publish".into(),
-            })
+            .zip(breaking)
+            .map(
+                |(((function, version), previous), breaking)| ReleaseOutcome {
+                    function: function.clone(),
+                    version: *version,
+                    previous,
+                    action: "publish".into(),
+                    breaking,
+                },
+            )
             .collect())
     }
 }

@@ -221,6 +221,10 @@ impl Versions {
             dir,
             entry: record.manifest.entry.clone(),
             calls: record.manifest.calls.clone(),
+            contract: Arc::new(crate::contract::Contract::of(
+                &format!("{function}@{version}"),
+                &record.manifest,
+            )),
             limits: self.effective_limits(&record),
             runtime,
             env: installed.env,

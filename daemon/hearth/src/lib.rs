@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod docs;
 pub mod gateway;
 pub mod metrics;
 pub mod records;

@@ -311,13 +311,15 @@ fn call_error(callee: &str, e: ApiError) -> CallError {
         Some(d) => (Some(d.kind), Some(d.traceback)),
         None => (None, None),
     };
+    // A callee's own error code (NOT_FOUND) travels as it is, with its
+    // declared retryable; hearth's codes by their names.
     CallError {
-        code: e.code.as_str().to_owned(),
+        retryable: detail.retryable.unwrap_or_else(|| retryable(e.code)),
+        code: detail.code,
         message: detail.message,
         function: detail.function.unwrap_or_else(|| callee.to_owned()),
         version: detail.version,
         request_id: detail.request_id,
-        retryable: retryable(e.code),
         kind,
         traceback,
     }

@@ -336,6 +336,7 @@ async fn read_answers(weak: std::sync::Weak<SharedWorker>, mut reader: pipe::Rec
                     kind,
                     message,
                     traceback,
+                    code: None,
                 })),
             ),
             Ok(call @ FromWorker::Call { .. }) => {

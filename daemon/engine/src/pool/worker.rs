@@ -41,6 +41,8 @@ pub struct WorkerSpec {
     pub isolation: Arc<Isolation>,
     /// The functions its manifest says it calls (`calls`).
     pub calls: Vec<String>,
+    /// Its schemas and error codes.
+    pub contract: Arc<crate::contract::Contract>,
 }
 
 impl WorkerSpec {
@@ -57,6 +59,7 @@ impl WorkerSpec {
             dir,
             entry: String::new(),
             calls: Vec::new(),
+            contract: Arc::default(),
             limits: Limits::default(),
             runtime,
             env: Vec::new(),
@@ -211,6 +214,9 @@ pub struct FunctionError {
     pub kind: String,
     pub message: String,
     pub traceback: String,
+    /// The function's own error code, when it raised one by name
+    /// (`hearth.Error("NOT_FOUND", ...)`).
+    pub code: Option<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -618,6 +624,7 @@ impl Worker {
                     kind,
                     message,
                     traceback,
+                    code: None,
                 },
             }),
             other => Err(self.protocol_error(format!("expected `loaded`, got {other:?}"))),
@@ -746,6 +753,7 @@ impl Worker {
                         kind,
                         message,
                         traceback,
+                        code: None,
                     }))
                 }
                 call @ FromWorker::Call { .. } => {

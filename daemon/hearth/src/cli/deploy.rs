@@ -17,6 +17,7 @@ pub(super) async fn deploy(
     dir: &Path,
     message: String,
     publish: bool,
+    allow_breaking: bool,
 ) -> anyhow::Result<()> {
     let shown = dir.display().to_string();
     let located = |e: &dyn std::fmt::Display| {
@@ -45,6 +46,7 @@ pub(super) async fn deploy(
         files: bundle.files,
         message,
         publish,
+        allow_breaking,
     };
     let mut last = None;
     client

@@ -48,7 +48,7 @@ pub(super) async fn dev(client: &Client, dir: &Path, debounce: Duration) -> anyh
         dir.display()
     );
     loop {
-        if let Err(e) = deploy(client, dir, "hearth dev".into(), true).await {
+        if let Err(e) = deploy(client, dir, "hearth dev".into(), true, true).await {
             eprintln!("error: {}", format!("{e:#}").trim_end());
             eprintln!("(the previous version keeps serving; save again to retry)");
         }

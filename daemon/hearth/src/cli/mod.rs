@@ -15,6 +15,7 @@ mod app;
 mod calls;
 mod deploy;
 mod dev;
+mod docs;
 mod gc;
 mod history;
 mod invoke;
@@ -93,6 +94,11 @@ enum Command {
         /// Store the version without making it live.
         #[arg(long)]
         no_publish: bool,
+        /// Publish even if the new [input] schema can break callers of the
+        /// live version (a new required field, a removed field, a narrowed
+        /// type): without it such a version is stored, not published.
+        #[arg(long)]
+        allow_breaking: bool,
     },
     /// Call a function (NAME for the live version, NAME@N for version N) and print its JSON result.
     Invoke {
@@ -106,6 +112,28 @@ enum Command {
     },
     /// List functions with runtime, application, live version and state.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a function's interface document: how to call it, its input
+    /// and output schemas as tables, its error codes and limits (from its
+    /// live version's hearth.toml; the page at /docs/NAME has a call form).
+    Docs {
+        name: String,
+        /// Document this version instead of the live one.
+        #[arg(long)]
+        version: Option<u32>,
+        /// Print the OpenAPI 3.1 document instead.
+        #[arg(long)]
+        openapi: bool,
+    },
+    /// Show what changed between two versions of a function: files (as
+    /// unified diffs), hearth.toml keys (schemas, errors, limits) and
+    /// breaking input changes.
+    Diff {
+        name: String,
+        from: u32,
+        to: u32,
         #[arg(long)]
         json: bool,
     },
@@ -128,6 +156,10 @@ enum Command {
         batch: Option<PathBuf>,
         #[arg(long, short, default_value = "")]
         message: String,
+        /// Publish even if a version's [input] schema can break callers of
+        /// the live one.
+        #[arg(long)]
+        allow_breaking: bool,
     },
     /// Point an alias (prod, canary, ...) at a version, optionally sending a
     /// share of its calls to another version; call it at /fn/NAME@ALIAS.
@@ -332,19 +364,34 @@ async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<
             dir,
             message,
             no_publish,
-        } => deploy::deploy(&client, &dir, message, !no_publish).await,
+            allow_breaking,
+        } => deploy::deploy(&client, &dir, message, !no_publish, allow_breaking).await,
         Command::Invoke { target, data, log } => invoke::invoke(&client, &target, &data, log).await,
         Command::List { json } => list::list(&client, json).await,
         Command::Versions { name, json } => versions::versions(&client, &name, json).await,
+        Command::Docs {
+            name,
+            version,
+            openapi,
+        } => docs::docs(&client, &name, version, openapi).await,
+        Command::Diff {
+            name,
+            from,
+            to,
+            json,
+        } => docs::diff(&client, &name, from, to, json).await,
         Command::Publish {
             name,
             version,
             batch,
             message,
+            allow_breaking,
         } => match (name, version, batch) {
-            (_, _, Some(file)) => publish::publish_batch(&client, &file, message).await,
+            (_, _, Some(file)) => {
+                publish::publish_batch(&client, &file, message, allow_breaking).await
+            }
             (Some(name), Some(version), None) => {
-                publish::publish(&client, &name, version, message).await
+                publish::publish(&client, &name, version, message, allow_breaking).await
             }
             _ => bail!("give NAME --version N, or --batch FILE"),
         },

@@ -17,11 +17,16 @@ pub(super) async fn publish(
     name: &str,
     version: u32,
     message: String,
+    allow_breaking: bool,
 ) -> anyhow::Result<()> {
     let out: ReleaseOutcome = client
         .post(
             &format!("/api/v1/functions/{name}/publish"),
-            &PublishRequest { version, message },
+            &PublishRequest {
+                version,
+                message,
+                allow_breaking,
+            },
         )
         .await?;
     print_release(&out);
@@ -43,6 +48,7 @@ pub(super) async fn publish_batch(
     client: &Client,
     file: &Path,
     message: String,
+    allow_breaking: bool,
 ) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the batch file {}", file.display()))?;
@@ -72,7 +78,11 @@ pub(super) async fn publish_batch(
     let out: BatchPublishOutcome = client
         .post(
             "/api/v1/publish",
-            &BatchPublishRequest { releases, message },
+            &BatchPublishRequest {
+                releases,
+                message,
+                allow_breaking,
+            },
         )
         .await?;
     for r in &out.releases {
@@ -81,7 +91,24 @@ pub(super) async fn publish_batch(
     Ok(())
 }
 
+/// Warn, on stderr, of each breaking input change a release was
+/// published with.
+pub(super) fn warn_breaking(function: &str, changes: &[hearth_api::metadata::BreakingChange]) {
+    for c in changes {
+        let at = if c.pointer.is_empty() {
+            "the input".to_owned()
+        } else {
+            format!("input {}", c.pointer)
+        };
+        eprintln!(
+            "warning: {function}: {at}: {} (published with --allow-breaking)",
+            c.change
+        );
+    }
+}
+
 fn print_release(out: &ReleaseOutcome) {
+    warn_breaking(&out.function, &out.breaking);
     let was = match out.previous {
         Some(p) if p != out.version => format!(" (was version {p})"),
         Some(_) => " (it already was)".to_owned(),

@@ -248,6 +248,10 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, management_only: bool)
         ))
     } else {
         match routes::find(req.method().as_str(), &path) {
+            Matched::Route(route, params) if route.id == routes::RouteId::FunctionDocs => {
+                let name = params.first().copied().unwrap_or_default().to_owned();
+                Ok(api::docs::page(&gw, route, &name, req).await)
+            }
             Matched::Route(route, params) => {
                 let params: Vec<String> = params.into_iter().map(str::to_owned).collect();
                 let params: Vec<&str> = params.iter().map(String::as_str).collect();

@@ -70,6 +70,7 @@ struct Families {
     rejected: IntCounterVec,
     worker_exits: IntCounterVec,
     throttled: IntCounterVec,
+    output_invalid: IntCounterVec,
     records_dropped: IntCounter,
     inflight: IntGaugeVec,
     queued: IntGaugeVec,
@@ -179,6 +180,11 @@ impl Metrics {
                 "hearth_throttled_total",
                 "Requests refused for a rate limit, by limit (function: limits.rate; token: auth.api_rate).",
                 &["limit"]
+            ),
+            output_invalid: counter!(
+                "hearth_output_invalid_total",
+                "Answers that did not match their function's [output] schema (output_validation log or enforce), by function and mode.",
+                &["function", "mode"]
             ),
             records_dropped: reg(
                 &registry,

@@ -171,6 +171,12 @@ impl EventSink for Metrics {
                 runtime, reason, ..
             } => f.worker_exits.with_label_values(&[runtime, reason]).inc(),
             Event::Throttled { limit, .. } => f.throttled.with_label_values(&[limit]).inc(),
+            Event::OutputInvalid {
+                function, enforced, ..
+            } => f
+                .output_invalid
+                .with_label_values(&[function, if enforced { "enforce" } else { "log" }])
+                .inc(),
             Event::VersionReclaimed { function, .. } => {
                 self.maybe_gone
                     .lock()

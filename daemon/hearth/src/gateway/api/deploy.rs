@@ -45,7 +45,10 @@ pub async fn deploy(
             gw.engine.clone(),
             bundle,
             body.message,
-            body.publish,
+            hearth_engine::DeployOptions {
+                publish: body.publish,
+                allow_breaking: body.allow_breaking,
+            },
             actor,
             slot,
         ));
@@ -56,7 +59,10 @@ pub async fn deploy(
         .deploy(
             bundle,
             &body.message,
-            body.publish,
+            hearth_engine::DeployOptions {
+                publish: body.publish,
+                allow_breaking: body.allow_breaking,
+            },
             &actor,
             &Progress::none(),
             Some(slot),
@@ -101,7 +107,7 @@ fn deploy_streaming(
     engine: Arc<Engine>,
     bundle: Bundle,
     message: String,
-    publish: bool,
+    options: hearth_engine::DeployOptions,
     actor: String,
     slot: OwnedSemaphorePermit,
 ) -> Resp {
@@ -122,7 +128,7 @@ fn deploy_streaming(
         let progress = Progress::new(progress_tx);
         let outcome = engine
             .releases
-            .deploy(bundle, &message, publish, &actor, &progress, Some(slot))
+            .deploy(bundle, &message, options, &actor, &progress, Some(slot))
             .await;
         drop(progress);
         let _ = forwarder.await;

@@ -7,10 +7,12 @@ mod aliases;
 mod apps;
 mod calls;
 mod deploy;
+pub mod docs;
 mod functions;
 mod gc;
 mod health;
 mod metrics;
+mod openapi;
 mod releases;
 mod stats;
 mod templates;
@@ -127,6 +129,7 @@ pub async fn handle(
         || who.ok_or_else(|| hearth_auth::unauthorized("no token was sent", routes_scope(route)));
     match route {
         RouteId::Health => Ok(health::health(gw)),
+        RouteId::OpenApi => openapi::document(),
         RouteId::Workers => Ok(workers::list(gw)),
         RouteId::Metrics => metrics::scrape(gw),
         RouteId::ListApps => apps::list(gw).await,
@@ -150,6 +153,11 @@ pub async fn handle(
         RouteId::ListCalls => calls::list(gw, param(0), &req).await,
         RouteId::FollowCalls => calls::follow(gw, param(0), &req).await,
         RouteId::GetCall => calls::get(gw, param(0)).await,
+        RouteId::FunctionOpenApi => docs::function_openapi(gw, param(0), &req).await,
+        RouteId::AppOpenApi => docs::app_openapi(gw, param(0)).await,
+        RouteId::VersionDiff => docs::diff(gw, param(0), &req).await,
+        // Served by the gateway itself (its own sign-in page).
+        RouteId::FunctionDocs => Err(ApiError::route_not_found(req.uri().path())),
         RouteId::ListTemplates => templates::list(gw).await,
         RouteId::GetTemplate => templates::get(gw, param(0)).await,
         RouteId::SaveTemplate => templates::save(gw, who()?, req).await,

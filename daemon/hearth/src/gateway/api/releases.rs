@@ -30,7 +30,14 @@ pub async fn publish(
     let out = gw
         .engine
         .releases
-        .publish(name, body.version, "publish", &body.message, &actor)
+        .publish(
+            name,
+            body.version,
+            "publish",
+            &body.message,
+            &actor,
+            body.allow_breaking,
+        )
         .await?;
     Ok(ok(&out))
 }
@@ -71,7 +78,7 @@ pub async fn publish_batch(
     let releases = gw
         .engine
         .releases
-        .publish_batch(&items, &body.message, &actor)
+        .publish_batch(&items, &body.message, &actor, body.allow_breaking)
         .await?;
     Ok(ok(&BatchPublishOutcome { releases }))
 }
