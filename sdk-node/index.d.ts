@@ -423,6 +423,12 @@ export class UndeclaredError extends CallFailedError {}
 export class BreakingChangeError extends HearthError {}
 /** One of the function's own declared error codes: `code`, `status`, `retryable` as declared. */
 export class DeclaredError extends CallFailedError {}
+/** No template by that name (`template_not_found`). */
+export class TemplateNotFoundError extends HearthError {}
+/** A template has that name already (`template_exists`). */
+export class TemplateExistsError extends HearthError {}
+/** Built-in templates cannot be deleted (`template_builtin`). */
+export class TemplateBuiltinError extends HearthError {}
 
 /** The class of a hearth error code (HearthError for an unknown one). */
 export function errorClassFor(code: string): typeof HearthError;

@@ -65,6 +65,9 @@ export const {
   DeclaredError,
   FunctionInUseError,
   FunctionOfflineError,
+  TemplateNotFoundError,
+  TemplateExistsError,
+  TemplateBuiltinError,
 } = sdk;
 
 export default sdk;

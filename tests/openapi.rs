@@ -573,6 +573,31 @@ fn real_answers_match_the_document() {
     assert_eq!(reply.code(), "unsupported_media_type", "{}", reply.text());
     s.check("PUT", "/api/v1/apps/{name}", &reply);
 
+    // Templates: built-in and saved ones, one saved from hello and deleted.
+    s.check("GET", "/api/v1/templates", &d.get("/api/v1/templates"));
+    let reply = d.get("/api/v1/templates/python-field");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    s.check("GET", "/api/v1/templates/{name}", &reply);
+    let reply = d.get("/api/v1/templates/no-such-template");
+    assert_eq!(reply.code(), "template_not_found", "{}", reply.text());
+    s.check("GET", "/api/v1/templates/{name}", &reply);
+    let save = r#"{"name": "hello-tpl", "from": "hello@1", "description": "hello, saved"}"#;
+    let reply = send(&d, "POST", "/api/v1/templates", save);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    s.check("POST", "/api/v1/templates", &reply);
+    let reply = send(&d, "POST", "/api/v1/templates", save);
+    assert_eq!(reply.code(), "template_exists", "{}", reply.text());
+    s.check("POST", "/api/v1/templates", &reply);
+    let reply = d.get("/api/v1/templates/hello-tpl");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    s.check("GET", "/api/v1/templates/{name}", &reply);
+    let reply = send(&d, "DELETE", "/api/v1/templates/hello-tpl", "");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    s.check("DELETE", "/api/v1/templates/{name}", &reply);
+    let reply = send(&d, "DELETE", "/api/v1/templates/python-hello", "");
+    assert_eq!(reply.code(), "template_builtin", "{}", reply.text());
+    s.check("DELETE", "/api/v1/templates/{name}", &reply);
+
     // Metrics: text, as the document says.
     let reply = common::http_with(
         &d.addr,

@@ -96,6 +96,9 @@ const TABLE = [
   ['breaking_change', 'BreakingChangeError', HearthError],
   ['function_in_use', 'FunctionInUseError', HearthError],
   ['function_offline', 'FunctionOfflineError', HearthError],
+  ['template_not_found', 'TemplateNotFoundError', HearthError],
+  ['template_exists', 'TemplateExistsError', HearthError],
+  ['template_builtin', 'TemplateBuiltinError', HearthError],
 ];
 
 /**

@@ -44,6 +44,7 @@ __all__ = [
     "RouteNotFound",
     "TokenNotFound",
     "CallNotFound",
+    "TemplateNotFound",
     "AuthError",
     "Unauthorized",
     "Forbidden",
@@ -51,6 +52,8 @@ __all__ = [
     "NothingToRollBack",
     "FunctionInUse",
     "FunctionOffline",
+    "TemplateExists",
+    "TemplateBuiltin",
     "ReleaseError",
     "BatchFailed",
     "DependencyInstallFailed",
@@ -258,6 +261,10 @@ class CallNotFound(NotFound):
     code = "call_not_found"
 
 
+class TemplateNotFound(NotFound):
+    code = "template_not_found"
+
+
 class AuthError(HearthError):
     """The token is missing, invalid, or lacks the route's scope."""
 
@@ -290,6 +297,16 @@ class FunctionOffline(Conflict):
     refused until ``hearth online``. Not retried."""
 
     code = "function_offline"
+class TemplateExists(Conflict):
+    """A built-in or saved template has that name already."""
+
+    code = "template_exists"
+
+
+class TemplateBuiltin(Conflict):
+    """Built-in templates ship with hearth and cannot be deleted."""
+
+    code = "template_builtin"
 
 
 class ReleaseError(HearthError):

@@ -58,6 +58,9 @@ pub enum ErrorCode {
     BreakingChange,
     FunctionInUse,
     FunctionOffline,
+    TemplateNotFound,
+    TemplateExists,
+    TemplateBuiltin,
 }
 
 impl ErrorCode {
@@ -110,6 +113,9 @@ impl ErrorCode {
         ErrorCode::BreakingChange,
         ErrorCode::FunctionInUse,
         ErrorCode::FunctionOffline,
+        ErrorCode::TemplateNotFound,
+        ErrorCode::TemplateExists,
+        ErrorCode::TemplateBuiltin,
     ];
 
     /// The code as it appears in `error.code`.
@@ -163,6 +169,9 @@ impl ErrorCode {
             ErrorCode::BreakingChange => "breaking_change",
             ErrorCode::FunctionInUse => "function_in_use",
             ErrorCode::FunctionOffline => "function_offline",
+            ErrorCode::TemplateNotFound => "template_not_found",
+            ErrorCode::TemplateExists => "template_exists",
+            ErrorCode::TemplateBuiltin => "template_builtin",
         }
     }
 
@@ -185,15 +194,18 @@ impl ErrorCode {
             | ErrorCode::AliasNotFound
             | ErrorCode::RouteNotFound
             | ErrorCode::TokenNotFound
-            | ErrorCode::CallNotFound => 404,
+            | ErrorCode::CallNotFound
+            | ErrorCode::TemplateNotFound => 404,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::BodyTimeout => 408,
             ErrorCode::UnsupportedMediaType => 415,
-            ErrorCode::NothingToRollBack | ErrorCode::BreakingChange | ErrorCode::FunctionInUse => {
-                409
-            }
+            ErrorCode::NothingToRollBack
+            | ErrorCode::BreakingChange
+            | ErrorCode::FunctionInUse
+            | ErrorCode::TemplateExists
+            | ErrorCode::TemplateBuiltin => 409,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::BatchFailed | ErrorCode::DependencyInstallFailed | ErrorCode::LoadFailed => {
                 422

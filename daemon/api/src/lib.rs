@@ -23,6 +23,7 @@ mod releases;
 pub mod routes;
 mod stats;
 mod target;
+pub mod templates;
 mod workers;
 
 pub use aliases::{AliasInfo, AliasList, AliasOutcome, AliasRequest, AliasTarget, SplitRequest};
@@ -52,4 +53,8 @@ pub use stats::{
     VersionStats, REJECTIONS,
 };
 pub use target::Target;
+pub use templates::{
+    SaveTemplateRequest, TemplateDeleted, TemplateDetail, TemplateInfo, TemplateList,
+    TemplateVariable,
+};
 pub use workers::{AppUsage, BudgetStats, GenericStats, PoolStats, StartKind, Timing, WorkersInfo};

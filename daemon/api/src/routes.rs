@@ -78,6 +78,10 @@ pub enum RouteId {
     EditFunction,
     FunctionOffline,
     FunctionOnline,
+    ListTemplates,
+    GetTemplate,
+    SaveTemplate,
+    DeleteTemplate,
 }
 
 /// What each route asks of its caller's token. `deploy` routes limited to
@@ -103,6 +107,8 @@ pub const fn access_of(id: RouteId) -> Access {
         | RouteId::AppOpenApi
         | RouteId::FunctionDocs
         | RouteId::VersionDiff => Access::Scope(Scope::Read),
+        RouteId::ListTemplates | RouteId::GetTemplate => Access::Scope(Scope::Read),
+        RouteId::SaveTemplate | RouteId::DeleteTemplate => Access::Scope(Scope::Deploy),
         RouteId::Publish
         | RouteId::Rollback
         | RouteId::BatchPublish
@@ -425,6 +431,38 @@ pub const ROUTES: &[Route] = &[
         Some("DeployRequest"),
         "DeployOutcome",
         "store a bundle as a version and (by default) publish it",
+    ),
+    route(
+        ListTemplates,
+        Get,
+        "/api/v1/templates",
+        None,
+        "TemplateList",
+        "every template, built-in and saved (name, description, runtime, type, builtin, from)",
+    ),
+    route(
+        GetTemplate,
+        Get,
+        "/api/v1/templates/{name}",
+        None,
+        "TemplateDetail",
+        "one template with its variables and files (placeholders unreplaced)",
+    ),
+    route(
+        SaveTemplate,
+        Post,
+        "/api/v1/templates",
+        Some("SaveTemplateRequest"),
+        "TemplateInfo",
+        "save a function's version (FUNCTION[@VERSION]) as a template; its name and app become {{name}} and {{app}}",
+    ),
+    route(
+        DeleteTemplate,
+        Delete,
+        "/api/v1/templates/{name}",
+        None,
+        "TemplateDeleted",
+        "delete a saved template (built-in ones cannot be)",
     ),
     route(
         ListTokens,

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod records;
 pub mod service;
 pub mod telemetry;
+pub mod templates;
 
 pub use hearth_api as api;
 pub use hearth_api::{bundle, manifest};

@@ -22,7 +22,7 @@ use hearth_api::AliasTarget;
 pub use error::{Result, StoreError};
 pub use records::{
     AliasRecord, AppRecord, FunctionRecord, PutVersion, ReleaseRecord, StatsQuery, StatsRecord,
-    TokenRecord, VersionRecord,
+    TemplateRecord, TokenRecord, VersionRecord,
 };
 pub use sqlite::SqliteStore;
 pub use watch::{StoreChange, StoreWatch};
@@ -204,6 +204,19 @@ pub trait Store: Send + Sync + 'static {
     /// Delete statistics of the minutes before `minute`; returns the number
     /// of per-minute rows deleted.
     async fn prune_stats(&self, before_minute: i64) -> Result<u64>;
+
+    /// Every saved template, by name (without files).
+    async fn templates(&self) -> Result<Vec<TemplateRecord>>;
+
+    /// A saved template and its files, by path.
+    async fn template(&self, name: &str) -> Result<Option<(TemplateRecord, Vec<BundleFile>)>>;
+
+    /// Save a template with its files; false (nothing written) if one has
+    /// that name already.
+    async fn put_template(&self, template: &TemplateRecord, files: &[BundleFile]) -> Result<bool>;
+
+    /// Delete a saved template and its files; false if there was none.
+    async fn delete_template(&self, name: &str) -> Result<bool>;
 
     async fn close(&self);
 }

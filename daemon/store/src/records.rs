@@ -76,6 +76,24 @@ pub struct VersionRecord {
     pub manifest: Manifest,
 }
 
+/// A saved template (without its files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRecord {
+    pub name: String,
+    pub description: String,
+    pub runtime: String,
+    /// The function type it makes (function, datasource, field).
+    pub kind: String,
+    pub from_function: String,
+    pub from_version: u32,
+    /// The application of the function it was saved from.
+    pub app: String,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    /// The name of the token that saved it.
+    pub created_by: String,
+}
+
 /// One release: publish, rollback, or alias move.
 #[derive(Debug, Clone)]
 pub struct ReleaseRecord {
@@ -201,6 +219,22 @@ impl From<VersionRecord> for VersionInfo {
             file_count: v.file_count,
             created_at: v.created_at,
             manifest: v.manifest,
+        }
+    }
+}
+
+impl From<TemplateRecord> for hearth_api::TemplateInfo {
+    fn from(t: TemplateRecord) -> hearth_api::TemplateInfo {
+        hearth_api::TemplateInfo {
+            from: Some(format!("{}@{}", t.from_function, t.from_version)),
+            name: t.name,
+            description: t.description,
+            runtime: t.runtime,
+            kind: t.kind,
+            builtin: false,
+            app: Some(t.app),
+            created_at: Some(t.created_at),
+            created_by: Some(t.created_by),
         }
     }
 }

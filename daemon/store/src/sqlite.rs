@@ -16,7 +16,7 @@ use hearth_api::AliasTarget;
 
 use crate::{
     AliasRecord, AppRecord, FunctionRecord, PutVersion, ReleaseRecord, Result, StatsQuery,
-    StatsRecord, Store, StoreError, StoreWatch, TokenRecord, VersionRecord,
+    StatsRecord, Store, StoreError, StoreWatch, TemplateRecord, TokenRecord, VersionRecord,
 };
 use hearth_api::{InvokeMode, Scope};
 
@@ -65,6 +65,87 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn templates(&self) -> Result<Vec<TemplateRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM templates ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn template(&self, name: &str) -> Result<Option<(TemplateRecord, Vec<BundleFile>)>> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM templates WHERE name = ?"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let files = sqlx::query(
+            "SELECT path, executable, content FROM template_files WHERE template = ? ORDER BY path",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let files = files
+            .iter()
+            .map(file_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((template_from_row(&row)?, files)))
+    }
+
+    async fn put_template(&self, t: &TemplateRecord, files: &[BundleFile]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO templates (name, description, runtime, kind, from_function, from_version, app, created_at, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&t.name)
+        .bind(&t.description)
+        .bind(&t.runtime)
+        .bind(&t.kind)
+        .bind(&t.from_function)
+        .bind(i64::from(t.from_version))
+        .bind(&t.app)
+        .bind(t.created_at)
+        .bind(&t.created_by)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for f in files {
+            sqlx::query("INSERT INTO template_files (template, path, executable, content) VALUES (?, ?, ?, ?)")
+                .bind(&t.name)
+                .bind(&f.path)
+                .bind(f.executable)
+                .bind(&f.data)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_template(&self, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM template_files WHERE template = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM templates WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
@@ -898,6 +979,25 @@ async fn record_release(
     Ok(())
 }
 
+const TEMPLATE_COLUMNS: &str =
+    "name, description, runtime, kind, from_function, from_version, app, created_at, created_by";
+
+fn template_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TemplateRecord> {
+    Ok(TemplateRecord {
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        runtime: r.try_get("runtime")?,
+        kind: r.try_get("kind")?,
+        from_function: r.try_get("from_function")?,
+        from_version: r
+            .try_get::<i64, _>("from_version")?
+            .clamp(0, i64::from(u32::MAX)) as u32,
+        app: r.try_get("app")?,
+        created_at: r.try_get("created_at")?,
+        created_by: r.try_get("created_by")?,
+    })
+}
+
 fn file_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<BundleFile> {
     Ok(BundleFile {
         path: r.try_get("path")?,
@@ -982,5 +1082,6 @@ mod tests {
             .expect("reopen");
         assert_eq!(store.versions("hello").await.expect("versions").len(), 2);
         assert_eq!(store.aliases().await.expect("aliases").len(), 2);
+        assert_eq!(store.templates().await.expect("templates").len(), 1);
     }
 }

@@ -9,7 +9,7 @@ use hearth_api::bundle::{Bundle, BundleFile};
 use hearth_api::manifest::{self, Manifest};
 use hearth_api::{AliasTarget, InvokeMode, Scope};
 
-use crate::{AppRecord, StatsQuery, StatsRecord, Store, StoreChange, TokenRecord};
+use crate::{AppRecord, StatsQuery, StatsRecord, Store, StoreChange, TemplateRecord, TokenRecord};
 
 /// Every case, in order, on one fresh store.
 pub async fn run_all(store: &dyn Store) {
@@ -23,6 +23,7 @@ pub async fn run_all(store: &dyn Store) {
     versions_are_deleted_but_never_live_or_aliased(store).await;
     stats_add_up_by_minute_and_prune(store).await;
     functions_are_edited_taken_offline_and_deleted(store).await;
+    templates_are_saved_listed_and_deleted(store).await;
 }
 
 fn bundle(name: &str, app: &str, code: &str) -> (Manifest, Bundle) {
@@ -592,4 +593,67 @@ async fn functions_are_edited_taken_offline_and_deleted(store: &dyn Store) {
         ),
         (Some(4), "live", "kept", "tools")
     );
+}
+
+/// Leaves one template, "kept", for the reopen check.
+async fn templates_are_saved_listed_and_deleted(store: &dyn Store) {
+    assert!(store.templates().await.expect("list").is_empty());
+    assert!(store.template("gone").await.expect("get").is_none());
+    let record = |name: &str| TemplateRecord {
+        name: name.into(),
+        description: "greets".into(),
+        runtime: "python".into(),
+        kind: "function".into(),
+        from_function: "hello".into(),
+        from_version: 2,
+        app: "demo".into(),
+        created_at: 1_700_000_000_000,
+        created_by: "ada".into(),
+    };
+    let file = |path: &str, data: &[u8], executable: bool| BundleFile {
+        path: path.into(),
+        data: data.to_vec(),
+        executable,
+    };
+    // By path, as they are read back.
+    let files = vec![
+        file("bin/run", &[0, 159, 146, 150], true),
+        file(
+            "hearth.toml",
+            b"name = '{{name}}'\nruntime = 'python'\nentry = 'main.handler'\napp = '{{app}}'\n",
+            false,
+        ),
+        file("main.py", b"def handler(e): return '{{name}}'", false),
+    ];
+    assert!(store
+        .put_template(&record("kept"), &files)
+        .await
+        .expect("put"));
+    assert!(store
+        .put_template(&record("gone"), &files[..1])
+        .await
+        .expect("put"));
+    // A name taken: refused, nothing written over.
+    let mut other = record("kept");
+    other.description = "another".into();
+    assert!(!store.put_template(&other, &[]).await.expect("put again"));
+    let (got, got_files) = store.template("kept").await.expect("get").expect("exists");
+    assert_eq!(got, record("kept"));
+    assert_eq!(got_files, files);
+    let names: Vec<String> = store
+        .templates()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["gone", "kept"]);
+    assert!(store.delete_template("gone").await.expect("delete"));
+    assert!(!store.delete_template("gone").await.expect("delete again"));
+    assert!(store.template("gone").await.expect("get").is_none());
+    // Its files went with it: saving the name again starts empty.
+    assert!(store.put_template(&record("gone"), &[]).await.expect("put"));
+    let (_, none) = store.template("gone").await.expect("get").expect("exists");
+    assert!(none.is_empty());
+    assert!(store.delete_template("gone").await.expect("delete"));
 }

@@ -23,10 +23,12 @@ mod history;
 mod invoke;
 mod list;
 mod logs;
+mod new;
 mod offline;
 mod publish;
 mod stats;
 mod table;
+mod template;
 mod token;
 mod versions;
 
@@ -284,6 +286,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new function directory from a template (`hearth template
+    /// list` shows them); then `hearth deploy DIR`.
+    New {
+        /// The directory to write (new, or empty); its last component names
+        /// the function unless --name is given.
+        dir: PathBuf,
+        #[arg(long, short)]
+        template: String,
+        /// The function's name [default: DIR's last component].
+        #[arg(long)]
+        name: Option<String>,
+        /// Its application [default: default].
+        #[arg(long)]
+        app: Option<String>,
+        /// A template variable (repeat for more): --var datasource=programs.
+        #[arg(long = "var", value_name = "KEY=VALUE")]
+        vars: Vec<String>,
+    },
+    /// Function templates: list, show, save (from a deployed function), delete.
+    Template {
+        #[command(subcommand)]
+        command: template::TemplateCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -443,6 +468,23 @@ async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<
             filters,
         } => logs::logs(&client, &name, &filters, follow).await,
         Command::Calls { name, filters } => calls::calls(&client, &name, &filters).await,
+        Command::New {
+            dir,
+            template,
+            name,
+            app,
+            vars,
+        } => {
+            let args = new::NewArgs {
+                dir,
+                template,
+                name,
+                app,
+                vars,
+            };
+            new::new(&client, args).await
+        }
+        Command::Template { command } => template::run(&client, command).await,
     }
 }
 

@@ -15,6 +15,7 @@ mod metrics;
 mod openapi;
 mod releases;
 mod stats;
+mod templates;
 mod tokens;
 mod versions;
 mod workers;
@@ -161,6 +162,10 @@ pub async fn handle(
         RouteId::VersionDiff => docs::diff(gw, param(0), &req).await,
         // Served by the gateway itself (its own sign-in page).
         RouteId::FunctionDocs => Err(ApiError::route_not_found(req.uri().path())),
+        RouteId::ListTemplates => templates::list(gw).await,
+        RouteId::GetTemplate => templates::get(gw, param(0)).await,
+        RouteId::SaveTemplate => templates::save(gw, who()?, req).await,
+        RouteId::DeleteTemplate => templates::delete(gw, who()?, param(0)).await,
         RouteId::Call => Err(ApiError::route_not_found(req.uri().path())),
     }
 }
