@@ -90,9 +90,10 @@ fn check_errors(d: &Daemon, name: &str) {
     assert_eq!(found["title"], "Morning Headlines", "{found}");
     assert_eq!(found["id"], "p01", "{found}");
     let missing = d.post(&format!("/fn/{name}"), r#"{"id":"p42"}"#);
-    // after the error-codes merge: expect 404 NOT_FOUND
-    assert_eq!(missing.status, 500, "{name}: {}", missing.text());
-    assert_eq!(missing.code(), "function_error", "{}", missing.text());
+    // The declared code, with its status, from every runtime.
+    assert_eq!(missing.status, 404, "{name}: {}", missing.text());
+    assert_eq!(missing.code(), "NOT_FOUND", "{}", missing.text());
+    assert_eq!(missing.json()["error"]["retryable"], false);
     let m = manifest(d, name);
     assert_eq!(m["errors"]["NOT_FOUND"]["status"], 404, "{m}");
     assert_eq!(m["errors"]["NOT_FOUND"]["retryable"], false, "{m}");
