@@ -89,7 +89,7 @@ fn the_four_user_steps_through_the_cli_and_http() {
         "Hello, Ada!"
     );
 
-    // `hearth list` shows runtime, application, live version and state.
+    // `hearth list` shows runtime, type, application, live version and state.
     let list = d.ok(&["list"]);
     let row = list
         .lines()
@@ -97,8 +97,8 @@ fn the_four_user_steps_through_the_cli_and_http() {
         .unwrap_or_else(|| panic!("{list}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(
-        &cells[..5],
-        &["hello", "python", "examples", "2", "live"],
+        &cells[..6],
+        &["hello", "python", "function", "examples", "2", "live"],
         "{list}"
     );
 

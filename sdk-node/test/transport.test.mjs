@@ -100,22 +100,27 @@ test('management requests: token, query, body; errors without a JSON body', asyn
   });
   const port = await listen(server);
   const c = new sdk.Client({ addr: `http://127.0.0.1:${port}/`, token: 'hearth_t' });
-  await c.logs('f', { requestId: 'abc', status: 'error', limit: 3, since: 1000 });
-  assert.equal(seen.method, 'GET');
-  assert.equal(seen.url, '/api/v1/functions/f/calls?since_ms=1000&request_id=abc&status=error&limit=3');
-  assert.equal(seen.auth, 'Bearer hearth_t');
-  await c.publish('f', 2, { message: 'm' });
-  assert.equal(seen.type, 'application/json');
-  assert.deepEqual(JSON.parse(seen.body), { version: 2, message: 'm', allow_breaking: false });
-  await c.invoke('f', { a: 1 }, { version: 4 });
-  assert.equal(seen.url, '/fn/f@4');
-  assert.deepEqual(JSON.parse(seen.body), { a: 1 });
-  await assert.rejects(c.invoke('f', {}, { version: 1, alias: 'x' }), TypeError);
   const broken = new sdk.Client({ addr: `http://127.0.0.1:${port}/broken`, token: null });
-  await assert.rejects(broken.health(), (e) => e.constructor === sdk.HearthError && e.code === 'unexpected_response' && e.status === 502);
-  c.close();
-  broken.close();
-  server.close();
+  // Closed however the test ends: a failed assertion must not leave the
+  // server (and so `node --test`) running.
+  try {
+    await c.logs('f', { requestId: 'abc', status: 'error', limit: 3, since: 1000 });
+    assert.equal(seen.method, 'GET');
+    assert.equal(seen.url, '/api/v1/functions/f/calls?since_ms=1000&request_id=abc&status=error&limit=3');
+    assert.equal(seen.auth, 'Bearer hearth_t');
+    await c.publish('f', 2, { message: 'm' });
+    assert.equal(seen.type, 'application/json');
+    assert.deepEqual(JSON.parse(seen.body), { version: 2, message: 'm', allow_breaking: false });
+    await c.invoke('f', { a: 1 }, { version: 4 });
+    assert.equal(seen.url, '/fn/f@4');
+    assert.deepEqual(JSON.parse(seen.body), { a: 1 });
+    await assert.rejects(c.invoke('f', {}, { version: 1, alias: 'x' }), TypeError);
+    await assert.rejects(broken.health(), (e) => e.constructor === sdk.HearthError && e.code === 'unexpected_response' && e.status === 502);
+  } finally {
+    c.close();
+    broken.close();
+    server.close();
+  }
 });
 
 /**

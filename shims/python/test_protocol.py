@@ -1064,7 +1064,9 @@ class ExampleTests(unittest.TestCase):
         value = w.invoke({"id": 7})["value"]
         self.assertEqual((value["id"], value["title"], value["genre"]), (7, "The Long Road", "drama"))
         reply = w.invoke({"id": 99}, id="r2")
-        self.assertEqual((reply["t"], reply["kind"]), ("error", "KeyError"), reply)
+        # Its declared NOT_FOUND, raised with hearth.Error.
+        self.assertEqual((reply["t"], reply.get("code")), ("error", "NOT_FOUND"), reply)
+        self.assertIn("no program 99", reply["message"])
         self.assertEqual(w.close(), 0)
 
 
