@@ -105,34 +105,9 @@ impl Engine {
             ..CallDetail::default()
         };
         let span = info_span!("call", function = %function, version, request_id = %request_id);
-        if let Err(e) = self.rates.check(&function, &spec.limits) {
-            let _in_span = span.enter();
-            let events = &self.versions.shared.events;
-            events.emit(Event::Throttled {
-                limit: "function",
-                key: &function,
-            });
-            events.emit(Event::CallFinished {
-                function: &function,
-                version,
-                app: &spec.app,
-                request_id: &request_id,
-                caller: invocation.caller,
-                status: e.status,
-                outcome: e.code.as_str(),
-                ms: invocation.arrived.elapsed().as_secs_f64() * 1000.0,
-                start: Default::default(),
-                error: Some(&e.detail.message),
-                detail,
-            });
-            drop(_in_span);
-            return Err(e.function(&function, Some(version)).request_id(&request_id));
-        }
-        // The function never sees an event its [input] schema refuses.
-        if let Err(e) = spec
-            .contract
-            .check_input(&function, version, &invocation.payload)
-        {
+        // A call refused before it reaches the pool still has its one
+        // CallFinished (its record, metrics and statistics).
+        let refused = |e: ApiError| {
             let _in_span = span.enter();
             self.versions.shared.events.emit(Event::CallFinished {
                 function: &function,
@@ -147,8 +122,21 @@ impl Engine {
                 error: Some(&e.detail.message),
                 detail,
             });
-            drop(_in_span);
-            return Err(e.request_id(&request_id));
+            e.function(&function, Some(version)).request_id(&request_id)
+        };
+        if let Err(e) = self.rates.check(&function, &spec.limits) {
+            self.versions.shared.events.emit(Event::Throttled {
+                limit: "function",
+                key: &function,
+            });
+            return Err(refused(e));
+        }
+        // The function never sees an event its [input] schema refuses.
+        if let Err(e) = spec
+            .contract
+            .check_input(&function, version, &invocation.payload)
+        {
+            return Err(refused(e));
         }
         let contract = spec.contract.clone();
         let timeout = Duration::from_millis(spec.limits.timeout_ms);
