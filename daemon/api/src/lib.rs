@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod manifest;
 pub mod metadata;
 pub mod openapi;
+pub mod page;
 
 mod aliases;
 mod apps;
