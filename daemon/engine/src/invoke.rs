@@ -125,10 +125,12 @@ impl Engine {
             e.function(&function, Some(version)).request_id(&request_id)
         };
         if let Err(e) = self.rates.check(&function, &spec.limits) {
+            let in_span = span.enter();
             self.versions.shared.events.emit(Event::Throttled {
                 limit: "function",
                 key: &function,
             });
+            drop(in_span);
             return Err(refused(e));
         }
         // The function never sees an event its [input] schema refuses.

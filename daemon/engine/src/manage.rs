@@ -8,6 +8,8 @@
 
 use hearth_api::{FunctionEdit, FunctionInfo, FunctionStateOutcome};
 
+use hearth_store::FunctionRecord;
+
 use crate::engine::Engine;
 use crate::error::PublishError;
 use crate::router::Blocked;
@@ -27,12 +29,7 @@ impl Engine {
     ) -> Result<FunctionStateOutcome, PublishError> {
         let lock = self.releases.locks.of(name);
         let _guard = lock.lock().await;
-        let record = self.known(name).await?;
-        if record.deleted_at.is_some() {
-            return Err(PublishError::Deleted {
-                function: name.to_owned(),
-            });
-        }
+        let record = self.undeleted(name).await?;
         if !force {
             let callers = self.callers_of(name).await?;
             if !callers.is_empty() {
@@ -63,12 +60,7 @@ impl Engine {
     ) -> Result<FunctionStateOutcome, PublishError> {
         let lock = self.releases.locks.of(name);
         let _guard = lock.lock().await;
-        let record = self.known(name).await?;
-        if record.deleted_at.is_some() {
-            return Err(PublishError::Deleted {
-                function: name.to_owned(),
-            });
-        }
+        let record = self.undeleted(name).await?;
         let changed = self.store().set_offline(name, offline, "", actor).await?;
         let state = if offline {
             self.close(name, Blocked::Offline).await;
@@ -96,6 +88,17 @@ impl Engine {
             live_version: record.live_version,
             changed,
         })
+    }
+
+    /// A function's record, or `Deleted` / `UnknownFunction`.
+    async fn undeleted(&self, name: &str) -> Result<FunctionRecord, PublishError> {
+        let record = self.known(name).await?;
+        if record.deleted_at.is_some() {
+            return Err(PublishError::Deleted {
+                function: name.to_owned(),
+            });
+        }
+        Ok(record)
     }
 
     /// Set a function's description and category (those given).

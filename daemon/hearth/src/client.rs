@@ -392,10 +392,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let bytes =
-            serde_json::to_vec(body).map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
-        let resp = self.send(Method::PUT, path, Some(bytes)).await?;
-        self.decode(resp)
+        self.send_json(Method::PUT, path, body).await
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(
@@ -403,9 +400,19 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
+        self.send_json(Method::POST, path, body).await
+    }
+
+    /// A request with a JSON body, its JSON answer decoded.
+    async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let bytes =
             serde_json::to_vec(body).map_err(|_| ClientError::BadAddr(self.addr.clone()))?;
-        let resp = self.send(Method::POST, path, Some(bytes)).await?;
+        let resp = self.send(method, path, Some(bytes)).await?;
         self.decode(resp)
     }
 }

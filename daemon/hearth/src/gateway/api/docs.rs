@@ -38,21 +38,13 @@ fn version_param(req: &Request<Incoming>, key: &str) -> Result<Option<u32>, ApiE
     }
 }
 
-/// What the document of `name` (at `version`, else its live version, else
-/// its latest) is made from.
-pub async fn function_doc(
+/// A stored version of `name`, or a 404 naming it.
+async fn stored_version(
     gw: &Gateway,
     name: &str,
-    version: Option<u32>,
-) -> Result<FunctionDoc, ApiError> {
-    let info = gw.engine.function(name).await?;
-    let version = match version.or(info.live_version) {
-        Some(v) => v,
-        None if info.versions > 0 => info.versions,
-        None => return Err(ApiError::function_not_found(name)),
-    };
-    let record = gw
-        .engine
+    version: u32,
+) -> Result<hearth_store::VersionRecord, ApiError> {
+    gw.engine
         .store()
         .version(name, version)
         .await
@@ -61,13 +53,41 @@ pub async fn function_doc(
             ApiError::new(
                 ErrorCode::VersionNotFound,
                 format!("{name} has no version {version}"),
-                format!("`hearth versions {name}` lists its versions"),
+                format!(
+                    "`hearth versions {name}` lists its versions (gc may have removed old ones)"
+                ),
             )
             .function(name, Some(version))
-        })?;
+        })
+}
+
+/// What the document of `name` (at `version`, else its live version, else
+/// its latest) is made from.
+pub async fn function_doc(
+    gw: &Gateway,
+    name: &str,
+    version: Option<u32>,
+) -> Result<FunctionDoc, ApiError> {
+    let info = gw.engine.function(name).await?;
+    doc_of(gw, info, version).await
+}
+
+/// The same, from the function's information as listed.
+async fn doc_of(
+    gw: &Gateway,
+    info: hearth_api::FunctionInfo,
+    version: Option<u32>,
+) -> Result<FunctionDoc, ApiError> {
+    let name = info.name.as_str();
+    let version = match version.or(info.live_version) {
+        Some(v) => v,
+        None if info.versions > 0 => info.versions,
+        None => return Err(ApiError::function_not_found(name)),
+    };
+    let record = stored_version(gw, name, version).await?;
     let open = gw.engine.apps.invoke_mode(&info.app) == InvokeMode::Open;
     Ok(FunctionDoc {
-        name: name.to_owned(),
+        name: info.name.clone(),
         version,
         category: info.category,
         description: info.description,
@@ -97,7 +117,7 @@ pub async fn app_openapi(gw: &Gateway, app: &str) -> Result<Resp, ApiError> {
         }
         known = true;
         if f.live_version.is_some() {
-            functions.push(function_doc(gw, &f.name, None).await?);
+            functions.push(doc_of(gw, f, None).await?);
         }
     }
     let apps = gw.engine.store().apps().await.map_err(store_error)?;
@@ -219,14 +239,7 @@ pub async fn diff(gw: &Gateway, name: &str, req: &Request<Incoming>) -> Result<R
     let mut manifests = Vec::with_capacity(2);
     let mut files = Vec::with_capacity(2);
     for v in [from, to] {
-        let record = store.version(name, v).await.map_err(store_error)?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::VersionNotFound,
-                format!("{name} has no version {v}"),
-                format!("`hearth versions {name}` lists its versions (gc may have removed old ones)"),
-            )
-            .function(name, Some(v))
-        })?;
+        let record = stored_version(gw, name, v).await?;
         manifests.push(record.manifest);
         files.push(store.version_files(name, v).await.map_err(store_error)?);
     }
