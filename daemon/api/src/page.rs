@@ -82,6 +82,8 @@ pub struct Field {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     pub fields: Vec<Field>,
+    /// Each field's index in `fields`, by path.
+    paths: BTreeMap<String, usize>,
 }
 
 /// What is wrong with a template, naming the field and the key.
@@ -256,9 +258,13 @@ pub fn parse(fields: &toml::Value) -> Result<Template, TemplateError> {
         }
         field.needs = needs;
     }
-    Ok(Template {
-        fields: order(raw)?,
-    })
+    let fields = order(raw)?;
+    let paths = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.path.clone(), i))
+        .collect();
+    Ok(Template { fields, paths })
 }
 
 fn collect(table: &toml::Table, prefix: &str, out: &mut Vec<Field>) -> Result<(), TemplateError> {
@@ -438,12 +444,7 @@ impl Template {
     /// the page request, `outputs[j]` the value of field `j` (None: not
     /// there). A reference to something absent becomes null.
     pub fn input_of(&self, index: usize, request: &Value, outputs: &[Option<Value>]) -> Value {
-        let paths: BTreeMap<String, usize> = self
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.path.clone(), i))
-            .collect();
+        let paths = &self.paths;
         let resolve = |s: &str| -> Value {
             match reference(s) {
                 None => Value::String(
@@ -456,7 +457,7 @@ impl Template {
                 Some(Ok(Ref::Request(parts))) => {
                     at_path(request, &parts).cloned().unwrap_or(Value::Null)
                 }
-                Some(Ok(Ref::Fields(parts))) => field_of(&paths, &parts)
+                Some(Ok(Ref::Fields(parts))) => field_of(paths, &parts)
                     .and_then(|(j, n)| {
                         outputs
                             .get(j)

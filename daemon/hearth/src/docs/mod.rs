@@ -40,14 +40,12 @@ fn example_at(schema: &Value, depth: usize) -> Value {
     if depth > 8 {
         return Value::Null;
     }
-    for key in ["examples"] {
-        if let Some(first) = schema
-            .get(key)
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-        {
-            return first.clone();
-        }
+    if let Some(first) = schema
+        .get("examples")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
+        return first.clone();
     }
     for key in ["default", "const"] {
         if let Some(v) = schema.get(key) {
