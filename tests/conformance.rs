@@ -51,6 +51,7 @@ impl Harness {
             entry: format!("main.{handler}"),
             calls: vec![],
             contract: Default::default(),
+            page: None,
             limits: Limits::default(),
             runtime: self.runtimes.get(self.kind).expect("runtime").clone(),
             env: vec![],
@@ -426,6 +427,7 @@ fn shim_own_tests(kind: RuntimeKind) {
             repo.join("shims/python"),
         ),
         RuntimeKind::Node => (vec![("node", vec!["--test"])], repo.join("shims/node")),
+        RuntimeKind::Page => return,
         RuntimeKind::Lua => (
             vec![
                 ("lua5.4", vec!["test_protocol.lua"]),

@@ -133,6 +133,9 @@ impl Bundle {
             self.file(path.trim_start_matches("./"))
                 .map(|f| f.data.clone())
         })?;
+        if manifest.is_page() {
+            return Ok(manifest);
+        }
         let (module, _) = manifest.entry_parts();
         let candidates = manifest.runtime.entry_files(module);
         if !candidates.iter().any(|c| seen.contains(c.as_str())) {

@@ -148,6 +148,10 @@ pub struct CallQuery {
     /// Only the call with this request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Only calls made by the call with this request id (a page's member
+    /// calls, a function's nested calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// Only calls that succeeded (`ok`) or that did not (`error`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusFilter>,
@@ -218,6 +222,10 @@ impl CallQuery {
                 .request_id
                 .as_ref()
                 .is_none_or(|id| *id == record.request_id)
+            && self
+                .parent
+                .as_ref()
+                .is_none_or(|id| record.parent_id.as_ref() == Some(id))
             && self.status.is_none_or(|s| s.matches(record))
             && self.version.is_none_or(|v| v == record.version)
     }
@@ -230,6 +238,9 @@ impl CallQuery {
         }
         if let Some(id) = &self.request_id {
             parts.push(format!("request_id={}", encode(id)));
+        }
+        if let Some(id) = &self.parent {
+            parts.push(format!("parent={}", encode(id)));
         }
         if let Some(s) = self.status {
             parts.push(format!("status={}", s.as_str()));
@@ -261,6 +272,7 @@ impl CallQuery {
             match k {
                 "since_ms" => q.since_ms = Some(num(k, &v)?),
                 "request_id" => q.request_id = Some(v),
+                "parent" => q.parent = Some(v),
                 "status" => {
                     q.status = Some(StatusFilter::parse(&v).ok_or_else(|| QueryError {
                         param: k.to_owned(),
@@ -273,7 +285,7 @@ impl CallQuery {
                 other => {
                     return Err(QueryError {
                         param: other.to_owned(),
-                        problem: "unknown; the filters are since_ms, request_id, status, version, after_seq and limit".into(),
+                        problem: "unknown; the filters are since_ms, request_id, parent, status, version, after_seq and limit".into(),
                     })
                 }
             }

@@ -61,6 +61,9 @@ pub enum ErrorCode {
     TemplateNotFound,
     TemplateExists,
     TemplateBuiltin,
+    FieldFailed,
+    FieldTimeout,
+    NotAPage,
 }
 
 impl ErrorCode {
@@ -116,6 +119,9 @@ impl ErrorCode {
         ErrorCode::TemplateNotFound,
         ErrorCode::TemplateExists,
         ErrorCode::TemplateBuiltin,
+        ErrorCode::FieldFailed,
+        ErrorCode::FieldTimeout,
+        ErrorCode::NotAPage,
     ];
 
     /// The code as it appears in `error.code`.
@@ -172,6 +178,9 @@ impl ErrorCode {
             ErrorCode::TemplateNotFound => "template_not_found",
             ErrorCode::TemplateExists => "template_exists",
             ErrorCode::TemplateBuiltin => "template_builtin",
+            ErrorCode::FieldFailed => "field_failed",
+            ErrorCode::FieldTimeout => "field_timeout",
+            ErrorCode::NotAPage => "not_a_page",
         }
     }
 
@@ -195,7 +204,8 @@ impl ErrorCode {
             | ErrorCode::RouteNotFound
             | ErrorCode::TokenNotFound
             | ErrorCode::CallNotFound
-            | ErrorCode::TemplateNotFound => 404,
+            | ErrorCode::TemplateNotFound
+            | ErrorCode::NotAPage => 404,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::MethodNotAllowed => 405,
@@ -222,14 +232,15 @@ impl ErrorCode {
             ErrorCode::WorkerDied
             | ErrorCode::ProtocolError
             | ErrorCode::OutOfMemory
-            | ErrorCode::ResponseTooLarge => 502,
+            | ErrorCode::ResponseTooLarge
+            | ErrorCode::FieldFailed => 502,
             ErrorCode::RuntimeUnavailable
             | ErrorCode::WorkerStartFailed
             | ErrorCode::Overloaded
             | ErrorCode::CrashLoop
             | ErrorCode::TooManyConnections
             | ErrorCode::FunctionOffline => 503,
-            ErrorCode::Timeout | ErrorCode::DeadlineExceeded => 504,
+            ErrorCode::Timeout | ErrorCode::DeadlineExceeded | ErrorCode::FieldTimeout => 504,
         }
     }
 
@@ -280,6 +291,10 @@ pub struct ErrorDetail {
     /// the function's schema, with its JSON pointer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<crate::metadata::SchemaFailure>,
+    /// With `field_failed` and `field_timeout`: the page's field (its
+    /// path) whose failure failed the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -45,6 +45,7 @@ pub use functions::{
 };
 pub use gc::{GcDir, GcReport, GcRequest, GcVersion};
 pub use health::{HealthInfo, ServiceInfo};
+pub use page::{PageAnswer, PageFieldError};
 pub use releases::{
     BatchFailure, BatchItem, BatchPublishOutcome, BatchPublishRequest, PublishRequest, ReleaseInfo,
     ReleaseList, ReleaseOutcome, RollbackRequest,

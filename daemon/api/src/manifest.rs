@@ -53,6 +53,9 @@ pub enum RuntimeKind {
     Python,
     Node,
     Lua,
+    /// A page (`type = "page"`): no interpreter, the engine runs its
+    /// template. Not in [`RuntimeKind::ALL`]: no function has it.
+    Page,
 }
 
 impl RuntimeKind {
@@ -63,6 +66,7 @@ impl RuntimeKind {
             RuntimeKind::Python => "python",
             RuntimeKind::Node => "node",
             RuntimeKind::Lua => "lua",
+            RuntimeKind::Page => "page",
         }
     }
 
@@ -81,6 +85,7 @@ impl RuntimeKind {
                 format!("{base}.cjs"),
             ],
             RuntimeKind::Lua => vec![format!("{base}.lua"), format!("{base}/init.lua")],
+            RuntimeKind::Page => Vec::new(),
         }
     }
 }
@@ -174,7 +179,7 @@ fn one() -> u32 {
 pub fn default_concurrency(runtime: RuntimeKind) -> u32 {
     match runtime {
         RuntimeKind::Node => DEFAULT_NODE_CONCURRENCY,
-        RuntimeKind::Python | RuntimeKind::Lua => 1,
+        RuntimeKind::Python | RuntimeKind::Lua | RuntimeKind::Page => 1,
     }
 }
 fn yes() -> bool {
@@ -271,6 +276,10 @@ pub struct Manifest {
     /// `[output]`.
     #[serde(default)]
     pub output_validation: OutputValidation,
+    /// A page's `[fields]` (`type = "page"`), as JSON; [`Manifest::template`]
+    /// is its checked template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<serde_json::Value>,
 }
 
 /// The files a version's schemas were read from.
@@ -323,6 +332,24 @@ impl Manifest {
         parse_limits(&table, self.runtime)
     }
 
+    /// Whether this is a page (`type = "page"`).
+    pub fn is_page(&self) -> bool {
+        self.fields.is_some()
+    }
+
+    /// A page's checked template; None for a function.
+    pub fn template(&self) -> Option<Result<crate::page::Template, crate::page::TemplateError>> {
+        let fields = self.fields.as_ref()?;
+        Some(
+            serde_json::from_value::<toml::Value>(fields.clone())
+                .map_err(|e| crate::page::TemplateError {
+                    at: "fields".into(),
+                    problem: format!("cannot be read back from the store: {e}"),
+                })
+                .and_then(|t| crate::page::parse(&t)),
+        )
+    }
+
     /// `main.handler` → (`main`, `handler`).
     pub fn entry_parts(&self) -> (&str, &str) {
         self.entry.rsplit_once('.').unwrap_or((&self.entry, ""))
@@ -345,6 +372,11 @@ pub enum ManifestError {
     InvalidAt { key: String, problem: String },
     #[error("{MANIFEST_FILE}: unknown key `{0}`; known keys are name, runtime, entry, app, category, description, type, calls, output_validation, [input], [output], [errors.CODE] and [limits] {LIMIT_KEYS}")]
     UnknownKey(String),
+    #[error("{MANIFEST_FILE}: unknown key `{0}` for a page; a page has name, type = \"page\", app, category, description, timeout_ms, [input], [fields.NAME] and [limits] {PAGE_LIMIT_KEYS}")]
+    UnknownPageKey(String),
+    /// What is wrong with a page's `[fields]`.
+    #[error(transparent)]
+    Template(#[from] crate::page::TemplateError),
 }
 
 /// Parse and validate the text of a `hearth.toml` on its own: a schema
@@ -364,6 +396,9 @@ pub fn parse_with_files(
         .parse()
         .map_err(|e: toml::de::Error| ManifestError::Syntax(e.message().to_owned()))?;
 
+    if optional_str(&table, "type")?.as_deref() == Some("page") {
+        return parse_page(&table, file);
+    }
     for key in table.keys() {
         if !matches!(
             key.as_str(),
@@ -384,24 +419,19 @@ pub fn parse_with_files(
             return Err(ManifestError::UnknownKey(key.clone()));
         }
     }
-    let kind = match optional_str(&table, "type")? {
-        None => FunctionType::Function,
-        Some(t) => match FunctionType::parse(&t) {
-            Some(FunctionType::Page) => {
-                return Err(ManifestError::Invalid {
+    let kind =
+        match optional_str(&table, "type")? {
+            None => FunctionType::Function,
+            Some(t) => match FunctionType::parse(&t) {
+                Some(kind) => kind,
+                None => return Err(ManifestError::Invalid {
                     key: "type",
-                    problem: "is \"page\": a page is declared with [fields] and no runtime, and this hearth does not deploy pages yet; use function, datasource or field".into(),
-                })
-            }
-            Some(kind) => kind,
-            None => {
-                return Err(ManifestError::Invalid {
-                    key: "type",
-                    problem: format!("is \"{t}\"; use one of function (the default), datasource, field"),
-                })
-            }
-        },
-    };
+                    problem: format!(
+                        "is \"{t}\"; use one of function (the default), datasource, field, page"
+                    ),
+                }),
+            },
+        };
 
     let name = required_str(&table, "name", "for example name = \"hello\"")?;
     validate_name(&name).map_err(|problem| ManifestError::Invalid {
@@ -493,6 +523,119 @@ pub fn parse_with_files(
         schema_files,
         errors,
         output_validation,
+        fields: None,
+    })
+}
+
+/// The `[limits]` keys a page has (it has no workers of its own).
+const PAGE_LIMIT_KEYS: &str =
+    "timeout_ms, max_request_kb, max_response_kb, rate_per_second, rate_burst";
+
+/// A page's hearth.toml: `type = "page"`, no runtime or entry, its
+/// `[fields]` template, and the page's own deadline (`timeout_ms`, or
+/// `[limits] timeout_ms`).
+fn parse_page(
+    table: &toml::Table,
+    file: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> Result<Manifest, ManifestError> {
+    for key in table.keys() {
+        match key.as_str() {
+            "name" | "type" | "app" | "category" | "description" | "timeout_ms" | "fields"
+            | "input" | "limits" => {}
+            "runtime" | "entry" | "calls" => {
+                return Err(ManifestError::InvalidAt {
+                    key: key.clone(),
+                    problem: "is set, but a page has no code: the engine runs its [fields], each filled by a function; remove it (or make this a function without type = \"page\")".into(),
+                })
+            }
+            _ => return Err(ManifestError::UnknownPageKey(key.clone())),
+        }
+    }
+    let name = required_str(table, "name", "for example name = \"home\"")?;
+    validate_name(&name).map_err(|problem| ManifestError::Invalid {
+        key: "name",
+        problem,
+    })?;
+    let app = optional_str(table, "app")?.unwrap_or_else(|| DEFAULT_APP.to_owned());
+    validate_name(&app).map_err(|problem| ManifestError::Invalid {
+        key: "app",
+        problem,
+    })?;
+    let category = optional_str(table, "category")?.unwrap_or_default();
+    let description = optional_str(table, "description")?.unwrap_or_default();
+    let mut limits_table = match table.get("limits") {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(t)) => t.clone(),
+        Some(_) => {
+            return Err(ManifestError::Invalid {
+                key: "limits",
+                problem: "must be a table: write [limits] on its own line, then its keys".into(),
+            })
+        }
+    };
+    for key in limits_table.keys() {
+        if !PAGE_LIMIT_KEYS.split(", ").any(|k| k == key) {
+            return Err(ManifestError::UnknownPageKey(format!("limits.{key}")));
+        }
+    }
+    if let Some(ms) = table.get("timeout_ms") {
+        if limits_table.contains_key("timeout_ms") {
+            return Err(ManifestError::Invalid {
+                key: "timeout_ms",
+                problem: "is set twice, at the top and in [limits]; keep one".into(),
+            });
+        }
+        limits_table.insert("timeout_ms".into(), ms.clone());
+    }
+    let mut limits = parse_limits(&limits_table, RuntimeKind::Page)?;
+    // A page runs no worker of its own.
+    limits.min_workers = 0;
+    let limits_set: Vec<String> = limits_table.keys().cloned().collect();
+    let Some(fields) = table.get("fields") else {
+        return Err(ManifestError::Missing {
+            key: "fields",
+            example: "a page declares its fields: [fields.title] with fn = \"title-row\" and input = { user = \"$request.user_id\" }",
+        });
+    };
+    let template = crate::page::parse(fields)?;
+    let mut calls: Vec<String> = Vec::new();
+    for f in template.functions() {
+        if f.name == name {
+            return Err(ManifestError::Template(crate::page::TemplateError {
+                at: format!(
+                    "fields.{}.fn",
+                    template
+                        .fields
+                        .iter()
+                        .find(|x| x.function.name == name)
+                        .map_or("", |x| x.path.as_str())
+                ),
+                problem: format!("names the page itself ({name}); a field is filled by a function"),
+            }));
+        }
+        if !calls.contains(&f.name) {
+            calls.push(f.name.clone());
+        }
+    }
+    let mut schema_files = SchemaFiles::default();
+    let input = parse_schema(table, "input", file, &mut schema_files.input)?;
+    Ok(Manifest {
+        name,
+        runtime: RuntimeKind::Page,
+        entry: String::new(),
+        app,
+        category,
+        description,
+        limits,
+        limits_set: Some(limits_set),
+        calls,
+        kind: FunctionType::Page,
+        input,
+        output: None,
+        schema_files,
+        errors: Errors::new(),
+        output_validation: OutputValidation::Off,
+        fields: Some(metadata::toml_to_json(fields)),
     })
 }
 

@@ -89,6 +89,7 @@ pub fn payload(name: &str) -> Option<Payload> {
         GcReport,
         GcRequest,
         HealthInfo,
+        PageAnswer,
         PublishRequest,
         ReleaseList,
         ReleaseOutcome,
@@ -107,7 +108,9 @@ pub fn payload(name: &str) -> Option<Payload> {
         WorkersInfo,
     );
     match name {
-        "the event (any JSON)" | "the function's result" => Some(Payload::AnyJson),
+        "the event (any JSON)" | "the function's result" | "the page request (any JSON)" => {
+            Some(Payload::AnyJson)
+        }
         "the OpenAPI 3.1 document" | "an OpenAPI 3.1 document" => Some(Payload::Object),
         "text/html" => Some(Payload::Html),
         "Prometheus text (format 0.0.4)" => Some(Payload::PrometheusText),
@@ -149,7 +152,7 @@ fn query_of(route: &Route) -> Option<Query> {
 /// Request headers a route reads, beyond `Authorization`.
 fn headers_of(id: RouteId) -> Vec<Value> {
     match id {
-        RouteId::Call => vec![json!({
+        RouteId::Call | RouteId::CallPage => vec![json!({
             "name": "x-hearth-log",
             "in": "header",
             "required": false,
@@ -235,6 +238,22 @@ fn errors_of(route: &Route) -> Vec<ErrorCode> {
             InvalidOutput,
             UndeclaredError,
             FunctionOffline,
+        ],
+        RouteId::CallPage => &[
+            FunctionNotFound,
+            VersionNotFound,
+            AliasNotFound,
+            NotPublished,
+            NotAPage,
+            FieldFailed,
+            FieldTimeout,
+            ResponseTooLarge,
+            Overloaded,
+            RateLimited,
+            TooManyConnections,
+            InvalidInput,
+            FunctionOffline,
+            Recursion,
         ],
         RouteId::Deploy => &[
             BadManifest,
@@ -586,6 +605,16 @@ fn operation(
             }
         }
         let mut headers = request_id_header();
+        if route.id == RouteId::CallPage {
+            if let Some(h) = headers.as_object_mut() {
+                h.insert(
+                    "x-hearth-function".into(),
+                    json!({"description": "the page that answered", "schema": {"type": "string"}}),
+                );
+                h.insert("x-hearth-version".into(), json!({"description": "the page's version that answered", "schema": {"type": "integer", "minimum": 0}}));
+                h.insert("Server-Timing".into(), json!({"description": "page (the whole call), critical (the sum of the critical path's member calls, its fields in desc) and one entry per field (field.PATH, its function@version in desc)", "schema": {"type": "string"}}));
+            }
+        }
         if route.id == RouteId::Call {
             if let Some(h) = headers.as_object_mut() {
                 h.insert("x-hearth-function".into(), json!({"description": "the function that answered", "schema": {"type": "string"}}));

@@ -30,6 +30,35 @@ use serde_json::Value;
 
 use crate::manifest::validate_name;
 
+/// A page call's answer: the fields' values at their paths, and an entry
+/// for each field that failed or was late (GraphQL's partial results).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct PageAnswer {
+    /// The page: each field's value at its path (`rows.recommended`), a
+    /// fallback's where its function failed; hidden fields left out.
+    pub data: serde_json::Map<String, Value>,
+    /// Empty when every field got its function's value.
+    pub errors: Vec<PageFieldError>,
+}
+
+/// A field whose function failed or was late.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct PageFieldError {
+    /// The field's path.
+    pub field: String,
+    /// The member's error code (its own declared code, `timeout`, ...),
+    /// `deadline_exceeded` (the page's time ran out before it could start)
+    /// or `dependency_failed` (a field it needs has no value).
+    pub code: String,
+    pub function: String,
+    /// The version that answered (null when no call was made).
+    pub version: Option<u32>,
+    pub message: String,
+    /// What the field got instead: `static` (its fallback value), `stale`
+    /// (the last good value for this input), `omit` or `none` (left out).
+    pub fallback: String,
+}
+
 /// Most fields one page may have.
 pub const MAX_FIELDS: usize = 256;
 
@@ -58,7 +87,7 @@ pub enum Fallback {
     Static(Value),
     /// The last good value for the same input.
     Stale,
-    /// Leave the field out, without an error entry.
+    /// Leave the field out (the answer's `errors` still says why).
     Omit,
 }
 
@@ -73,6 +102,9 @@ pub struct Field {
     pub timeout_ms: Option<u64>,
     pub required: bool,
     pub fallback: Fallback,
+    /// Computed for other fields and left out of the page's answer
+    /// (`hidden = true`): a data source the page's fields are made from.
+    pub hidden: bool,
     /// Indices (in [`Template::fields`]) of the fields its input refers to.
     pub needs: Vec<usize>,
 }
@@ -285,11 +317,11 @@ fn collect(table: &toml::Table, prefix: &str, out: &mut Vec<Field>) -> Result<()
         for k in t.keys() {
             if !matches!(
                 k.as_str(),
-                "fn" | "input" | "timeout_ms" | "required" | "fallback"
+                "fn" | "input" | "timeout_ms" | "required" | "fallback" | "hidden"
             ) {
                 return Err(err(
                     format!("{at}.{k}"),
-                    "is not a key of a field; a field has fn, input, timeout_ms, required and fallback",
+                    "is not a key of a field; a field has fn, input, timeout_ms, required, fallback and hidden",
                 ));
             }
         }
@@ -335,6 +367,16 @@ fn collect(table: &toml::Table, prefix: &str, out: &mut Vec<Field>) -> Result<()
                 ))
             }
         };
+        let hidden = match t.get("hidden") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(other) => {
+                return Err(err(
+                    format!("{at}.hidden"),
+                    format!("must be true or false, not {}", other.type_str()),
+                ))
+            }
+        };
         let fallback = match t.get("fallback") {
             None => Fallback::None,
             Some(toml::Value::String(s)) if s == "stale" => Fallback::Stale,
@@ -354,6 +396,7 @@ fn collect(table: &toml::Table, prefix: &str, out: &mut Vec<Field>) -> Result<()
             timeout_ms,
             required,
             fallback,
+            hidden,
             needs: Vec::new(),
         });
     }

@@ -43,6 +43,8 @@ impl Method {
 pub enum RouteId {
     /// `/fn/{target}`: call a function.
     Call,
+    /// `POST /page/{target}`: call a page.
+    CallPage,
     Health,
     /// `GET /api/v1/openapi.json`: this API as an OpenAPI 3.1 document.
     OpenApi,
@@ -89,7 +91,7 @@ pub enum RouteId {
 /// function's application.
 pub const fn access_of(id: RouteId) -> Access {
     match id {
-        RouteId::Call => Access::Call,
+        RouteId::Call | RouteId::CallPage => Access::Call,
         RouteId::Health => Access::Public,
         RouteId::Workers
         | RouteId::OpenApi
@@ -183,6 +185,14 @@ pub const ROUTES: &[Route] = &[
         None,
         "the function's result",
         "call a function with the query parameters as the event",
+    ),
+    route(
+        CallPage,
+        Post,
+        "/page/{target}",
+        Some("the page request (any JSON)"),
+        "PageAnswer",
+        "call a page (NAME, NAME@VERSION or NAME@ALIAS): every field filled by its function, as {data, errors}",
     ),
     route(
         Health,

@@ -97,6 +97,8 @@ pub struct Outcome {
     pub log: CallLog,
     pub timing: Timing,
     pub elapsed: Duration,
+    /// A page call's fields: how each went, and the critical path.
+    pub page: Option<Box<crate::page::PageTrace>>,
 }
 
 /// A boxed future, for [`Dispatch`].

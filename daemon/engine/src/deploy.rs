@@ -41,7 +41,12 @@ impl Releases {
     ) -> Result<DeployOutcome, PublishError> {
         let v = &self.versions;
         let manifest = bundle.validate()?;
-        let runtime = v.runtimes.get(manifest.runtime)?;
+        let runtime = if manifest.is_page() {
+            self.check_page_members(&manifest).await?;
+            hearth_api::manifest::RuntimeKind::Page
+        } else {
+            v.runtimes.get(manifest.runtime)?.kind
+        };
         let function = manifest.name.clone();
         let lock = self.locks.of(&function);
         let _guard = lock.lock().await;
@@ -67,7 +72,7 @@ impl Releases {
             function: &function,
             version: put.version,
             created: put.created,
-            runtime: runtime.kind.as_str(),
+            runtime: runtime.as_str(),
         });
 
         let mut outcome = DeployOutcome {
@@ -109,7 +114,11 @@ impl Releases {
         // Even without publishing, prove the code loads (so the deploy
         // reports an import error now) and keep that worker warm for a
         // publish within the grace period.
-        progress.say("starting a worker and loading the code…");
+        if runtime == hearth_api::manifest::RuntimeKind::Page {
+            progress.say("a page: its fields' functions are there");
+        } else {
+            progress.say("starting a worker and loading the code…");
+        }
         outcome.load_ms = match v.prove_loads(&pool, &function, put.version).await {
             Ok(ms) => ms,
             Err(PublishError::LoadFailed { error, .. }) => {
@@ -172,5 +181,82 @@ impl Releases {
             action: "publish",
         });
         Ok(outcome)
+    }
+
+    /// Every function a page's fields name is there: deployed and not
+    /// deleted, not a page, with the version or alias the field asks for.
+    /// What is not is refused naming the field (`fields.PATH.fn`).
+    async fn check_page_members(
+        &self,
+        manifest: &hearth_api::manifest::Manifest,
+    ) -> Result<(), PublishError> {
+        use hearth_api::page::Selector;
+        let Some(template) = manifest.template() else {
+            return Ok(());
+        };
+        let template = template.map_err(|e| PublishError::BadPage {
+            function: manifest.name.clone(),
+            version: 0,
+            problem: e.to_string(),
+        })?;
+        let store = &self.versions.store;
+        let mut aliases = None;
+        for field in &template.fields {
+            let f = &field.function;
+            let refuse = |problem: String| PublishError::PageMember {
+                page: manifest.name.clone(),
+                at: format!("fields.{}.fn", field.path),
+                problem,
+            };
+            let record = store.function(&f.name).await?;
+            let record = match record {
+                Some(r) if r.deleted_at.is_none() => r,
+                Some(_) => {
+                    return Err(refuse(format!(
+                        "names {}, which was deleted; deploy it again or fill the field with another function",
+                        f.name
+                    )))
+                }
+                None => {
+                    return Err(refuse(format!(
+                        "names {}, which is not deployed; `hearth list` shows the functions there are",
+                        f.name
+                    )))
+                }
+            };
+            if record.kind == hearth_api::metadata::FunctionType::Page {
+                return Err(refuse(format!(
+                    "names {}, which is a page; a field is filled by a function (a datasource, field or function)",
+                    f.name
+                )));
+            }
+            match &f.selector {
+                Selector::Live => {}
+                Selector::Version(n) => {
+                    if store.version(&f.name, *n).await?.is_none() {
+                        return Err(refuse(format!(
+                            "names {}@{n}, but {} has no version {n} (its latest is {})",
+                            f.name, f.name, record.versions
+                        )));
+                    }
+                }
+                Selector::Alias(a) => {
+                    if aliases.is_none() {
+                        aliases = Some(store.aliases().await?);
+                    }
+                    let known = aliases
+                        .iter()
+                        .flatten()
+                        .any(|r| r.function == f.name && r.alias == *a);
+                    if !known {
+                        return Err(refuse(format!(
+                            "names {}@{a}, but {} has no alias {a}; make it with `hearth alias {} {a} --version N`",
+                            f.name, f.name, f.name
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -130,7 +130,7 @@ pub fn plan(runtime: &Runtime, files: &[BundleFile]) -> Option<Plan> {
             v.extend(find("package-lock.json"));
             ("package.json", v, "node".to_owned())
         }
-        RuntimeKind::Lua => return None,
+        RuntimeKind::Lua | RuntimeKind::Page => return None,
     };
     let mut h = Sha256::new();
     h.update(salt.as_bytes());
@@ -235,7 +235,7 @@ impl Deps {
                 env: vec![],
                 links: vec![("node_modules".into(), dir.join("node_modules"))],
             },
-            RuntimeKind::Lua => Installed::default(),
+            RuntimeKind::Lua | RuntimeKind::Page => Installed::default(),
         }
     }
 
@@ -333,7 +333,7 @@ impl Deps {
                     "npm",
                 )
             }
-            RuntimeKind::Lua => return Ok(Installed::default()),
+            RuntimeKind::Lua | RuntimeKind::Page => return Ok(Installed::default()),
         };
         progress.say(format!(
             "installing dependencies from {} with {installer}…",

@@ -82,6 +82,8 @@ pub struct Engine {
     /// Call statistics waiting for a flush, and calls in flight per
     /// function (stats.rs); a sink of `events`.
     pub(crate) stats: Arc<Stats>,
+    /// Last good values of page fields whose fallback is `"stale"`.
+    pub(crate) stale: crate::page::StaleValues,
 }
 
 impl Engine {
@@ -121,6 +123,7 @@ impl Engine {
                 versions,
                 in_flight: Default::default(),
                 stats,
+                stale: Default::default(),
             }
         })
     }

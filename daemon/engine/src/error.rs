@@ -80,6 +80,20 @@ pub enum PublishError {
         function: String,
         callers: Vec<String>,
     },
+    #[error("{function} version {version}: hearth.toml: {problem}")]
+    BadPage {
+        function: String,
+        version: u32,
+        problem: String,
+    },
+    /// A page's field names a function (or version, alias) that is not
+    /// there: `at` is `fields.PATH.fn`.
+    #[error("{page}: hearth.toml: `{at}` {problem}")]
+    PageMember {
+        page: String,
+        at: String,
+        problem: String,
+    },
     #[error("{function}: {field} is {len} bytes, over the limit of {max}")]
     EditTooLong {
         function: String,
@@ -107,6 +121,14 @@ impl From<PublishError> for ApiError {
             PublishError::Bundle(BundleError::Manifest(_)) | PublishError::Bundle(BundleError::NoManifest) => {
                 ApiError::new(ErrorCode::BadManifest, message, "fix hearth.toml and deploy again")
             }
+            PublishError::BadPage { .. } => {
+                ApiError::new(ErrorCode::BadManifest, message, "fix the page's [fields] in hearth.toml and deploy it again")
+            }
+            PublishError::PageMember { .. } => ApiError::new(
+                ErrorCode::BadManifest,
+                message,
+                "deploy that function first (or fix the name, version or alias in the page's hearth.toml), then deploy the page again",
+            ),
             PublishError::Bundle(BundleError::EntryMissing { .. }) => ApiError::new(
                 ErrorCode::BadManifest,
                 message,

@@ -143,6 +143,21 @@ pub enum Event<'a> {
         enforced: bool,
         first: &'a str,
     },
+    /// A page call ended (its CallFinished follows): how its fields went.
+    PageFinished {
+        page: &'a str,
+        version: u32,
+        request_id: &'a str,
+        fields: usize,
+        /// Member calls made.
+        calls: usize,
+        /// Fields that shared another field's identical call.
+        deduped: usize,
+        /// Each field that failed or was late, with its code.
+        failed: &'a [(&'a str, &'a str)],
+        /// The sum of the critical path's member calls, in ms.
+        critical_ms: f64,
+    },
 }
 
 impl Event<'_> {
@@ -257,6 +272,36 @@ impl Event<'_> {
                 enforced,
                 "the answer does not match the function's [output] schema: {first}"
             ),
+            Event::PageFinished {
+                page,
+                version,
+                request_id,
+                fields,
+                calls,
+                deduped,
+                failed,
+                critical_ms,
+            } => {
+                if failed.is_empty() {
+                    debug!(
+                        page,
+                        version, fields, calls, deduped, critical_ms, "page done"
+                    );
+                } else {
+                    let failed: Vec<String> =
+                        failed.iter().map(|(f, c)| format!("{f} ({c})")).collect();
+                    info!(
+                        page,
+                        version,
+                        request_id,
+                        fields,
+                        calls,
+                        deduped,
+                        "page done without some fields: {}",
+                        failed.join(", ")
+                    );
+                }
+            }
         }
     }
 }

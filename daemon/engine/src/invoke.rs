@@ -40,6 +40,11 @@ impl Resolved {
     pub fn limits(&self) -> &Limits {
         &self.pool.spec().limits
     }
+
+    /// Whether it is a page (`type = "page"`).
+    pub fn is_page(&self) -> bool {
+        self.pool.spec().page.is_some()
+    }
 }
 
 impl Engine {
@@ -93,10 +98,11 @@ impl Engine {
         let spec = pool.spec();
         let (function, version) = (spec.function.clone(), spec.version);
         let app = spec.app.clone();
-        let request_id = invocation.request_id;
+        let mut invocation = invocation;
+        let request_id = std::mem::take(&mut invocation.request_id);
         let started_at_ms =
             unix_ms().saturating_sub(invocation.arrived.elapsed().as_millis() as u64);
-        let parent = invocation.parent;
+        let parent = invocation.parent.take();
         let bytes_in = invocation.bytes_in;
         let detail = CallDetail {
             parent: parent.as_deref(),
@@ -139,6 +145,13 @@ impl Engine {
             .check_input(&function, version, &invocation.payload)
         {
             return Err(refused(e));
+        }
+        if let Some(template) = spec.page.clone() {
+            invocation.request_id = request_id.clone();
+            return self
+                .invoke_page(&pool, template, invocation, detail)
+                .instrument(span.clone())
+                .await;
         }
         let contract = spec.contract.clone();
         let timeout = Duration::from_millis(spec.limits.timeout_ms);
@@ -279,6 +292,7 @@ impl Engine {
                             log,
                             timing,
                             elapsed,
+                            page: None,
                         });
                     }
                     let result = result.map_err(|fe| {
@@ -303,6 +317,7 @@ impl Engine {
                         log,
                         timing,
                         elapsed,
+                        page: None,
                     })
                 }
                 Err(CallFailed { error, trace }) => {
@@ -338,6 +353,123 @@ impl Engine {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl Engine {
+    /// Call a page: its fields filled by member calls (page.rs), its answer
+    /// `{"data", "errors"}`, and its one CallFinished.
+    async fn invoke_page(
+        &self,
+        pool: &Arc<Pool>,
+        template: Arc<hearth_api::page::Template>,
+        invocation: Invocation,
+        detail: CallDetail<'_>,
+    ) -> Result<Outcome, ApiError> {
+        let spec = pool.spec();
+        let (page, version, app) = (&spec.function, spec.version, &spec.app);
+        let events = &self.versions.shared.events;
+        let Some(dispatch) = pool.dispatcher() else {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                "hearth is stopping: the page was not called",
+                "retry it on another daemon",
+            ));
+        };
+        if let Some(above) = &invocation.lineage {
+            if above.chain.iter().any(|(f, _)| f == page) {
+                return Err(ApiError::new(
+                    ErrorCode::Recursion,
+                    format!("the page {page} is already in the call chain: a page cannot fill its own fields, directly or not"),
+                    "break the cycle: let a field's function do the work itself",
+                ));
+            }
+        }
+        let _in_flight = InFlight::enter(&self.in_flight);
+        let _busy = self.stats.enter(app, page, version);
+        let request_id = invocation.request_id.clone();
+        let caller = invocation.caller;
+        let arrived = invocation.arrived;
+        let answer = crate::page::run(crate::page::PageCall {
+            page,
+            version,
+            template: &template,
+            dispatch,
+            stale: &self.stale,
+            invocation,
+            timeout: Duration::from_millis(spec.limits.timeout_ms),
+            max_nested_calls: spec.limits.max_nested_calls,
+        })
+        .await;
+        let elapsed = arrived.elapsed();
+        let trace = answer.trace;
+        let failed: Vec<(&str, &str)> = trace
+            .fields
+            .iter()
+            .filter_map(|f| f.code.as_deref().map(|c| (f.path.as_str(), c)))
+            .collect();
+        events.emit(Event::PageFinished {
+            page,
+            version,
+            request_id: &request_id,
+            fields: trace.fields.len(),
+            calls: trace.calls,
+            deduped: trace.deduped,
+            failed: &failed,
+            critical_ms: trace.critical_ms,
+        });
+        let max = spec.limits.max_response_kb.saturating_mul(1024);
+        let result = answer.result.and_then(|value| {
+            let json = serde_json::to_vec(&value).unwrap_or_default();
+            if json.len() as u64 > max {
+                return Err(ApiError::response_too_large(
+                    page,
+                    json.len() as u64,
+                    spec.limits.max_response_kb,
+                ));
+            }
+            Ok(json)
+        });
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let finished = |status: u16, outcome: &str, error: Option<&str>, bytes_out: u64| {
+            events.emit(Event::CallFinished {
+                function: page,
+                version,
+                app,
+                request_id: &request_id,
+                caller,
+                status,
+                outcome,
+                ms,
+                start: Default::default(),
+                error,
+                detail: CallDetail {
+                    bytes_out,
+                    ..detail
+                },
+            })
+        };
+        match result {
+            Ok(json) => {
+                finished(200, "ok", None, json.len() as u64);
+                let value = hearth_protocol::json_to_value(&json).unwrap_or(rmpv::Value::Nil);
+                Ok(Outcome {
+                    function: page.clone(),
+                    version,
+                    request_id,
+                    result: Ok(value),
+                    json: Some(bytes::Bytes::from(json)),
+                    log: Default::default(),
+                    timing: Default::default(),
+                    elapsed,
+                    page: Some(Box::new(trace)),
+                })
+            }
+            Err(e) => {
+                finished(e.status, e.code.as_str(), Some(&e.detail.message), 0);
+                Err(e.function(page, Some(version)).request_id(&request_id))
+            }
+        }
     }
 }
 

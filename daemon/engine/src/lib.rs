@@ -19,6 +19,7 @@ mod invoke;
 pub mod leftovers;
 mod locks;
 mod manage;
+pub mod page;
 pub mod pool;
 pub mod rates;
 mod releases;

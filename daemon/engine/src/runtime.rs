@@ -60,6 +60,19 @@ pub struct Runtimes {
     found: HashMap<RuntimeKind, Result<Runtime, RuntimeError>>,
 }
 
+impl Runtime {
+    /// What a page's pool has for a runtime: none (it starts no worker).
+    pub fn page() -> Runtime {
+        Runtime {
+            kind: RuntimeKind::Page,
+            interpreter: PathBuf::new(),
+            version: String::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
 impl Runtimes {
     /// Find interpreters and install the shims under `dir` (the data
     /// directory's `runtimes/`). Never fails: a missing runtime is recorded

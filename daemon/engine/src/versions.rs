@@ -195,6 +195,38 @@ impl Versions {
             }
         };
         let record = self.record(function, version).await?;
+        if let Some(template) = record.manifest.template() {
+            // A page: no code to write, no interpreter; the engine runs
+            // its template.
+            let template = template.map_err(|e| PublishError::BadPage {
+                function: function.to_owned(),
+                version,
+                problem: e.to_string(),
+            })?;
+            let spec = WorkerSpec {
+                function: function.to_owned(),
+                version,
+                dir: PathBuf::new(),
+                entry: String::new(),
+                calls: record.manifest.calls.clone(),
+                contract: Arc::new(crate::contract::Contract::of(
+                    &format!("{function}@{version}"),
+                    &record.manifest,
+                )),
+                limits: record.manifest.limits.clone(),
+                runtime: crate::runtime::Runtime::page(),
+                env: Vec::new(),
+                app: record.manifest.app.clone(),
+                identity: None,
+                isolation: self.isolation.clone(),
+                page: Some(Arc::new(template)),
+            };
+            let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            return Ok(pools
+                .entry(key)
+                .or_insert_with(|| Pool::new(spec, &self.shared))
+                .clone());
+        }
         let runtime = self.runtimes.get(record.manifest.runtime)?.clone();
         let files = self.store.version_files(function, version).await?;
         let installed = match deps::plan(&runtime, &files) {
@@ -231,6 +263,7 @@ impl Versions {
             app: record.manifest.app.clone(),
             identity,
             isolation: self.isolation.clone(),
+            page: None,
         };
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         Ok(pools
@@ -248,6 +281,9 @@ impl Versions {
         function: &str,
         version: u32,
     ) -> Result<Option<f64>, PublishError> {
+        if pool.spec().page.is_some() {
+            return Ok(None);
+        }
         let started = Instant::now();
         let before = pool.stats().started;
         match pool.warm(LOAD_TIMEOUT).await {

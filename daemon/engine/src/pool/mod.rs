@@ -233,6 +233,10 @@ impl Pool {
             starting: Default::default(),
             lane_freed: tokio::sync::Notify::new(),
         });
+        // A page's pool starts no worker: it only routes.
+        if pool.spec.page.is_some() {
+            return pool;
+        }
         if let Some(budget) = &pool.budget {
             budget.register(&pool);
         }
@@ -794,6 +798,9 @@ impl Pool {
     /// Make sure one loaded worker is waiting, starting it if needed. Used at
     /// deploy and publish: the code is proven to load before it goes live.
     pub async fn warm(self: &Arc<Self>, load_timeout: Duration) -> Result<(), WorkerError> {
+        if self.spec.page.is_some() {
+            return Ok(());
+        }
         let deadline = Instant::now() + load_timeout;
         let Ok(_permit) = self.slots.acquire().await else {
             return Ok(());

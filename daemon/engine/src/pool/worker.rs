@@ -43,6 +43,9 @@ pub struct WorkerSpec {
     pub calls: Vec<String>,
     /// Its schemas and error codes.
     pub contract: Arc<crate::contract::Contract>,
+    /// A page's template (`type = "page"`): the engine runs it, and the
+    /// pool never starts a worker.
+    pub page: Option<Arc<hearth_api::page::Template>>,
 }
 
 impl WorkerSpec {
@@ -60,6 +63,7 @@ impl WorkerSpec {
             entry: String::new(),
             calls: Vec::new(),
             contract: Arc::default(),
+            page: None,
             limits: Limits::default(),
             runtime,
             env: Vec::new(),

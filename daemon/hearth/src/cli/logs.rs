@@ -18,6 +18,10 @@ pub struct Filters {
     /// Only the call with this request id.
     #[arg(long)]
     pub request: Option<String>,
+    /// Only calls made by the call with this request id (a page's member
+    /// calls, a function's nested calls).
+    #[arg(long)]
+    pub parent: Option<String>,
     /// Only calls that succeeded (ok) or failed (error).
     #[arg(long, value_parser = ["ok", "error"])]
     pub status: Option<String>,
@@ -41,6 +45,7 @@ impl Filters {
         CallQuery {
             since_ms: self.since.map(|d| now.saturating_sub(d.as_millis() as u64)),
             request_id: self.request.clone(),
+            parent: self.parent.clone(),
             status: self.status.as_deref().and_then(StatusFilter::parse),
             version: self.version,
             after_seq: None,

@@ -1,7 +1,9 @@
 //! `/fn/{target}`: an HTTP call to a function. The body (or a GET's query)
 //! becomes the event, the function's limits bound it, and the answer carries
 //! the version, request id and timing headers. The call itself is the
-//! engine's `invoke`, as for every other caller.
+//! engine's `invoke`, as for every other caller. `POST /page/{target}` is
+//! the same call to a page (`/fn/` serves pages too; `/page/` serves only
+//! pages), with each field in its Server-Timing.
 
 use base64::Engine as _;
 use hyper::body::Incoming;
@@ -21,12 +23,19 @@ pub async fn call(
     req: Request<Incoming>,
     target: &str,
     request_id: &str,
+    page_route: bool,
 ) -> Result<Resp, ApiError> {
     let request_id = request_id.to_owned();
     let parsed = Target::parse(target).map_err(|e| e.request_id(&request_id))?;
     let is_get = match *req.method() {
         Method::POST => false,
-        Method::GET => true,
+        Method::GET if !page_route => true,
+        _ if page_route => {
+            return Err(ApiError::method_not_allowed(
+                &format!("/page/{target}"),
+                "POST (the page request as a JSON body)",
+            ))
+        }
         _ => {
             return Err(ApiError::method_not_allowed(
                 &format!("/fn/{target}"),
@@ -42,6 +51,17 @@ pub async fn call(
         .map_err(|e| e.request_id(&request_id))?;
     let function = resolved.function().to_owned();
     let version = resolved.version();
+    if page_route && !resolved.is_page() {
+        return Err(ApiError::new(
+            ErrorCode::NotAPage,
+            format!("{function} is a function, not a page"),
+            format!(
+                "call it at POST /fn/{target}; `hearth list --type page` shows the pages there are"
+            ),
+        )
+        .function(&function, Some(version))
+        .request_id(&request_id));
+    }
     let app = resolved.app();
     gw.guard
         .call(app, gw.engine.apps.invoke_mode(app), req.headers())
@@ -97,7 +117,10 @@ pub async fn call(
             if let Ok(v) = HeaderValue::from_str(&function) {
                 h.insert("x-hearth-function", v);
             }
-            add_timing(h, &outcome.timing);
+            match &outcome.page {
+                Some(trace) => add_page_timing(h, outcome.elapsed, trace),
+                None => add_timing(h, &outcome.timing),
+            }
             h.insert("x-hearth-version", HeaderValue::from(version));
             if let Ok(v) = HeaderValue::from_str(&request_id) {
                 h.insert("x-request-id", v);
@@ -175,6 +198,47 @@ fn add_timing(h: &mut hyper::HeaderMap, t: &Timing) {
         h.insert("server-timing", v);
     }
     h.insert("x-hearth-start", HeaderValue::from_static(t.start.as_str()));
+}
+
+/// A page call's `Server-Timing`: `page` (the whole call), `critical` (the
+/// sum of its critical path's member calls, the path in `desc`) and
+/// `field.PATH` for each field (its function@version in `desc`).
+fn add_page_timing(
+    h: &mut hyper::HeaderMap,
+    elapsed: std::time::Duration,
+    trace: &hearth_engine::page::PageTrace,
+) {
+    use std::fmt::Write;
+    let mut value = format!("page;dur={:.3}", elapsed.as_secs_f64() * 1000.0);
+    let path: Vec<&str> = trace
+        .critical
+        .iter()
+        .filter_map(|&i| trace.fields.get(i).map(|f| f.path.as_str()))
+        .collect();
+    let _ = write!(
+        value,
+        ", critical;dur={:.3};desc=\"{}\"",
+        trace.critical_ms,
+        path.join(" > ")
+    );
+    for f in &trace.fields {
+        let version = f.version.map_or(String::new(), |v| format!("@{v}"));
+        let name = f.function.split('@').next().unwrap_or(&f.function);
+        let _ = write!(
+            value,
+            ", field.{};dur={:.3};desc=\"{name}{version}{}\"",
+            f.path,
+            f.end_ms - f.start_ms,
+            match (&f.code, f.shared) {
+                (Some(code), _) => format!(" {code}"),
+                (None, true) => " shared".to_owned(),
+                (None, false) => String::new(),
+            }
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert("server-timing", v);
+    }
 }
 
 /// Most bytes of a call's log returned in the `x-hearth-log` header.

@@ -235,7 +235,9 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, management_only: bool)
             gw.conns.limits.open()
         )))
     } else if let Some(target) = path.strip_prefix("/fn/") {
-        call::call(&gw, req, target, &request_id).await
+        call::call(&gw, req, target, &request_id, false).await
+    } else if let Some(target) = path.strip_prefix("/page/") {
+        call::call(&gw, req, target, &request_id, true).await
     } else if path == "/" {
         Ok(json(
             StatusCode::OK,

@@ -71,6 +71,9 @@ struct Families {
     worker_exits: IntCounterVec,
     throttled: IntCounterVec,
     output_invalid: IntCounterVec,
+    page_members: IntCounterVec,
+    page_deduped: IntCounterVec,
+    page_field_failures: IntCounterVec,
     records_dropped: IntCounter,
     inflight: IntGaugeVec,
     queued: IntGaugeVec,
@@ -185,6 +188,21 @@ impl Metrics {
                 "hearth_output_invalid_total",
                 "Answers that did not match their function's [output] schema (output_validation log or enforce), by function and mode.",
                 &["function", "mode"]
+            ),
+            page_members: counter!(
+                "hearth_page_member_calls_total",
+                "Member calls made by page calls, by page.",
+                &["page"]
+            ),
+            page_deduped: counter!(
+                "hearth_page_deduped_fields_total",
+                "Page fields that shared an identical member call (same function, version and input) of another field of the same page call, by page.",
+                &["page"]
+            ),
+            page_field_failures: counter!(
+                "hearth_page_field_failures_total",
+                "Page fields whose function failed or was late (they got their fallback), by page, field and code.",
+                &["page", "field", "code"]
             ),
             records_dropped: reg(
                 &registry,

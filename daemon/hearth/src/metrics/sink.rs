@@ -177,6 +177,27 @@ impl EventSink for Metrics {
                 .output_invalid
                 .with_label_values(&[function, if enforced { "enforce" } else { "log" }])
                 .inc(),
+            Event::PageFinished {
+                page,
+                calls,
+                deduped,
+                failed,
+                ..
+            } => {
+                f.page_members
+                    .with_label_values(&[page])
+                    .inc_by(calls as u64);
+                if deduped > 0 {
+                    f.page_deduped
+                        .with_label_values(&[page])
+                        .inc_by(deduped as u64);
+                }
+                for (field, code) in failed {
+                    f.page_field_failures
+                        .with_label_values(&[page, field, code])
+                        .inc();
+                }
+            }
             Event::VersionReclaimed { function, .. } => {
                 self.maybe_gone
                     .lock()

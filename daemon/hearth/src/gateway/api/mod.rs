@@ -166,7 +166,7 @@ pub async fn handle(
         RouteId::GetTemplate => templates::get(gw, param(0)).await,
         RouteId::SaveTemplate => templates::save(gw, who()?, req).await,
         RouteId::DeleteTemplate => templates::delete(gw, who()?, param(0)).await,
-        RouteId::Call => Err(ApiError::route_not_found(req.uri().path())),
+        RouteId::Call | RouteId::CallPage => Err(ApiError::route_not_found(req.uri().path())),
     }
 }
 
