@@ -99,6 +99,8 @@ pub struct Conn {
     addr: String,
     /// `Authorization: ...\r\n` for management requests, or empty.
     auth: String,
+    /// The last answer's `Server-Timing` header (empty: none).
+    pub server_timing: String,
 }
 
 impl Conn {
@@ -123,6 +125,7 @@ impl Conn {
                 })
                 .map(|t| format!("Authorization: Bearer {t}\r\n"))
                 .unwrap_or_default(),
+            server_timing: String::new(),
         }
     }
 
@@ -166,6 +169,7 @@ impl Conn {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let mut length = 0usize;
+        self.server_timing.clear();
         loop {
             line.clear();
             self.reader.read_line(&mut line).expect("header");
@@ -176,6 +180,8 @@ impl Conn {
             if let Some((k, v)) = l.split_once(':') {
                 if k.eq_ignore_ascii_case("content-length") {
                     length = v.trim().parse().unwrap_or(0);
+                } else if k.eq_ignore_ascii_case("server-timing") {
+                    self.server_timing = v.trim().to_owned();
                 }
             }
         }

@@ -168,6 +168,44 @@ class Client {
     return result;
   }
 
+  /**
+   * Call the page `name` (its live version, `version`, or `alias`) with
+   * `request`: every field filled by its function.
+   * @returns {Promise<object>} {data, errors, page, version, requestId, durationMs, timing, attempts}
+   *   `errors`: [{field, code, function, version, message, fallback}] for
+   *   each field that failed or was late. A required field that fails
+   *   throws FieldFailedError / FieldTimeoutError (`err.field` names it).
+   */
+  async page(name, request = {}, options = {}) {
+    if (typeof name !== 'string' || !name) throw new TypeError('page: name must be a page name');
+    if (options.version != null && options.alias != null) {
+      throw new TypeError('page: give version or alias, not both');
+    }
+    let target = seg(name);
+    if (options.version != null) target += `@${seg(options.version)}`;
+    else if (options.alias != null) target += `@${seg(options.alias)}`;
+    const { out, attempts } = await this.withRetries(options.retries ?? this.retries, () =>
+      this.transport.call({
+        target,
+        event: request,
+        requestId: options.requestId,
+        timeoutMs: options.timeoutMs ?? this.timeoutMs,
+        page: true,
+      }),
+    );
+    const value = out.value && typeof out.value === 'object' ? out.value : {};
+    return {
+      data: value.data ?? {},
+      errors: Array.isArray(value.errors) ? value.errors : [],
+      page: out.function,
+      version: out.version,
+      requestId: out.requestId,
+      durationMs: out.durationMs,
+      timing: out.timing,
+      attempts,
+    };
+  }
+
   /** The call record of `requestId`, polled until written (or null). */
   async waitForRecord(requestId, waitMs) {
     const end = Date.now() + waitMs;

@@ -88,6 +88,33 @@ export interface CallRecord {
   [field: string]: unknown;
 }
 
+/** A field of a page that failed or was late (it got its fallback). */
+export interface PageFieldError {
+  field: string;
+  /** The member's code (its own declared code, timeout, ...), deadline_exceeded or dependency_failed. */
+  code: string;
+  function: string;
+  version: number | null;
+  message: string;
+  /** What the field got instead: static, stale, omit or none. */
+  fallback: 'static' | 'stale' | 'omit' | 'none' | string;
+}
+
+/** A page call's answer. */
+export interface PageResult<T = Record<string, unknown>> {
+  /** Each field's value at its path (a fallback's where its function failed). */
+  data: T;
+  /** Empty when every field got its own function's value. */
+  errors: PageFieldError[];
+  page: string | null;
+  version: number | null;
+  requestId: string | null;
+  durationMs: number;
+  /** Server-Timing, ms: pageMs, criticalMs and `field.PATHMs` for each field. */
+  timing: Record<string, number> | null;
+  attempts: number;
+}
+
 export interface Result<T = unknown> {
   /** The function's return value (its JSON). */
   value: T;
@@ -280,6 +307,12 @@ export class Client {
   readonly token: string | null;
   readonly transport: Transport;
   invoke<T = unknown>(name: string, event?: unknown, options?: InvokeOptions): Promise<Result<T>>;
+  /** Call a page (POST /page/NAME); a required field that fails throws FieldFailedError or FieldTimeoutError. */
+  page<T = Record<string, unknown>>(
+    name: string,
+    request?: unknown,
+    options?: { version?: number; alias?: string; timeoutMs?: number; retries?: number; requestId?: string },
+  ): Promise<PageResult<T>>;
   health(): Promise<{ status: string; version: string; [field: string]: unknown }>;
   functions(): Promise<FunctionInfo[]>;
   function(name: string): Promise<FunctionInfo>;
@@ -344,6 +377,8 @@ export class HearthError extends Error {
   failures: { pointer: string; message: string; keyword: string }[];
   /** With one of the function's own declared codes: its declared `retryable`. */
   retryable: boolean | null;
+  /** With field_failed / field_timeout: the page's field that failed it. */
+  field: string | null;
 }
 /** Refused before it ran (safe to send again); retried by the client. */
 export class RefusedError extends HearthError {}
@@ -429,6 +464,12 @@ export class TemplateNotFoundError extends HearthError {}
 export class TemplateExistsError extends HearthError {}
 /** Built-in templates cannot be deleted (`template_builtin`). */
 export class TemplateBuiltinError extends HearthError {}
+/** A page's required field failed (`field_failed`, 502); `field` names it. */
+export class FieldFailedError extends CallFailedError {}
+/** A page's required field was late (`field_timeout`, 504); `field` names it. */
+export class FieldTimeoutError extends CallFailedError {}
+/** `page()` named a function, not a page (`not_a_page`). */
+export class NotAPageError extends HearthError {}
 
 /** The class of a hearth error code (HearthError for an unknown one). */
 export function errorClassFor(code: string): typeof HearthError;

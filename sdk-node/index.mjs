@@ -68,6 +68,9 @@ export const {
   TemplateNotFoundError,
   TemplateExistsError,
   TemplateBuiltinError,
+  FieldFailedError,
+  FieldTimeoutError,
+  NotAPageError,
 } = sdk;
 
 export default sdk;

@@ -293,6 +293,32 @@ fn real_answers_match_the_document() {
     let reply = d.post("/fn/boom", "{}");
     assert_eq!(reply.code(), "function_error", "{}", reply.text());
     s.check("POST", "/fn/{target}", &reply);
+
+    // A page: its answer, a partial one, a required field failing it, and
+    // a function called at /page/.
+    let page = deploy_body(&[(
+        "hearth.toml",
+        b"name = \"home\"\ntype = \"page\"\napp = \"tests\"\n[fields.greeting]\nfn = \"hello\"\ninput = { name = \"$request.who\" }\n[fields.rows.broken]\nfn = \"boom\"\nfallback = \"omit\"\n",
+    )]);
+    let reply = send(&d, "POST", "/api/v1/deploy", &page);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let reply = d.post("/page/home", r#"{"who":"Ada"}"#);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["errors"][0]["field"], "rows.broken");
+    s.check("POST", "/page/{target}", &reply);
+    let reply = d.post("/page/hello", "{}");
+    assert_eq!(reply.code(), "not_a_page", "{}", reply.text());
+    s.check("POST", "/page/{target}", &reply);
+    let required = deploy_body(&[(
+        "hearth.toml",
+        b"name = \"home\"\ntype = \"page\"\napp = \"tests\"\n[fields.broken]\nfn = \"boom\"\nrequired = true\n",
+    )]);
+    let reply = send(&d, "POST", "/api/v1/deploy", &required);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let reply = d.post("/page/home", "{}");
+    assert_eq!(reply.code(), "field_failed", "{}", reply.text());
+    assert_eq!(reply.json()["error"]["field"], "broken");
+    s.check("POST", "/page/{target}", &reply);
     let reply = d.post("/fn/hello", r#"{"name": 5}"#);
     assert_eq!(reply.code(), "invalid_input", "{}", reply.text());
     assert!(

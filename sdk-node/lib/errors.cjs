@@ -22,6 +22,8 @@ class HearthError extends Error {
     this.failures = Array.isArray(fields.failures) ? fields.failures : [];
     /** With one of the function's own declared codes: its `retryable`. */
     this.retryable = typeof fields.retryable === 'boolean' ? fields.retryable : null;
+    /** With field_failed / field_timeout: the page's field that failed it. */
+    this.field = typeof fields.field === 'string' ? fields.field : null;
   }
 }
 
@@ -99,6 +101,9 @@ const TABLE = [
   ['template_not_found', 'TemplateNotFoundError', HearthError],
   ['template_exists', 'TemplateExistsError', HearthError],
   ['template_builtin', 'TemplateBuiltinError', HearthError],
+  ['field_failed', 'FieldFailedError', CallFailedError],
+  ['field_timeout', 'FieldTimeoutError', CallFailedError],
+  ['not_a_page', 'NotAPageError', HearthError],
 ];
 
 /**
@@ -174,6 +179,7 @@ function fromResponse(status, headers, body) {
     log: detail.log,
     failures: detail.failures,
     retryable: detail.retryable,
+    field: detail.field,
   });
 }
 

@@ -6,6 +6,7 @@
 // run in this process, say) implements the same two methods:
 //
 //   call(spec)    -> {value, function, version, requestId, start, timing, durationMs, logTail}
+//                    (spec.page: a page, at /page/ instead of /fn/)
 //   request(spec) -> the answer's JSON (management routes)
 //   close()
 //
@@ -75,7 +76,7 @@ class HttpTransport {
     const started = process.hrtime.bigint();
     const res = await this.send({
       method: 'POST',
-      path: `/fn/${spec.target}`,
+      path: `${spec.page ? '/page/' : '/fn/'}${spec.target}`,
       body: spec.event === undefined ? {} : spec.event,
       headers,
       timeoutMs: spec.timeoutMs,

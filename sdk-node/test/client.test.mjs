@@ -3,6 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import * as sdk from '../index.mjs';
@@ -247,6 +248,42 @@ test('function_error carries the traceback and is not retried', { skip }, async 
   const { calls } = await client.logs(name);
   assert.equal(calls.length, 1, JSON.stringify(calls.map((c) => c.request_id)));
   assert.equal(calls[0].outcome, 'function_error');
+});
+
+test('page: data, errors with fallbacks, a required field failing the page', { skip }, async () => {
+  const title = fname('ptitle');
+  const boom = fname('pboom');
+  await client.deploy(pyDir(title, 'def handler(event):\n    return "Hi " + event["who"]\n'));
+  await client.deploy(pyDir(boom, 'def handler(event):\n    raise ValueError("no")\n'));
+  const name = fname('page');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-sdk-page-'));
+  const write = (required) =>
+    fs.writeFileSync(
+      path.join(dir, 'hearth.toml'),
+      `name = "${name}"\ntype = "page"\napp = "sdk-node"\n` +
+        `[fields.title]\nfn = "${title}"\ninput = { who = "$request.user" }\n` +
+        `[fields.rows.broken]\nfn = "${boom}"\n${required ? 'required = true' : 'fallback = "omit"'}\n`,
+    );
+  write(false);
+  await client.deploy(dir);
+  const r = await client.page(name, { user: 'Ada' });
+  assert.deepEqual(r.data, { title: 'Hi Ada' });
+  assert.equal(r.errors.length, 1);
+  assert.equal(r.errors[0].field, 'rows.broken');
+  assert.equal(r.errors[0].fallback, 'omit');
+  assert.equal(r.version, 1);
+  assert.equal(r.page, name);
+  assert.ok(r.timing && typeof r.timing.criticalMs === 'number', JSON.stringify(r.timing));
+  await assert.rejects(client.page(title), sdk.NotAPageError);
+  write(true);
+  await client.deploy(dir);
+  await assert.rejects(client.page(name, { user: 'Ada' }), (e) => {
+    assert.ok(e instanceof sdk.FieldFailedError, e.name);
+    assert.equal(e.field, 'rows.broken');
+    assert.equal(e.status, 502);
+    return true;
+  });
+  assert.equal((await client.page(name, { user: 'Bo' }, { version: 1 })).data.title, 'Hi Bo');
 });
 
 test('timeout: the function ran past limits.timeout_ms', { skip }, async () => {

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 from . import errors  # noqa: E402
 from ._async import AsyncClient  # noqa: E402
-from ._client import DEFAULT_ADDR, Client, Result, parse_addr  # noqa: E402
+from ._client import DEFAULT_ADDR, Client, PageResult, Result, parse_addr  # noqa: E402
 from ._function import Error  # noqa: E402
 from ._transport import Response, Transport  # noqa: E402
 from .errors import *  # noqa: E402,F401,F403
@@ -25,6 +25,7 @@ __all__ = [
     "Client",
     "DEFAULT_ADDR",
     "Error",
+    "PageResult",
     "Result",
     "Response",
     "Transport",

@@ -8,7 +8,7 @@ import concurrent.futures
 import functools
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
-from ._client import Client, Result, Since
+from ._client import Client, PageResult, Result, Since
 from ._transport import Transport
 
 T = TypeVar("T")
@@ -73,6 +73,26 @@ class AsyncClient:
             alias=alias,
             timeout=timeout,
             log=log,
+            retries=retries,
+        )
+
+    async def page(
+        self,
+        name: str,
+        request: Any = None,
+        *,
+        version: Optional[int] = None,
+        alias: Optional[str] = None,
+        timeout: Optional[float] = None,
+        retries: Optional[int] = None,
+    ) -> PageResult:
+        return await self._run(
+            self.sync.page,
+            name,
+            request,
+            version=version,
+            alias=alias,
+            timeout=timeout,
             retries=retries,
         )
 

@@ -98,6 +98,29 @@ def _ssl_context() -> ssl.SSLContext:
     return ctx
 
 
+@dataclass
+class PageResult:
+    """A page call's answer: ``data`` (each field's value at its path) and
+    ``errors`` (``[{"field", "code", "function", "version", "message",
+    "fallback"}]`` for each field that failed or was late).
+    ``server_timing`` has ``page``, ``critical`` (the sum of the critical
+    path's member calls) and ``field.PATH`` for each field, in ms."""
+
+    data: Dict[str, Any]
+    errors: List[Dict[str, Any]]
+    page: str
+    version: Optional[int]
+    request_id: str
+    duration_ms: float
+    server_timing: Dict[str, float] = field(default_factory=dict)
+    attempts: int = 1
+
+    @property
+    def complete(self) -> bool:
+        """Every field got its own function's value."""
+        return not self.errors
+
+
 def _server_timing(value: Optional[str]) -> Dict[str, float]:
     out: Dict[str, float] = {}
     for metric in (value or "").split(","):
@@ -198,6 +221,7 @@ class Client:
         timeout: Optional[float] = None,
         target: Optional[str] = None,
         retries: Optional[int] = None,
+        page: bool = False,
     ) -> Tuple[Response, int, float]:
         """Send with the retry policy; the answer (2xx), the attempts and
         the last attempt's duration in ms. Error answers raise."""
@@ -217,7 +241,10 @@ class Client:
             attempts += 1
             sent = time.monotonic()
             if target is not None:
-                resp = self._transport.call(target, body or b"", headers, timeout)
+                if page:
+                    resp = self._transport.call(target, body or b"", headers, timeout, page=True)
+                else:
+                    resp = self._transport.call(target, body or b"", headers, timeout)
             else:
                 resp = self._transport.request(method, path, body, headers, timeout)
             took = (time.monotonic() - sent) * 1000.0
@@ -314,6 +341,45 @@ class Client:
             record = self._wait_record(result.request_id)
             result.log = record.get("log") if record else None
         return result
+
+    def page(
+        self,
+        name: str,
+        request: Any = None,
+        *,
+        version: Optional[int] = None,
+        alias: Optional[str] = None,
+        timeout: Optional[float] = None,
+        retries: Optional[int] = None,
+    ) -> "PageResult":
+        """Call a page (``POST /page/NAME``) with ``request`` (any JSON
+        value; None: ``{}``): its ``data`` and the ``errors`` of the fields
+        that got their fallback. A required field that fails raises
+        :class:`hearth.errors.FieldFailed` or :class:`hearth.errors.FieldTimeout`."""
+        if version is not None and alias is not None:
+            raise ValueError("give version= or alias=, not both")
+        target = name
+        if version is not None:
+            target = "%s@%d" % (name, int(version))
+        elif alias is not None:
+            target = "%s@%s" % (name, alias)
+        body = b"" if request is None else json.dumps(request).encode("utf-8")
+        resp, attempts, took = self._send(
+            "POST", "", body, timeout=timeout, target=target, retries=retries, page=True
+        )
+        h = resp.headers
+        value = self._json(resp)
+        version_header = h.get("x-hearth-version")
+        return PageResult(
+            data=value.get("data", {}) if isinstance(value, dict) else {},
+            errors=value.get("errors", []) if isinstance(value, dict) else [],
+            page=h.get("x-hearth-function", name),
+            version=int(version_header) if version_header and version_header.isdigit() else None,
+            request_id=h.get("x-request-id", ""),
+            duration_ms=took,
+            server_timing=_server_timing(h.get("server-timing")),
+            attempts=attempts,
+        )
 
     def _wait_record(self, request_id: str, wait: float = LOG_WAIT) -> Optional[Dict[str, Any]]:
         deadline = time.monotonic() + wait

@@ -56,10 +56,13 @@ class Transport(abc.ABC):
         body: bytes,
         headers: Dict[str, str],
         timeout: Optional[float],
+        page: bool = False,
     ) -> Response:
-        """Call a function: ``target`` is ``NAME``, ``NAME@VERSION`` or
-        ``NAME@ALIAS``; ``body`` the event's JSON (empty: ``{}``)."""
-        return self.request("POST", "/fn/" + quote(target, safe="@"), body, headers, timeout)
+        """Call a function (or, with ``page``, a page): ``target`` is
+        ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS``; ``body`` the event's
+        JSON (empty: ``{}``)."""
+        prefix = "/page/" if page else "/fn/"
+        return self.request("POST", prefix + quote(target, safe="@"), body, headers, timeout)
 
     def close(self) -> None:
         """Release connections (the transport stays usable)."""

@@ -45,6 +45,7 @@ __all__ = [
     "TokenNotFound",
     "CallNotFound",
     "TemplateNotFound",
+    "NotAPage",
     "AuthError",
     "Unauthorized",
     "Forbidden",
@@ -68,6 +69,8 @@ __all__ = [
     "CallFailed",
     "FunctionError",
     "Timeout",
+    "FieldFailed",
+    "FieldTimeout",
     "WorkerDied",
     "ProtocolError",
     "OutOfMemory",
@@ -121,10 +124,14 @@ class HearthError(Exception):
         retry_after: Optional[float] = None,
         failures: Optional[list] = None,
         retryable: Optional[bool] = None,
+        field: Optional[str] = None,
     ) -> None:
         super().__init__(message)
         self.failures = list(failures or [])
         self.retryable = retryable
+        #: With ``field_failed`` and ``field_timeout``: the page's field
+        #: (its path) whose failure failed the page.
+        self.field = field
         if code is not None:
             self.code = code
         self.message = message
@@ -265,6 +272,12 @@ class TemplateNotFound(NotFound):
     code = "template_not_found"
 
 
+class NotAPage(NotFound):
+    """``page()`` named a function: call it with ``invoke()``."""
+
+    code = "not_a_page"
+
+
 class AuthError(HearthError):
     """The token is missing, invalid, or lacks the route's scope."""
 
@@ -384,6 +397,20 @@ class Timeout(CallFailed):
     """The call did not finish within the function's ``limits.timeout_ms``."""
 
     code = "timeout"
+
+
+class FieldFailed(CallFailed):
+    """A page's required field failed (502); ``field`` names it, and the
+    message its function and why."""
+
+    code = "field_failed"
+
+
+class FieldTimeout(CallFailed):
+    """A page's required field was late (504): cut at its ``timeout_ms`` or
+    the page's; ``field`` names it."""
+
+    code = "field_timeout"
 
 
 class WorkerDied(CallFailed):
@@ -554,5 +581,6 @@ def error_from_response(
         retry_after=retry_after,
         failures=failures if isinstance(failures, list) else None,
         retryable=retryable if isinstance(retryable, bool) else None,
+        field=detail.get("field") if isinstance(detail.get("field"), str) else None,
     )
     return err

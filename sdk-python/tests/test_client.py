@@ -361,6 +361,48 @@ class LiveTests(unittest.TestCase):
         self.assertFalse(r2.cold)
         self.assertEqual(r2.start, "warm")
 
+    def test_page(self):
+        boom, boom_dir = self.fn_dir("pboom", "def handler(event):\n    raise ValueError('no')\n")
+        self.client.deploy(boom_dir)
+        name = fname("page")
+        d = os.path.join(self.root, name)
+        os.makedirs(d)
+
+        def write(required):
+            with open(os.path.join(d, "hearth.toml"), "w") as f:
+                f.write(
+                    'name = "%s"\ntype = "page"\napp = "%s"\n'
+                    '[fields.greeting]\nfn = "%s"\ninput = { tag = "$request.tag" }\n'
+                    '[fields.rows.broken]\nfn = "%s"\n%s\n'
+                    % (name, APP, self.echo, boom, "required = true" if required else 'fallback = "n/a"')
+                )
+
+        write(False)
+        self.client.deploy(d)
+        r = self.client.page(name, {"tag": "p"})
+        self.assertIsInstance(r, hearth.PageResult)
+        self.assertEqual(r.data["greeting"], {"echo": {"tag": "p"}})
+        self.assertEqual(r.data["rows"]["broken"], "n/a")
+        self.assertFalse(r.complete)
+        self.assertEqual(r.errors[0]["field"], "rows.broken")
+        self.assertEqual(r.errors[0]["fallback"], "static")
+        self.assertEqual(r.version, 1)
+        self.assertIn("critical", r.server_timing)
+        self.assertIn("field.greeting", r.server_timing)
+        # invoke() calls a page too; page() calls only pages.
+        self.assertEqual(self.client.invoke(name, {"tag": "i"}).value["data"]["greeting"],
+                         {"echo": {"tag": "i"}})
+        with self.assertRaises(hearth.NotAPage):
+            self.client.page(self.echo)
+        # A required field that fails fails the page, naming it.
+        write(True)
+        self.client.deploy(d)
+        with self.assertRaises(hearth.FieldFailed) as cm:
+            self.client.page(name, {"tag": "p"})
+        self.assertEqual(cm.exception.field, "rows.broken")
+        self.assertEqual(cm.exception.status, 502)
+        self.assertEqual(self.client.page(name, version=1).data["rows"]["broken"], "n/a")
+
     def test_connection_is_kept_alive(self):
         self.client.invoke(self.echo, {"tag": "k1"})
         sock = self.client._transport._local.conn.sock

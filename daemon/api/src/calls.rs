@@ -316,6 +316,7 @@ mod tests {
         let q = CallQuery {
             since_ms: Some(5),
             request_id: Some("a b".into()),
+            parent: Some("p1".into()),
             status: Some(StatusFilter::Error),
             version: Some(3),
             after_seq: Some(9),
@@ -324,11 +325,12 @@ mod tests {
         let text = q.to_query();
         assert_eq!(
             text,
-            "since_ms=5&request_id=a%20b&status=error&version=3&after_seq=9&limit=10"
+            "since_ms=5&request_id=a%20b&parent=p1&status=error&version=3&after_seq=9&limit=10"
         );
         let pairs = [
             ("since_ms", "5".to_owned()),
             ("request_id", "a b".to_owned()),
+            ("parent", "p1".to_owned()),
             ("status", "error".to_owned()),
             ("version", "3".to_owned()),
             ("after_seq", "9".to_owned()),

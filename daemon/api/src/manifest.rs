@@ -419,19 +419,20 @@ pub fn parse_with_files(
             return Err(ManifestError::UnknownKey(key.clone()));
         }
     }
-    let kind =
-        match optional_str(&table, "type")? {
-            None => FunctionType::Function,
-            Some(t) => match FunctionType::parse(&t) {
-                Some(kind) => kind,
-                None => return Err(ManifestError::Invalid {
+    let kind = match optional_str(&table, "type")? {
+        None => FunctionType::Function,
+        Some(t) => match FunctionType::parse(&t) {
+            Some(kind) => kind,
+            None => {
+                return Err(ManifestError::Invalid {
                     key: "type",
                     problem: format!(
                         "is \"{t}\"; use one of function (the default), datasource, field, page"
                     ),
-                }),
-            },
-        };
+                })
+            }
+        },
+    };
 
     let name = required_str(&table, "name", "for example name = \"hello\"")?;
     validate_name(&name).map_err(|problem| ManifestError::Invalid {

@@ -144,6 +144,9 @@ struct Run<'a> {
     calls: HashMap<String, Call>,
     trace: Vec<FieldTrace>,
     errors: Vec<Value>,
+    /// Each started field's call key (function and input JSON): its
+    /// identity for dedup and for its last good value.
+    keys: Vec<Option<String>>,
     /// A required field failed: the page's error.
     failed: Option<ApiError>,
     made: usize,
@@ -155,11 +158,11 @@ enum Call {
     Done(Member),
 }
 
-/// A member call to start: its key, target and input.
+/// A member call to start: its key, target and input (as JSON bytes).
 struct Start {
     key: String,
     target: Target,
-    input: Value,
+    input: Vec<u8>,
     deadline: Instant,
 }
 
@@ -198,8 +201,12 @@ impl<'a> Run<'a> {
             return None;
         }
         let input = self.template.input_of(i, self.request, &self.outputs);
-        let function = fn_text(field);
-        let key = format!("{function}\u{0}{input}");
+        // The input's JSON, made once: the call's payload and its key.
+        let input = serde_json::to_vec(&input).unwrap_or_default();
+        let mut key = fn_text(field);
+        key.push('\u{0}');
+        key.push_str(&String::from_utf8_lossy(&input));
+        self.keys[i] = Some(key.clone());
         match self.calls.get_mut(&key) {
             Some(Call::Running(waiting)) => {
                 waiting.push(i);
@@ -283,8 +290,9 @@ impl<'a> Run<'a> {
         match member.result {
             Ok(value) => {
                 if field.fallback == Fallback::Stale {
-                    let input = self.template.input_of(i, self.request, &self.outputs);
-                    self.stale.put(&stale_key(&function, &input), &value);
+                    if let Some(key) = &self.keys[i] {
+                        self.stale.put(key, &value);
+                    }
                 }
                 self.outputs[i] = Some(value);
             }
@@ -292,8 +300,7 @@ impl<'a> Run<'a> {
                 let (used, value) = match &field.fallback {
                     Fallback::Static(v) => ("static", Some(v.clone())),
                     Fallback::Stale => {
-                        let input = self.template.input_of(i, self.request, &self.outputs);
-                        match self.stale.get(&stale_key(&function, &input)) {
+                        match self.keys[i].as_ref().and_then(|k| self.stale.get(k)) {
                             Some(v) => ("stale", Some(v)),
                             None => ("none", None),
                         }
@@ -430,10 +437,6 @@ fn fn_text(field: &hearth_api::page::Field) -> String {
     }
 }
 
-fn stale_key(function: &str, input: &Value) -> String {
-    format!("{function}\u{0}{input}")
-}
-
 /// What a page call needs from the engine.
 pub(crate) struct PageCall<'a> {
     pub page: &'a str,
@@ -507,6 +510,7 @@ pub(crate) async fn run(call: PageCall<'_>) -> PageAnswer {
         pending: template.fields.iter().map(|f| f.needs.len()).collect(),
         dependents,
         calls: HashMap::new(),
+        keys: vec![None; n],
         trace: Vec::with_capacity(n),
         errors: Vec::new(),
         failed: None,
@@ -573,15 +577,12 @@ fn member_call<'a>(
         } = start;
         let begun = Instant::now();
         let ms = |at: Instant| at.saturating_duration_since(arrived).as_secs_f64() * 1000.0;
-        let payload = serde_json::to_vec(&input)
-            .ok()
-            .and_then(|b| hearth_protocol::json_to_value(&b).ok())
-            .unwrap_or(rmpv::Value::Nil);
+        let payload = hearth_protocol::json_to_value(&input).unwrap_or(rmpv::Value::Nil);
         let mut invocation = Invocation::new(payload, next_request_id(), Caller::Page);
         invocation.deadline = Some(deadline);
         invocation.parent = Some(parent);
         invocation.lineage = Some(lineage);
-        invocation.bytes_in = serde_json::to_string(&input).map_or(0, |s| s.len() as u64);
+        invocation.bytes_in = input.len() as u64;
         let called =
             tokio::time::timeout_at(deadline + GRACE, dispatch.dispatch(target, invocation)).await;
         let end = Instant::now();

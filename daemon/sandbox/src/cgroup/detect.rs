@@ -74,8 +74,15 @@ impl Cgroups {
                     continue;
                 };
                 // Gone, or the pid now belongs to another program.
+                // A hearth daemon: its command name starts with "hearth"
+                // (a binary named hearth-1.2 too), or it runs the same
+                // binary as this one, whatever its name.
                 let alive = fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|comm| comm.trim() == "hearth");
+                    .is_ok_and(|comm| comm.trim().starts_with("hearth"))
+                    || fs::read_link(format!("/proc/{pid}/exe"))
+                        .ok()
+                        .zip(fs::read_link("/proc/self/exe").ok())
+                        .is_some_and(|(theirs, ours)| theirs == ours);
                 if pid != std::process::id() && !alive {
                     stale.insert(name);
                 }
