@@ -95,6 +95,23 @@ properties.tag = { "$ref" = "#/$defs/tag" }
 "##,
     );
     d.ok(&["deploy", g.path()]);
+    // A page: called at /page/, its answer {data, errors}, its fields.
+    let page = FnDir::new(
+        "name = \"front\"\ntype = \"page\"\napp = \"tests\"\n[input]\ntype = \"object\"\nproperties.id = { type = \"integer\" }\n[fields.item]\nfn = \"programs\"\ninput = { id = \"$request.id\" }\nfallback = \"omit\"\n",
+        &[],
+    );
+    d.ok(&["deploy", page.path()]);
+    let page_doc = d.get("/api/v1/functions/front/openapi.json").json();
+    let op = &page_doc["paths"]["/page/front"]["post"];
+    assert_eq!(
+        op["responses"]["200"]["content"]["application/json"]["schema"]["required"],
+        serde_json::json!(["data", "errors"]),
+        "{page_doc}"
+    );
+    assert_eq!(page_doc["x-hearth"]["fields"][0]["fn"], "programs");
+    assert!(op["responses"]["502"]["description"]
+        .as_str()
+        .is_some_and(|t| t.contains("field_failed")));
 
     let doc = d.get("/api/v1/functions/programs/openapi.json");
     assert_eq!(doc.status, 200, "{}", doc.text());
@@ -128,9 +145,11 @@ properties.tag = { "$ref" = "#/$defs/tag" }
     assert_eq!(d.get("/api/v1/apps/nothing-here/openapi.json").status, 404);
     assert_eq!(d.get("/api/v1/functions/nothing/openapi.json").status, 404);
 
+    assert!(app["paths"]["/page/front"].is_object(), "{app}");
     for doc in [
         doc,
         d.get("/api/v1/functions/tagged/openapi.json").json(),
+        page_doc,
         app,
     ] {
         if let Some(result) = validate_openapi(&doc) {

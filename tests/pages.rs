@@ -148,6 +148,20 @@ input = { a = "$fields.a.v", b = "$fields.b.v", lit = "$$x" }
     assert_eq!(not_page.code(), "not_a_page");
     assert!(not_page.text().contains("/fn/pg-a"), "{}", not_page.text());
 
+    // Its docs: the page's call and its fields.
+    let docs = d.ok(&["docs", "pg-order"]);
+    assert!(docs.contains("POST /page/pg-order"), "{docs}");
+    assert!(
+        docs.contains("## Fields") && docs.contains("| `c` | pg-c | a, b |"),
+        "{docs}"
+    );
+    let openapi = d.get("/api/v1/functions/pg-order/openapi.json").json();
+    assert!(
+        openapi["paths"]["/page/pg-order"]["post"].is_object(),
+        "{openapi}"
+    );
+    assert_eq!(openapi["x-hearth"]["fields"][2]["path"], "c", "{openapi}");
+
     // Pages are listed, with the functions they call.
     let list = d.ok(&["list", "--type", "page"]);
     assert!(list.contains("pg-order") && list.contains("pg-a"), "{list}");

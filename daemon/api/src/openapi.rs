@@ -942,6 +942,7 @@ mod tests {
             [
                 "since_ms",
                 "request_id",
+                "parent",
                 "status",
                 "version",
                 "after_seq",

@@ -518,25 +518,34 @@ pub(crate) async fn run(call: PageCall<'_>) -> PageAnswer {
         deduped: 0,
     };
     let mut ready: VecDeque<usize> = (0..n).filter(|&i| run.pending[i] == 0).collect();
-    let mut running: FuturesUnordered<BoxFuture<'_, (String, Member)>> = FuturesUnordered::new();
+    // Each member call is a task of its own: one the page stops waiting for
+    // (a required field failed first, the client went away) still ends,
+    // and still has its record.
+    let mut running: FuturesUnordered<tokio::task::JoinHandle<(String, Member)>> =
+        FuturesUnordered::new();
     let parent = invocation.request_id.clone();
     loop {
         while let Some(i) = ready.pop_front() {
             if let Some(start) = run.start(i, &mut ready) {
-                running.push(member_call(
+                running.push(tokio::spawn(member_call(
                     dispatch.clone(),
                     start,
                     &parent,
                     lineage.clone(),
                     arrived,
-                ));
+                )));
             }
         }
         if run.failed.is_some() || running.is_empty() {
             break;
         }
         match running.next().await {
-            Some((key, member)) => run.returned(&key, member, &mut ready),
+            Some(Ok((key, member))) => run.returned(&key, member, &mut ready),
+            // A member's task panicked: its fields never finish; the
+            // page answers without them.
+            Some(Err(e)) => {
+                tracing::error!(page, error = %e, "a page's member call task failed; report this as a bug");
+            }
             None => break,
         }
     }
@@ -560,13 +569,13 @@ pub(crate) async fn run(call: PageCall<'_>) -> PageAnswer {
 }
 
 /// One member call, through the engine's one call path.
-fn member_call<'a>(
+fn member_call(
     dispatch: Arc<dyn Dispatch>,
     start: Start,
     parent: &str,
     lineage: Arc<Lineage>,
     arrived: Instant,
-) -> BoxFuture<'a, (String, Member)> {
+) -> BoxFuture<'static, (String, Member)> {
     let parent = parent.to_owned();
     Box::pin(async move {
         let Start {

@@ -218,7 +218,8 @@ pub fn render(doc: &Value) -> Option<String> {
     };
     let _ = write!(
         b,
-        "<h2>Call</h2><form class=\"call\" id=\"call\" data-target=\"/fn/{name}\"><label><span>token</span><input type=\"password\" id=\"token\" autocomplete=\"off\" placeholder=\"{}\"></label>",
+        "<h2>Call</h2><form class=\"call\" id=\"call\" data-target=\"{}\"><label><span>token</span><input type=\"password\" id=\"token\" autocomplete=\"off\" placeholder=\"{}\"></label>",
+        str_of(&h["call"]),
         if h["open"] == true { "not needed: its application is open" } else { "a token with scope invoke" }
     );
     for f in &input_fields {

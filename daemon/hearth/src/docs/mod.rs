@@ -28,6 +28,17 @@ pub struct FunctionDoc {
     pub open: bool,
 }
 
+impl FunctionDoc {
+    /// Where it is called: `/page/NAME` for a page, `/fn/NAME` otherwise.
+    pub fn call_path(&self) -> String {
+        if self.manifest.is_page() {
+            format!("/page/{}", self.name)
+        } else {
+            format!("/fn/{}", self.name)
+        }
+    }
+}
+
 /// An example event for `schema`: its first `examples` entry, else one
 /// made from its properties (required ones, and the others that have a
 /// default or an example), each from its `examples`, `default`, `const`,

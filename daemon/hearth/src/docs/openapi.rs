@@ -86,7 +86,11 @@ fn operation(doc: &FunctionDoc) -> Value {
     let m = &doc.manifest;
     let name = &doc.name;
     let input = embedded(m.input.as_ref(), format!("urn:hearth:{name}:input"));
-    let output = embedded(m.output.as_ref(), format!("urn:hearth:{name}:output"));
+    let output = if m.is_page() {
+        page_answer_schema()
+    } else {
+        embedded(m.output.as_ref(), format!("urn:hearth:{name}:output"))
+    };
     let example = m
         .input
         .as_ref()
@@ -97,11 +101,19 @@ fn operation(doc: &FunctionDoc) -> Value {
     responses.insert(
         "200".into(),
         json!({
-            "description": format!("{name}'s answer{}", if m.output.is_some() { ", as its [output] schema declares" } else { "" }),
+            "description": if m.is_page() {
+                format!("{name}'s fields at their paths (data), and an entry in errors for each field that got its fallback")
+            } else {
+                format!("{name}'s answer{}", if m.output.is_some() { ", as its [output] schema declares" } else { "" })
+            },
             "headers": {
                 "x-hearth-version": {"description": "the version that answered", "schema": {"type": "integer"}},
                 "x-request-id": {"description": "the call's request id (its call record)", "schema": {"type": "string"}},
-                "server-timing": {"description": "queue, spawn, load and run phases in ms", "schema": {"type": "string"}}
+                "server-timing": {"description": if m.is_page() {
+                    "page, critical (the critical path's member calls, the path in desc) and field.PATH for each field, in ms"
+                } else {
+                    "queue, spawn, load and run phases in ms"
+                }, "schema": {"type": "string"}}
             },
             "content": {"application/json": {"schema": output}}
         }),
@@ -125,6 +137,15 @@ fn operation(doc: &FunctionDoc) -> Value {
             .entry(e.status)
             .or_default()
             .push(format!("`{code}`: {} ({retry})", e.message));
+    }
+    if m.is_page() {
+        by_status.entry(502).or_default().push(
+            "`field_failed`: a required field's function failed (error.field names the field)"
+                .into(),
+        );
+        by_status.entry(504).or_default().push(
+            "`field_timeout`: a required field was late (error.field names the field)".into(),
+        );
     }
     for (status, lines) in by_status {
         responses.insert(
@@ -192,10 +213,71 @@ fn operation(doc: &FunctionDoc) -> Value {
     })
 }
 
+/// A page's answer (`PageAnswer`), as a schema.
+fn page_answer_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["data", "errors"],
+        "properties": {
+            "data": {"type": "object", "description": "each field's value at its path (a fallback's where its function failed); hidden fields left out"},
+            "errors": {"type": "array", "items": {
+                "type": "object",
+                "required": ["field", "code", "function", "message", "fallback"],
+                "properties": {
+                    "field": {"type": "string"},
+                    "code": {"type": "string"},
+                    "function": {"type": "string"},
+                    "version": {"type": ["integer", "null"]},
+                    "message": {"type": "string"},
+                    "fallback": {"type": "string", "enum": ["static", "stale", "omit", "none"]}
+                }
+            }}
+        }
+    })
+}
+
+/// A page's fields, for `x-hearth`.
+fn page_fields(m: &hearth_api::manifest::Manifest) -> Value {
+    use hearth_api::page::Fallback;
+    let Some(Ok(template)) = m.template() else {
+        return Value::Null;
+    };
+    let paths: Vec<&str> = template.fields.iter().map(|f| f.path.as_str()).collect();
+    Value::Array(
+        template
+            .fields
+            .iter()
+            .map(|f| {
+                json!({
+                    "path": f.path,
+                    "fn": match &f.function.selector {
+                        hearth_api::page::Selector::Live => f.function.name.clone(),
+                        hearth_api::page::Selector::Version(v) => format!("{}@{v}", f.function.name),
+                        hearth_api::page::Selector::Alias(a) => format!("{}@{a}", f.function.name),
+                    },
+                    "input": f.input,
+                    "needs": f.needs.iter().filter_map(|&j| paths.get(j).copied()).collect::<Vec<_>>(),
+                    "timeout_ms": f.timeout_ms,
+                    "required": f.required,
+                    "hidden": f.hidden,
+                    "fallback": match &f.fallback {
+                        Fallback::None => json!(null),
+                        Fallback::Static(v) => json!({"static": v}),
+                        Fallback::Stale => json!("stale"),
+                        Fallback::Omit => json!("omit"),
+                    },
+                })
+            })
+            .collect(),
+    )
+}
+
 fn x_hearth(doc: &FunctionDoc) -> Value {
     let m = &doc.manifest;
     let l = &m.limits;
     json!({
+        "call": doc.call_path(),
+        "fields": page_fields(m),
         "function": doc.name,
         "version": doc.version,
         "type": m.kind,
@@ -233,7 +315,7 @@ fn components() -> Value {
 /// One function's document.
 pub fn function(doc: &FunctionDoc) -> Value {
     let mut paths = Map::new();
-    paths.insert(format!("/fn/{}", doc.name), operation(doc));
+    paths.insert(doc.call_path(), operation(doc));
     json!({
         "openapi": "3.1.0",
         "jsonSchemaDialect": SCHEMA_DIALECT,
@@ -254,7 +336,7 @@ pub fn app(app: &str, docs: &[FunctionDoc]) -> Value {
     let mut paths = Map::new();
     let mut functions = Vec::new();
     for doc in docs {
-        paths.insert(format!("/fn/{}", doc.name), operation(doc));
+        paths.insert(doc.call_path(), operation(doc));
         functions.push(x_hearth(doc));
     }
     json!({

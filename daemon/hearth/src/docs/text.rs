@@ -26,7 +26,11 @@ impl<'a> Parts<'a> {
     pub fn of(doc: &'a Value) -> Option<Parts<'a>> {
         let hearth = doc.get("x-hearth")?;
         let name = hearth.get("function")?.as_str()?;
-        let operation = doc.get("paths")?.get(format!("/fn/{name}"))?.get("post")?;
+        let path = hearth
+            .get("call")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("/fn/{name}"), str::to_owned);
+        let operation = doc.get("paths")?.get(path)?.get("post")?;
         let body = &operation["requestBody"]["content"]["application/json"];
         Some(Parts {
             name,
@@ -88,16 +92,63 @@ pub fn render(doc: &Value, addr: &str) -> Option<String> {
     }
     out.push_str(".\n\n## Call\n\n");
     let example = serde_json::to_string(p.example).unwrap_or_else(|_| "{}".into());
-    let auth = if h["open"] == true {
-        "(its application takes calls without a token)"
+    let (auth, header) = if h["open"] == true {
+        ("(its application takes calls without a token)", "")
     } else {
-        "(a token with scope invoke)"
+        (
+            "(a token with scope invoke)",
+            " -H \"Authorization: Bearer $HEARTH_TOKEN\"",
+        )
+    };
+    let path = h["call"].as_str().unwrap_or_default();
+    let what = if path.starts_with("/page/") {
+        "the page request"
+    } else {
+        "the event"
     };
     let _ = writeln!(
         out,
-        "`POST /fn/{name}` with the event as JSON {auth}:\n\n```sh\nhearth invoke {name} -d '{example}'\ncurl -s http://{addr}/fn/{name} -H \"Authorization: Bearer $HEARTH_TOKEN\" -H 'Content-Type: application/json' -d '{example}'\n```\n",
+        "`POST {path}` with {what} as JSON {auth}:\n\n```sh\nhearth invoke {name} -d '{example}'\ncurl -s http://{addr}{path}{header} -H 'Content-Type: application/json' -d '{example}'\n```\n",
         name = p.name
     );
+    if let Some(fields) = h["fields"].as_array() {
+        out.push_str(
+            "## Fields
+
+Each field is filled by its function; a field starts as soon as the fields it needs are done.
+
+| field | function | needs | timeout | required | fallback |\n|---|---|---|---|---|---|\n",
+        );
+        for f in fields {
+            let needs: Vec<&str> = f["needs"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let fallback = match &f["fallback"] {
+                Value::Null => "none".to_owned(),
+                Value::String(s) => s.clone(),
+                other => format!("`{}`", other["static"]),
+            };
+            let _ = writeln!(
+                out,
+                "| `{}`{} | {} | {} | {} | {} | {} |",
+                s(&f["path"]),
+                if f["hidden"] == true { " (hidden)" } else { "" },
+                s(&f["fn"]),
+                if needs.is_empty() {
+                    "-".to_owned()
+                } else {
+                    needs.join(", ")
+                },
+                f["timeout_ms"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |t| format!("{t} ms")),
+                if f["required"] == true { "yes" } else { "no" },
+                fallback.replace('|', "\\|"),
+            );
+        }
+        out.push('\n');
+    }
     out.push_str("## Input\n\n");
     if Parts::declares(p.input) {
         let f = fields(p.input);
