@@ -19,6 +19,18 @@ const DEFAULT_LOG_WAIT_MS = 5_000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const seg = (s) => encodeURIComponent(String(s));
 
+/** `name`, `name@version` or `name@alias` of a call (`what`: invoke, page). */
+function targetOf(what, kind, name, options) {
+  if (typeof name !== 'string' || !name) throw new TypeError(`${what}: name must be ${kind}`);
+  if (options.version != null && options.alias != null) {
+    throw new TypeError(`${what}: give version or alias, not both`);
+  }
+  let target = seg(name);
+  if (options.version != null) target += `@${seg(options.version)}`;
+  else if (options.alias != null) target += `@${seg(options.alias)}`;
+  return target;
+}
+
 /** Whether `e` is a refusal of a call that did not run, with a Retry-After. */
 function isRetryable(e) {
   return (
@@ -126,13 +138,7 @@ class Client {
    * @returns {Promise<object>} {value, function, version, requestId, durationMs, cold, ...}
    */
   async invoke(name, event = {}, options = {}) {
-    if (typeof name !== 'string' || !name) throw new TypeError('invoke: name must be a function name');
-    if (options.version != null && options.alias != null) {
-      throw new TypeError('invoke: give version or alias, not both');
-    }
-    let target = seg(name);
-    if (options.version != null) target += `@${seg(options.version)}`;
-    else if (options.alias != null) target += `@${seg(options.alias)}`;
+    const target = targetOf('invoke', 'a function name', name, options);
     const { out, attempts } = await this.withRetries(options.retries ?? this.retries, () =>
       this.transport.call({
         target,
@@ -177,13 +183,7 @@ class Client {
    *   throws FieldFailedError / FieldTimeoutError (`err.field` names it).
    */
   async page(name, request = {}, options = {}) {
-    if (typeof name !== 'string' || !name) throw new TypeError('page: name must be a page name');
-    if (options.version != null && options.alias != null) {
-      throw new TypeError('page: give version or alias, not both');
-    }
-    let target = seg(name);
-    if (options.version != null) target += `@${seg(options.version)}`;
-    else if (options.alias != null) target += `@${seg(options.alias)}`;
+    const target = targetOf('page', 'a page name', name, options);
     const { out, attempts } = await this.withRetries(options.retries ?? this.retries, () =>
       this.transport.call({
         target,

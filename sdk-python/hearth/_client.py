@@ -121,6 +121,17 @@ class PageResult:
         return not self.errors
 
 
+def _target(name: str, version: Optional[int], alias: Optional[str]) -> str:
+    """``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS``."""
+    if version is not None and alias is not None:
+        raise ValueError("give version= or alias=, not both")
+    if version is not None:
+        return "%s@%d" % (name, int(version))
+    if alias is not None:
+        return "%s@%s" % (name, alias)
+    return name
+
+
 def _server_timing(value: Optional[str]) -> Dict[str, float]:
     out: Dict[str, float] = {}
     for metric in (value or "").split(","):
@@ -306,13 +317,7 @@ class Client:
     ) -> Result:
         """Call a function (its live version, ``version=N`` or ``alias=``)
         with ``event`` (any JSON value; None: ``{}``)."""
-        if version is not None and alias is not None:
-            raise ValueError("give version= or alias=, not both")
-        target = name
-        if version is not None:
-            target = "%s@%d" % (name, int(version))
-        elif alias is not None:
-            target = "%s@%s" % (name, alias)
+        target = _target(name, version, alias)
         body = b"" if event is None else json.dumps(event).encode("utf-8")
         try:
             resp, attempts, took = self._send(
@@ -356,13 +361,7 @@ class Client:
         value; None: ``{}``): its ``data`` and the ``errors`` of the fields
         that got their fallback. A required field that fails raises
         :class:`hearth.errors.FieldFailed` or :class:`hearth.errors.FieldTimeout`."""
-        if version is not None and alias is not None:
-            raise ValueError("give version= or alias=, not both")
-        target = name
-        if version is not None:
-            target = "%s@%d" % (name, int(version))
-        elif alias is not None:
-            target = "%s@%s" % (name, alias)
+        target = _target(name, version, alias)
         body = b"" if request is None else json.dumps(request).encode("utf-8")
         resp, attempts, took = self._send(
             "POST", "", body, timeout=timeout, target=target, retries=retries, page=True

@@ -134,6 +134,17 @@ fn err(at: impl Into<String>, problem: impl Into<String>) -> TemplateError {
     }
 }
 
+impl std::fmt::Display for FnRef {
+    /// As a template writes it: `name`, `name@3`, `name@alias`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.selector {
+            Selector::Live => f.write_str(&self.name),
+            Selector::Version(v) => write!(f, "{}@{v}", self.name),
+            Selector::Alias(a) => write!(f, "{}@{a}", self.name),
+        }
+    }
+}
+
 impl FnRef {
     pub fn parse(text: &str) -> Result<FnRef, String> {
         let (name, selector) = match text.split_once('@') {

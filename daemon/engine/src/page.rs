@@ -186,24 +186,13 @@ impl<'a> Run<'a> {
                 ),
                 late: false,
             };
-            let at = self.ms(now);
-            self.finish(
-                i,
-                Member {
-                    version: None,
-                    start_ms: at,
-                    end_ms: at,
-                    result: Err(failure),
-                },
-                false,
-                ready,
-            );
+            self.not_called(i, now, failure, ready);
             return None;
         }
         let input = self.template.input_of(i, self.request, &self.outputs);
         // The input's JSON, made once: the call's payload and its key.
         let input = serde_json::to_vec(&input).unwrap_or_default();
-        let mut key = fn_text(field);
+        let mut key = field.function.to_string();
         key.push('\u{0}');
         key.push_str(&String::from_utf8_lossy(&input));
         self.keys[i] = Some(key.clone());
@@ -226,27 +215,17 @@ impl<'a> Run<'a> {
             deadline = deadline.min(now + Duration::from_millis(ms));
         }
         if deadline.saturating_duration_since(now) < LEAST_TIME {
-            let at = self.ms(now);
-            self.finish(
-                i,
-                Member {
-                    version: None,
-                    start_ms: at,
-                    end_ms: at,
-                    result: Err(Failure {
-                        code: ErrorCode::DeadlineExceeded.as_str().into(),
-                        message: format!(
-                            "not called: the page's {} ms had run out when its inputs were ready",
-                            self.deadline
-                                .saturating_duration_since(self.arrived)
-                                .as_millis()
-                        ),
-                        late: true,
-                    }),
-                },
-                false,
-                ready,
-            );
+            let failure = Failure {
+                code: ErrorCode::DeadlineExceeded.as_str().into(),
+                message: format!(
+                    "not called: the page's {} ms had run out when its inputs were ready",
+                    self.deadline
+                        .saturating_duration_since(self.arrived)
+                        .as_millis()
+                ),
+                late: true,
+            };
+            self.not_called(i, now, failure, ready);
             return None;
         }
         self.calls.insert(key.clone(), Call::Running(vec![i]));
@@ -263,6 +242,24 @@ impl<'a> Run<'a> {
             input,
             deadline,
         })
+    }
+
+    /// Field `i` is done without a call: `failure` says why.
+    fn not_called(
+        &mut self,
+        i: usize,
+        now: Instant,
+        failure: Failure,
+        ready: &mut VecDeque<usize>,
+    ) {
+        let at = self.ms(now);
+        let member = Member {
+            version: None,
+            start_ms: at,
+            end_ms: at,
+            result: Err(failure),
+        };
+        self.finish(i, member, false, ready);
     }
 
     /// A call came back: every field that made it is done.
@@ -284,7 +281,7 @@ impl<'a> Run<'a> {
     fn finish(&mut self, i: usize, member: Member, shared: bool, ready: &mut VecDeque<usize>) {
         let field = &self.template.fields[i];
         self.state[i] = State::Done;
-        let function = fn_text(field);
+        let function = field.function.to_string();
         let ok = member.result.is_ok();
         let code = member.result.as_ref().err().map(|f| f.code.clone());
         match member.result {
@@ -425,15 +422,6 @@ impl<'a> Run<'a> {
         }
         path.reverse();
         (path, ms)
-    }
-}
-
-fn fn_text(field: &hearth_api::page::Field) -> String {
-    let f = &field.function;
-    match &f.selector {
-        Selector::Live => f.name.clone(),
-        Selector::Version(v) => format!("{}@{v}", f.name),
-        Selector::Alias(a) => format!("{}@{a}", f.name),
     }
 }
 

@@ -250,11 +250,7 @@ fn page_fields(m: &hearth_api::manifest::Manifest) -> Value {
             .map(|f| {
                 json!({
                     "path": f.path,
-                    "fn": match &f.function.selector {
-                        hearth_api::page::Selector::Live => f.function.name.clone(),
-                        hearth_api::page::Selector::Version(v) => format!("{}@{v}", f.function.name),
-                        hearth_api::page::Selector::Alias(a) => format!("{}@{a}", f.function.name),
-                    },
+                    "fn": f.function.to_string(),
                     "input": f.input,
                     "needs": f.needs.iter().filter_map(|&j| paths.get(j).copied()).collect::<Vec<_>>(),
                     "timeout_ms": f.timeout_ms,
