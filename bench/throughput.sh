@@ -265,6 +265,30 @@ RR_LABEL="hearth $DEPLOYED functions round robin"
 export RR_COUNT=$DEPLOYED
 run_wrk "$RR_LABEL" "http://$HADDR" bench/wrk/round_robin.lua
 curl -s --max-time 5 -H "Authorization: Bearer $(cat "$WORK/data/admin.token")" "http://$HADDR/api/v1/workers" >"$OUT/workers-after-rr.json" || true
+# The memory all workers take: resident and proportional set sizes (Pss
+# shares each shared page among the processes that map it).
+MEM_NOTE=$(python3 - "$OUT/workers-after-rr.json" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception:
+    print("workers unknown"); sys.exit()
+pids = [p for pool in d.get("pools", []) for p in pool.get("pids", [])]
+pids += [p for g in d.get("generic", []) for p in g.get("pids", [])]
+rss = pss = 0
+for pid in pids:
+    try:
+        for line in open("/proc/%d/smaps_rollup" % pid):
+            k, v = line.split(":", 1)
+            if k == "Rss": rss += int(v.split()[0])
+            elif k == "Pss": pss += int(v.split()[0])
+    except OSError:
+        pass
+print("%d workers: RSS %.0f MiB, PSS %.0f MiB" % (len(pids), rss / 1024, pss / 1024))
+PY
+)
+log "memory of the workers after the round robin: $MEM_NOTE"
+ERRS[$RR_LABEL]="${ERRS[$RR_LABEL]}; $MEM_NOTE"
 
 # Stop hearth before the uWSGI runs so it does not compete for the CPU.
 log "stopping hearth"

@@ -100,12 +100,33 @@ fn workers_run_as_their_versions_own_user_with_a_private_tmp() {
         "name = \"who-lua\"\nruntime = \"lua\"\nentry = \"main.handler\"\n",
         &[(
             "main.lua",
-            "local M = {}\nfunction M.handler(event)\n  local f = io.popen('id -u')\n  local uid = f:read('*l')\n  f:close()\n  return { uid = tonumber(uid) }\nend\nreturn M\n",
+            "local M = {}\nfunction M.handler(event)\n  local f = io.popen('id -u')\n  local uid = f:read('*l')\n  f:close()\n  local status = io.open('/proc/self/status'):read('a')\n  local w = io.open(os.getenv('TMPDIR') .. '/mine-lua', 'w')\n  w:write('x')\n  w:close()\n  return { uid = tonumber(uid), ids = status:match('Uid:[^\\n]*') .. ' ' .. status:match('Gid:[^\\n]*'), groups = status:match('Groups:([^\\n]*)'), tmp = os.getenv('TMPDIR'), home = os.getenv('HOME'), dir = io.popen('pwd'):read('*l') }\nend\nreturn M\n",
         )],
     );
     d.ok(&["deploy", lua.path()]);
+    // Its worker came from the generic pool at deploy (hearth's launcher,
+    // which took the function's user, directory and environment, then
+    // exec'd Lua).
     let l = d.post("/fn/who-lua", "{}").json();
-    assert!(l["uid"].as_u64().is_some_and(|u| u >= 1_500_000), "{l}");
+    let uid = l["uid"].as_u64().unwrap_or(0);
+    assert!(uid >= 1_500_000, "{l}");
+    // Real, effective, saved and filesystem ids: the function's alone.
+    let ids = l["ids"].as_str().unwrap_or("");
+    assert_eq!(
+        ids.split_whitespace()
+            .filter(|t| t.parse::<u64>() == Ok(uid))
+            .count(),
+        8,
+        "{l}"
+    );
+    assert_eq!(l["groups"].as_str().map(str::trim), Some(""), "{l}");
+    assert_eq!(l["tmp"], "/tmp", "{l}");
+    assert_eq!(l["home"], "/tmp", "{l}");
+    assert!(
+        l["dir"].as_str().is_some_and(|p| p.contains("who-lua")),
+        "{l}"
+    );
+    assert!(!std::path::Path::new("/tmp/mine-lua").exists());
 }
 
 #[test]

@@ -721,18 +721,29 @@ local function process_id()
 end
 
 --- Serve the daemon on the files `input` and `output` until end of file or
---- shutdown. Returns the exit status.
-function M.serve(input, output)
-  M.write_frame(output, {
-    t = "ready",
-    protocol = M.PROTOCOL,
-    runtime = "lua",
-    runtime_version = _VERSION:match("%d+%.%d+") or _VERSION,
-    pid = process_id(),
-  })
+--- shutdown. Returns the exit status. `preload`: the body (MessagePack) of
+--- a `load` frame already received by hearth's launcher, which also sent
+--- `ready` (PROTOCOL.md, "Generic workers"); it is served first.
+function M.serve(input, output, preload)
   local fn = nil
   local session = M.new_session(input, output)
   local queue = session.queue
+  if preload then
+    local message, why = M.decode_body(preload)
+    if not message then
+      io.stderr:write("hearth worker: the load passed by the launcher: ", tostring(why), "\n")
+      return 1
+    end
+    queue[1] = message
+  else
+    M.write_frame(output, {
+      t = "ready",
+      protocol = M.PROTOCOL,
+      runtime = "lua",
+      runtime_version = _VERSION:match("%d+%.%d+") or _VERSION,
+      pid = process_id(),
+    })
+  end
   while true do
     local message, status, why
     if queue[1] ~= nil then
@@ -818,7 +829,11 @@ function M.main()
   local output = assert(io.open("/dev/fd/4", "wb"))
   output:setvbuf("full", 1 << 16) -- one write per frame: flushed after each
   io.stdout:setvbuf("line") -- logs reach the daemon as they are printed
-  return M.serve(input, output)
+  local preload = nil
+  if arg and arg[1] == "--load" and type(arg[2]) == "string" then
+    preload = arg[2]:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)
+  end
+  return M.serve(input, output, preload)
 end
 
 -- Serve when run as a script; return the module when required.

@@ -144,6 +144,7 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         config.pools.generic_workers,
         data.join("runtimes"),
         isolation.clone(),
+        std::env::current_exe().ok(),
     );
     generic.fill();
     let budget = Budget::new(config.pools.max_workers_total);

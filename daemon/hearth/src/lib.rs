@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod docs;
 pub mod gateway;
+pub mod launcher;
 pub mod metrics;
 pub mod records;
 pub mod service;

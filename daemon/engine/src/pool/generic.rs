@@ -4,8 +4,11 @@
 //! refilled in the background. A worker that has loaded code never comes
 //! back here.
 //!
-//! Lua is not kept generic: a Lua worker cannot change its working
-//! directory or environment once started (and starts in ~5 ms anyway).
+//! A Lua worker cannot change its user, working directory or environment
+//! once started; its generic workers are the launcher (`hearth
+//! __exec-worker`, daemon/hearth/src/launcher.rs), which does that at
+//! `load` and then execs Lua. Without a launcher (an engine embedded
+//! elsewhere) Lua workers are started for their function.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +23,15 @@ use super::worker::{Worker, WorkerSpec};
 use crate::runtime::Runtimes;
 use hearth_api::manifest::RuntimeKind;
 use hearth_sandbox::isolation::Isolation;
+
+/// The hearth subcommand that launches a pre-started Lua worker.
+pub const EXEC_WORKER: &str = "__exec-worker";
+
+/// How long after a generic worker is taken its replacement is started:
+/// the taker loads its code first. (A new worker's move into its cgroup
+/// holds the kernel's fork/exec lock for an RCU grace period on cgroup v1,
+/// which would stall a load that execs, as Lua's launcher does.)
+const REFILL_AFTER: Duration = Duration::from_millis(25);
 
 /// How long starting one generic worker may take.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,25 +51,41 @@ pub struct GenericPools {
 }
 
 impl GenericPools {
-    /// Keep `target` idle workers for each available runtime that can be
-    /// generic (Python, Node). `dir` is their working directory until load.
+    /// Keep `target` idle workers for each available runtime. `dir` is
+    /// their working directory until load; `launcher` the hearth binary
+    /// whose `__exec-worker` starts Lua's (None: Lua has none).
     pub fn new(
         runtimes: &Runtimes,
         target: usize,
         dir: PathBuf,
         isolation: Arc<Isolation>,
+        launcher: Option<PathBuf>,
     ) -> Arc<GenericPools> {
         let mut slots = HashMap::new();
-        for kind in [RuntimeKind::Python, RuntimeKind::Node] {
+        for kind in [RuntimeKind::Python, RuntimeKind::Node, RuntimeKind::Lua] {
             if let Ok(rt) = runtimes.get(kind) {
+                let rt = match (kind, &launcher) {
+                    (RuntimeKind::Lua, None) => continue,
+                    (RuntimeKind::Lua, Some(launcher)) => {
+                        let mut args = vec![
+                            EXEC_WORKER.to_owned(),
+                            kind.as_str().to_owned(),
+                            rt.version.clone(),
+                            rt.interpreter.display().to_string(),
+                        ];
+                        args.extend(rt.args.iter().cloned());
+                        crate::runtime::Runtime {
+                            interpreter: launcher.clone(),
+                            args,
+                            ..rt.clone()
+                        }
+                    }
+                    _ => rt.clone(),
+                };
                 slots.insert(
                     kind,
                     Slot {
-                        spec: Arc::new(WorkerSpec::generic(
-                            rt.clone(),
-                            dir.clone(),
-                            isolation.clone(),
-                        )),
+                        spec: Arc::new(WorkerSpec::generic(rt, dir.clone(), isolation.clone())),
                         idle: Mutex::new(Vec::new()),
                         refilling: AtomicBool::new(false),
                     },
@@ -95,7 +123,8 @@ impl GenericPools {
         }
     }
 
-    /// A live generic worker of `kind`, if one is waiting; a refill starts.
+    /// A live generic worker of `kind`, if one is waiting; a refill starts
+    /// a moment later ([`REFILL_AFTER`]).
     pub fn take(self: &Arc<Self>, kind: RuntimeKind) -> Option<Worker> {
         let slot = self.slots.get(&kind)?;
         let taken = {
@@ -109,11 +138,23 @@ impl GenericPools {
             }
             taken
         };
-        self.refill(kind);
+        self.refill_after(
+            kind,
+            if taken.is_some() {
+                REFILL_AFTER
+            } else {
+                Duration::ZERO
+            },
+        );
         taken
     }
 
-    fn refill(self: &Arc<Self>, kind: RuntimeKind) {
+    /// Start workers of `kind` in the background up to the target.
+    pub fn refill(self: &Arc<Self>, kind: RuntimeKind) {
+        self.refill_after(kind, Duration::ZERO);
+    }
+
+    fn refill_after(self: &Arc<Self>, kind: RuntimeKind, pause: Duration) {
         let Some(slot) = self.slots.get(&kind) else {
             return;
         };
@@ -125,6 +166,9 @@ impl GenericPools {
             let Some(slot) = pools.slots.get(&kind) else {
                 return;
             };
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
             loop {
                 let target = pools.target();
                 let have = slot.idle.lock().map(|i| i.len()).unwrap_or(target);

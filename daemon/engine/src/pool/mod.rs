@@ -13,7 +13,7 @@ mod worker;
 use shared::SharedWorker;
 
 pub use budget::{AppUsage, Budget, BudgetStats, NoPlace};
-pub use generic::{GenericPools, GenericStats};
+pub use generic::{GenericPools, GenericStats, EXEC_WORKER};
 pub use output::{call_log_max, set_call_log_max, CallLog, CALL_LOG_MAX};
 
 pub use worker::{Answer, FunctionError, Lost, Timing, Worker, WorkerError, WorkerSpec};

@@ -112,6 +112,15 @@ impl WorkerSpec {
 /// The cgroup "application" of generic workers (no function yet).
 const GENERIC_APP: &str = "_generic";
 
+/// Interpreters starting at once, at most: one per CPU, at least two.
+fn starting_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cpus.max(2))
+    })
+}
+
 /// How a call ended, as far as the function is concerned.
 #[derive(Debug)]
 pub struct Answer {
@@ -428,6 +437,14 @@ impl Worker {
             .kill_on_drop(false);
         isolation::prepare_worker(&mut cmd, &child_in, &child_out, &confine)
             .map_err(|e| spawn_err(format!("cannot open its temporary directory: {e}")))?;
+        // At most a few interpreters start at once: started together, they
+        // all finish late (they share the CPUs, and the kernel serializes
+        // their moves into cgroups).
+        let _starting = starting_slots().acquire().await;
+        // Forked from this (runtime) thread, which lives as long as the
+        // daemon: the worker's parent-death signal follows the thread that
+        // forked it, so never from a blocking-pool thread, which ends when
+        // idle.
         let child = cmd
             .spawn()
             .map_err(|e| spawn_err(format!("{}: {e}", rt.interpreter.display())))?;
@@ -435,17 +452,25 @@ impl Worker {
         drop(child_out);
         let pid = child.id().unwrap_or(0);
         // Into a cgroup of its own before it runs any function code (it is
-        // still starting its interpreter).
-        let cgroup = match &iso.cgroups {
+        // still starting its interpreter). The move blocks (an RCU grace
+        // period on cgroup v1): off the async threads, which go on serving
+        // calls.
+        let cgroup = match iso.cgroups.clone() {
             Some(cgroups) => {
-                let placed = cgroups
-                    .worker(&spec.app, &spec.cgroup_limits())
-                    .and_then(|cg| cg.add(pid).map(|()| cg));
+                let (app, limits) = (spec.app.clone(), spec.cgroup_limits());
+                let placed = tokio::task::spawn_blocking(move || {
+                    cgroups
+                        .worker(&app, &limits)
+                        .and_then(|cg| cg.add(pid).map(|()| cg))
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("its move into a cgroup failed: {e}")));
                 match placed {
                     Ok(cg) => Some(Arc::new(cg)),
                     Err(e) => {
                         isolation::kill_tree(pid);
-                        return Err(spawn_err(e.to_string()));
+                        return Err(spawn_err(e));
                     }
                 }
             }
@@ -505,8 +530,10 @@ impl Worker {
         let was_generic = self.spec.is_generic();
         self.spec = spec.clone();
         self.output.set_owner(&spec.function, spec.version);
+        let mut join_app = None;
         if was_generic {
-            self.take_function_limits()
+            join_app = self
+                .take_function_limits()
                 .map_err(|reason| WorkerError::Spawn {
                     function: spec.label(),
                     runtime: spec.runtime.kind.to_string(),
@@ -514,7 +541,15 @@ impl Worker {
                 })?;
         }
         let started = StdInstant::now();
-        match tokio::time::timeout_at(deadline, self.send_load()).await {
+        let loaded = tokio::time::timeout_at(deadline, self.send_load()).await;
+        // The move into its application's cgroup starts once the code is
+        // loaded: on cgroup v1 a move holds the kernel's fork/exec lock
+        // for an RCU grace period, which would stall a worker that execs
+        // (Lua's launcher) or forks while it loads.
+        if let Some(join) = join_app {
+            tokio::task::spawn_blocking(join);
+        }
+        match loaded {
             Ok(Ok(load_ms)) => {
                 self.load_ms = started.elapsed().as_secs_f64() * 1000.0;
                 debug!(function = %spec.function, version = spec.version, pid = self.pid,
@@ -539,8 +574,12 @@ impl Worker {
 
     /// A generic worker becomes its function's: its temporary directory
     /// goes to the function's user, its rlimits and cgroup to the
-    /// function's limits (the shim drops to the user at `load`).
-    fn take_function_limits(&mut self) -> Result<(), String> {
+    /// function's limits (the shim drops to the user at `load`). Returns
+    /// the move into its application's cgroup, to run in the background.
+    #[allow(clippy::type_complexity)]
+    fn take_function_limits(
+        &mut self,
+    ) -> Result<Option<Box<dyn FnOnce() + Send + 'static>>, String> {
         let spec = self.spec.clone();
         if let (Some(tmp), Some(identity)) = (&self.tmp, spec.identity) {
             tmp.give_to(identity)
@@ -567,7 +606,7 @@ impl Worker {
             let old = self.cgroup.replace(new.clone());
             let pid = self.pid;
             let label = spec.label();
-            tokio::task::spawn_blocking(move || {
+            return Ok(Some(Box::new(move || {
                 if let Err(e) = new.add(pid) {
                     tracing::warn!(function = %label, pid, error = %e,
                         "cannot move the worker into its application's cgroup; ending it (a worker runs inside its budget or not at all)");
@@ -575,9 +614,9 @@ impl Worker {
                 // Empty now (or, if the move failed, holding the worker,
                 // which goes with it): dropping it removes it.
                 drop(old);
-            });
+            })));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Did it hit its process limit (a fork or thread bomb)? Such a worker

@@ -45,14 +45,15 @@ pub struct ServeArgs {
     /// (rolling back to it within that time is immediate) [pools.drain_grace; default 120].
     #[arg(long, env = "HEARTH_DRAIN_GRACE")]
     pub drain_grace: Option<f64>,
-    /// Idle interpreters kept started per runtime (Python, Node) with no
+    /// Idle interpreters kept started per runtime (Python, Node, Lua) with no
     /// function loaded, so a new worker only has to load its code
     /// [pools.generic_workers; default 2].
     #[arg(long, env = "HEARTH_GENERIC_WORKERS")]
     pub generic_workers: Option<usize>,
     /// Most workers with code loaded across every function; past it, the
     /// least recently used function's idle workers make room
-    /// [pools.max_workers_total; default 256].
+    /// [pools.max_workers_total; default: one per 16 MiB of memory, 256
+    /// to 4,096].
     #[arg(long, env = "HEARTH_MAX_WORKERS_TOTAL")]
     pub max_workers_total: Option<usize>,
     /// Run every worker as this user. By default (daemon running as

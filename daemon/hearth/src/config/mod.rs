@@ -293,7 +293,7 @@ pub struct Runtimes {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Pools {
-    /// Idle interpreters kept started per runtime (Python, Node) with no
+    /// Idle interpreters kept started per runtime (Python, Node, Lua) with no
     /// function loaded. Reloadable.
     pub generic_workers: usize,
     /// Most workers with code loaded across every function. Reloadable.
@@ -303,11 +303,27 @@ pub struct Pools {
     pub drain_grace: Duration,
 }
 
+/// The default cap on workers with code loaded: one per 16 MiB of the
+/// host's memory (a Python worker's resident set is about 11 MiB, much of
+/// it shared; a Lua one's 3 MiB), at least 256 and at most 4,096. 24 GiB:
+/// 1,536.
+pub fn default_max_workers_total() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    ((total_kib / (16 * 1024)) as usize).clamp(256, 4096)
+}
+
 impl Default for Pools {
     fn default() -> Self {
         Pools {
             generic_workers: 2,
-            max_workers_total: 256,
+            max_workers_total: default_max_workers_total(),
             drain_grace: hearth_engine::DEFAULT_DRAIN_GRACE,
         }
     }
