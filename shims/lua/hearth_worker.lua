@@ -26,7 +26,8 @@ local function without_cwd(path)
   end
   return table.concat(kept, ";")
 end
-package.path = SHIM_DIR .. "/?.lua;" .. without_cwd(package.path)
+-- The daemon may have compiled the shim to bytecode (.luac) next to it.
+package.path = SHIM_DIR .. "/?.luac;" .. SHIM_DIR .. "/?.lua;" .. without_cwd(package.path)
 package.cpath = without_cwd(package.cpath)
 
 local hearth = require("hearth")
