@@ -611,6 +611,25 @@ impl Worker {
                     tracing::warn!(function = %label, pid, error = %e,
                         "cannot move the worker into its application's cgroup; ending it (a worker runs inside its budget or not at all)");
                 }
+                // The move runs while the function may already run: a
+                // process it started before the move (a child stays where
+                // it was born) follows it, until none is left behind.
+                for _ in 0..16 {
+                    let left: Vec<u32> = old
+                        .as_ref()
+                        .map(|cg| cg.pids())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|p| *p != pid)
+                        .collect();
+                    if left.is_empty() {
+                        break;
+                    }
+                    for child in left {
+                        // One that ended meanwhile needs no move.
+                        let _ = new.add(child);
+                    }
+                }
                 // Empty now (or, if the move failed, holding the worker,
                 // which goes with it): dropping it removes it.
                 drop(old);
