@@ -56,7 +56,19 @@ pub struct PageFieldError {
     pub message: String,
     /// What the field got instead: `static` (its fallback value), `stale`
     /// (the last good value for this input), `omit` or `none` (left out).
+    #[schemars(extend("enum" = ["static", "stale", "omit", "none"]))]
     pub fallback: String,
+}
+
+impl PageAnswer {
+    /// Its JSON Schema, whole and without references (the documents of a
+    /// page's call embed it).
+    pub fn schema() -> Value {
+        let generator = schemars::generate::SchemaSettings::draft2020_12()
+            .with(|s| s.inline_subschemas = true)
+            .into_generator();
+        serde_json::to_value(generator.into_root_schema_for::<PageAnswer>()).unwrap_or_default()
+    }
 }
 
 /// Most fields one page may have.
@@ -146,6 +158,16 @@ impl std::fmt::Display for FnRef {
 }
 
 impl FnRef {
+    /// What a call of it resolves: the live version, a version or an alias.
+    pub fn target(&self) -> crate::Target {
+        let name = self.name.clone();
+        match &self.selector {
+            Selector::Live => crate::Target::Live(name),
+            Selector::Version(v) => crate::Target::Version(name, *v),
+            Selector::Alias(a) => crate::Target::Alias(name, a.clone()),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<FnRef, String> {
         let (name, selector) = match text.split_once('@') {
             None => (text, Selector::Live),

@@ -67,6 +67,28 @@ pub struct Lineage {
     pub max_calls: u32,
 }
 
+impl Lineage {
+    /// The lineage of the calls `function@version` makes: its caller's
+    /// (`above`, None for a root) with it added; a root starts the count
+    /// of nested calls, at most `max_calls` (its limits.max_nested_calls).
+    pub fn below(above: Option<&Lineage>, function: &str, version: u32, max_calls: u32) -> Lineage {
+        let mut chain = above.map(|a| a.chain.clone()).unwrap_or_default();
+        chain.push((function.to_owned(), version));
+        match above {
+            Some(a) => Lineage {
+                chain,
+                made: a.made.clone(),
+                max_calls: a.max_calls,
+            },
+            None => Lineage {
+                chain,
+                made: Default::default(),
+                max_calls,
+            },
+        }
+    }
+}
+
 impl Invocation {
     pub fn new(payload: rmpv::Value, request_id: String, caller: Caller) -> Invocation {
         Invocation {

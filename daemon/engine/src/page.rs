@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use hearth_api::page::{Fallback, Selector, Template};
+use hearth_api::page::{Fallback, Template};
 use hearth_api::{ApiError, ErrorCode, Target};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
@@ -117,14 +117,6 @@ struct Failure {
     late: bool,
 }
 
-/// One field's place in this page call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Waiting,
-    Running,
-    Done,
-}
-
 /// A page call under way.
 struct Run<'a> {
     template: &'a Template,
@@ -135,8 +127,8 @@ struct Run<'a> {
     deadline: Instant,
     stale: &'a StaleValues,
     outputs: Vec<Option<Value>>,
-    state: Vec<State>,
-    /// Needs not yet done, per field.
+    /// Needs not yet done, per field: a field starts when its count
+    /// reaches 0 (once).
     pending: Vec<usize>,
     dependents: Vec<Vec<usize>>,
     /// Calls made (or being made) in this page call, by key: the fields
@@ -175,7 +167,6 @@ impl<'a> Run<'a> {
     /// first of its kind; otherwise it shares one, or fails at once.
     fn start(&mut self, i: usize, ready: &mut VecDeque<usize>) -> Option<Start> {
         let field = &self.template.fields[i];
-        self.state[i] = State::Running;
         let now = Instant::now();
         if let Some(&j) = field.needs.iter().find(|&&j| self.outputs[j].is_none()) {
             let failure = Failure {
@@ -230,15 +221,9 @@ impl<'a> Run<'a> {
         }
         self.calls.insert(key.clone(), Call::Running(vec![i]));
         self.made += 1;
-        let name = field.function.name.clone();
-        let target = match &field.function.selector {
-            Selector::Live => Target::Live(name),
-            Selector::Version(v) => Target::Version(name, *v),
-            Selector::Alias(a) => Target::Alias(name, a.clone()),
-        };
         Some(Start {
             key,
-            target,
+            target: field.function.target(),
             input,
             deadline,
         })
@@ -280,7 +265,6 @@ impl<'a> Run<'a> {
     /// or the page's failure; the fields that needed it may start.
     fn finish(&mut self, i: usize, member: Member, shared: bool, ready: &mut VecDeque<usize>) {
         let field = &self.template.fields[i];
-        self.state[i] = State::Done;
         let function = field.function.to_string();
         let ok = member.result.is_ok();
         let code = member.result.as_ref().err().map(|f| f.code.clone());
@@ -354,7 +338,7 @@ impl<'a> Run<'a> {
         for k in 0..self.dependents[i].len() {
             let d = self.dependents[i][k];
             self.pending[d] -= 1;
-            if self.pending[d] == 0 && self.state[d] == State::Waiting {
+            if self.pending[d] == 0 {
                 ready.push_back(d);
             }
         }
@@ -469,22 +453,12 @@ pub(crate) async fn run(call: PageCall<'_>) -> PageAnswer {
         }
     }
     // The members' place in the chain of calls: under the page.
-    let lineage = Arc::new(match &invocation.lineage {
-        Some(above) => {
-            let mut chain = above.chain.clone();
-            chain.push((page.to_owned(), version));
-            Lineage {
-                chain,
-                made: above.made.clone(),
-                max_calls: above.max_calls,
-            }
-        }
-        None => Lineage {
-            chain: vec![(page.to_owned(), version)],
-            made: Default::default(),
-            max_calls: max_nested_calls,
-        },
-    });
+    let lineage = Arc::new(Lineage::below(
+        invocation.lineage.as_deref(),
+        page,
+        version,
+        max_nested_calls,
+    ));
     let mut run = Run {
         template,
         page,
@@ -494,7 +468,6 @@ pub(crate) async fn run(call: PageCall<'_>) -> PageAnswer {
         deadline,
         stale,
         outputs: vec![None; n],
-        state: vec![State::Waiting; n],
         pending: template.fields.iter().map(|f| f.needs.len()).collect(),
         dependents,
         calls: HashMap::new(),
@@ -575,7 +548,11 @@ fn member_call(
         let begun = Instant::now();
         let ms = |at: Instant| at.saturating_duration_since(arrived).as_secs_f64() * 1000.0;
         let payload = hearth_protocol::json_to_value(&input).unwrap_or(rmpv::Value::Nil);
-        let mut invocation = Invocation::new(payload, next_request_id(), Caller::Page);
+        let mut invocation = Invocation::new(
+            payload,
+            crate::pool::nested::next_request_id(),
+            Caller::Page,
+        );
         invocation.deadline = Some(deadline);
         invocation.parent = Some(parent);
         invocation.lineage = Some(lineage);
@@ -630,14 +607,4 @@ fn failure(e: ApiError) -> Failure {
         message: e.detail.message,
         late,
     }
-}
-
-/// Request ids of member calls: a prefix of this process and a counter.
-fn next_request_id() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::OnceLock;
-    static PREFIX: OnceLock<u32> = OnceLock::new();
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    let prefix = *PREFIX.get_or_init(|| fastrand::u32(..) & 0x7fff_ffff | 0x4000_0000);
-    format!("{prefix:08x}{:08x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }

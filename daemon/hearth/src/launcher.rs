@@ -14,14 +14,12 @@
 
 use std::ffi::{CString, OsString};
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use hearth_protocol::{FromWorker, ToWorker, PROTOCOL_VERSION};
-
-const IN_FD: RawFd = 3;
-const OUT_FD: RawFd = 4;
+use hearth_sandbox::isolation::{take_identity, CHILD_IN_FD as IN_FD, CHILD_OUT_FD as OUT_FD};
 
 pub use hearth_engine::pool::EXEC_WORKER as SUBCOMMAND;
 
@@ -136,23 +134,7 @@ fn become_user(uid: u32, gid: u32) -> Result<(), String> {
     // SAFETY: plain system calls on this process's own descriptors and
     // credentials.
     unsafe {
-        for fd in [IN_FD, OUT_FD, 1, 2] {
-            if libc::fchown(fd, uid, gid) < 0 {
-                return Err(format!(
-                    "cannot give fd {fd} to uid {uid}: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-        }
-        if libc::setgroups(0, std::ptr::null()) < 0
-            || libc::setresgid(gid, gid, gid) < 0
-            || libc::setresuid(uid, uid, uid) < 0
-        {
-            return Err(format!(
-                "cannot become uid {uid} gid {gid}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+        take_identity(uid, gid).map_err(|e| format!("cannot become uid {uid} gid {gid}: {e}"))?;
         if libc::getuid() != uid || libc::geteuid() != uid || libc::getegid() != gid {
             return Err(format!("still not uid {uid} gid {gid} after the switch"));
         }

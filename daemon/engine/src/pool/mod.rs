@@ -5,7 +5,7 @@
 
 mod budget;
 mod generic;
-mod nested;
+pub(crate) mod nested;
 mod output;
 mod shared;
 mod worker;

@@ -96,9 +96,9 @@ fn retryable(code: ErrorCode) -> bool {
     )
 }
 
-/// Request ids of nested calls: a prefix of this process and a counter
-/// (HTTP calls' ids have a prefix of their own).
-fn next_request_id() -> String {
+/// Request ids of nested calls and page members: a prefix of this process
+/// and a counter (HTTP calls' ids have a prefix of their own).
+pub(crate) fn next_request_id() -> String {
     static PREFIX: OnceLock<u32> = OnceLock::new();
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let prefix = *PREFIX.get_or_init(|| fastrand::u32(..) | 0x8000_0000);
@@ -130,24 +130,12 @@ impl Nest {
 
     fn lineage(&self) -> &Arc<Lineage> {
         self.own.get_or_init(|| {
-            let mut chain = self
-                .above
-                .as_ref()
-                .map(|a| a.chain.clone())
-                .unwrap_or_default();
-            chain.push((self.spec.function.clone(), self.spec.version));
-            let (made, max_calls) = match &self.above {
-                Some(a) => (a.made.clone(), a.max_calls),
-                None => (
-                    Arc::new(AtomicU32::new(0)),
-                    self.spec.limits.max_nested_calls,
-                ),
-            };
-            Arc::new(Lineage {
-                chain,
-                made,
-                max_calls,
-            })
+            Arc::new(Lineage::below(
+                self.above.as_deref(),
+                &self.spec.function,
+                self.spec.version,
+                self.spec.limits.max_nested_calls,
+            ))
         })
     }
 

@@ -112,6 +112,52 @@ impl WorkerSpec {
 /// The cgroup "application" of generic workers (no function yet).
 const GENERIC_APP: &str = "_generic";
 
+/// A generic worker's move into its application's cgroup, made after its
+/// load (see [`Worker::load`]).
+struct AppMove {
+    new: Arc<WorkerCgroup>,
+    old: Option<Arc<WorkerCgroup>>,
+    pid: u32,
+    label: String,
+}
+
+impl AppMove {
+    /// Move the worker, and what the function started before the move (a
+    /// child stays in the cgroup it was born in), until none is left
+    /// behind; then the old cgroup goes.
+    fn run(self) {
+        let AppMove {
+            new,
+            old,
+            pid,
+            label,
+        } = self;
+        if let Err(e) = new.add(pid) {
+            tracing::warn!(function = %label, pid, error = %e,
+                "cannot move the worker into its application's cgroup; ending it (a worker runs inside its budget or not at all)");
+        }
+        for _ in 0..16 {
+            let left: Vec<u32> = old
+                .as_ref()
+                .map(|cg| cg.pids())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| *p != pid)
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            for child in left {
+                // One that ended meanwhile needs no move.
+                let _ = new.add(child);
+            }
+        }
+        // Empty now (or, if the move failed, holding the worker, which
+        // goes with it): dropping it removes it.
+        drop(old);
+    }
+}
+
 /// Interpreters starting at once, at most: one per CPU, at least two.
 fn starting_slots() -> &'static tokio::sync::Semaphore {
     static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
@@ -547,7 +593,7 @@ impl Worker {
         // for an RCU grace period, which would stall a worker that execs
         // (Lua's launcher) or forks while it loads.
         if let Some(join) = join_app {
-            tokio::task::spawn_blocking(join);
+            tokio::task::spawn_blocking(move || join.run());
         }
         match loaded {
             Ok(Ok(load_ms)) => {
@@ -576,10 +622,7 @@ impl Worker {
     /// goes to the function's user, its rlimits and cgroup to the
     /// function's limits (the shim drops to the user at `load`). Returns
     /// the move into its application's cgroup, to run in the background.
-    #[allow(clippy::type_complexity)]
-    fn take_function_limits(
-        &mut self,
-    ) -> Result<Option<Box<dyn FnOnce() + Send + 'static>>, String> {
+    fn take_function_limits(&mut self) -> Result<Option<AppMove>, String> {
         let spec = self.spec.clone();
         if let (Some(tmp), Some(identity)) = (&self.tmp, spec.identity) {
             tmp.give_to(identity)
@@ -604,36 +647,12 @@ impl Worker {
                     .map_err(|e| e.to_string())?,
             );
             let old = self.cgroup.replace(new.clone());
-            let pid = self.pid;
-            let label = spec.label();
-            return Ok(Some(Box::new(move || {
-                if let Err(e) = new.add(pid) {
-                    tracing::warn!(function = %label, pid, error = %e,
-                        "cannot move the worker into its application's cgroup; ending it (a worker runs inside its budget or not at all)");
-                }
-                // The move runs while the function may already run: a
-                // process it started before the move (a child stays where
-                // it was born) follows it, until none is left behind.
-                for _ in 0..16 {
-                    let left: Vec<u32> = old
-                        .as_ref()
-                        .map(|cg| cg.pids())
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|p| *p != pid)
-                        .collect();
-                    if left.is_empty() {
-                        break;
-                    }
-                    for child in left {
-                        // One that ended meanwhile needs no move.
-                        let _ = new.add(child);
-                    }
-                }
-                // Empty now (or, if the move failed, holding the worker,
-                // which goes with it): dropping it removes it.
-                drop(old);
-            })));
+            return Ok(Some(AppMove {
+                new,
+                old,
+                pid: self.pid,
+                label: spec.label(),
+            }));
         }
         Ok(None)
     }

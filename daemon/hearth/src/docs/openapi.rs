@@ -87,7 +87,10 @@ fn operation(doc: &FunctionDoc) -> Value {
     let name = &doc.name;
     let input = embedded(m.input.as_ref(), format!("urn:hearth:{name}:input"));
     let output = if m.is_page() {
-        page_answer_schema()
+        embedded(
+            Some(&hearth_api::PageAnswer::schema()),
+            format!("urn:hearth:{name}:answer"),
+        )
     } else {
         embedded(m.output.as_ref(), format!("urn:hearth:{name}:output"))
     };
@@ -209,29 +212,6 @@ fn operation(doc: &FunctionDoc) -> Value {
             "security": security,
             "x-hearth-scope": "invoke",
             "x-hearth-errors": errors,
-        }
-    })
-}
-
-/// A page's answer (`PageAnswer`), as a schema.
-fn page_answer_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["data", "errors"],
-        "properties": {
-            "data": {"type": "object", "description": "each field's value at its path (a fallback's where its function failed); hidden fields left out"},
-            "errors": {"type": "array", "items": {
-                "type": "object",
-                "required": ["field", "code", "function", "message", "fallback"],
-                "properties": {
-                    "field": {"type": "string"},
-                    "code": {"type": "string"},
-                    "function": {"type": "string"},
-                    "version": {"type": ["integer", "null"]},
-                    "message": {"type": "string"},
-                    "fallback": {"type": "string", "enum": ["static", "stale", "omit", "none"]}
-                }
-            }}
         }
     })
 }

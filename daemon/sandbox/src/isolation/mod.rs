@@ -41,7 +41,7 @@ use crate::cgroup::Cgroups;
 
 pub use process::{kill_tree, process_alive, resident_bytes, signal_tree};
 pub use rlimits::Rlimits;
-pub use spawn::{pipe, prepare_worker, Confinement, CHILD_IN_FD, CHILD_OUT_FD};
+pub use spawn::{pipe, prepare_worker, take_identity, Confinement, CHILD_IN_FD, CHILD_OUT_FD};
 pub use tmp::{owner_pid as tmp_owner_pid, PrivateTmp};
 pub use users::{restrict_code_dir, usable_by_others, Users, DEFAULT_UID_BASE};
 

@@ -197,19 +197,7 @@ pub fn prepare_worker(
                 }
             }
             if let Some((uid, gid)) = identity {
-                // The pipes become the worker's (a runtime may reopen them
-                // by path, as Lua does with /dev/fd/3).
-                for fd in [CHILD_IN_FD, CHILD_OUT_FD, 1, 2] {
-                    if libc::fchown(fd, uid, gid) < 0 {
-                        return fail();
-                    }
-                }
-                if libc::setgroups(0, std::ptr::null()) < 0
-                    || libc::setgid(gid) < 0
-                    || libc::setuid(uid) < 0
-                {
-                    return fail();
-                }
+                take_identity(uid, gid)?;
             }
             // After the identity change (which clears it).
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
@@ -221,6 +209,27 @@ pub fn prepare_worker(
             }
             Ok(())
         });
+    }
+    Ok(())
+}
+
+/// Become `uid`/`gid` for good: the protocol pipes and stdout/stderr
+/// become theirs (a runtime may reopen them by path, as Lua does with
+/// /dev/fd/3), then no supplementary groups, the group, the user. Used
+/// between fork and exec, and by hearth's launcher of pre-started Lua
+/// workers.
+///
+/// # Safety
+/// It changes this process's credentials and the owner of fds 1 to 4. It
+/// allocates nothing (async-signal-safe), so it may run after a fork.
+pub unsafe fn take_identity(uid: u32, gid: u32) -> std::io::Result<()> {
+    for fd in [CHILD_IN_FD, CHILD_OUT_FD, 1, 2] {
+        if libc::fchown(fd, uid, gid) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    if libc::setgroups(0, std::ptr::null()) < 0 || libc::setgid(gid) < 0 || libc::setuid(uid) < 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
