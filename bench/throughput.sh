@@ -189,6 +189,28 @@ run_wrk "hearth node hello" "http://$HADDR/fn/hello-node" bench/wrk/post.lua
 run_wrk "hearth lua hello" "http://$HADDR/fn/hello-lua" bench/wrk/post.lua
 curl -s --max-time 5 -H "Authorization: Bearer $(cat "$WORK/data/admin.token")" "http://$HADDR/api/v1/workers" >"$OUT/workers-after-hello.json" || true
 
+# The same hello functions on a second daemon without cells
+# (server.cells = 0: one shared runtime, workers floating over every CPU),
+# side by side with the first; the first daemon idles meanwhile.
+NPORT=$(free_port)
+NADDR="127.0.0.1:$NPORT"
+mkdir -p "$WORK/nocells"
+log "starting a second hearth on $NADDR with --cells 0"
+HEARTH_LOG=warn "$HEARTH" serve --listen "$NADDR" --data-dir "$WORK/nocells/data" --cells 0 \
+  >"$OUT/nocells.stdout" 2>>"$OUT/nocells.log" &
+NPID=$!
+PIDS+=("$NPID:TERM")
+for _ in $(seq 1 100); do grep -q "hearth listening on" "$OUT/nocells.stdout" 2>/dev/null && break; sleep 0.1; done
+grep -q "hearth listening on" "$OUT/nocells.stdout" || die "the second hearth did not start: $(tail -5 "$OUT/nocells.log")"
+for d in "$WORK/py-hello" examples/node/hello examples/lua/hello; do
+  HEARTH_DATA="$WORK/nocells/data" "$HEARTH" --addr "$NADDR" deploy "$d" >>"$OUT/deploy.log" 2>&1 || die "deploy $d on the second hearth failed"
+done
+for fn in hello hello-node hello-lua; do check_call "http://$NADDR/fn/$fn" '"Hello, Ada!"'; done
+run_wrk "hearth python hello, no cells" "http://$NADDR/fn/hello" bench/wrk/post.lua
+run_wrk "hearth node hello, no cells" "http://$NADDR/fn/hello-node" bench/wrk/post.lua
+run_wrk "hearth lua hello, no cells" "http://$NADDR/fn/hello-lua" bench/wrk/post.lua
+stop_pid "$NPID" TERM
+
 # ---------------------------------------------------------------- first calls
 # Functions never called: deployed without publishing (a live version keeps
 # a worker started), then hearth restarts, so none has a worker; each is
@@ -339,6 +361,10 @@ to_ms() { # wrk latency like 850.00us / 1.23ms / 2.01s -> ms
   echo
   echo "baseline (best uWSGI): $best_label, $best req/s"
   awk -v h="$hp" -v b="$best" 'BEGIN { if (b + 0 > 0) printf "ratio hearth python hello / best uWSGI: %.2f\n", h / b; else print "ratio: n/a" }'
+  for rt in python node lua; do
+    awk -v h="${RPS["hearth $rt hello"]}" -v n="${RPS["hearth $rt hello, no cells"]:-0}" -v rt="$rt" \
+      'BEGIN { if (n + 0 > 0) printf "ratio hearth %s hello with cells / without (server.cells = 0): %.2f\n", rt, h / n }'
+  done
   hpp=${RPS["hearth python hello, pipelined x4"]}
   awk -v h="$hpp" -v b="$best" 'BEGIN { if (b + 0 > 0) printf "ratio hearth python hello pipelined x4 / best uWSGI: %.2f\n", h / b }'
   [[ -n $DEPLOY_NOTE ]] && echo "note: $DEPLOY_NOTE"

@@ -7,6 +7,7 @@ mod aliases;
 mod apps;
 pub mod call;
 mod catalog;
+pub mod cells;
 pub mod code;
 pub mod contract;
 pub mod deploy;

@@ -82,6 +82,17 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
         iso.kill_grace,
     )?);
     info!("isolation: {}", isolation.describe());
+    // Before any pool exists: pools count their workers per cell.
+    let wanted = hearth_engine::cells::resolve(config.server.cells);
+    match hearth_engine::cells::start(wanted) {
+        Ok(0) => info!("cells: none; connections and workers use every CPU (server.cells)"),
+        Ok(n) => {
+            info!(cells = n, cpus = ?hearth_engine::cells::allowed_cpus(), "cells: one async thread per CPU, each serving its connections with the workers pinned to its CPU (server.cells)")
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot start the cells; connections are served without them (server.cells)")
+        }
+    }
     // Before any worker starts: what a daemon killed mid-write left behind.
     for dir in hearth_engine::leftovers::remove_at_start(
         &data.join("code"),
@@ -358,6 +369,7 @@ pub async fn serve(start: Start) -> anyhow::Result<()> {
     info!("stopping: ending workers");
     isolation.stop();
     engine.shutdown();
+    hearth_engine::cells::stop();
     recorder.finish().await;
     store.close().await;
     if let Some(cgroups) = &isolation.cgroups {

@@ -18,7 +18,7 @@ pub use output::{call_log_max, set_call_log_max, CallLog, CALL_LOG_MAX};
 
 pub use worker::{Answer, FunctionError, Lost, Timing, Worker, WorkerError, WorkerSpec};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::call::Dispatch;
@@ -200,12 +200,67 @@ pub struct Pool {
     starting: std::sync::atomic::AtomicUsize,
     /// A shared worker got a free lane, or a new one arrived.
     lane_freed: tokio::sync::Notify,
+    /// Its workers in each cell (empty without cells).
+    homes: Arc<[AtomicU32]>,
+    /// Calls in flight per cell: the cell's share of `max_workers` (empty
+    /// without cells, and for workers serving several calls at once).
+    cell_slots: Vec<Semaphore>,
+    /// A cell's share has a free place and no call waiting for it: calls
+    /// waiting in other cells may take it.
+    cell_spare: tokio::sync::Notify,
+}
+
+/// A call's place in a cell's share of the pool.
+struct CellPermit<'a> {
+    permit: Option<tokio::sync::SemaphorePermit<'a>>,
+    sem: &'a Semaphore,
+    spare: &'a tokio::sync::Notify,
+    /// The cell whose share it is.
+    group: usize,
+}
+
+impl Drop for CellPermit<'_> {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        // Nobody of that cell took the place: calls waiting elsewhere may.
+        if self.sem.available_permits() > 0 {
+            self.spare.notify_waiters();
+        }
+    }
+}
+
+/// Each cell's share of a pool's `max_workers` (none for workers serving
+/// several calls at once, which spread their calls themselves).
+fn cell_shares(limits: &hearth_api::manifest::Limits) -> Vec<Semaphore> {
+    let n = crate::cells::count();
+    if n == 0 || limits.concurrency > 1 {
+        return Vec::new();
+    }
+    let max = (limits.max_workers as usize).max(1);
+    (0..n)
+        .map(|i| Semaphore::new(max / n + usize::from(i < max % n)))
+        .collect()
+}
+
+/// A worker counted among its pool's workers of its cell while it lives.
+pub struct Homed {
+    counts: Arc<[AtomicU32]>,
+    cell: usize,
+}
+
+impl Drop for Homed {
+    fn drop(&mut self) {
+        if let Some(c) = self.counts.get(self.cell) {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Pool {
     pub fn new(spec: WorkerSpec, shared: &Shared) -> Arc<Pool> {
         // One permit per call in flight: `concurrency` per worker.
         let max = spec.limits.max_workers as usize * spec.limits.concurrency.max(1) as usize;
+        let spec_limits = spec.limits.clone();
         let pool = Arc::new(Pool {
             spec: Arc::new(spec),
             events: shared.events.clone(),
@@ -232,6 +287,11 @@ impl Pool {
             shared: Mutex::new(Vec::new()),
             starting: Default::default(),
             lane_freed: tokio::sync::Notify::new(),
+            homes: (0..crate::cells::count())
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+            cell_slots: cell_shares(&spec_limits),
+            cell_spare: tokio::sync::Notify::new(),
         });
         // A page's pool starts no worker: it only routes.
         if pool.spec.page.is_some() {
@@ -315,8 +375,44 @@ impl Pool {
         self.keep_warm.store(on, Ordering::Relaxed);
     }
 
-    fn take_idle(&self) -> Option<Worker> {
+    /// An idle worker for a call; `group`: the cell share the call holds.
+    fn take_idle(&self, group: Option<usize>) -> Option<Worker> {
         let mut idle = self.idle.lock().ok()?;
+        if let Some(g) = group {
+            // A worker of the caller's own cell first (the most recently
+            // used of them).
+            if let Some(i) = idle.iter().rposition(|w| w.home == Some(g)) {
+                let mut w = idle.remove(i);
+                if w.is_alive() {
+                    return Some(w);
+                }
+                warn!(function = %self.spec.function, version = self.spec.version, pid = w.pid(), "idle worker had died; dropping it");
+            }
+            // Short of its share: a worker from a cell that has more than
+            // its own moves here. Otherwise another cell's idle worker
+            // serves the call where it is (a cold start would be slower),
+            // and only with none idle does a worker start here.
+            let homed = |i: usize| {
+                self.homes
+                    .get(i)
+                    .map_or(0, |c| c.load(Ordering::Relaxed) as usize)
+            };
+            if homed(g) < self.cell_share(g) {
+                let spare = idle.iter().rposition(|w| {
+                    w.home
+                        .is_none_or(|h| h >= self.homes.len() || homed(h) > self.cell_share(h))
+                });
+                if let Some(i) = spare {
+                    let mut w = idle.remove(i);
+                    drop(idle);
+                    if !w.is_alive() {
+                        return None;
+                    }
+                    self.settle(&mut w, Some(g));
+                    return Some(w);
+                }
+            }
+        }
         while let Some(mut w) = idle.pop() {
             if w.is_alive() {
                 return Some(w);
@@ -412,7 +508,7 @@ impl Pool {
         tokio::spawn(async move {
             let deadline =
                 Instant::now() + Duration::from_millis(pool.spec.limits.timeout_ms.max(10_000));
-            match pool.start_worker(deadline, false).await {
+            match pool.start_worker(deadline, false, None).await {
                 Ok(new) => {
                     pool.emit(Event::WorkerRecycled {
                         function: &pool.spec.function,
@@ -739,7 +835,7 @@ impl Pool {
         };
         let deadline =
             Instant::now() + Duration::from_millis(self.spec.limits.timeout_ms.max(10_000));
-        let w = self.start_worker(deadline, false).await?;
+        let w = self.start_worker(deadline, false, None).await?;
         self.put_idle(w);
         Ok(())
     }
@@ -752,6 +848,7 @@ impl Pool {
         &self,
         deadline: Instant,
         may_evict: bool,
+        group: Option<usize>,
     ) -> Result<Worker, WorkerError> {
         let place = match &self.budget {
             Some(budget) => Some(budget.take(self, may_evict, deadline).await.map_err(
@@ -786,6 +883,7 @@ impl Pool {
         let w = started.inspect_err(|e| self.note_crash(e))?;
         let mut w = w;
         w.place = place;
+        self.settle(&mut w, group);
         self.emit(Event::WorkerStarted {
             function: &self.spec.function,
             version: self.spec.version,
@@ -793,6 +891,88 @@ impl Pool {
             from_generic: w.from_generic,
         });
         Ok(w)
+    }
+
+    /// The share of `max_workers` whose calls the caller's cell waits
+    /// for: its own, or (a cell with no share: fewer workers than cells)
+    /// another cell's.
+    fn cell_group(&self) -> Option<usize> {
+        let n = self.cell_slots.len();
+        let c = crate::cells::current()?;
+        if n == 0 || c >= n {
+            return None;
+        }
+        // Cells 0..with_share have a share of one worker or more.
+        let with_share = (self.spec.limits.max_workers as usize).clamp(1, n);
+        Some(if c < with_share { c } else { c % with_share })
+    }
+
+    /// The cell a new worker of this pool should live in: the one whose
+    /// share the call holds; for a worker started in the background, the
+    /// cell with the fewest of this pool's workers.
+    fn pick_home(&self, group: Option<usize>) -> Option<usize> {
+        if group.is_some() {
+            return group;
+        }
+        let n = self.homes.len();
+        let load = |i: usize| self.homes[i].load(Ordering::Relaxed);
+        (0..n).min_by_key(|&i| load(i))
+    }
+
+    /// A place in cell share `own` (the caller's), or in another cell's
+    /// share that is free (that cell has no call waiting); if none is,
+    /// wait for the own share, or for another share to come free.
+    async fn cell_permit(&self, own: usize, call: &Call) -> Result<CellPermit<'_>, CallError> {
+        let permit = |p, group| CellPermit {
+            permit: Some(p),
+            sem: &self.cell_slots[group],
+            spare: &self.cell_spare,
+            group,
+        };
+        let others = || {
+            (0..self.cell_slots.len())
+                .filter(move |&g| g != own)
+                .find_map(|g| self.cell_slots[g].try_acquire().ok().map(|p| (p, g)))
+        };
+        if let Ok(p) = self.cell_slots[own].try_acquire() {
+            return Ok(permit(p, own));
+        }
+        loop {
+            let spare = self.cell_spare.notified();
+            tokio::pin!(spare);
+            spare.as_mut().enable();
+            if let Some((p, g)) = others() {
+                return Ok(permit(p, g));
+            }
+            tokio::select! {
+                biased;
+                got = self.wait_for_worker(call, &self.cell_slots[own]) => return got.map(|p| permit(p, own)),
+                () = &mut spare => {}
+            }
+        }
+    }
+
+    /// How many of `max_workers` cell `i` has.
+    fn cell_share(&self, i: usize) -> usize {
+        let n = self.cell_slots.len().max(1);
+        let max = (self.spec.limits.max_workers as usize).max(1);
+        max / n + usize::from(i < max % n)
+    }
+
+    /// Give a worker its home cell (pinned there, its pipes on that cell's
+    /// runtime) and count it there.
+    fn settle(&self, w: &mut Worker, group: Option<usize>) {
+        let Some(cell) = self.pick_home(group) else {
+            return;
+        };
+        w.rehome(cell);
+        if w.home == Some(cell) && w.homed.as_ref().is_none_or(|h| h.cell != cell) {
+            self.homes[cell].fetch_add(1, Ordering::Relaxed);
+            w.homed = Some(Homed {
+                counts: self.homes.clone(),
+                cell,
+            });
+        }
     }
 
     /// Make sure one loaded worker is waiting, starting it if needed. Used at
@@ -805,7 +985,7 @@ impl Pool {
         let Ok(_permit) = self.slots.acquire().await else {
             return Ok(());
         };
-        if let Some(w) = self.take_idle() {
+        if let Some(w) = self.take_idle(None) {
             self.put_idle(w);
             return Ok(());
         }
@@ -816,7 +996,7 @@ impl Pool {
         {
             return Ok(());
         }
-        let w = self.start_worker(deadline, true).await?;
+        let w = self.start_worker(deadline, true, None).await?;
         self.put_idle(w);
         Ok(())
     }
@@ -830,10 +1010,19 @@ impl Pool {
             return Err(self.crash_loop_error(left).into());
         }
         let arrived = Instant::now();
+        // In a cell: first a place among the workers of the caller's cell
+        // (so that calls wait for a worker on their own CPU), then one in
+        // the pool.
+        let local = match self.cell_group() {
+            Some(own) => Some(self.cell_permit(own, &call).await?),
+            None => None,
+        };
+        let group = local.as_ref().map(|p| p.group);
         let permit = match self.slots.try_acquire() {
             Ok(p) => p,
-            Err(_) => self.wait_for_worker(&call).await?,
+            Err(_) => self.wait_for_worker(&call, &self.slots).await?,
         };
+        let permit = (permit, local);
         let mut timing = Timing {
             queue_ms: ms(arrived.elapsed()),
             start: StartKind::Warm,
@@ -856,10 +1045,10 @@ impl Pool {
             drop(permit);
             return outcome;
         }
-        let mut worker = match self.take_idle() {
+        let mut worker = match self.take_idle(group) {
             Some(w) => w,
             None => {
-                let w = self.start_worker(call.deadline, true).await?;
+                let w = self.start_worker(call.deadline, true, group).await?;
                 self.note_cold_start(&mut timing, &w);
                 w
             }
@@ -959,10 +1148,15 @@ impl Pool {
                         reason: "pool lock poisoned".into(),
                     })
                 })?;
+                // The least busy, counting a call in flight more for a
+                // worker of another cell (its calls wake another CPU).
+                let here = crate::cells::current();
                 let best = shared
                     .iter()
                     .filter(|w| !w.is_dead() && !w.retiring.load(Ordering::Relaxed))
-                    .min_by_key(|w| w.in_flight.load(Ordering::Relaxed));
+                    .min_by_key(|w| {
+                        w.in_flight.load(Ordering::Relaxed) + u32::from(w.home != here)
+                    });
                 match best {
                     Some(w) if w.in_flight.load(Ordering::Relaxed) < lanes => {
                         if w.in_flight.fetch_add(1, Ordering::Relaxed) > 0 {
@@ -982,7 +1176,7 @@ impl Pool {
             match pick {
                 Pick::Use(w, alone) => break (w, alone),
                 Pick::Start => {
-                    let started = self.start_worker(call.deadline, true).await;
+                    let started = self.start_worker(call.deadline, true, None).await;
                     self.starting.fetch_sub(1, Ordering::Relaxed);
                     self.lane_freed.notify_waiters();
                     let w = started?;
@@ -1057,10 +1251,11 @@ impl Pool {
     /// Admission: every worker is busy. Wait in the bounded queue, unless it
     /// is full (429) or the call cannot finish before its deadline (503);
     /// both are answered at once, so nothing waits that cannot be served.
-    async fn wait_for_worker(
+    async fn wait_for_worker<'a>(
         &self,
         call: &Call,
-    ) -> Result<tokio::sync::SemaphorePermit<'_>, CallError> {
+        slots: &'a Semaphore,
+    ) -> Result<tokio::sync::SemaphorePermit<'a>, CallError> {
         let limits = &self.spec.limits;
         let max_workers = u64::from(limits.max_workers);
         let avg = Duration::from_micros(self.avg_call_us.load(Ordering::Relaxed));
@@ -1089,9 +1284,18 @@ impl Pool {
                 retry_after_s,
             });
         }
+        // Counted while it waits, even if the wait is given up (a call in
+        // a cell stops waiting when another cell's share comes free).
+        struct Waiting<'a>(&'a AtomicU64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let got = tokio::time::timeout_at(call.deadline, self.slots.acquire()).await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let waiting = Waiting(&self.waiting);
+        let got = tokio::time::timeout_at(call.deadline, slots.acquire()).await;
+        drop(waiting);
         match got {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(CallError::Overloaded {

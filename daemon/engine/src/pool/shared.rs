@@ -33,6 +33,8 @@ type Reply = Result<Result<rmpv::Value, FunctionError>, WorkerError>;
 
 pub struct SharedWorker {
     pid: u32,
+    /// Its cell, if the daemon runs cells.
+    pub home: Option<usize>,
     /// function@version, for messages.
     label: String,
     /// The process (for how it ended, and to stop it); pipes taken out.
@@ -79,11 +81,15 @@ impl SharedWorker {
         let sequential = worker.spec().runtime.kind != hearth_api::manifest::RuntimeKind::Node;
         let output = worker.output();
         let started = worker.started;
+        let home = worker.home;
         Ok(Arc::new_cyclic(|weak: &std::sync::Weak<SharedWorker>| {
             let weak = weak.clone();
-            let task = tokio::spawn(async move { read_answers(weak, reader).await });
+            // On the worker's cell, whose runtime its pipes belong to.
+            let task =
+                crate::cells::spawn_on(home, async move { read_answers(weak, reader).await });
             SharedWorker {
                 pid,
+                home,
                 label,
                 worker: tokio::sync::Mutex::new(worker),
                 writer: tokio::sync::Mutex::new(writer),

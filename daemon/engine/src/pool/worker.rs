@@ -49,6 +49,14 @@ pub struct WorkerSpec {
 }
 
 impl WorkerSpec {
+    /// Are its workers pinned to their cell's CPU? Python and Lua run one
+    /// thread; Node's threads (its garbage collector, its compiler) would
+    /// compete with the cell's, so it floats, with only its pipes in the
+    /// cell. A generic worker is pinned until it becomes a Node function's.
+    pub fn pinned(&self) -> bool {
+        self.runtime.kind != hearth_api::manifest::RuntimeKind::Node
+    }
+
     pub fn label(&self) -> String {
         format!("{}@{}", self.function, self.version)
     }
@@ -378,6 +386,11 @@ pub struct Worker {
     peak: PeakMemory,
     /// It was taken from a generic pool (spawned before its function).
     pub from_generic: bool,
+    /// The cell it lives in (pinned to its CPU, its protocol pipes on its
+    /// runtime), if the daemon runs cells.
+    pub home: Option<usize>,
+    /// Counted among its pool's workers of that cell (given back on drop).
+    pub homed: Option<super::Homed>,
 }
 
 impl Drop for Worker {
@@ -483,6 +496,26 @@ impl Worker {
             .kill_on_drop(false);
         isolation::prepare_worker(&mut cmd, &child_in, &child_out, &confine)
             .map_err(|e| spawn_err(format!("cannot open its temporary directory: {e}")))?;
+        // Started in a cell: on the cell's CPU from its first instruction
+        // (so every thread it starts is there too), if its runtime is pinned.
+        // (A process forked from a cell's thread would otherwise inherit
+        // the thread's CPU: one that floats is given them all back.)
+        let home = crate::cells::current();
+        let set = match home {
+            Some(cell) if spec.pinned() => crate::cells::cpu_set(cell),
+            Some(_) => crate::cells::all_cpus(),
+            None => None,
+        };
+        if let Some(set) = set {
+            // SAFETY: the closure only makes one system call
+            // (sched_setaffinity), which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+                    Ok(())
+                });
+            }
+        }
         // At most a few interpreters start at once: started together, they
         // all finish late (they share the CPUs, and the kernel serializes
         // their moves into cgroups).
@@ -552,6 +585,8 @@ impl Worker {
             run_time: RunTime::of(pid),
             peak: PeakMemory::default(),
             from_generic: false,
+            home,
+            homed: None,
         };
         match tokio::time::timeout_at(deadline, worker.ready()).await {
             Ok(Ok(())) => {
@@ -917,6 +952,44 @@ impl Worker {
     /// that call runs alone).
     pub(super) fn output(&self) -> Arc<Output> {
         self.output.clone()
+    }
+
+    /// Move it to cell `cell`: pin its threads to the cell's CPU and
+    /// register its protocol pipes with the cell's runtime, so that a call
+    /// on that cell wakes nothing on another CPU. Its output pipes stay
+    /// where they are (they are read only when it prints).
+    pub(super) fn rehome(&mut self, cell: usize) {
+        if self.home == Some(cell) || crate::cells::handle(cell).is_none() {
+            return;
+        }
+        let (Some(tx), Some(rx)) = (self.to_worker.take(), self.from_worker.take()) else {
+            return;
+        };
+        let moved = crate::cells::enter(cell, || -> std::io::Result<_> {
+            let tx = pipe::Sender::from_owned_fd(tx.into_nonblocking_fd()?)?;
+            let rx = pipe::Receiver::from_owned_fd(rx.into_nonblocking_fd()?)?;
+            Ok((tx, rx))
+        });
+        match moved {
+            Ok((tx, rx)) => {
+                self.to_worker = Some(tx);
+                self.from_worker = Some(rx);
+                let pinned = if self.spec.pinned() {
+                    crate::cells::pin_process(self.pid, cell)
+                } else {
+                    crate::cells::unpin_process(self.pid)
+                };
+                if let Err(e) = pinned {
+                    tracing::debug!(pid = self.pid, cell, error = %e, "cannot pin a worker to its cell's CPU");
+                }
+                self.home = Some(cell);
+            }
+            Err(e) => {
+                // Its pipes are gone: it cannot serve, and is ended.
+                tracing::warn!(pid = self.pid, cell, error = %e, "cannot move a worker's pipes to its cell; ending it");
+                self.kill();
+            }
+        }
     }
 
     /// Hand the protocol pipes to a shared worker (several calls in

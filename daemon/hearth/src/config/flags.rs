@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// management API only, and others get 503 [server.max_connections; default 4096].
     #[arg(long, env = "HEARTH_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Async threads serving connections, each with workers pinned to its
+    /// CPU; 0 for none [server.cells; default one per CPU].
+    #[arg(long, env = "HEARTH_CELLS")]
+    pub cells: Option<usize>,
     /// Seconds a request's head may take to arrive (also how long an
     /// HTTP/1.1 keep-alive connection waits for its next request)
     /// [server.header_timeout; default 30].
@@ -268,6 +272,7 @@ const ORIGINS: &[(&str, &str, &str)] = &[
         "--max-connections",
         "HEARTH_MAX_CONNECTIONS",
     ),
+    ("server.cells", "--cells", "HEARTH_CELLS"),
     (
         "server.header_timeout",
         "--header-timeout",
@@ -428,6 +433,7 @@ impl ServeArgs {
             self.max_connections,
             config.server.max_connections
         );
+        over!("server.cells", self.cells.map(Some), config.server.cells);
         let seconds = |s: f64| Duration::from_secs_f64(s.clamp(0.1, 1e6));
         over!(
             "server.header_timeout",

@@ -188,6 +188,10 @@ pub struct Server {
     /// How long a deploy waits for its turn before a 503.
     #[serde(with = "duration")]
     pub deploy_wait: Duration,
+    /// Async threads that each serve a share of the connections with
+    /// workers pinned to their CPU. Unset: one per CPU the daemon may use
+    /// (none with one CPU); `0`: none (every thread and worker floats).
+    pub cells: Option<usize>,
 }
 
 impl Default for Server {
@@ -205,6 +209,7 @@ impl Default for Server {
             max_api_body: crate::gateway::DEFAULT_MAX_API_BODY,
             max_concurrent_deploys: crate::gateway::DEFAULT_MAX_CONCURRENT_DEPLOYS,
             deploy_wait: crate::gateway::DEFAULT_DEPLOY_WAIT,
+            cells: None,
         }
     }
 }
@@ -650,6 +655,12 @@ impl Loaded {
             return Err(invalid(
                 "stats.flush_interval",
                 "must be from \"100ms\" to \"1m\" (the default is \"5s\")".into(),
+            ));
+        }
+        if c.server.cells.is_some_and(|n| n > 1024) {
+            return Err(invalid(
+                "server.cells",
+                "is over 1024; leave it unset for one per CPU, or set 0 for none".into(),
             ));
         }
         if c.server.max_connections == 0 {

@@ -20,7 +20,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
 use hearth_api::routes::{self, Matched};
@@ -31,7 +31,7 @@ use crate::service::Heartbeat;
 pub use api::{
     ApiLimits, DEFAULT_DEPLOY_WAIT, DEFAULT_MAX_API_BODY, DEFAULT_MAX_CONCURRENT_DEPLOYS,
 };
-use conn::{Admit, ConnLimits, InFlight, Watched};
+use conn::{Admit, ConnLimits, InFlight, Slot, Watched};
 use guard::Guard;
 use http::{error_response, json, RequestIds, Resp};
 
@@ -141,72 +141,62 @@ pub async fn serve(
     let mut beat = tokio::time::interval(heartbeat.every());
     loop {
         tokio::select! {
-            _ = beat.tick() => heartbeat.beat(),
-            accepted = listener.accept() => {
-                let (mut stream, _) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let slot = gateway.conns.limits.admit();
-                if slot.admit == Admit::Refused {
-                    let answer = conn::refusal(gateway.conns.limits.max());
-                    tokio::spawn(async move {
-                        use tokio::io::AsyncWriteExt as _;
-                        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
-                        drop(slot);
-                    });
-                    continue;
-                }
-                let _ = stream.set_nodelay(true);
-                let in_flight = InFlight::default();
-                let io = Watched::new(stream, gateway.conns.idle_timeout, in_flight.clone());
-                let drive_flight = in_flight.clone();
-                let stopping = stopping.clone();
-                let management_only = slot.admit == Admit::ManagementOnly;
-                let gw = gateway.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let gw = gw.clone();
-                    let busy = in_flight.busy();
-                    async move {
-                        let mut resp = handle(gw, req, management_only).await;
-                        // A streamed answer keeps the connection busy until it ends.
-                        if let Either::Right(body) = resp.body_mut() {
-                            body.1 = Some(busy);
-                        }
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                match gateway.conns.tls.clone() {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
-                        tokio::spawn(async move {
-                            conn::drive(conn, stopping, drive_flight).await;
-                            drop(slot);
-                        });
-                    }
-                    Some(acceptor) => {
-                        // The handshake is bounded like a request's head.
-                        let builder = builder.clone();
-                        let limit = gateway.conns.header_timeout;
-                        tokio::spawn(async move {
-                            if let Ok(Ok(tls)) = tokio::time::timeout(limit, acceptor.accept(io)).await {
-                                let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
-                                conn::drive(conn, stopping, drive_flight).await;
+                    _ = beat.tick() => heartbeat.beat(),
+                    accepted = listener.accept() => {
+                        let (mut stream, _) = match accepted {
+                            Ok(conn) => conn,
+                            Err(e) => {
+                                warn!(error = %e, "accept failed");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
                             }
-                            drop(slot);
+                        };
+                        let slot = gateway.conns.limits.admit();
+                        if slot.admit == Admit::Refused {
+                            let answer = conn::refusal(gateway.conns.limits.max());
+                            tokio::spawn(async move {
+                                use tokio::io::AsyncWriteExt as _;
+                                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
+                                drop(slot);
+                            });
+                            continue;
+                        }
+                        let _ = stream.set_nodelay(true);
+                        // A cell of its own (its CPU's runtime) serves the whole
+                        // connection, or this runtime when there are no cells.
+                        let cell = hearth_engine::cells::next();
+                        let stream = match cell {
+                            Some(_) => match stream.into_std() {
+                                Ok(s) => Moving::Std(s),
+                                Err(e) => {
+                                    warn!(error = %e, "cannot hand a connection to a cell");
+                                    continue;
+                                }
+                            },
+                            None => Moving::Tokio(stream),
+                        };
+                        let gateway = gateway.clone();
+                        let builder = builder.clone();
+                        let stopping = stopping.clone();
+                        hearth_engine::cells::spawn_on(cell, async move {
+                            let stream = match stream {
+                                Moving::Tokio(s) => s,
+                                Moving::Std(s) => match TcpStream::from_std(s) {
+                                    Ok(s) => s,
+                                    Err(e) => {
+                                        warn!(error = %e, "a cell cannot take a connection");
+                                        return;
+                                    }
+                                },
+                            };
+                            serve_connection(stream, slot, gateway, builder, stopping).await;
                         });
+        }
+                    _ = &mut shutdown => {
+                        gateway.stopping.send_replace(true);
+                        break;
                     }
                 }
-            }
-            _ = &mut shutdown => {
-                gateway.stopping.send_replace(true);
-                break;
-            }
-        }
     }
     // Connections not accepted yet stay queued on the socket when the
     // service manager holds it (socket activation) for the next daemon.
@@ -219,6 +209,60 @@ pub async fn serve(
             humantime::format_duration(grace)
         );
     }
+}
+
+/// A connection on its way to the runtime that serves it: a cell's takes
+/// it as a std socket and registers it with its own reactor.
+enum Moving {
+    Tokio(TcpStream),
+    Std(std::net::TcpStream),
+}
+
+/// Serve one accepted connection until it closes (or the daemon stops and
+/// its calls are done).
+async fn serve_connection(
+    stream: TcpStream,
+    slot: Slot,
+    gateway: Arc<Gateway>,
+    builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let in_flight = InFlight::default();
+    let io = Watched::new(stream, gateway.conns.idle_timeout, in_flight.clone());
+    let drive_flight = in_flight.clone();
+    let management_only = slot.admit == Admit::ManagementOnly;
+    let gw = gateway.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let gw = gw.clone();
+        let busy = in_flight.busy();
+        async move {
+            let mut resp = handle(gw, req, management_only).await;
+            // A streamed answer keeps the connection busy until it ends.
+            if let Either::Right(body) = resp.body_mut() {
+                body.1 = Some(busy);
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    match gateway.conns.tls.clone() {
+        None => {
+            let conn = builder
+                .serve_connection(TokioIo::new(io), service)
+                .into_owned();
+            conn::drive(conn, stopping, drive_flight).await;
+        }
+        Some(acceptor) => {
+            // The handshake is bounded like a request's head.
+            let limit = gateway.conns.header_timeout;
+            if let Ok(Ok(tls)) = tokio::time::timeout(limit, acceptor.accept(io)).await {
+                let conn = builder
+                    .serve_connection(TokioIo::new(tls), service)
+                    .into_owned();
+                conn::drive(conn, stopping, drive_flight).await;
+            }
+        }
+    }
+    drop(slot);
 }
 
 async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, management_only: bool) -> Resp {
