@@ -29,6 +29,8 @@ use nix::unistd::Pid;
 use tokio::runtime::Handle;
 
 struct Cells {
+    /// The runtime that started the cells (the daemon's main one).
+    main: Handle,
     handles: Vec<Handle>,
     cpus: Vec<usize>,
     next: AtomicUsize,
@@ -121,7 +123,9 @@ pub fn start(n: usize) -> std::io::Result<usize> {
         cpus.push(cpu);
         stops.push(stop);
     }
+    let main = Handle::try_current().map_err(std::io::Error::other)?;
     let _ = CELLS.set(Cells {
+        main,
         handles,
         cpus,
         next: AtomicUsize::new(0),
@@ -239,6 +243,20 @@ pub fn enter<R>(i: usize, f: impl FnOnce() -> R) -> R {
             f()
         }
         None => f(),
+    }
+}
+
+/// Spawn `fut` on the daemon's main (multi-thread) runtime when there are
+/// cells, else on the current one: for work that should not stay on one
+/// CPU (workers serving several calls at once spread theirs themselves).
+pub fn spawn_main<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match CELLS.get() {
+        Some(cells) => cells.main.spawn(fut),
+        None => tokio::spawn(fut),
     }
 }
 

@@ -186,7 +186,15 @@ impl Engine {
             let outcome = if caller == crate::call::Caller::Nested {
                 pool.call(call).await
             } else {
-                tokio::spawn(pool.call(call).in_current_span())
+                // Workers serving several calls at once take calls from
+                // every CPU: such calls run on the main runtime, not in
+                // the caller's cell.
+                let task = pool.clone().call(call).in_current_span();
+                if pool.is_shared() {
+                    crate::cells::spawn_main(task)
+                } else {
+                    tokio::spawn(task)
+                }
                     .await
                     .map_err(|e| {
                         ApiError::new(

@@ -630,7 +630,9 @@ impl Pool {
     }
 
     /// Does a worker of this pool serve several calls at once?
-    fn is_shared(&self) -> bool {
+    /// Its workers serve several calls at once (`limits.concurrency` > 1):
+    /// they and their calls stay out of the cells.
+    pub fn is_shared(&self) -> bool {
         self.spec.limits.concurrency > 1
     }
 
@@ -962,6 +964,9 @@ impl Pool {
     /// Give a worker its home cell (pinned there, its pipes on that cell's
     /// runtime) and count it there.
     fn settle(&self, w: &mut Worker, group: Option<usize>) {
+        if self.cell_slots.is_empty() {
+            return; // no cells, or workers serving several calls at once
+        }
         let Some(cell) = self.pick_home(group) else {
             return;
         };
@@ -1048,7 +1053,24 @@ impl Pool {
         let mut worker = match self.take_idle(group) {
             Some(w) => w,
             None => {
-                let w = self.start_worker(call.deadline, true, group).await?;
+                let w = if crate::cells::current().is_some() {
+                    // A start forks the daemon and writes files and
+                    // cgroups: on the main runtime, not holding up every
+                    // connection of this cell; the worker then moves to
+                    // the cell (`settle`).
+                    let (me, deadline) = (self.clone(), call.deadline);
+                    crate::cells::spawn_main(
+                        async move { me.start_worker(deadline, true, group).await },
+                    )
+                    .await
+                    .map_err(|e| WorkerError::Spawn {
+                        function: self.spec.label(),
+                        runtime: self.spec.runtime.kind.to_string(),
+                        reason: format!("its start failed: {e}"),
+                    })??
+                } else {
+                    self.start_worker(call.deadline, true, group).await?
+                };
                 self.note_cold_start(&mut timing, &w);
                 w
             }
