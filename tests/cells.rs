@@ -105,23 +105,19 @@ fn calls_of_one_cell_still_get_every_worker_and_workers_spread_over_the_cpus() {
 /// worker.
 fn two_calls_in_one_cell(d: &Daemon) -> (serde_json::Value, serde_json::Value) {
     let body = call_body(0.8);
-    let a = start_request(
-        &d.addr,
-        "POST",
-        "/fn/where",
-        body.len(),
-        &[],
-        body.as_bytes(),
-    );
+    let start = || {
+        start_request(
+            &d.addr,
+            "POST",
+            "/fn/where",
+            body.len(),
+            &[],
+            body.as_bytes(),
+        )
+    };
+    let a = start();
     let between = TcpStream::connect(&d.addr).expect("connect");
-    let c = start_request(
-        &d.addr,
-        "POST",
-        "/fn/where",
-        body.len(),
-        &[],
-        body.as_bytes(),
-    );
+    let c = start();
     let (a, c) = (read_reply(a), read_reply(c));
     drop(between);
     assert_eq!(a.status, 200, "{}", a.text());
