@@ -189,26 +189,6 @@ pub fn cpu_set(i: usize) -> Option<CpuSet> {
     set_of(cpu(i)?).ok()
 }
 
-/// Pin every thread of process `pid` to the CPU of cell `i` (a worker that
-/// moves to another cell). Threads that end meanwhile are skipped.
-pub fn pin_process(pid: u32, i: usize) -> nix::Result<()> {
-    let set = set_of(cpu(i).ok_or(nix::Error::EINVAL)?)?;
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
-    let mut pinned = false;
-    if let Ok(tasks) = tasks {
-        for t in tasks.flatten() {
-            if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-                pinned |= sched_setaffinity(Pid::from_raw(tid), &set).is_ok();
-            }
-        }
-    }
-    if pinned {
-        Ok(())
-    } else {
-        sched_setaffinity(Pid::from_raw(pid as i32), &set)
-    }
-}
-
 /// Every CPU the daemon may use (what a floating process is given).
 pub fn all_cpus() -> Option<CpuSet> {
     let mut set = CpuSet::new();
@@ -218,26 +198,37 @@ pub fn all_cpus() -> Option<CpuSet> {
     Some(set)
 }
 
-/// Let every thread of process `pid` run on any CPU the daemon may use.
-pub fn unpin_process(pid: u32) -> nix::Result<()> {
-    let set = all_cpus().ok_or(nix::Error::EINVAL)?;
-    let mut result = Ok(());
+/// Give every thread of process `pid` the CPU of cell `i`, or every CPU
+/// the daemon may use (`None`: it floats); a worker moving between cells,
+/// or out of them. Threads that end meanwhile are skipped.
+pub fn place_process(pid: u32, cell: Option<usize>) -> nix::Result<()> {
+    let set = match cell {
+        Some(i) => set_of(cpu(i).ok_or(nix::Error::EINVAL)?)?,
+        None => all_cpus().ok_or(nix::Error::EINVAL)?,
+    };
+    let mut placed = false;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
             if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-                if let Err(e) = sched_setaffinity(Pid::from_raw(tid), &set) {
-                    result = Err(e);
-                }
+                placed |= sched_setaffinity(Pid::from_raw(tid), &set).is_ok();
             }
         }
     }
-    result
+    if placed {
+        Ok(())
+    } else {
+        sched_setaffinity(Pid::from_raw(pid as i32), &set)
+    }
 }
 
-/// Run `f` with cell `i`'s runtime as the current one: what it registers
-/// (a pipe, a timer) belongs to that cell.
-pub fn enter<R>(i: usize, f: impl FnOnce() -> R) -> R {
-    match handle(i) {
+/// Run `f` with cell `i`'s runtime (`None`: the main one) as the current
+/// one: what it registers (a pipe, a timer) belongs to that runtime.
+pub fn enter<R>(cell: Option<usize>, f: impl FnOnce() -> R) -> R {
+    let handle = match cell {
+        Some(i) => handle(i),
+        None => CELLS.get().map(|c| &c.main),
+    };
+    match handle {
         Some(h) => {
             let _guard = h.enter();
             f()

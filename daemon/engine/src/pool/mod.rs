@@ -236,10 +236,16 @@ fn cell_shares(limits: &hearth_api::manifest::Limits) -> Vec<Semaphore> {
     if n == 0 || limits.concurrency > 1 {
         return Vec::new();
     }
-    let max = (limits.max_workers as usize).max(1);
     (0..n)
-        .map(|i| Semaphore::new(max / n + usize::from(i < max % n)))
+        .map(|i| Semaphore::new(share_of(limits.max_workers, n, i)))
         .collect()
+}
+
+/// Cell `i`'s share of `max_workers` over `n` cells (the first cells take
+/// what does not divide evenly).
+fn share_of(max_workers: u32, n: usize, i: usize) -> usize {
+    let max = (max_workers as usize).max(1);
+    max / n + usize::from(i < max % n)
 }
 
 /// A worker counted among its pool's workers of its cell while it lives.
@@ -260,7 +266,7 @@ impl Pool {
     pub fn new(spec: WorkerSpec, shared: &Shared) -> Arc<Pool> {
         // One permit per call in flight: `concurrency` per worker.
         let max = spec.limits.max_workers as usize * spec.limits.concurrency.max(1) as usize;
-        let spec_limits = spec.limits.clone();
+        let cell_slots = cell_shares(&spec.limits);
         let pool = Arc::new(Pool {
             spec: Arc::new(spec),
             events: shared.events.clone(),
@@ -290,7 +296,7 @@ impl Pool {
             homes: (0..crate::cells::count())
                 .map(|_| AtomicU32::new(0))
                 .collect(),
-            cell_slots: cell_shares(&spec_limits),
+            cell_slots,
             cell_spare: tokio::sync::Notify::new(),
         });
         // A page's pool starts no worker: it only routes.
@@ -629,7 +635,6 @@ impl Pool {
         self.idle.lock().map(|i| i.len()).unwrap_or(0) + self.shared_idle().len()
     }
 
-    /// Does a worker of this pool serve several calls at once?
     /// Its workers serve several calls at once (`limits.concurrency` > 1):
     /// they and their calls stay out of the cells.
     pub fn is_shared(&self) -> bool {
@@ -906,7 +911,7 @@ impl Pool {
         }
         // Cells 0..with_share have a share of one worker or more.
         let with_share = (self.spec.limits.max_workers as usize).clamp(1, n);
-        Some(if c < with_share { c } else { c % with_share })
+        Some(c % with_share)
     }
 
     /// The cell a new worker of this pool should live in: the one whose
@@ -956,21 +961,27 @@ impl Pool {
 
     /// How many of `max_workers` cell `i` has.
     fn cell_share(&self, i: usize) -> usize {
-        let n = self.cell_slots.len().max(1);
-        let max = (self.spec.limits.max_workers as usize).max(1);
-        max / n + usize::from(i < max % n)
+        share_of(
+            self.spec.limits.max_workers,
+            self.cell_slots.len().max(1),
+            i,
+        )
     }
 
     /// Give a worker its home cell (pinned there, its pipes on that cell's
     /// runtime) and count it there.
     fn settle(&self, w: &mut Worker, group: Option<usize>) {
         if self.cell_slots.is_empty() {
-            return; // no cells, or workers serving several calls at once
+            // No cells, or workers serving several calls at once: those
+            // float, with their pipes on the main runtime (a generic
+            // worker started in a cell leaves it).
+            w.rehome(None);
+            return;
         }
         let Some(cell) = self.pick_home(group) else {
             return;
         };
-        w.rehome(cell);
+        w.rehome(Some(cell));
         if w.home == Some(cell) && w.homed.as_ref().is_none_or(|h| h.cell != cell) {
             self.homes[cell].fetch_add(1, Ordering::Relaxed);
             w.homed = Some(Homed {
@@ -1170,15 +1181,10 @@ impl Pool {
                         reason: "pool lock poisoned".into(),
                     })
                 })?;
-                // The least busy, counting a call in flight more for a
-                // worker of another cell (its calls wake another CPU).
-                let here = crate::cells::current();
                 let best = shared
                     .iter()
                     .filter(|w| !w.is_dead() && !w.retiring.load(Ordering::Relaxed))
-                    .min_by_key(|w| {
-                        w.in_flight.load(Ordering::Relaxed) + u32::from(w.home != here)
-                    });
+                    .min_by_key(|w| w.in_flight.load(Ordering::Relaxed));
                 match best {
                     Some(w) if w.in_flight.load(Ordering::Relaxed) < lanes => {
                         if w.in_flight.fetch_add(1, Ordering::Relaxed) > 0 {

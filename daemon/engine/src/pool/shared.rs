@@ -33,8 +33,6 @@ type Reply = Result<Result<rmpv::Value, FunctionError>, WorkerError>;
 
 pub struct SharedWorker {
     pid: u32,
-    /// Its cell, if the daemon runs cells.
-    pub home: Option<usize>,
     /// function@version, for messages.
     label: String,
     /// The process (for how it ended, and to stop it); pipes taken out.
@@ -81,15 +79,13 @@ impl SharedWorker {
         let sequential = worker.spec().runtime.kind != hearth_api::manifest::RuntimeKind::Node;
         let output = worker.output();
         let started = worker.started;
-        let home = worker.home;
         Ok(Arc::new_cyclic(|weak: &std::sync::Weak<SharedWorker>| {
             let weak = weak.clone();
-            // On the worker's cell, whose runtime its pipes belong to.
-            let task =
-                crate::cells::spawn_on(home, async move { read_answers(weak, reader).await });
+            // Such a worker stays out of the cells: its pipes are on the
+            // main runtime (`Pool::settle`), and so is its reader.
+            let task = crate::cells::spawn_main(async move { read_answers(weak, reader).await });
             SharedWorker {
                 pid,
-                home,
                 label,
                 worker: tokio::sync::Mutex::new(worker),
                 writer: tokio::sync::Mutex::new(writer),

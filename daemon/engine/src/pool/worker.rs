@@ -954,12 +954,14 @@ impl Worker {
         self.output.clone()
     }
 
-    /// Move it to cell `cell`: pin its threads to the cell's CPU and
-    /// register its protocol pipes with the cell's runtime, so that a call
-    /// on that cell wakes nothing on another CPU. Its output pipes stay
-    /// where they are (they are read only when it prints).
-    pub(super) fn rehome(&mut self, cell: usize) {
-        if self.home == Some(cell) || crate::cells::handle(cell).is_none() {
+    /// Move it to cell `cell`, or out of the cells (`None`): register its
+    /// protocol pipes with that runtime (the cell's, or the main one) and
+    /// pin its threads to the cell's CPU, or let them float (a Node worker,
+    /// or one out of the cells), so that a call on that cell wakes nothing
+    /// on another CPU. Its output pipes stay where they are (they are read
+    /// only when it prints). Without cells it is where it belongs already.
+    pub(super) fn rehome(&mut self, cell: Option<usize>) {
+        if self.home == cell || crate::cells::count() == 0 {
             return;
         }
         let (Some(tx), Some(rx)) = (self.to_worker.take(), self.from_worker.take()) else {
@@ -974,19 +976,15 @@ impl Worker {
             Ok((tx, rx)) => {
                 self.to_worker = Some(tx);
                 self.from_worker = Some(rx);
-                let pinned = if self.spec.pinned() {
-                    crate::cells::pin_process(self.pid, cell)
-                } else {
-                    crate::cells::unpin_process(self.pid)
-                };
-                if let Err(e) = pinned {
-                    tracing::debug!(pid = self.pid, cell, error = %e, "cannot pin a worker to its cell's CPU");
+                let cpu = cell.filter(|_| self.spec.pinned());
+                if let Err(e) = crate::cells::place_process(self.pid, cpu) {
+                    tracing::debug!(pid = self.pid, ?cell, error = %e, "cannot set a worker's CPUs for its cell");
                 }
-                self.home = Some(cell);
+                self.home = cell;
             }
             Err(e) => {
                 // Its pipes are gone: it cannot serve, and is ended.
-                tracing::warn!(pid = self.pid, cell, error = %e, "cannot move a worker's pipes to its cell; ending it");
+                tracing::warn!(pid = self.pid, ?cell, error = %e, "cannot move a worker's pipes to its cell; ending it");
                 self.kill();
             }
         }
