@@ -120,3 +120,45 @@ fn a_cold_call_reports_its_phases_and_a_warm_one_only_queue_and_run() {
         "{pool}"
     );
 }
+
+#[test]
+fn python_code_is_compiled_at_deploy_and_tracebacks_name_the_version_directory() {
+    let d = Daemon::start();
+    // A module in a package, and one that raises: a version's directory is
+    // read-only to its workers, so a `.pyc` next to the source was written
+    // by the deploy, not by the worker.
+    let f = FnDir::new(
+        "name = \"compiled\"\nruntime = \"python\"\nentry = \"main.handler\"\n",
+        &[
+            (
+                "main.py",
+                "import os, sys\nfrom lib import util\n\ndef handler(event):\n    if event.get('fail'):\n        util.fail()\n    cached = [sys.modules[m].__spec__.cached for m in ('main', 'lib.util')]\n    return {'cached': cached, 'there': [os.path.exists(c) for c in cached]}\n",
+            ),
+            ("lib/__init__.py", ""),
+            (
+                "lib/util.py",
+                "def fail():\n    raise RuntimeError('from util')\n",
+            ),
+        ],
+    );
+    d.ok(&["deploy", f.path()]);
+    let got = d.post("/fn/compiled", "{}").json();
+    assert_eq!(got["there"], serde_json::json!([true, true]), "{got}");
+    let reply = d.post("/fn/compiled", r#"{"fail": true}"#);
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    let tb = reply.json()["error"]["details"]["traceback"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        tb.contains("/code/compiled/v1-") && tb.contains("lib/util.py\", line 2, in fail"),
+        "the traceback names the version's own files: {tb}"
+    );
+    assert!(!tb.contains(".staging"), "{tb}");
+
+    // Code that does not compile is still reported by its load, with the
+    // runtime's own error.
+    let bad = FnDir::python("uncompiled", "def handler(event)\n    return 1\n");
+    let out = d.fails(&["deploy", bad.path()]);
+    assert!(out.contains("SyntaxError"), "{out}");
+}

@@ -90,7 +90,11 @@ impl CodeDir {
     /// Write the version's files (once; a finished directory is never
     /// touched again but for its owner and mode) and return its path.
     /// `group`: the group of the version's workers, when they run as users
-    /// of their own; the directory is then `root:group` 0750.
+    /// of their own; the directory is then `root:group` 0750. `prepare`
+    /// runs once the files are written, before the directory is sealed,
+    /// with the staging directory and the path it will have (Python
+    /// compiles the version's modules there); it is best effort.
+    #[allow(clippy::too_many_arguments)]
     pub fn materialize(
         &self,
         function: &str,
@@ -99,6 +103,7 @@ impl CodeDir {
         files: &[BundleFile],
         links: &[(String, PathBuf)],
         group: Option<u32>,
+        prepare: &dyn Fn(&Path, &Path),
     ) -> Result<PathBuf, CodeError> {
         let dest = self.path(function, version, hash);
         let fail = |path: &Path, source| CodeError {
@@ -137,7 +142,7 @@ impl CodeDir {
             .mode(0o700)
             .create(&tmp)
             .map_err(|e| fail(&tmp, e))?;
-        let written = write_tree(&tmp, files, links, group);
+        let written = write_tree(&tmp, files, links, group, &|dir| prepare(dir, &dest));
         let result = match written {
             Err((path, e)) => Err(fail(&path, e)),
             Ok(()) => match std::fs::rename(&tmp, &dest) {
@@ -225,6 +230,7 @@ fn write_tree(
     files: &[BundleFile],
     links: &[(String, PathBuf)],
     group: Option<u32>,
+    prepare: &dyn Fn(&Path),
 ) -> Result<(), (PathBuf, std::io::Error)> {
     let at = |path: &Path| {
         let path = path.to_path_buf();
@@ -261,6 +267,7 @@ fn write_tree(
         let link = dir.join(name);
         std::os::unix::fs::symlink(target, &link).map_err(at(&link))?;
     }
+    prepare(dir);
     seal_subdirs(dir).map_err(at(dir))?;
     if group.is_none() {
         std::fs::set_permissions(dir, Permissions::from_mode(0o555)).map_err(at(dir))?;
@@ -344,7 +351,15 @@ mod tests {
         let code = CodeDir::new(root.path().join("code"));
         let files = [file("main.py", "x = 1\n"), file("lib/util.py", "")];
         let dir = code
-            .materialize("hello", 1, "abcdef0123456789", &files, &[], None)
+            .materialize(
+                "hello",
+                1,
+                "abcdef0123456789",
+                &files,
+                &[],
+                None,
+                &|_, _| {},
+            )
             .expect("write");
         assert_eq!(dir, root.path().join("code/hello/v1-abcdef012345"));
         assert_eq!(
@@ -375,7 +390,7 @@ mod tests {
         // Stored before bundles were checked: a file that is also a directory.
         let files = [file("a", ""), file("a/b", "")];
         let err = code
-            .materialize("bad", 1, "0123456789ab", &files, &[], None)
+            .materialize("bad", 1, "0123456789ab", &files, &[], None, &|_, _| {})
             .expect_err("cannot write");
         assert!(err.path.ends_with("a"), "{err}");
         assert!(!code.exists("bad", 1, "0123456789ab"));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hearth_sandbox::isolation::Isolation;
 use hearth_store::{DynStore, FunctionRecord, VersionRecord};
 
-use crate::code::CodeDir;
+use crate::code::{CodeDir, CodeError};
 use crate::deps::{self, Deps, Installed, Progress};
 use crate::error::PublishError;
 use crate::events::Event;
@@ -238,15 +238,32 @@ impl Versions {
             None => Installed::default(),
         };
         let identity = self.isolation.identity(record.id);
-        // Only this version's workers may enter its code directory.
-        let dir = self.code.materialize(
-            function,
-            version,
-            &record.hash,
-            &files,
-            &installed.links,
-            identity.map(|(_, gid)| gid),
-        )?;
+        // Only this version's workers may enter its code directory. Written
+        // on the blocking pool: files, and Python's compile of them.
+        let dir = {
+            let code = self.code.clone();
+            let (name, hash, links) = (
+                function.to_owned(),
+                record.hash.clone(),
+                installed.links.clone(),
+            );
+            let compiler = runtime.clone();
+            let group = identity.map(|(_, gid)| gid);
+            tokio::task::spawn_blocking(move || {
+                code.materialize(&name, version, &hash, &files, &links, group, &|dir, shown| {
+                    if let Err(e) = compiler.precompile(dir, shown) {
+                        tracing::warn!(function = %name, version, error = %e, "cannot compile the version's Python modules ahead; each worker compiles them at load");
+                    }
+                })
+            })
+            .await
+            .map_err(|e| CodeError {
+                function: function.to_owned(),
+                version,
+                path: self.code.path(function, version, &record.hash),
+                source: std::io::Error::other(format!("the writer stopped: {e}")),
+            })??
+        };
         let spec = WorkerSpec {
             function: function.to_owned(),
             version,

@@ -883,6 +883,14 @@ impl Pool {
         let started = match generic {
             Some(mut w) => {
                 w.from_generic = true;
+                // On its cell's CPU before it loads: moving a process that
+                // runs (just answered `loaded`) to another CPU waits for
+                // that CPU; one that waits for its `load` moves at once.
+                if !self.cell_slots.is_empty() {
+                    if let Some(cell) = self.pick_home(group) {
+                        w.place_on(Some(cell), self.spec.pinned());
+                    }
+                }
                 w.load(self.spec.clone(), deadline).await.map(|_| w)
             }
             None => Worker::start(self.spec.clone(), deadline).await,

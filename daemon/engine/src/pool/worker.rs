@@ -120,11 +120,18 @@ impl WorkerSpec {
 /// The cgroup "application" of generic workers (no function yet).
 const GENERIC_APP: &str = "_generic";
 
+/// A worker's cgroup. A generic worker's changes once, in the background,
+/// when it moves into its application's ([`AppMove`]).
+type CgroupSlot = Arc<std::sync::Mutex<Option<Arc<WorkerCgroup>>>>;
+
 /// A generic worker's move into its application's cgroup, made after its
-/// load (see [`Worker::load`]).
+/// load (see [`Worker::load`]): the cgroup is made, the worker and what it
+/// started moved in, and the worker's slot points at it.
 struct AppMove {
-    new: Arc<WorkerCgroup>,
-    old: Option<Arc<WorkerCgroup>>,
+    cgroups: Arc<hearth_sandbox::cgroup::Cgroups>,
+    app: String,
+    limits: WorkerLimits,
+    slot: CgroupSlot,
     pid: u32,
     label: String,
 }
@@ -132,17 +139,32 @@ struct AppMove {
 impl AppMove {
     /// Move the worker, and what the function started before the move (a
     /// child stays in the cgroup it was born in), until none is left
-    /// behind; then the old cgroup goes.
+    /// behind; then the old cgroup goes. A worker that cannot move is
+    /// ended: a worker runs inside its application's budget or not at all.
     fn run(self) {
         let AppMove {
-            new,
-            old,
+            cgroups,
+            app,
+            limits,
+            slot,
             pid,
             label,
         } = self;
+        let new = match cgroups.worker(&app, &limits) {
+            Ok(cg) => Arc::new(cg),
+            Err(e) => {
+                tracing::warn!(function = %label, pid, error = %e,
+                    "cannot make the worker's cgroup in its application's; ending it (a worker runs inside its budget or not at all)");
+                isolation::kill_tree(pid);
+                return;
+            }
+        };
+        let old = lock_slot(&slot).clone();
         if let Err(e) = new.add(pid) {
             tracing::warn!(function = %label, pid, error = %e,
                 "cannot move the worker into its application's cgroup; ending it (a worker runs inside its budget or not at all)");
+            isolation::kill_tree(pid);
+            return;
         }
         for _ in 0..16 {
             let left: Vec<u32> = old
@@ -160,10 +182,14 @@ impl AppMove {
                 let _ = new.add(child);
             }
         }
-        // Empty now (or, if the move failed, holding the worker, which
-        // goes with it): dropping it removes it.
+        *lock_slot(&slot) = Some(new);
+        // Empty now: dropping the last handle removes it.
         drop(old);
     }
+}
+
+fn lock_slot(slot: &CgroupSlot) -> std::sync::MutexGuard<'_, Option<Arc<WorkerCgroup>>> {
+    slot.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Interpreters starting at once, at most: one per CPU, at least two.
@@ -372,7 +398,7 @@ pub struct Worker {
     /// Its place in the global worker budget (given back on drop).
     pub place: Option<super::budget::Place>,
     tmp: Option<PrivateTmp>,
-    cgroup: Option<Arc<WorkerCgroup>>,
+    cgroup: CgroupSlot,
     /// SIGTERM was sent: on drop it gets the grace period, then SIGKILL.
     terminating: bool,
     /// Spawn to `ready`, in ms.
@@ -389,6 +415,9 @@ pub struct Worker {
     /// The cell it lives in (pinned to its CPU, its protocol pipes on its
     /// runtime), if the daemon runs cells.
     pub home: Option<usize>,
+    /// The cell whose CPU it was last given (`Some(None)`: every CPU;
+    /// `None`: never placed, it runs where it was forked).
+    placed: Option<Option<usize>>,
     /// Counted among its pool's workers of that cell (given back on drop).
     pub homed: Option<super::Homed>,
 }
@@ -396,7 +425,7 @@ pub struct Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         let pid = self.pid;
-        let cgroup = self.cgroup.take();
+        let cgroup = lock_slot(&self.cgroup).take();
         let tmp = self.tmp.take();
         let grace = self.spec.isolation.kill_grace;
         let handle = tokio::runtime::Handle::try_current();
@@ -577,7 +606,7 @@ impl Worker {
             retiring: false,
             place: None,
             tmp: Some(tmp),
-            cgroup,
+            cgroup: Arc::new(std::sync::Mutex::new(cgroup)),
             terminating: false,
             spawn_ms: 0.0,
             load_ms: 0.0,
@@ -586,6 +615,7 @@ impl Worker {
             peak: PeakMemory::default(),
             from_generic: false,
             home,
+            placed: set.is_some().then(|| home.filter(|_| spec.pinned())),
             homed: None,
         };
         match tokio::time::timeout_at(deadline, worker.ready()).await {
@@ -670,21 +700,18 @@ impl Worker {
             let limits = spec.cgroup_limits();
             // The function's limits hold at once, in the cgroup it was
             // started in...
-            if let Some(old) = &self.cgroup {
+            if let Some(old) = self.cgroup() {
                 old.set_limits(&limits).map_err(|e| e.to_string())?;
             }
             // ...and it joins its application's cgroup in the background:
             // on cgroup v1 a move waits for an RCU grace period (7-14 ms
-            // here), which the first call should not pay.
-            let new = Arc::new(
-                cgroups
-                    .worker(&spec.app, &limits)
-                    .map_err(|e| e.to_string())?,
-            );
-            let old = self.cgroup.replace(new.clone());
+            // here), which the first call should not pay, nor the making
+            // of the new cgroup (0.3 ms).
             return Ok(Some(AppMove {
-                new,
-                old,
+                cgroups: cgroups.clone(),
+                app: spec.app.clone(),
+                limits,
+                slot: self.cgroup.clone(),
                 pid: self.pid,
                 label: spec.label(),
             }));
@@ -692,10 +719,15 @@ impl Worker {
         Ok(None)
     }
 
+    /// Its cgroup, if it has one.
+    fn cgroup(&self) -> Option<Arc<WorkerCgroup>> {
+        lock_slot(&self.cgroup).clone()
+    }
+
     /// Did it hit its process limit (a fork or thread bomb)? Such a worker
     /// is ended: what it started fills its process budget.
     pub fn hit_process_limit(&self) -> bool {
-        self.cgroup.as_ref().is_some_and(|cg| cg.pids_limit_hit())
+        self.cgroup().is_some_and(|cg| cg.pids_limit_hit())
     }
 
     async fn ready(&mut self) -> Result<(), WorkerError> {
@@ -903,7 +935,7 @@ impl Worker {
 
     pub fn kill(&mut self) {
         isolation::kill_tree(self.pid);
-        if let Some(cg) = &self.cgroup {
+        if let Some(cg) = self.cgroup() {
             cg.kill_all();
         }
     }
@@ -976,16 +1008,28 @@ impl Worker {
             Ok((tx, rx)) => {
                 self.to_worker = Some(tx);
                 self.from_worker = Some(rx);
-                let cpu = cell.filter(|_| self.spec.pinned());
-                if let Err(e) = crate::cells::place_process(self.pid, cpu) {
-                    tracing::debug!(pid = self.pid, ?cell, error = %e, "cannot set a worker's CPUs for its cell");
-                }
+                self.place_on(cell, self.spec.pinned());
                 self.home = cell;
             }
             Err(e) => {
                 // Its pipes are gone: it cannot serve, and is ended.
                 tracing::warn!(pid = self.pid, ?cell, error = %e, "cannot move a worker's pipes to its cell; ending it");
                 self.kill();
+            }
+        }
+    }
+
+    /// Let the process run on cell `cell`'s CPU when `pinned` (a runtime
+    /// that keeps to one thread), else on every CPU.
+    pub(super) fn place_on(&mut self, cell: Option<usize>, pinned: bool) {
+        let cpu = cell.filter(|_| pinned);
+        if self.placed == Some(cpu) {
+            return;
+        }
+        match crate::cells::place_process(self.pid, cpu) {
+            Ok(()) => self.placed = Some(cpu),
+            Err(e) => {
+                tracing::debug!(pid = self.pid, ?cell, error = %e, "cannot set a worker's CPUs for its cell")
             }
         }
     }
@@ -1026,7 +1070,7 @@ impl Worker {
             Some(status) => describe_exit(status),
             None => "closed its protocol pipe and was killed".to_owned(),
         };
-        if self.cgroup.as_ref().is_some_and(|cg| cg.oom_killed()) {
+        if self.cgroup().is_some_and(|cg| cg.oom_killed()) {
             return WorkerError::OutOfMemory {
                 function: self.spec.label(),
                 limit_mb: self.spec.limits.memory_mb,
