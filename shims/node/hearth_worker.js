@@ -23,7 +23,7 @@ const codec = require('./codec');
 const HEARTH_ERROR = Symbol.for('hearth.error');
 let hearthModule = null;
 
-/** ./hearth.js (the error classes), loaded when first needed rather than at start-up. */
+/** ./hearth.js (the error classes), loaded by warmUp() at start-up. */
 function hearth() {
   if (hearthModule === null) hearthModule = require('./hearth');
   return hearthModule;
@@ -1119,6 +1119,66 @@ function channelProblem(fd, forWriting) {
   return null;
 }
 
+/**
+ * Compile what a load and a call run first, before the first load arrives:
+ * V8 compiles a function when it is first called, which put 2-3 ms of
+ * compiling (the codec's decoder, the answer's encoder) and the lazy
+ * set-up of process.stdout and stderr on a generic worker's first call.
+ * Run once at start, on made-up frames; it sends nothing.
+ */
+function warmUp() {
+  const load = {
+    t: 'load',
+    id: 'warm-up',
+    dir: '/',
+    entry: 'main.handler',
+    function: 'warm-up',
+    version: 1,
+    timeout_ms: 1000,
+    memory_mb: 128,
+    env: { HEARTH_FUNCTION: 'warm-up' },
+    uid: 1,
+    gid: 1,
+    tmp: '/tmp',
+  };
+  const invoke = { t: 'invoke', id: 'warm-up', deadline_ms: Date.now(), payload: { name: 'Ada', list: [1, 2.5, true, null] } };
+  // Through a stream, as frames arrive from the daemon's pipe.
+  const { Readable } = require('stream');
+  const reader = new FrameReader(() => {});
+  const stream = new Readable({ read() {} });
+  stream.on('data', (chunk) => reader.push(chunk));
+  for (let i = 0; i < 4; i += 1) {
+    stream.push(encodeFrame(load));
+    stream.push(encodeFrame(invoke));
+    encodeFrame({ t: 'loaded', id: 'warm-up', load_ms: new codec.Float64(1.5) });
+    encodeFrame({ t: 'result', id: 'warm-up', value: { greeting: 'Hello, Ada!', list: [1, 2.5, 'x'] } });
+  }
+  // One call, on a worker of its own that sends nowhere: the invoke path
+  // (a context, an async handler's settling, the result's frame).
+  const rehearsal = new Worker(
+    () => {},
+    () => {},
+    () => [],
+  );
+  rehearsal.fn = new LoadedFunction(load, null, async (event, context) => ({
+    greeting: `Hello, ${event.name}!`,
+    left: context.getRemainingTimeInMillis(),
+  }));
+  rehearsal.handle(invoke);
+  // Made on first use: their set-up is part of a load's answer otherwise.
+  for (const stream of [process.stdout, process.stderr]) void stream.writableLength;
+  // The module loader: `module` compiled, the resolver wrapped for
+  // require('hearth'), and one module of the shim's own (./hearth.js, which
+  // a load would find and compile anyway) through resolve, read and compile.
+  provideHearthToRequire();
+  try {
+    resolveEntry(__dirname, 'hearth.HearthError');
+  } catch {
+    // not there: nothing to warm
+  }
+  hearth();
+}
+
 function main() {
   for (const [fd, forWriting] of [
     [IN_FD, false],
@@ -1152,6 +1212,7 @@ function main() {
   });
 
   worker.ready();
+  warmUp();
 
   const reader = new FrameReader((message) => worker.enqueue(message));
   input.on('data', (chunk) => {
