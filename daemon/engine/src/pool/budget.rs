@@ -203,7 +203,11 @@ impl Budget {
     }
 
     /// End one idle worker of the pool used least recently (the asking
-    /// pool last), within `app` if given. False if no pool has one.
+    /// pool last), within `app` if given: first among pools with more than
+    /// one worker, so that a function keeps its last worker while others
+    /// have spares (many functions called in turn, least recently used
+    /// first, would otherwise lose each one's only worker just before its
+    /// next call). False if no pool has an idle worker.
     fn evict_one(&self, asking: &Pool, app: Option<&str>) -> bool {
         let pools: Vec<Arc<Pool>> = match self.pools.lock() {
             Ok(p) => p.iter().filter_map(Weak::upgrade).collect(),
@@ -213,7 +217,13 @@ impl Budget {
             .iter()
             .filter(|p| p.idle_count() > 0)
             .filter(|p| app.is_none_or(|a| p.spec().app == a))
-            .min_by_key(|p| (std::ptr::eq(p.as_ref(), asking), p.last_used_ms()));
+            .min_by_key(|p| {
+                (
+                    std::ptr::eq(p.as_ref(), asking),
+                    p.worker_count() <= 1,
+                    p.last_used_ms(),
+                )
+            });
         match victim {
             Some(pool) => {
                 let evicted = pool.evict_idle();

@@ -196,8 +196,15 @@ pub struct Pool {
     last_cold_start: Mutex<Option<Timing>>,
     /// Workers serving several calls at once (`limits.concurrency` > 1).
     shared: Mutex<Vec<Arc<SharedWorker>>>,
-    /// Shared workers being started right now.
+    /// Workers being started right now: shared ones, and (other pools)
+    /// ones started in the background for calls waiting for a worker.
     starting: std::sync::atomic::AtomicUsize,
+    /// Workers out on a call (pools of one call per worker).
+    out: std::sync::atomic::AtomicUsize,
+    /// Calls waiting for an idle worker (all were out on calls).
+    idle_waiters: std::sync::atomic::AtomicUsize,
+    /// A worker came back idle.
+    idle_back: tokio::sync::Notify,
     /// A shared worker got a free lane, or a new one arrived.
     lane_freed: tokio::sync::Notify,
     /// Its workers in each cell (empty without cells).
@@ -208,6 +215,15 @@ pub struct Pool {
     /// A cell's share has a free place and no call waiting for it: calls
     /// waiting in other cells may take it.
     cell_spare: tokio::sync::Notify,
+}
+
+/// One in a count (a worker out on a call, a call waiting) until dropped.
+struct Out<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Out<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A call's place in a cell's share of the pool.
@@ -292,6 +308,9 @@ impl Pool {
             last_cold_start: Mutex::new(None),
             shared: Mutex::new(Vec::new()),
             starting: Default::default(),
+            out: Default::default(),
+            idle_waiters: Default::default(),
+            idle_back: tokio::sync::Notify::new(),
             lane_freed: tokio::sync::Notify::new(),
             homes: (0..crate::cells::count())
                 .map(|_| AtomicU32::new(0))
@@ -464,6 +483,9 @@ impl Pool {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(worker);
         }
+        if self.idle_waiters.load(Ordering::Acquire) > 0 {
+            self.idle_back.notify_one();
+        }
     }
 
     /// Has this worker served its calls or its time, or grown past its
@@ -633,6 +655,13 @@ impl Pool {
 
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|i| i.len()).unwrap_or(0) + self.shared_idle().len()
+    }
+
+    /// Its workers, idle and busy.
+    pub fn worker_count(&self) -> usize {
+        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+            + self.out.load(Ordering::Acquire)
+            + self.shared.lock().map(|s| s.len()).unwrap_or(0)
     }
 
     /// Its workers serve several calls at once (`limits.concurrency` > 1):
@@ -1071,29 +1100,25 @@ impl Pool {
         }
         let mut worker = match self.take_idle(group) {
             Some(w) => w,
-            None => {
-                let w = if crate::cells::current().is_some() {
-                    // A start forks the daemon and writes files and
-                    // cgroups: on the main runtime, not holding up every
-                    // connection of this cell; the worker then moves to
-                    // the cell (`settle`).
-                    let (me, deadline) = (self.clone(), call.deadline);
-                    crate::cells::spawn_main(
-                        async move { me.start_worker(deadline, true, group).await },
-                    )
-                    .await
-                    .map_err(|e| WorkerError::Spawn {
-                        function: self.spec.label(),
-                        runtime: self.spec.runtime.kind.to_string(),
-                        reason: format!("its start failed: {e}"),
-                    })??
-                } else {
-                    self.start_worker(call.deadline, true, group).await?
-                };
+            None if self.out.load(Ordering::Acquire) == 0 => {
+                // No worker will come back: this call starts one.
+                let w = self.start_for_call(call.deadline, group).await?;
                 self.note_cold_start(&mut timing, &w);
                 w
             }
+            None => {
+                let waited = Instant::now();
+                let (w, cold) = self.idle_or_started(call.deadline, group).await?;
+                if cold {
+                    self.note_cold_start(&mut timing, &w);
+                } else {
+                    timing.queue_ms += ms(waited.elapsed());
+                }
+                w
+            }
         };
+        self.out.fetch_add(1, Ordering::AcqRel);
+        let _out = Out(&self.out);
         let began = Instant::now();
         let outcome = worker
             .invoke(
@@ -1136,6 +1161,136 @@ impl Pool {
                 self.replace_in_background();
                 timing.run_ms = ms(took);
                 Err(CallFailed::lost(lost, timing))
+            }
+        }
+    }
+
+    /// Start a worker for a call. From a cell, on the main runtime: a start
+    /// forks the daemon and writes files and cgroups, which would hold up
+    /// every connection of the cell; the worker then moves to the cell
+    /// (`settle`).
+    async fn start_for_call(
+        self: &Arc<Self>,
+        deadline: Instant,
+        group: Option<usize>,
+    ) -> Result<Worker, WorkerError> {
+        if crate::cells::current().is_none() {
+            return self.start_worker(deadline, true, group).await;
+        }
+        let me = self.clone();
+        crate::cells::spawn_main(async move { me.start_worker(deadline, true, group).await })
+            .await
+            .map_err(|e| WorkerError::Spawn {
+                function: self.spec.label(),
+                runtime: self.spec.runtime.kind.to_string(),
+                reason: format!("its start failed: {e}"),
+            })?
+    }
+
+    /// Every worker is out on a call: take the first one back, unless it
+    /// is slow to come. After a patience of about four recent calls' time
+    /// (20 to 200 ms) a worker is started in the background too, from free
+    /// room under the worker cap only (no other function's worker is ended
+    /// for it), and the
+    /// call takes whichever is free first: a worker that comes back, or the
+    /// new one (`true`: it paid that start). A start costs a Python worker
+    /// tens of milliseconds of CPU and the call far more than waiting for
+    /// a 5 ms call to end, which is what many functions called round robin
+    /// at once mostly need; a pool under lasting load still grows.
+    async fn idle_or_started(
+        self: &Arc<Self>,
+        deadline: Instant,
+        group: Option<usize>,
+    ) -> Result<(Worker, bool), WorkerError> {
+        /// How often a waiting call looks again without being told (a
+        /// worker out on a call that died never comes back).
+        const RECHECK: Duration = Duration::from_millis(20);
+        self.idle_waiters.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Out(&self.idle_waiters);
+        let avg = Duration::from_micros(self.avg_call_us.load(Ordering::Relaxed));
+        let patience = (avg * 4).clamp(Duration::from_millis(20), Duration::from_millis(200));
+        // A start that found no room under the cap is not tried again.
+        let mut may_start = true;
+        let start_after = Instant::now() + patience;
+        let mut start: Option<tokio::task::JoinHandle<Result<Worker, WorkerError>>> = None;
+        loop {
+            let back = self.idle_back.notified();
+            tokio::pin!(back);
+            back.as_mut().enable();
+            if let Some(w) = self.take_idle(group) {
+                if let Some(h) = start.take() {
+                    // Its worker joins the pool when it is ready.
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        if let Ok(Ok(w)) = h.await {
+                            me.put_idle(w);
+                        }
+                    });
+                }
+                return Ok((w, false));
+            }
+            let out = self.out.load(Ordering::Acquire);
+            let starting = self.starting.load(Ordering::Acquire);
+            if start.is_none() && out == 0 && starting == 0 {
+                // Nothing will come back (the workers out died): start here.
+                return self
+                    .start_for_call(deadline, group)
+                    .await
+                    .map(|w| (w, true));
+            }
+            let max = self.spec.limits.max_workers as usize;
+            if start.is_none()
+                && may_start
+                && Instant::now() >= start_after
+                && starting < self.idle_waiters.load(Ordering::Acquire)
+                && out + starting < max
+            {
+                self.starting.fetch_add(1, Ordering::AcqRel);
+                let me = self.clone();
+                // Growing a pool that has workers takes free room only: it
+                // never ends another function's idle worker.
+                start = Some(crate::cells::spawn_main(async move {
+                    let started = me.start_worker(deadline, false, group).await;
+                    me.starting.fetch_sub(1, Ordering::AcqRel);
+                    started
+                }));
+            }
+            let wake = if start.is_none() && Instant::now() < start_after {
+                start_after
+            } else {
+                Instant::now() + RECHECK
+            };
+            tokio::select! {
+                () = &mut back => {}
+                started = async {
+                    match start.as_mut() {
+                        Some(h) => h.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    start = None;
+                    return match started {
+                        Ok(Ok(w)) => Ok((w, true)),
+                        Ok(Err(WorkerError::AtCapacity { .. } | WorkerError::AppAtCapacity { .. })) => {
+                            may_start = false;
+                            continue;
+                        }
+                        Ok(Err(e)) => Err(e),
+                        Err(e) => Err(WorkerError::Spawn {
+                            function: self.spec.label(),
+                            runtime: self.spec.runtime.kind.to_string(),
+                            reason: format!("its start failed: {e}"),
+                        }),
+                    };
+                }
+                () = tokio::time::sleep_until(wake.min(deadline)) => {
+                    if Instant::now() >= deadline {
+                        return Err(WorkerError::Timeout {
+                            function: self.spec.label(),
+                            timeout_ms: self.spec.limits.timeout_ms,
+                        });
+                    }
+                }
             }
         }
     }
