@@ -70,8 +70,17 @@ def decode_body(body):
     return message
 
 
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
 def encode_frame(message):
-    body = msgpack.packb(message, use_bin_type=True)
+    # One Packer for the worker's life (packb makes one per call); after an
+    # error it may hold part of a message, so it is reset first.
+    try:
+        body = _PACKER.pack(message)
+    except BaseException:
+        _PACKER.reset()
+        raise
     return _HEADER.pack(len(body)) + body
 
 
@@ -835,9 +844,12 @@ class Function:
         self.loop = None
 
     def invoke(self, message, channel=None):
-        context = Context(message["id"], self.name, self.version, self.memory_mb, message.get("deadline_ms", 0), channel)
         event = message.get("payload")
-        result = self.handler(event) if self.one_arg else self.handler(event, context)
+        if self.one_arg:  # no context to make
+            result = self.handler(event)
+        else:
+            context = Context(message["id"], self.name, self.version, self.memory_mb, message.get("deadline_ms", 0), channel)
+            result = self.handler(event, context)
         if hasattr(result, "__await__"):
             if self.loop is None:
                 import asyncio
@@ -912,9 +924,9 @@ def serve(in_fd=IN_FD, out_fd=OUT_FD):
                     ),
                 )
                 continue
-            data = memoryview(frame)
-            while data:
-                data = data[os.write(out_fd, data):]
+            written = os.write(out_fd, frame)
+            if written < len(frame):  # a large answer: the pipe takes it in pieces
+                write_all(out_fd, memoryview(frame)[written:])
         elif kind == "load":
             if function is not None:
                 write_frame(out_fd, shim_error(request_id, "ProtocolError", "code is already loaded"))
