@@ -1127,21 +1127,27 @@ function channelProblem(fd, forWriting) {
  * Run once at start, on made-up frames; it sends nothing.
  */
 function warmUp() {
+  // Shaped like the daemon's: long paths, 32-bit ids, a map of variables.
   const load = {
     t: 'load',
-    id: 'warm-up',
-    dir: '/',
+    id: 'load',
+    dir: '/var/lib/hearth/code/warm-up-function/v12-0123456789ab',
     entry: 'main.handler',
-    function: 'warm-up',
-    version: 1,
-    timeout_ms: 1000,
+    function: 'warm-up-function',
+    version: 12,
+    timeout_ms: 30000,
     memory_mb: 128,
-    env: { HEARTH_FUNCTION: 'warm-up' },
-    uid: 1,
-    gid: 1,
-    tmp: '/tmp',
+    env: { HEARTH_FUNCTION: 'warm-up-function', HEARTH_VERSION: '12', HEARTH_DEPS: '/var/lib/hearth/deps/0123456789abcdef' },
+    uid: 1500012,
+    gid: 1500012,
+    tmp: '/var/lib/hearth/tmp/w-1234-0123456789abcdef',
   };
-  const invoke = { t: 'invoke', id: 'warm-up', deadline_ms: Date.now(), payload: { name: 'Ada', list: [1, 2.5, true, null] } };
+  const invoke = {
+    t: 'invoke',
+    id: '0123456789abcdef',
+    deadline_ms: Date.now(),
+    payload: { name: 'Ada', list: [1, 2.5, true, null] },
+  };
   // Through a stream, as frames arrive from the daemon's pipe.
   const { Readable } = require('stream');
   const reader = new FrameReader(() => {});
@@ -1164,7 +1170,7 @@ function warmUp() {
     greeting: `Hello, ${event.name}!`,
     left: context.getRemainingTimeInMillis(),
   }));
-  rehearsal.handle(invoke);
+  rehearsal.enqueue(invoke);
   // Made on first use: their set-up is part of a load's answer otherwise.
   for (const stream of [process.stdout, process.stderr]) void stream.writableLength;
   // The module loader: `module` compiled, the resolver wrapped for
