@@ -81,13 +81,22 @@ fn two_at_once(d: &Daemon, path: &str) -> Vec<String> {
     })
 }
 
+/// A Python function of up to `max_workers` workers that sleeps `sleep`
+/// (a Python expression) and answers `answer`.
+fn sleeper(name: &str, max_workers: u32, sleep: &str, answer: &str) -> FnDir {
+    FnDir::new(
+        &format!("name = \"{name}\"\nruntime = \"python\"\nentry = \"main.handler\"\n\n[limits]\nmax_workers = {max_workers}\n"),
+        &[(
+            "main.py",
+            &format!("import time\n\ndef handler(event):\n    time.sleep({sleep})\n    return {answer}\n"),
+        )],
+    )
+}
+
 #[test]
 fn a_call_that_finds_its_worker_busy_on_a_short_call_waits_for_it_instead_of_starting_another() {
     let d = Daemon::start();
-    let f = FnDir::new(
-        "name = \"short\"\nruntime = \"python\"\nentry = \"main.handler\"\n\n[limits]\nmax_workers = 4\n",
-        &[("main.py", "import time\n\ndef handler(event):\n    time.sleep(0.05)\n    return 1\n")],
-    );
+    let f = sleeper("short", 4, "0.05", "1");
     d.ok(&["deploy", f.path()]);
     for _ in 0..3 {
         assert_eq!(d.post("/fn/short", "{}").status, 200);
@@ -102,10 +111,7 @@ fn a_call_that_finds_its_worker_busy_on_a_short_call_waits_for_it_instead_of_sta
 #[test]
 fn a_call_that_finds_its_worker_busy_on_a_long_call_starts_another() {
     let d = Daemon::start();
-    let f = FnDir::new(
-        "name = \"long\"\nruntime = \"python\"\nentry = \"main.handler\"\n\n[limits]\nmax_workers = 4\n",
-        &[("main.py", "import time\n\ndef handler(event):\n    time.sleep(event.get('s', 1.5))\n    return 1\n")],
-    );
+    let f = sleeper("long", 4, "event.get('s', 1.5)", "1");
     d.ok(&["deploy", f.path()]);
     assert_eq!(d.post("/fn/long", r#"{"s": 1.5}"#).status, 200);
     // The first call holds the worker for 1.5 s: after its patience
@@ -120,10 +126,7 @@ fn a_call_that_finds_its_worker_busy_on_a_long_call_starts_another() {
 #[test]
 fn at_the_cap_a_functions_spare_worker_goes_before_another_functions_only_one() {
     let d = Daemon::start_with(&["--max-workers-total", "3", "--generic-workers", "0"], &[]);
-    let grow = FnDir::new(
-        "name = \"grown\"\nruntime = \"python\"\nentry = \"main.handler\"\n\n[limits]\nmax_workers = 2\n",
-        &[("main.py", "import time\n\ndef handler(event):\n    time.sleep(event.get('s', 0))\n    return 'grown'\n")],
-    );
+    let grow = sleeper("grown", 2, "event.get('s', 0)", "'grown'");
     let lone = FnDir::python("lone", "def handler(event):\n    return 'lone'\n");
     let cold = FnDir::python("cold", "def handler(event):\n    return 'cold'\n");
     d.ok(&["deploy", lone.path()]);
