@@ -403,3 +403,18 @@ fn limit_defaults_apply_to_unset_keys_and_reload_into_live_pools() {
     assert!(d.log().contains("limits.timeout_ms"), "{}", d.log());
     assert_eq!(d.post("/fn/plain-slow", "{}").status, 200);
 }
+
+#[test]
+fn serve_says_that_addr_is_for_client_commands_when_it_listens_elsewhere() {
+    // HEARTH_ADDR (like --addr) is where client commands connect; a daemon
+    // started with one that is not its listen address says where it listens.
+    let d = Daemon::start_with(&[], &[("HEARTH_ADDR", "127.0.0.1:1")]);
+    assert!(
+        d.wait_log(10, "is the address client commands talk to"),
+        "{}",
+        d.log()
+    );
+    assert!(d.log().contains("--listen (server.listen)"), "{}", d.log());
+    // The daemon serves all the same.
+    assert_eq!(d.get("/api/v1/health").status, 200);
+}

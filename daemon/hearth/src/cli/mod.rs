@@ -351,7 +351,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli, socket: Option<std::net::TcpListener>) -> anyhow::Result<()> {
     match cli.command {
         Command::Reap { tree } => return Ok(hearth_sandbox::reaper::reap(&tree).await?),
-        Command::Serve { args } => return serve(*args, socket).await,
+        Command::Serve { args } => return serve(*args, socket, &cli.addr).await,
         Command::InstallService {
             root,
             dry_run,
@@ -494,7 +494,13 @@ fn parse_window(text: &str) -> Result<hearth_api::StatsWindow, String> {
 }
 
 /// `hearth serve`, or `hearth serve --check-config`.
-async fn serve(args: ServeArgs, socket: Option<std::net::TcpListener>) -> anyhow::Result<()> {
+/// `client_addr`: `--addr` / `HEARTH_ADDR`, which only client commands use;
+/// a daemon started with one that is not where it listens says so.
+async fn serve(
+    args: ServeArgs,
+    socket: Option<std::net::TcpListener>,
+    client_addr: &str,
+) -> anyhow::Result<()> {
     let loaded = config::load(&args)?;
     if args.check_config {
         print!("{}", loaded.config.to_toml());
@@ -505,6 +511,17 @@ async fn serve(args: ServeArgs, socket: Option<std::net::TcpListener>) -> anyhow
         &loaded.config.log.level,
         loaded.config.log.format == config::LogFormat::Json,
     );
+    let listen = loaded.config.server.listen;
+    if client_addr != DEFAULT_ADDR
+        && client_addr.parse::<std::net::SocketAddr>().ok() != Some(listen)
+        && socket.is_none()
+    {
+        tracing::warn!(
+            addr = client_addr,
+            %listen,
+            "--addr (or HEARTH_ADDR) is the address client commands talk to; hearth serve listens on {listen}: set where it listens with --listen (server.listen)"
+        );
+    }
     daemon::serve(daemon::Start {
         loaded,
         args,
