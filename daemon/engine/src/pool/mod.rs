@@ -218,9 +218,9 @@ pub struct Pool {
 }
 
 /// One in a count (a worker out on a call, a call waiting) until dropped.
-struct Out<'a>(&'a std::sync::atomic::AtomicUsize);
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
 
-impl Drop for Out<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -1118,7 +1118,7 @@ impl Pool {
             }
         };
         self.out.fetch_add(1, Ordering::AcqRel);
-        let _out = Out(&self.out);
+        let _out = Counted(&self.out);
         let began = Instant::now();
         let outcome = worker
             .invoke(
@@ -1180,20 +1180,24 @@ impl Pool {
         let me = self.clone();
         crate::cells::spawn_main(async move { me.start_worker(deadline, true, group).await })
             .await
-            .map_err(|e| WorkerError::Spawn {
-                function: self.spec.label(),
-                runtime: self.spec.runtime.kind.to_string(),
-                reason: format!("its start failed: {e}"),
-            })?
+            .map_err(|e| self.start_task_failed(e))?
+    }
+
+    /// A start's task ended without a worker or an error (it panicked).
+    fn start_task_failed(&self, e: tokio::task::JoinError) -> WorkerError {
+        WorkerError::Spawn {
+            function: self.spec.label(),
+            runtime: self.spec.runtime.kind.to_string(),
+            reason: format!("its start failed: {e}"),
+        }
     }
 
     /// Every worker is out on a call: take the first one back, unless it
     /// is slow to come. After a patience of about four recent calls' time
     /// (20 to 200 ms) a worker is started in the background too, from free
     /// room under the worker cap only (no other function's worker is ended
-    /// for it), and the
-    /// call takes whichever is free first: a worker that comes back, or the
-    /// new one (`true`: it paid that start). A start costs a Python worker
+    /// for it), and the call takes whichever is free first: a worker that
+    /// comes back, or the new one (`true`: it paid that start). A start costs a Python worker
     /// tens of milliseconds of CPU and the call far more than waiting for
     /// a 5 ms call to end, which is what many functions called round robin
     /// at once mostly need; a pool under lasting load still grows.
@@ -1206,7 +1210,7 @@ impl Pool {
         /// worker out on a call that died never comes back).
         const RECHECK: Duration = Duration::from_millis(20);
         self.idle_waiters.fetch_add(1, Ordering::AcqRel);
-        let _waiting = Out(&self.idle_waiters);
+        let _waiting = Counted(&self.idle_waiters);
         let avg = Duration::from_micros(self.avg_call_us.load(Ordering::Relaxed));
         let patience = (avg * 4).clamp(Duration::from_millis(20), Duration::from_millis(200));
         // A start that found no room under the cap is not tried again.
@@ -1269,19 +1273,15 @@ impl Pool {
                     }
                 } => {
                     start = None;
-                    return match started {
-                        Ok(Ok(w)) => Ok((w, true)),
+                    match started {
+                        Ok(Ok(w)) => return Ok((w, true)),
+                        // No room under the cap: wait for a worker back.
                         Ok(Err(WorkerError::AtCapacity { .. } | WorkerError::AppAtCapacity { .. })) => {
                             may_start = false;
-                            continue;
                         }
-                        Ok(Err(e)) => Err(e),
-                        Err(e) => Err(WorkerError::Spawn {
-                            function: self.spec.label(),
-                            runtime: self.spec.runtime.kind.to_string(),
-                            reason: format!("its start failed: {e}"),
-                        }),
-                    };
+                        Ok(Err(e)) => return Err(e),
+                        Err(e) => return Err(self.start_task_failed(e)),
+                    }
                 }
                 () = tokio::time::sleep_until(wake.min(deadline)) => {
                     if Instant::now() >= deadline {
