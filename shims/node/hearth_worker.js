@@ -1175,7 +1175,7 @@ function warmUp() {
   for (const stream of [process.stdout, process.stderr]) void stream.writableLength;
   // The module loader: `module` compiled, the resolver wrapped for
   // require('hearth'), and one module of the shim's own (./hearth.js, which
-  // a load would find and compile anyway) through resolve, read and compile.
+  // errors and require('hearth') use) through resolve, read and compile.
   provideHearthToRequire();
   try {
     resolveEntry(__dirname, 'hearth.HearthError');

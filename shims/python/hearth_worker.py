@@ -74,8 +74,8 @@ _PACKER = msgpack.Packer(use_bin_type=True)
 
 
 def encode_frame(message):
-    # One Packer for the worker's life (packb makes one per call); after an
-    # error it may hold part of a message, so it is reset first.
+    # One Packer for the worker's life (packb makes one per call); a value
+    # it cannot pack may leave part of the message in it, so it is reset.
     try:
         body = _PACKER.pack(message)
     except BaseException:
